@@ -1,0 +1,270 @@
+"""Keys, endpoint ids, signatures and sealing, on ``cryptography``.
+
+Shared by both implementations: the extension only replaces the hot registration verify
+and the Bootstrap signer (see ``_registration.py`` and ``_signer.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm as _CUA
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, x25519
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from kaa_wire._constants import (
+    REGISTER_SIGNATURE_CONTEXT,
+    SEAL_KDF_INFO,
+    SignatureAlgorithm,
+)
+from kaa_wire._errors import (
+    BadSeal,
+    BadSignature,
+    LocalProtocolError,
+    UnsupportedAlgorithm,
+)
+
+__all__ = [
+    "PrivateKey",
+    "PublicKey",
+    "MIN_RSA_BITS",
+    "generate_rsa_key",
+    "generate_ed25519_key",
+    "generate_x25519_key",
+    "load_private_key",
+    "load_public_key",
+    "public_key_der",
+    "private_key_pem",
+    "public_key_pem",
+    "endpoint_id",
+    "signature_algorithm_of",
+    "sign",
+    "verify_signature",
+    "atomic_write",
+    "save_private_key",
+    "save_public_key",
+    "x25519_public_bytes",
+    "SessionKeys",
+    "registration_signature_context",
+    "client_session",
+    "server_session",
+    "seal",
+    "unseal",
+]
+
+PrivateKey = Union[rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey]
+PublicKey = Union[rsa.RSAPublicKey, ed25519.Ed25519PublicKey]
+
+MIN_RSA_BITS = 2048
+_ZERO_NONCE = bytes(12)
+_PEM_MARK = b"-----BEGIN"
+
+
+def generate_rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def generate_ed25519_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def generate_x25519_key() -> x25519.X25519PrivateKey:
+    return x25519.X25519PrivateKey.generate()
+
+
+def load_private_key(data: bytes) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | x25519.X25519PrivateKey:
+    """A private key from PEM or DER (PKCS#8 or traditional), unencrypted."""
+    try:
+        if data.lstrip().startswith(_PEM_MARK):
+            key = serialization.load_pem_private_key(data, password=None)
+        else:
+            key = serialization.load_der_private_key(data, password=None)
+    except (ValueError, TypeError, _CUA) as exc:
+        raise LocalProtocolError(f"not a usable private key: {exc}") from None
+    if not isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey)):
+        raise LocalProtocolError(f"unsupported private key type {type(key).__name__}")
+    return key
+
+
+def load_public_key(data: bytes) -> rsa.RSAPublicKey | ed25519.Ed25519PublicKey | x25519.X25519PublicKey:
+    """A public key from PEM or DER SubjectPublicKeyInfo, or the public half of a private key."""
+    try:
+        if data.lstrip().startswith(_PEM_MARK):
+            if b"PRIVATE KEY" in data:
+                return load_private_key(data).public_key()
+            key = serialization.load_pem_public_key(data)
+        else:
+            try:
+                key = serialization.load_der_public_key(data)
+            except ValueError:
+                return load_private_key(data).public_key()
+    except (ValueError, TypeError, _CUA) as exc:
+        raise LocalProtocolError(f"not a usable public key: {exc}") from None
+    if not isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey, x25519.X25519PublicKey)):
+        raise LocalProtocolError(f"unsupported public key type {type(key).__name__}")
+    return key
+
+
+def public_key_der(key: PublicKey | PrivateKey) -> bytes:
+    """DER SubjectPublicKeyInfo, as ``openssl pkey -pubin -outform DER`` prints it."""
+    if not isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
+        key = key.public_key()
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_key_pem(key: PublicKey | PrivateKey | x25519.X25519PrivateKey | x25519.X25519PublicKey) -> bytes:
+    if isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey)):
+        key = key.public_key()
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def private_key_pem(key: PrivateKey | x25519.X25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def endpoint_id(spki_der: bytes) -> bytes:
+    """The 20-byte endpoint id: SHA-1 over the DER SubjectPublicKeyInfo."""
+    return hashlib.sha1(spki_der).digest()
+
+
+def signature_algorithm_of(key: PublicKey | PrivateKey) -> SignatureAlgorithm:
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        if key.key_size < MIN_RSA_BITS:
+            raise UnsupportedAlgorithm(f"RSA keys need at least {MIN_RSA_BITS} bits")
+        return SignatureAlgorithm.RSA_PKCS1V15_SHA256
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return SignatureAlgorithm.ED25519
+    raise UnsupportedAlgorithm(f"no signature algorithm for {type(key).__name__}")
+
+
+def sign(key: PrivateKey, data: bytes) -> bytes:
+    """Sign with the key's protocol algorithm (RSA PKCS#1 v1.5 SHA-256, or Ed25519)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return key.sign(data)
+
+
+def verify_signature(key: PublicKey, algorithm: int, data: bytes, signature: bytes) -> None:
+    """Raise BadSignature unless ``signature`` is ``key``'s over ``data`` with ``algorithm``."""
+    if algorithm != signature_algorithm_of(key):
+        raise UnsupportedAlgorithm(f"signature algorithm {algorithm} does not match the key")
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            key.verify(signature, data)
+    except InvalidSignature:
+        raise BadSignature("signature does not verify") from None
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never a mix.
+
+    Temp file in the same directory, created with ``mode`` (never wider, whatever the umask
+    allows), fsync, rename, then fsync the directory so the rename itself is durable.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_private_key(path: str | os.PathLike[str], key: PrivateKey | x25519.X25519PrivateKey) -> None:
+    """PKCS#8 PEM, mode 0600."""
+    atomic_write(path, private_key_pem(key), 0o600)
+
+
+def save_public_key(path: str | os.PathLike[str], key: PublicKey | PrivateKey) -> None:
+    """SubjectPublicKeyInfo PEM, mode 0644."""
+    atomic_write(path, public_key_pem(key), 0o644)
+
+
+def x25519_public_bytes(key: x25519.X25519PrivateKey | x25519.X25519PublicKey) -> bytes:
+    if isinstance(key, x25519.X25519PrivateKey):
+        key = key.public_key()
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+class SessionKeys:
+    """The two single-use AEAD keys of one registration exchange.
+
+    Each key seals exactly one message (the request, or the one response or error), so the
+    all-zero nonce is safe: a key is never used twice.
+    """
+
+    __slots__ = ("request", "response", "ephemeral_public_key", "server_public_key")
+
+    def __init__(self, shared: bytes, ephemeral_public_key: bytes, server_public_key: bytes) -> None:
+        okm = HKDF(
+            algorithm=hashes.SHA256(),
+            length=64,
+            salt=ephemeral_public_key + server_public_key,
+            info=SEAL_KDF_INFO,
+        ).derive(shared)
+        self.request = ChaCha20Poly1305(okm[:32])
+        self.response = ChaCha20Poly1305(okm[32:])
+        self.ephemeral_public_key = ephemeral_public_key
+        self.server_public_key = server_public_key
+
+
+def registration_signature_context(keys: SessionKeys) -> bytes:
+    """The prefix an endpoint signs before its payload: binds the proof to this exchange."""
+    return REGISTER_SIGNATURE_CONTEXT + keys.server_public_key + keys.ephemeral_public_key
+
+
+def client_session(
+    server_public_key: bytes, ephemeral: x25519.X25519PrivateKey | None = None
+) -> SessionKeys:
+    """The endpoint side: a fresh ephemeral key against the server's static X25519 key."""
+    ephemeral = ephemeral or x25519.X25519PrivateKey.generate()
+    try:
+        shared = ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(server_public_key))
+    except ValueError:
+        raise BadSeal("the server's X25519 key is invalid") from None
+    return SessionKeys(shared, x25519_public_bytes(ephemeral), server_public_key)
+
+
+def server_session(
+    static_key: x25519.X25519PrivateKey, static_public: bytes, ephemeral_public_key: bytes
+) -> SessionKeys:
+    """The Operations side of :func:`client_session`."""
+    try:
+        peer = x25519.X25519PublicKey.from_public_bytes(ephemeral_public_key)
+        shared = static_key.exchange(peer)
+    except ValueError:
+        # Low-order points give an all-zero secret, which cryptography refuses.
+        raise BadSeal("invalid ephemeral X25519 key") from None
+    return SessionKeys(shared, ephemeral_public_key, static_public)
+
+
+def seal(aead: ChaCha20Poly1305, plaintext: bytes, aad: bytes) -> bytes:
+    return aead.encrypt(_ZERO_NONCE, plaintext, aad)
+
+
+def unseal(aead: ChaCha20Poly1305, ciphertext: bytes, aad: bytes) -> bytes:
+    try:
+        return aead.decrypt(_ZERO_NONCE, ciphertext, aad)
+    except InvalidTag:
+        raise BadSeal("sealed payload does not authenticate") from None
+

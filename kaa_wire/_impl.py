@@ -1,0 +1,38 @@
+"""Chooses the implementation of the hot paths: the extension when built, else pure Python.
+
+``KAA_WIRE_PUREPYTHON=1`` forces pure Python. Both implementations provide the same five
+names with the same behaviour and raise the same exception classes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kaa_wire import _framing, _registration, _signer
+
+IMPLEMENTATION: str
+
+if os.environ.get("KAA_WIRE_PUREPYTHON", "") not in ("", "0"):
+    _ext = None
+else:
+    try:
+        import kaa_wire_ext._ext as _ext  # type: ignore[no-redef]
+    except ImportError:
+        _ext = None
+
+if _ext is not None:
+    IMPLEMENTATION = "ext"
+    Framer = _ext.Framer
+    encode_frame = _ext.encode_frame
+    parse_registration_payload = _ext.parse_registration_payload
+    RegistrationVerifier = _ext.RegistrationVerifier
+    Signer = _ext.Signer
+    verify_batch = _ext.verify_batch
+else:
+    IMPLEMENTATION = "py"
+    Framer = _framing.Framer  # type: ignore[misc]
+    encode_frame = _framing.encode_frame
+    parse_registration_payload = _registration.parse_registration_payload
+    RegistrationVerifier = _registration.RegistrationVerifier  # type: ignore[misc]
+    Signer = _signer.Signer  # type: ignore[misc]
+    verify_batch = _registration.verify_batch

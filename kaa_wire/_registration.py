@@ -1,0 +1,158 @@
+"""Registration processing, pure-Python implementation: parse, load key, verify, hash.
+
+``kaa_wire_ext`` provides the same three names with identical behaviour; ``kaa_wire``
+exports whichever implementation is active.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm as _CryptoUnsupported
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from kaa_wire._constants import PAYLOAD_FLAG_KEY_IS_HASH, SignatureAlgorithm
+from kaa_wire._crypto import MIN_RSA_BITS, PublicKey, public_key_der
+from kaa_wire._errors import (
+    BadSignature,
+    LocalProtocolError,
+    MalformedFrame,
+    UnknownKeyHash,
+    UnsupportedAlgorithm,
+)
+from kaa_wire._messages import RegistrationPayload
+from kaa_wire._schema import REGISTER_PAYLOAD, parse_exact
+
+__all__ = ["parse_registration_payload", "RegistrationVerifier", "verify_batch", "MAX_RSA_BITS"]
+
+#: Larger endpoint keys would let one request cost the server many verify times.
+MAX_RSA_BITS = 4096
+_SIGNATURE_LENGTH_PREFIX = 2
+
+
+def parse_registration_payload(plaintext: bytes) -> RegistrationPayload:
+    """Decode an opened registration payload, or raise MalformedFrame."""
+    fields = parse_exact(REGISTER_PAYLOAD, plaintext, "registration payload")
+    if fields.flags & ~PAYLOAD_FLAG_KEY_IS_HASH:
+        raise MalformedFrame(f"unknown registration flags 0x{fields.flags:02x}")
+    signed_length = len(plaintext) - _SIGNATURE_LENGTH_PREFIX - len(fields.signature)
+    try:
+        return RegistrationPayload(
+            key_is_hash=bool(fields.flags & PAYLOAD_FLAG_KEY_IS_HASH),
+            signature_algorithm=fields.signature_algorithm,
+            timestamp_ms=fields.timestamp_ms,
+            sdk_token=fields.sdk_token.decode("ascii"),
+            key=fields.key,
+            profile=fields.profile,
+            signature=fields.signature,
+            signed_part=plaintext[:signed_length],
+        )
+    except (LocalProtocolError, UnicodeDecodeError) as exc:
+        raise MalformedFrame(f"invalid registration payload: {exc}") from None
+
+
+def _load_endpoint_key(key_der: bytes) -> PublicKey:
+    """Load and vet an endpoint key: canonical DER, RSA 2048-4096 bits, or Ed25519."""
+    try:
+        key = serialization.load_der_public_key(key_der)
+    except (ValueError, _CryptoUnsupported):
+        raise MalformedFrame("endpoint key is not a DER SubjectPublicKeyInfo") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
+            raise UnsupportedAlgorithm(f"RSA endpoint keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits")
+    elif not isinstance(key, ed25519.Ed25519PublicKey):
+        raise UnsupportedAlgorithm("endpoint keys must be RSA or Ed25519")
+    # The endpoint id hashes these bytes, so one key must have exactly one encoding.
+    if public_key_der(key) != key_der:
+        raise MalformedFrame("endpoint key is not canonical DER")
+    return key
+
+
+def _algorithm_matches(key: PublicKey, algorithm: int) -> bool:
+    if isinstance(key, rsa.RSAPublicKey):
+        return algorithm == SignatureAlgorithm.RSA_PKCS1V15_SHA256
+    return algorithm == SignatureAlgorithm.ED25519
+
+
+def _verify(key: PublicKey, data: bytes, signature: bytes) -> bool:
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            key.verify(signature, data)
+    except InvalidSignature:
+        return False
+    return True
+
+
+class RegistrationVerifier:
+    """Checks proofs of possession, keeping recently used endpoint keys loaded.
+
+    The cache is keyed by endpoint id and bounded (least recently used goes first), so a
+    flood of new keys costs loads, never memory.
+    """
+
+    def __init__(self, cache_size: int = 4096) -> None:
+        if cache_size < 0:
+            raise LocalProtocolError("cache_size must be >= 0")
+        self.cache_size = cache_size
+        self._keys: OrderedDict[bytes, PublicKey] = OrderedDict()
+
+    def verify(
+        self, payload: RegistrationPayload, context: bytes, key_der: bytes | None = None
+    ) -> bytes:
+        """Return the endpoint id once ``payload``'s signature verifies.
+
+        ``context`` is the signature context of the exchange. On reconnect
+        (``payload.key_is_hash``) the caller passes the stored ``key_der``; it must hash
+        to the id the endpoint sent.
+        """
+        if payload.key_is_hash:
+            if key_der is None:
+                raise LocalProtocolError("a reconnect needs the stored key_der")
+            endpoint_id = hashlib.sha1(key_der).digest()
+            if endpoint_id != payload.key:
+                raise UnknownKeyHash("stored key does not match the endpoint id sent")
+        else:
+            key_der = payload.key
+            endpoint_id = hashlib.sha1(key_der).digest()
+        key = self._key(endpoint_id, key_der)
+        if not _algorithm_matches(key, payload.signature_algorithm):
+            raise UnsupportedAlgorithm(
+                f"signature algorithm {payload.signature_algorithm} does not fit the endpoint key"
+            )
+        if not _verify(key, context + payload.signed_part, payload.signature):
+            raise BadSignature("proof of possession does not verify")
+        return endpoint_id
+
+    def _key(self, endpoint_id: bytes, key_der: bytes) -> PublicKey:
+        key = self._keys.get(endpoint_id)
+        if key is not None:
+            self._keys.move_to_end(endpoint_id)
+            return key
+        key = _load_endpoint_key(key_der)
+        if self.cache_size:
+            self._keys[endpoint_id] = key
+            if len(self._keys) > self.cache_size:
+                self._keys.popitem(last=False)
+        return key
+
+
+def verify_batch(items: Iterable[tuple[bytes, int, bytes, bytes]]) -> list[bool]:
+    """Verify many (key_der, algorithm, data, signature) at once; True where valid.
+
+    A key that does not load, or an algorithm that does not fit it, gives False.
+    """
+    results = []
+    for key_der, algorithm, data, signature in items:
+        try:
+            key = _load_endpoint_key(key_der)
+        except (MalformedFrame, UnsupportedAlgorithm):
+            results.append(False)
+            continue
+        results.append(_algorithm_matches(key, algorithm) and _verify(key, data, signature))
+    return results

@@ -1,0 +1,152 @@
+"""The normative byte layouts of protocol v1, as construct schemas.
+
+Each schema here is the readable specification of one structure in docs/protocol.md. All
+are compilable (no lambdas; lengths use ``this``) and compiled once at import. Compiled
+construct silently accepts short reads, so never call ``.parse`` directly on untrusted
+bytes: :func:`parse_exact` is the only entry point, and it rejects truncated and trailing
+input for every schema at once.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any
+
+import construct as c
+from construct import this
+
+from kaa_wire._constants import KEY_HASH_SIZE, NONCE_SIZE, X25519_KEY_SIZE
+from kaa_wire._errors import MalformedFrame
+
+__all__ = [
+    "HEADER",
+    "RESOLVE_REQUEST",
+    "RESOLVE_RESPONSE",
+    "OPERATIONS_NODE",
+    "REGISTER_ENVELOPE",
+    "REGISTER_PAYLOAD",
+    "REGISTER_RESULT",
+    "ERROR_BODY",
+    "INTERPRETED",
+    "parse_exact",
+]
+
+_bytes8 = c.Prefixed(c.Int8ub, c.GreedyBytes)
+_bytes16 = c.Prefixed(c.Int16ub, c.GreedyBytes)
+_bytes32 = c.Prefixed(c.Int32ub, c.GreedyBytes)
+
+_HEADER = c.Struct(
+    "version" / c.Int8ub,
+    "msg_type" / c.Int8ub,
+    "flags" / c.Int8ub,
+    "length" / c.Int24ub,  # body bytes that follow the header
+)
+
+_RESOLVE_REQUEST = c.Struct(
+    "nonce" / c.Bytes(NONCE_SIZE),
+    "app_token" / _bytes8,
+    "transports" / c.PrefixedArray(c.Int8ub, c.Int8ub),
+)
+
+_OPERATIONS_NODE = c.Struct(
+    "priority" / c.Int8ub,  # higher is preferred
+    "weight" / c.Int16ub,
+    "access_point_id" / c.Int32ub,
+    "port" / c.Int16ub,
+    "kex_algorithm" / c.Int8ub,
+    "kex_public_key" / c.Bytes(X25519_KEY_SIZE),
+    "host" / _bytes8,
+)
+
+# The Bootstrap signature covers every byte before ``signature`` (after a context prefix
+# and the app token, see docs/protocol.md); the signature is always the last field.
+_RESOLVE_RESPONSE = c.Struct(
+    "nonce" / c.Bytes(NONCE_SIZE),
+    "server_time_ms" / c.Int64ub,
+    "valid_for_s" / c.Int32ub,
+    "signature_algorithm" / c.Int8ub,
+    "nodes" / c.PrefixedArray(c.Int8ub, _OPERATIONS_NODE),
+    "signature" / _bytes16,
+)
+
+# The cleartext part of a REGISTER_REQUEST body; the sealed payload follows it.
+_REGISTER_ENVELOPE = c.Struct(
+    "kex_algorithm" / c.Int8ub,
+    "aead_algorithm" / c.Int8ub,
+    "ephemeral_public_key" / c.Bytes(X25519_KEY_SIZE),
+)
+
+# The sealed registration payload, after opening. The signature covers every byte before
+# ``signature``; ``flags`` bit 0 says whether ``key`` is the DER key or its SHA-1.
+_REGISTER_PAYLOAD = c.Struct(
+    "flags" / c.Int8ub,
+    "signature_algorithm" / c.Int8ub,
+    "timestamp_ms" / c.Int64ub,
+    "sdk_token" / _bytes8,
+    "key" / c.IfThenElse((this.flags & 1) == 1, c.Bytes(KEY_HASH_SIZE), _bytes16),
+    "profile" / _bytes16,
+    "signature" / _bytes16,
+)
+
+_TOPIC = c.Struct("topic_id" / c.Int32ub, "name" / _bytes8)
+
+# The sealed REGISTER_RESPONSE payload.
+_REGISTER_RESULT = c.Struct(
+    "status" / c.Int8ub,
+    "endpoint_id" / c.Bytes(KEY_HASH_SIZE),
+    "server_time_ms" / c.Int64ub,
+    "config_version" / c.Int32ub,
+    "config" / _bytes32,
+    "topics" / c.PrefixedArray(c.Int16ub, _TOPIC),
+    "reconnect_after_s" / c.Int32ub,
+    "retry_base_ms" / c.Int32ub,
+)
+
+_ERROR_BODY = c.Struct(
+    "code" / c.Int8ub,
+    "retry_after_ms" / c.Int32ub,
+    "message" / _bytes8,
+)
+
+#: The interpreted schemas, kept for tests that check both forms agree.
+INTERPRETED: dict[str, c.Construct] = {
+    "HEADER": _HEADER,
+    "RESOLVE_REQUEST": _RESOLVE_REQUEST,
+    "RESOLVE_RESPONSE": _RESOLVE_RESPONSE,
+    "OPERATIONS_NODE": _OPERATIONS_NODE,
+    "REGISTER_ENVELOPE": _REGISTER_ENVELOPE,
+    "REGISTER_PAYLOAD": _REGISTER_PAYLOAD,
+    "REGISTER_RESULT": _REGISTER_RESULT,
+    "ERROR_BODY": _ERROR_BODY,
+}
+
+HEADER = _HEADER.compile()
+RESOLVE_REQUEST = _RESOLVE_REQUEST.compile()
+RESOLVE_RESPONSE = _RESOLVE_RESPONSE.compile()
+OPERATIONS_NODE = _OPERATIONS_NODE.compile()
+REGISTER_ENVELOPE = _REGISTER_ENVELOPE.compile()
+REGISTER_PAYLOAD = _REGISTER_PAYLOAD.compile()
+REGISTER_RESULT = _REGISTER_RESULT.compile()
+ERROR_BODY = _ERROR_BODY.compile()
+
+# One byte appended after the input. A compiled parser that runs short consumes it into a
+# field; a parser that stops early leaves more than it behind. Either way the input was not
+# exactly one structure.
+_SENTINEL = b"\xa5"
+_PARSE_FAILURES = (c.ConstructError, struct.error, ValueError, IndexError, KeyError)
+
+
+def parse_exact(schema: c.Construct, data: bytes, what: str) -> Any:
+    """Parse ``data`` as exactly one ``schema`` structure, or raise MalformedFrame."""
+    stream = io.BytesIO(data + _SENTINEL)
+    try:
+        parsed = schema.parse_stream(stream)
+    except _PARSE_FAILURES:
+        raise MalformedFrame(f"truncated or invalid {what}") from None
+    rest = stream.read()
+    if rest != _SENTINEL:
+        if rest:
+            raise MalformedFrame(f"{len(rest) - 1} trailing bytes after {what}")
+        raise MalformedFrame(f"truncated {what}")
+    return parsed
