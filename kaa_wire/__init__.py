@@ -4,6 +4,17 @@ Nothing here touches sockets, threads or clocks: callers feed bytes in, take byt
 events out, and pass the time in. See docs/protocol.md for the byte-level specification.
 """
 
+from kaa_wire._connection import (
+    NEED_DATA,
+    BootstrapServerConnection,
+    NeedData,
+    OperationsServerConnection,
+    RegisterClient,
+    Registered,
+    ResolveClient,
+    Resolved,
+    check_freshness,
+)
 from kaa_wire._constants import (
     DEFAULT_MAX_FRAME_SIZE,
     HEADER_SIZE,
@@ -62,6 +73,15 @@ from kaa_wire._messages import (
 )
 
 __all__ = [
+    "NEED_DATA",
+    "BootstrapServerConnection",
+    "NeedData",
+    "OperationsServerConnection",
+    "RegisterClient",
+    "Registered",
+    "ResolveClient",
+    "Resolved",
+    "check_freshness",
     "IMPLEMENTATION",
     "DEFAULT_MAX_FRAME_SIZE",
     "HEADER_SIZE",

@@ -321,9 +321,7 @@ def describe_frame(frame: Frame) -> dict[str, Any]:
             ephemeral_public_key=env.ephemeral_public_key.hex(),
             sealed_payload=env.sealed_payload.hex(),
         )
-    elif frame.msg_type == MessageType.REGISTER_RESPONSE:
-        out.update(sealed_payload=frame.body.hex())
-    elif frame.flags & FrameFlag.SEALED:
+    elif frame.msg_type == MessageType.REGISTER_RESPONSE or frame.flags & FrameFlag.SEALED:
         out.update(sealed_payload=frame.body.hex())
     else:
         err = decode_error(frame.body)

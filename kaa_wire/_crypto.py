@@ -10,9 +10,9 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
 
-from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm as _CUA
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import UnsupportedAlgorithm as _CUA
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, x25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -58,8 +58,8 @@ __all__ = [
     "unseal",
 ]
 
-PrivateKey = Union[rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey]
-PublicKey = Union[rsa.RSAPublicKey, ed25519.Ed25519PublicKey]
+PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 MIN_RSA_BITS = 2048
 _ZERO_NONCE = bytes(12)
@@ -78,7 +78,9 @@ def generate_x25519_key() -> x25519.X25519PrivateKey:
     return x25519.X25519PrivateKey.generate()
 
 
-def load_private_key(data: bytes) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | x25519.X25519PrivateKey:
+def load_private_key(
+    data: bytes,
+) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | x25519.X25519PrivateKey:
     """A private key from PEM or DER (PKCS#8 or traditional), unencrypted."""
     try:
         if data.lstrip().startswith(_PEM_MARK):
@@ -92,7 +94,9 @@ def load_private_key(data: bytes) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateK
     return key
 
 
-def load_public_key(data: bytes) -> rsa.RSAPublicKey | ed25519.Ed25519PublicKey | x25519.X25519PublicKey:
+def load_public_key(
+    data: bytes,
+) -> rsa.RSAPublicKey | ed25519.Ed25519PublicKey | x25519.X25519PublicKey:
     """A public key from PEM or DER SubjectPublicKeyInfo, or the public half of a private key."""
     try:
         if data.lstrip().startswith(_PEM_MARK):
@@ -115,13 +119,19 @@ def public_key_der(key: PublicKey | PrivateKey) -> bytes:
     """DER SubjectPublicKeyInfo, as ``openssl pkey -pubin -outform DER`` prints it."""
     if not isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
         key = key.public_key()
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
-def public_key_pem(key: PublicKey | PrivateKey | x25519.X25519PrivateKey | x25519.X25519PublicKey) -> bytes:
+def public_key_pem(
+    key: PublicKey | PrivateKey | x25519.X25519PrivateKey | x25519.X25519PublicKey,
+) -> bytes:
     if isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey)):
         key = key.public_key()
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def private_key_pem(key: PrivateKey | x25519.X25519PrivateKey) -> bytes:
@@ -190,7 +200,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -
         os.close(dir_fd)
 
 
-def save_private_key(path: str | os.PathLike[str], key: PrivateKey | x25519.X25519PrivateKey) -> None:
+def save_private_key(
+    path: str | os.PathLike[str], key: PrivateKey | x25519.X25519PrivateKey
+) -> None:
     """PKCS#8 PEM, mode 0600."""
     atomic_write(path, private_key_pem(key), 0o600)
 
@@ -213,9 +225,11 @@ class SessionKeys:
     all-zero nonce is safe: a key is never used twice.
     """
 
-    __slots__ = ("request", "response", "ephemeral_public_key", "server_public_key")
+    __slots__ = ("ephemeral_public_key", "request", "response", "server_public_key")
 
-    def __init__(self, shared: bytes, ephemeral_public_key: bytes, server_public_key: bytes) -> None:
+    def __init__(
+        self, shared: bytes, ephemeral_public_key: bytes, server_public_key: bytes
+    ) -> None:
         okm = HKDF(
             algorithm=hashes.SHA256(),
             length=64,
@@ -267,4 +281,3 @@ def unseal(aead: ChaCha20Poly1305, ciphertext: bytes, aad: bytes) -> bytes:
         return aead.decrypt(_ZERO_NONCE, ciphertext, aad)
     except InvalidTag:
         raise BadSeal("sealed payload does not authenticate") from None
-

@@ -63,10 +63,13 @@ class KaaWireError(Exception):
 
     code: ErrorCode = ErrorCode.INTERNAL_ERROR
 
-    def __init__(self, message: str = "", *, retry_after_ms: int = 0) -> None:
+    def __init__(self, message: str = "", *, retry_after_ms: int = 0, sealed: bool = False) -> None:
         super().__init__(message or self.code.name.lower().replace("_", " "))
         self.message = str(self.args[0])
         self.retry_after_ms = retry_after_ms
+        #: True when this error arrived in a sealed ERROR frame, so the server that holds the
+        #: session key sent it; an unsealed error could come from anyone on the path.
+        self.sealed = sealed
 
     def __eq__(self, other: object) -> bool:
         # Equal when the same kind of failure: lets differential tests compare outcomes.
@@ -210,7 +213,9 @@ _BY_CODE: dict[int, type[RemoteProtocolError]] = {
 }
 
 
-def error_for_code(code: int, message: str = "", retry_after_ms: int = 0) -> RemoteProtocolError:
+def error_for_code(
+    code: int, message: str = "", retry_after_ms: int = 0, sealed: bool = False
+) -> RemoteProtocolError:
     """The exception a received ERROR frame stands for (unknown codes map to InternalError)."""
     cls = _BY_CODE.get(code, InternalError)
-    return cls(message, retry_after_ms=retry_after_ms)
+    return cls(message, retry_after_ms=retry_after_ms, sealed=sealed)

@@ -96,7 +96,9 @@ class OperationsNode:
         _check_uint(self.port, 16, "port")
         _check_uint(self.kex_algorithm, 8, "kex_algorithm")
         _require(
-            1 <= len(self.host) <= MAX_HOST_SIZE and self.host.isascii() and self.host.isprintable(),
+            1 <= len(self.host) <= MAX_HOST_SIZE
+            and self.host.isascii()
+            and self.host.isprintable(),
             f"host must be 1 to {MAX_HOST_SIZE} printable ASCII characters",
         )
         _require(len(self.kex_public_key) == X25519_KEY_SIZE, "kex_public_key must be 32 bytes")

@@ -63,7 +63,9 @@ def _load_endpoint_key(key_der: bytes) -> PublicKey:
         raise MalformedFrame("endpoint key is not a DER SubjectPublicKeyInfo") from None
     if isinstance(key, rsa.RSAPublicKey):
         if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
-            raise UnsupportedAlgorithm(f"RSA endpoint keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits")
+            raise UnsupportedAlgorithm(
+                f"RSA endpoint keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
+            )
     elif not isinstance(key, ed25519.Ed25519PublicKey):
         raise UnsupportedAlgorithm("endpoint keys must be RSA or Ed25519")
     # The endpoint id hashes these bytes, so one key must have exactly one encoding.
