@@ -6,6 +6,7 @@ events out, and pass the time in. See docs/protocol.md for the byte-level specif
 
 from kaa_wire._connection import (
     NEED_DATA,
+    UNBOUND_NONCE,
     BootstrapServerConnection,
     NeedData,
     OperationsServerConnection,
@@ -82,6 +83,7 @@ __all__ = [
     "ResolveClient",
     "Resolved",
     "check_freshness",
+    "UNBOUND_NONCE",
     "IMPLEMENTATION",
     "DEFAULT_MAX_FRAME_SIZE",
     "HEADER_SIZE",

@@ -27,6 +27,7 @@ from kaa_wire._constants import (
     AEAD_TAG_SIZE,
     DEFAULT_MAX_FRAME_SIZE,
     HEADER_SIZE,
+    NONCE_SIZE,
     AeadAlgorithm,
     FrameFlag,
     KeyExchangeAlgorithm,
@@ -64,6 +65,7 @@ __all__ = [
     "RegisterClient",
     "OperationsServerConnection",
     "check_freshness",
+    "UNBOUND_NONCE",
 ]
 
 
@@ -153,8 +155,17 @@ def _raise_plain_error(frame: Frame) -> None:
 # -- resolution ---------------------------------------------------------------------------
 
 
+#: The nonce of a cached (pre-signed) resolution answer, which answers no request in
+#: particular. Clients take one only when their SDK configuration allows it.
+UNBOUND_NONCE = bytes(NONCE_SIZE)
+
+
 class ResolveClient(_Endpoint):
-    """The endpoint's side of a resolution: ask, then verify the signed answer."""
+    """The endpoint's side of a resolution: ask, then verify the signed answer.
+
+    ``accept_unbound`` also accepts answers signed in advance (nonce :data:`UNBOUND_NONCE`)
+    by a Bootstrap in cached-signature mode; docs/protocol.md gives the trade-off.
+    """
 
     def __init__(
         self,
@@ -162,11 +173,13 @@ class ResolveClient(_Endpoint):
         bootstrap_key: _crypto.PublicKey,
         *,
         nonce: bytes,
+        accept_unbound: bool = False,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         super().__init__(max_frame_size)
         self.request = ResolveRequest(app_token, nonce)
         self._bootstrap_key = bootstrap_key
+        self._accept_unbound = accept_unbound
 
     def send_request(self) -> bytes:
         self._expect(_State.IDLE, "send a request")
@@ -190,7 +203,8 @@ class ResolveClient(_Endpoint):
             self._bootstrap_key, response.signature_algorithm, signed, response.signature
         )
         # Only now is the content trusted; the nonce proves it answers this request.
-        if response.nonce != self.request.nonce:
+        unbound = response.nonce == UNBOUND_NONCE and self._accept_unbound
+        if response.nonce != self.request.nonce and not unbound:
             raise ReplayedRequest("resolution answer echoes another nonce")
         if response.valid_for_s == 0:
             raise StaleRequest("resolution answer is already expired")
@@ -233,12 +247,24 @@ class BootstrapServerConnection(_Endpoint):
         valid_for_s: int,
         signature_algorithm: int,
     ) -> bytes:
+        """The bytes the Bootstrap key must sign for an answer bound to this request."""
         self._expect(_State.RECEIVED, "build a response")
         assert self.request is not None
         self._signed_part = _codec.resolve_response_signed_part(
             self.request.nonce, server_time_ms, valid_for_s, signature_algorithm, nodes
         )
         return _codec.resolve_signed_data(self.request.app_token, self._signed_part)
+
+    def send_presigned(self, signed_part: bytes, signature: bytes) -> bytes:
+        """Answer with a list signed in advance for this request's app token.
+
+        ``signed_part`` comes from :func:`kaa_wire._codec.resolve_response_signed_part`
+        with nonce :data:`UNBOUND_NONCE` (cached-signature mode).
+        """
+        self._expect(_State.RECEIVED, "send a response")
+        self.state = _State.DONE
+        body = _codec.encode_resolve_response(signed_part, signature)
+        return self._frame(MessageType.RESOLVE_RESPONSE, body)
 
     def send_response(self, signature: bytes) -> bytes:
         self._expect(_State.RECEIVED, "send a response")

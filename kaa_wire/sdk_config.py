@@ -38,6 +38,8 @@ class SdkConfig:
     sdk_token: str
     bootstrap_servers: tuple[BootstrapServer, ...]
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    #: Accept resolution answers signed in advance (cached-signature mode).
+    accept_unbound_resolution: bool = False
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers:
@@ -61,6 +63,7 @@ class SdkConfig:
                     for b in document["bootstrap_servers"]
                 ),
                 max_frame_size=int(document.get("max_frame_size", DEFAULT_MAX_FRAME_SIZE)),
+                accept_unbound_resolution=bool(document.get("accept_unbound_resolution", False)),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LocalProtocolError(f"invalid SDK configuration: {exc!r}") from None
