@@ -67,8 +67,15 @@ def _build(factory: Callable[..., T], what: str, **fields: Any) -> T:
     """Construct a message from decoded fields; a value it refuses is the peer's fault."""
     try:
         return factory(**fields)
-    except (LocalProtocolError, UnicodeDecodeError) as exc:
+    except LocalProtocolError as exc:
         raise MalformedFrame(f"invalid {what}: {exc}") from None
+
+
+def _text(raw: bytes, what: str, encoding: str = "ascii") -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:
+        raise MalformedFrame(f"{what} is not {encoding} text") from None
 
 
 # -- resolution ---------------------------------------------------------------------------
@@ -89,7 +96,7 @@ def decode_resolve_request(body: bytes) -> ResolveRequest:
     return _build(
         ResolveRequest,
         "resolve request",
-        app_token=fields.app_token.decode("ascii"),
+        app_token=_text(fields.app_token, "app_token"),
         nonce=fields.nonce,
         transports=tuple(fields.transports),
     )
@@ -152,7 +159,7 @@ def decode_resolve_response(body: bytes) -> ResolveResponse:
             priority=node.priority,
             weight=node.weight,
             access_point_id=node.access_point_id,
-            host=node.host.decode("ascii"),
+            host=_text(node.host, "host"),
             port=node.port,
             kex_public_key=node.kex_public_key,
             kex_algorithm=node.kex_algorithm,
@@ -249,7 +256,8 @@ def encode_registration_result(result: RegistrationResult) -> bytes:
 def decode_registration_result(plaintext: bytes) -> RegistrationResult:
     fields = parse_exact(REGISTER_RESULT, plaintext, "registration result")
     topics = tuple(
-        _build(Topic, "topic", topic_id=t.topic_id, name=t.name.decode()) for t in fields.topics
+        _build(Topic, "topic", topic_id=t.topic_id, name=_text(t.name, "topic name", "utf-8"))
+        for t in fields.topics
     )
     return _build(
         RegistrationResult,
@@ -285,7 +293,7 @@ def decode_error(body: bytes, sealed: bool = False) -> ErrorMessage:
         ErrorMessage,
         "error body",
         code=fields.code,
-        message=fields.message.decode(),
+        message=_text(fields.message, "error message", "utf-8"),
         retry_after_ms=fields.retry_after_ms,
         sealed=sealed,
     )

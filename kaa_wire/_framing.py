@@ -48,7 +48,7 @@ def _check_header(
         raise UnsupportedVersion(f"protocol version {version} is not supported")
     if msg_type not in _KNOWN_TYPES:
         raise UnknownMessageType(f"message type 0x{msg_type:02x} is unknown")
-    allowed_flags = FrameFlag.SEALED if msg_type == MessageType.ERROR else 0
+    allowed_flags = int(FrameFlag.SEALED) if msg_type == MessageType.ERROR else 0
     if flags & ~allowed_flags:
         raise MalformedFrame(f"flags 0x{flags:02x} not allowed on message type 0x{msg_type:02x}")
     if HEADER_SIZE + length > max_frame_size:

@@ -1,0 +1,335 @@
+"""Writes the shared test vectors in this folder from fixed keys and fixed inputs.
+
+Run ``python tests/vectors/generate.py`` after a deliberate change to the wire format; the
+output is deterministic (RSA PKCS#1 v1.5 and Ed25519 signatures are, and every nonce and
+ephemeral key here is fixed), so an unchanged format rewrites identical files. The keys
+live in keys.json and are made once; they are test keys and protect nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from kaa_wire import _codec, _crypto  # noqa: E402
+from kaa_wire._connection import (  # noqa: E402
+    BootstrapServerConnection,
+    OperationsServerConnection,
+    RegisterClient,
+    ResolveClient,
+)
+from kaa_wire._errors import KaaWireError, ReplayedRequest, RevokedEndpoint  # noqa: E402
+from kaa_wire._framing import Framer, encode_frame  # noqa: E402
+from kaa_wire._messages import OperationsNode, RegistrationResult, Topic  # noqa: E402
+from kaa_wire._registration import RegistrationVerifier, parse_registration_payload  # noqa: E402
+
+SERVER_TIME_MS = 1_795_000_000_000  # 2026-11-18T09:46:40Z
+APP_TOKEN = "demo-app-9ZkQ2wX"
+SDK_TOKEN = "sdk-3vJ8pLqR0tYc2NfB6dWe"
+NONCE = bytes(range(16))
+PROFILE = json.dumps(
+    {
+        "model": "thermo-9",
+        "serial": "SN-00042-A7",
+        "firmware": "2.4.1",
+        "location": {"building": "B7", "floor": 3, "room": "3.14"},
+        "capabilities": ["temperature", "humidity", "co2"],
+        "battery": 87,
+        "tags": ["lab", "pilot"],
+    },
+    separators=(",", ":"),
+).encode()
+
+
+def _keys() -> dict[str, Any]:
+    path = HERE / "keys.json"
+    if path.exists():
+        pems = json.loads(path.read_text())
+    else:
+        pems = {
+            "bootstrap_rsa": _crypto.private_key_pem(_crypto.generate_rsa_key()).decode(),
+            "bootstrap_ed25519": _crypto.private_key_pem(_crypto.generate_ed25519_key()).decode(),
+            "endpoint_rsa": _crypto.private_key_pem(_crypto.generate_rsa_key()).decode(),
+            "endpoint_ed25519": _crypto.private_key_pem(_crypto.generate_ed25519_key()).decode(),
+            "other_rsa": _crypto.private_key_pem(_crypto.generate_rsa_key()).decode(),
+            "operations_x25519": _crypto.private_key_pem(_crypto.generate_x25519_key()).decode(),
+            "ephemeral_x25519": _crypto.private_key_pem(_crypto.generate_x25519_key()).decode(),
+        }
+        path.write_text(json.dumps(pems, indent=2) + "\n")
+    return {name: _crypto.load_private_key(pem.encode()) for name, pem in pems.items()}
+
+
+def _outcome(fn: Any) -> dict[str, Any]:
+    try:
+        return {"ok": fn()}
+    except KaaWireError as exc:
+        return {"error": type(exc).__name__}
+
+
+def _frames_of(data: bytes, max_frame_size: int) -> dict[str, Any]:
+    framer = Framer(max_frame_size)
+    framer.receive_data(data)
+    frames: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"frames": frames}
+    try:
+        while (frame := framer.next_frame()) is not None:
+            frames.append(
+                {"msg_type": frame.msg_type, "flags": frame.flags, "body": frame.body.hex()}
+            )
+    except KaaWireError as exc:
+        result["error"] = type(exc).__name__  # what stays buffered then is of no interest
+    else:
+        result["buffered"] = framer.buffered
+    return result
+
+
+def frame_vectors(exchange: dict[str, str]) -> list[dict[str, Any]]:
+    whole = {
+        name: bytes.fromhex(value) for name, value in exchange.items() if name.endswith("_frame")
+    }
+    cases: list[tuple[str, bytes, int]] = [(name, data, 65536) for name, data in whole.items()]
+    resolve = whole["resolve_request_frame"]
+    cases += [
+        ("empty", b"", 65536),
+        ("header only, body pending", resolve[:6], 65536),
+        ("truncated body", resolve[:-1], 65536),
+        ("two frames back to back", resolve + resolve, 65536),
+        ("frame then a partial header", resolve + resolve[:3], 65536),
+        ("version 0", b"\x00" + resolve[1:], 65536),
+        ("version 2", b"\x02" + resolve[1:], 65536),
+        ("HTTP request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 65536),
+        ("unknown type 0x05", b"\x01\x05\x00\x00\x00\x00", 65536),
+        ("unknown type 0x00", b"\x01\x00\x00\x00\x00\x00", 65536),
+        ("flags on a request", b"\x01\x01\x01" + resolve[3:], 65536),
+        ("reserved flag on error", b"\x01\x7f\x02\x00\x00\x00", 65536),
+        ("sealed flag on error", b"\x01\x7f\x01\x00\x00\x10" + bytes(16), 65536),
+        ("length over the default limit", b"\x01\x03\x00\x00\xff\xfb", 65536),
+        ("length at the default limit", b"\x01\x03\x00\x00\xff\xfa", 65536),
+        ("length at maximum u24", b"\x01\x03\x00\xff\xff\xff", 65536),
+        ("over a small limit", resolve, 32),
+        ("exactly a small limit", resolve, len(resolve)),
+        ("empty body", b"\x01\x02\x00\x00\x00\x00", 65536),
+    ]
+    return [
+        {
+            "name": name,
+            "hex": data.hex(),
+            "max_frame_size": limit,
+            "expect": _frames_of(data, limit),
+        }
+        for name, data, limit in cases
+    ]
+
+
+def message_vectors(exchange: dict[str, str]) -> list[dict[str, Any]]:
+    def describe(data: bytes) -> dict[str, Any]:
+        framer = Framer(65536)
+        framer.receive_data(data)
+        frame = framer.next_frame()
+        assert frame is not None
+        return _outcome(lambda: _codec.describe_frame(frame))
+
+    request = bytes.fromhex(exchange["resolve_request_frame"])
+    response = bytes.fromhex(exchange["resolve_response_frame"])
+    error = bytes.fromhex(exchange["error_frame"])
+    cases = {name: bytes.fromhex(v) for name, v in exchange.items() if name.endswith("_frame")}
+    cases.update(
+        {
+            "resolve request, token length past the body": request[:22] + b"\x40" + request[23:],
+            "resolve request, empty token": encode_frame(1, NONCE + b"\x00\x00"),
+            "resolve request, non-ASCII token": encode_frame(1, NONCE + b"\x02\xc3\xa9\x00"),
+            "resolve request, control character in token": encode_frame(1, NONCE + b"\x01\n\x00"),
+            "resolve request, trailing byte": encode_frame(1, request[6:] + b"\x00"),
+            "resolve request, short nonce": encode_frame(1, NONCE[:8]),
+            "resolve request, transports past the body": encode_frame(
+                1, request[6:-2] + b"\x05\x01"
+            ),
+            "resolve response, truncated signature": encode_frame(2, response[6:-1]),
+            "resolve response, node count too high": encode_frame(
+                2, response[6:35] + bytes([response[35] + 1]) + response[36:]
+            ),
+            "register request, too short for a tag": encode_frame(3, bytes(49)),
+            "error, message not UTF-8": encode_frame(0x7F, b"\x01\x00\x00\x00\x00\x01\xff"),
+            "error, missing retry": encode_frame(0x7F, b"\x01\x00"),
+            "error, trailing byte": encode_frame(0x7F, error[6:] + b"\x00"),
+        }
+    )
+    return [
+        {"name": name, "hex": data.hex(), "expect": describe(data)} for name, data in cases.items()
+    ]
+
+
+def registration_vectors(keys: dict[str, Any]) -> list[dict[str, Any]]:
+    endpoint = keys["endpoint_rsa"]
+    der = _crypto.public_key_der(endpoint)
+    eid = _crypto.endpoint_id(der)
+    context = b"KAA-WIRE/1 REGISTER\x00" + bytes(range(64))
+
+    def payload(key_is_hash: bool = False, owner: Any = endpoint, **overrides: Any) -> bytes:
+        fields = {
+            "key_is_hash": key_is_hash,
+            "signature_algorithm": _crypto.signature_algorithm_of(owner),
+            "timestamp_ms": SERVER_TIME_MS,
+            "sdk_token": SDK_TOKEN,
+            "key": eid if key_is_hash else _crypto.public_key_der(owner),
+            "profile": PROFILE,
+        }
+        signer = overrides.pop("signer", owner)
+        fields.update(overrides)
+        signed = _codec.registration_signed_part(**fields)
+        return _codec.registration_payload_bytes(signed, _crypto.sign(signer, context + signed))
+
+    good = payload()
+    sig_at = len(good) - 256
+    flipped_sig = good[:sig_at] + bytes([good[sig_at] ^ 1]) + good[sig_at + 1 :]
+    other_der = _crypto.public_key_der(keys["other_rsa"])
+    cases: list[tuple[str, bytes, bytes | None]] = [
+        ("first registration, RSA-2048", good, None),
+        ("reconnect with key hash", payload(key_is_hash=True), der),
+        ("reconnect, stored key of another endpoint", payload(key_is_hash=True), other_der),
+        ("Ed25519 endpoint key", payload(owner=keys["endpoint_ed25519"]), None),
+        ("empty profile", payload(profile=b""), None),
+        ("flipped signature bit", flipped_sig, None),
+        ("signed by another key", payload(signer=keys["other_rsa"]), None),
+        ("algorithm id does not fit the key", payload(signature_algorithm=2), None),
+        ("unknown algorithm id", payload(signature_algorithm=9), None),
+        ("unknown flag bit", b"\x02" + good[1:], None),
+        ("key is not DER", payload(key=b"\x30\x03\x02\x01\x01"), None),
+        ("truncated by one byte", good[:-1], None),
+        ("trailing byte", good + b"\x00", None),
+        ("empty", b"", None),
+        (
+            "empty SDK token",
+            payload(sdk_token="x")[:10] + b"\x00" + payload(sdk_token="x")[12:],
+            None,
+        ),
+    ]
+    vectors = []
+    for name, plaintext, stored in cases:
+        expect = _outcome(lambda plaintext=plaintext: _describe_payload(plaintext))
+        if "ok" in expect:
+            verifier = RegistrationVerifier()
+            parsed = parse_registration_payload(plaintext)
+            expect["verify"] = _outcome(
+                lambda p=parsed, s=stored, v=verifier: v.verify(p, context, s).hex()
+            )
+        vectors.append(
+            {
+                "name": name,
+                "plaintext": plaintext.hex(),
+                "context": context.hex(),
+                "stored_key": stored.hex() if stored else None,
+                "expect": expect,
+            }
+        )
+    return vectors
+
+
+def _describe_payload(plaintext: bytes) -> dict[str, Any]:
+    parsed = parse_registration_payload(plaintext)
+    return {
+        "key_is_hash": parsed.key_is_hash,
+        "signature_algorithm": parsed.signature_algorithm,
+        "timestamp_ms": parsed.timestamp_ms,
+        "sdk_token": parsed.sdk_token,
+        "key": parsed.key.hex(),
+        "profile": parsed.profile.hex(),
+        "signature": parsed.signature.hex(),
+        "signed_length": len(parsed.signed_part),
+    }
+
+
+def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
+    """One full resolution and registration with fixed keys, nonce and ephemeral key."""
+    bootstrap, endpoint = keys["bootstrap_rsa"], keys["endpoint_rsa"]
+    operations: x25519.X25519PrivateKey = keys["operations_x25519"]
+    ephemeral: x25519.X25519PrivateKey = keys["ephemeral_x25519"]
+    nodes = (
+        OperationsNode(
+            200, 10, 1, "ops-1.example.net", 9997, _crypto.x25519_public_bytes(operations)
+        ),
+        OperationsNode(100, 5, 2, "10.0.0.2", 9997, _crypto.x25519_public_bytes(operations)),
+    )
+    client = ResolveClient(APP_TOKEN, bootstrap.public_key(), nonce=NONCE)
+    resolve_request = client.send_request()
+    server = BootstrapServerConnection()
+    server.receive_data(resolve_request)
+    server.next_event()
+    signed = server.data_to_sign(
+        nodes, server_time_ms=SERVER_TIME_MS, valid_for_s=300, signature_algorithm=1
+    )
+    resolve_response = server.send_response(_crypto.sign(bootstrap, signed))
+
+    def register(reconnect: bool) -> tuple[bytes, OperationsServerConnection]:
+        reg = RegisterClient(
+            nodes[0],
+            sdk_token=SDK_TOKEN,
+            private_key=endpoint,
+            profile=PROFILE,
+            timestamp_ms=SERVER_TIME_MS + 120,
+            reconnect=reconnect,
+            ephemeral_key=ephemeral,
+        )
+        frame = reg.send_request()
+        ops = OperationsServerConnection(operations, RegistrationVerifier())
+        ops.receive_data(frame)
+        ops.next_event()
+        return frame, ops
+
+    register_request, ops = register(reconnect=False)
+    eid = ops.verify()
+    result = RegistrationResult(
+        status=1,
+        endpoint_id=eid,
+        server_time_ms=SERVER_TIME_MS + 130,
+        config_version=3,
+        config=b'{"sample_period_s":60}',
+        topics=(Topic(1, "firmware"), Topic(2, "alerts")),
+        reconnect_after_s=86400,
+        retry_base_ms=500,
+    )
+    register_response = ops.send_result(result)
+    reconnect_request, ops_again = register(reconnect=True)
+    sealed_error = ops_again.send_error(RevokedEndpoint("endpoint revoked"))
+    plain_error = BootstrapServerConnection().send_error(ReplayedRequest("seen before"))
+    return {
+        "bootstrap_public_key": _crypto.public_key_der(bootstrap).hex(),
+        "operations_public_key": _crypto.x25519_public_bytes(operations).hex(),
+        "endpoint_public_key": _crypto.public_key_der(endpoint).hex(),
+        "endpoint_id": eid.hex(),
+        "app_token": APP_TOKEN,
+        "sdk_token": SDK_TOKEN,
+        "profile": PROFILE.hex(),
+        "resolve_request_frame": resolve_request.hex(),
+        "resolve_response_frame": resolve_response.hex(),
+        "register_request_frame": register_request.hex(),
+        "register_response_frame": register_response.hex(),
+        "reconnect_request_frame": reconnect_request.hex(),
+        "sealed_error_frame": sealed_error.hex(),
+        "error_frame": plain_error.hex(),
+    }
+
+
+def main() -> None:
+    keys = _keys()
+    exchange = exchange_vectors(keys)
+    outputs = {
+        "exchange.json": exchange,
+        "frames.json": frame_vectors(exchange),
+        "messages.json": message_vectors(exchange),
+        "registration.json": registration_vectors(keys),
+    }
+    for name, content in outputs.items():
+        (HERE / name).write_text(json.dumps(content, indent=1) + "\n")
+        print(f"wrote {HERE / name}")
+
+
+if __name__ == "__main__":
+    main()
