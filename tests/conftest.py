@@ -56,3 +56,12 @@ def impl(request: pytest.FixtureRequest) -> types.SimpleNamespace:
 
 def load_vectors(name: str) -> Any:
     return json.loads((VECTORS / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def vector_keys() -> dict[str, Any]:
+    """The fixed test keys of tests/vectors/keys.json, loaded (no key generation cost)."""
+    from kaa_wire import _crypto
+
+    pems = load_vectors("keys.json")
+    return {name: _crypto.load_private_key(pem.encode()) for name, pem in pems.items()}
