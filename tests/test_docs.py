@@ -1,0 +1,27 @@
+"""docs/protocol.md stays true: its hex examples are the committed vectors, byte for byte."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.conftest import load_vectors
+
+PROTOCOL = Path(__file__).parents[1] / "docs" / "protocol.md"
+
+
+def test_every_hex_example_is_the_vector() -> None:
+    exchange = load_vectors("exchange.json")
+    blocks = re.findall(r"```hex (\w+)\n([0-9a-f\n]*)```", PROTOCOL.read_text())
+    assert {name for name, _ in blocks} == {k for k in exchange if k.endswith("_frame")}
+    for name, text in blocks:
+        assert text.replace("\n", "") == exchange[name], name
+
+
+def test_endpoint_id_example_is_the_vector() -> None:
+    exchange = load_vectors("exchange.json")
+    text = PROTOCOL.read_text()
+    assert text.count(exchange["endpoint_id"]) == 2
+    assert bytes.fromhex(exchange["endpoint_public_key"]).startswith(
+        bytes.fromhex("30820122300d06092a864886f70d0101010500038201 0f00".replace(" ", ""))
+    )
