@@ -44,7 +44,7 @@ from kaa_wire._errors import (
     UnsupportedAlgorithm,
     error_for_code,
 )
-from kaa_wire._impl import Framer, RegistrationVerifier, encode_frame, parse_registration_payload
+from kaa_wire._impl import Framer, encode_frame, parse_registration_payload
 from kaa_wire._messages import (
     ErrorMessage,
     Frame,
@@ -54,6 +54,7 @@ from kaa_wire._messages import (
     RegistrationResult,
     ResolveRequest,
 )
+from kaa_wire._registration import RegistrationVerifier  # the type; either implementation
 
 __all__ = [
     "NEED_DATA",

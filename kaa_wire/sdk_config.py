@@ -10,6 +10,8 @@ import dataclasses
 import json
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
 from kaa_wire._constants import DEFAULT_MAX_FRAME_SIZE
 from kaa_wire._crypto import PublicKey, load_public_key, signature_algorithm_of
 from kaa_wire._errors import LocalProtocolError
@@ -28,8 +30,10 @@ class BootstrapServer:
     def public_key(self) -> PublicKey:
         """The build-time key that must have signed this Bootstrap's answers."""
         key = load_public_key(self.public_key_pem.encode())
-        signature_algorithm_of(key)  # raises for a key no signature algorithm fits
-        return key  # type: ignore[return-value]
+        if not isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
+            raise LocalProtocolError("a Bootstrap key must be RSA or Ed25519")
+        signature_algorithm_of(key)  # raises for an RSA key under 2048 bits
+        return key
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
