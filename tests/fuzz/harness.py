@@ -1,0 +1,62 @@
+"""What every fuzz input is put through: both framers, the codec, both payload parsers.
+
+``check`` raises AssertionError when the implementations disagree, and lets any exception
+other than a RemoteProtocolError escape: to a fuzzer, both are crashes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kaa_wire import _codec
+from kaa_wire._errors import RemoteProtocolError
+from kaa_wire._framing import Framer as PureFramer
+from kaa_wire._registration import parse_registration_payload as pure_parse
+
+try:
+    from kaa_wire_ext import _ext  # type: ignore[attr-defined]
+except ImportError:  # the fuzz run then checks the pure path alone
+    _ext = None
+
+#: First byte that routes an input to the registration payload parsers instead.
+PAYLOAD_SELECTOR = 0xFF
+#: A small limit as well as the default, so both sides of the size check get exercised.
+FRAME_LIMITS = (65536, 64)
+
+
+def frame_outcome(framer_cls: Any, data: bytes, limit: int = 65536) -> list[Any]:
+    """Frames, their decoded fields, and the error class that ended the stream, if any."""
+    framer = framer_cls(limit)
+    framer.receive_data(data)
+    out: list[Any] = []
+    try:
+        while (frame := framer.next_frame()) is not None:
+            out.append(frame)
+            try:
+                out.append(_codec.describe_frame(frame))
+            except RemoteProtocolError as exc:
+                out.append(type(exc))
+    except RemoteProtocolError as exc:
+        out.append(type(exc))
+    return out
+
+
+def payload_outcome(parse: Callable[[bytes], Any], data: bytes) -> Any:
+    try:
+        parsed = parse(data)
+    except RemoteProtocolError as exc:
+        return type(exc)
+    return parsed, parsed.signed_part
+
+
+def check(data: bytes) -> None:
+    if data[:1] == bytes([PAYLOAD_SELECTOR]):
+        ours = payload_outcome(pure_parse, data[1:])
+        if _ext is not None:
+            assert payload_outcome(_ext.parse_registration_payload, data[1:]) == ours
+        return
+    for limit in FRAME_LIMITS:
+        ours = frame_outcome(PureFramer, data, limit)
+        if _ext is not None:
+            assert frame_outcome(_ext.Framer, data, limit) == ours
