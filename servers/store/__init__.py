@@ -1,0 +1,37 @@
+"""The registry store: the backend-neutral interface (``base``) and its backends."""
+
+from servers.store.base import (
+    AlreadyExists,
+    Application,
+    ApplicationChanges,
+    AuditEntry,
+    Balancing,
+    Endpoint,
+    EndpointStatus,
+    EndpointWrite,
+    Node,
+    NotFound,
+    RegistryStore,
+    SdkToken,
+    StoreBusy,
+    StoreError,
+    WriteOutcome,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "Application",
+    "ApplicationChanges",
+    "AuditEntry",
+    "Balancing",
+    "Endpoint",
+    "EndpointStatus",
+    "EndpointWrite",
+    "Node",
+    "NotFound",
+    "RegistryStore",
+    "SdkToken",
+    "StoreBusy",
+    "StoreError",
+    "WriteOutcome",
+]

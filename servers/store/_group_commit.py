@@ -1,0 +1,197 @@
+"""Group commit: one writer thread runs many write jobs in one durable transaction.
+
+Theory of operation. Callers on an event loop submit *jobs* (functions of a
+``sqlite3.Connection``). The writer thread takes the first waiting job, keeps collecting
+for ``window_s`` (or until ``max_batch`` jobs), then runs them all inside one
+``BEGIN IMMEDIATE ... COMMIT``, each in its own SAVEPOINT so one failing job does not undo
+the others. Only after COMMIT returns (with ``synchronous=FULL`` that is after the fsync)
+are the callers' futures resolved, all at once, with one wake-up of their loop. Jobs
+queued while a commit is in flight form the next batch, so under load many registrations
+share one fsync.
+
+The queue is bounded: ``submit`` raises StoreBusy at ``max_pending`` jobs (queued plus in
+flight) instead of growing. Control writes may pass ``bounded=False``: they are rare and
+must not be refused because endpoints are busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from servers.store.base import StoreBusy, StoreError
+
+__all__ = ["GroupCommitWriter", "WriterStats"]
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+
+_log = logging.getLogger("servers.store")
+
+
+@dataclasses.dataclass(slots=True)
+class WriterStats:
+    """Totals since start; read under the writer's lock."""
+
+    batches: int = 0
+    jobs: int = 0
+    refused: int = 0
+    failed_commits: int = 0
+    commit_seconds: float = 0.0
+    max_batch_seen: int = 0
+    pending: int = 0
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        max_pending: int,
+        window_s: float,
+        max_batch: int,
+    ) -> None:
+        if max_pending < 1 or max_batch < 1 or window_s < 0:
+            raise ValueError("max_pending and max_batch must be >= 1, window_s >= 0")
+        self._connect = connect
+        self._max_pending = max_pending
+        self._window_s = window_s
+        self._max_batch = max_batch
+        self._jobs: collections.deque[tuple[Job, asyncio.Future[Any]]] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._stats = WriterStats()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kaa-store-writer", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise StoreError(f"cannot open the database: {self._start_error}")
+
+    def stats(self) -> WriterStats:
+        with self._cond:
+            return dataclasses.replace(self._stats)
+
+    def submit(self, job: Callable[[sqlite3.Connection], T], *, bounded: bool = True) -> Any:
+        """Queue ``job``; returns an asyncio future of its result (awaitable)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._closing:
+                raise StoreError("the store is closed")
+            if bounded and self._stats.pending >= self._max_pending:
+                self._stats.refused += 1
+                raise StoreBusy(f"{self._stats.pending} writes pending")
+            self._stats.pending += 1
+            self._jobs.append((job, future))
+            self._cond.notify()
+        return future
+
+    def close(self) -> None:
+        """Run what is queued, then stop the thread (blocking)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    # -- the writer thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._start_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            while True:
+                batch = self._next_batch()
+                if not batch:
+                    return
+                self._deliver(self._commit(conn, batch))
+                with self._cond:
+                    self._stats.pending -= len(batch)
+        finally:
+            conn.close()
+
+    def _next_batch(self) -> list[tuple[Job, asyncio.Future[Any]]]:
+        with self._cond:
+            while not self._jobs and not self._closing:
+                self._cond.wait()
+            if self._window_s and not self._closing:
+                deadline = time.monotonic() + self._window_s
+                while len(self._jobs) < self._max_batch and not self._closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            count = min(len(self._jobs), self._max_batch)
+            return [self._jobs.popleft() for _ in range(count)]
+
+    def _commit(
+        self, conn: sqlite3.Connection, batch: list[tuple[Job, asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        started = time.perf_counter()
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job, future in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    results.append((future, None, exc))
+                else:
+                    results.append((future, value, None))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            _log.warning("group commit failed", extra={"fields": {"error": str(exc)}})
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            error: StoreError = StoreBusy(str(exc)) if busy else StoreError(str(exc))
+            with self._cond:
+                self._stats.failed_commits += 1
+            return [(future, None, error) for _, future in batch]
+        elapsed = time.perf_counter() - started
+        with self._cond:
+            self._stats.batches += 1
+            self._stats.jobs += len(batch)
+            self._stats.commit_seconds += elapsed
+            self._stats.max_batch_seen = max(self._stats.max_batch_seen, len(batch))
+        return results
+
+    @staticmethod
+    def _deliver(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for item in results:
+            by_loop.setdefault(item[0].get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            # A closed loop raises RuntimeError: nobody waits for these results any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve_all, items)
+
+
+def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in items:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)

@@ -1,0 +1,295 @@
+"""The registry store: a backend-neutral async interface and the records it holds.
+
+Everything a service or the Control tool keeps lives behind :class:`RegistryStore`:
+applications, SDK tokens (by SHA-256 only), endpoints, Operations node leases and the
+audit log. Records are frozen dataclasses of plain values (``bytes``, ``str``, ``int``),
+times are integer milliseconds passed in by the caller (the store never reads a clock),
+and nothing in this module knows which database sits behind it.
+
+Two rules every backend keeps:
+
+* **Acknowledged means durable.** An awaited write returns only after its transaction
+  committed durably; a service answers the endpoint after that, never before.
+* **Replay defence is atomic.** :meth:`RegistryStore.register_endpoint` checks that the
+  request timestamp is strictly greater than the endpoint's last accepted one inside the
+  same write transaction that stores it (docs/protocol-decisions.md).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import zlib
+from types import TracebackType
+
+from kaa_wire import RegistrationStatus, Topic
+
+__all__ = [
+    "Balancing",
+    "Application",
+    "ApplicationChanges",
+    "SdkToken",
+    "EndpointStatus",
+    "Endpoint",
+    "EndpointWrite",
+    "WriteOutcome",
+    "Node",
+    "AuditEntry",
+    "StoreError",
+    "StoreBusy",
+    "AlreadyExists",
+    "NotFound",
+    "RegistryStore",
+]
+
+
+class Balancing(enum.StrEnum):
+    """How a Bootstrap orders the Operations services of an application (docs/balancing.md)."""
+
+    STATIC = "static"
+    LEAST_LOADED = "least-loaded"
+    WEIGHTED_RANDOM = "weighted-random"
+    HASH_AFFINITY = "hash-affinity"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Application:
+    token: str
+    name: str
+    config: bytes
+    config_version: int
+    topics: tuple[Topic, ...]
+    balancing: Balancing
+    #: Answer resolutions with a list signed once per change (UNBOUND_NONCE).
+    cached_signature: bool
+    created_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApplicationChanges:
+    """What ``update_application`` changes; None leaves a field as it is.
+
+    A new ``config`` without a ``config_version`` bumps the version by one.
+    """
+
+    name: str | None = None
+    config: bytes | None = None
+    config_version: int | None = None
+    topics: tuple[Topic, ...] | None = None
+    balancing: Balancing | None = None
+    cached_signature: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SdkToken:
+    """An SDK token as stored: only its SHA-256 is kept."""
+
+    token_hash: bytes
+    application: str
+    created_ms: int
+
+
+class EndpointStatus(enum.StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endpoint:
+    endpoint_id: bytes
+    public_key: bytes
+    sdk_token_hash: bytes
+    application: str
+    profile: bytes
+    profile_hash: bytes
+    first_seen_ms: int
+    last_seen_ms: int
+    status: EndpointStatus
+    #: The outcome of the last accepted registration.
+    registration_status: RegistrationStatus
+    #: The timestamp of the last accepted request; the next must be strictly greater.
+    last_request_ms: int
+    revoked_ms: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointWrite:
+    """One verified registration, ready to be stored."""
+
+    endpoint_id: bytes
+    public_key: bytes
+    sdk_token_hash: bytes
+    application: str
+    profile: bytes
+    profile_hash: bytes
+    request_ms: int
+    now_ms: int
+
+
+class WriteOutcome(enum.Enum):
+    NEW = "NEW"
+    EXISTING = "EXISTING"
+    PROFILE_UPDATED = "PROFILE_UPDATED"
+    #: The request timestamp is not newer than the last accepted one: nothing was written.
+    REPLAYED = "REPLAYED"
+    #: The endpoint is revoked: nothing was written.
+    REVOKED = "REVOKED"
+    #: The endpoint belongs to another application: nothing was written.
+    OTHER_APPLICATION = "OTHER_APPLICATION"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Node:
+    """An Operations service under a lease; it drops out of answers when the lease lapses."""
+
+    node_id: str
+    host: str
+    port: int
+    kex_public_key: bytes
+    priority: int
+    weight: int
+    #: Registrations per second over the last renewal interval, as the node reports it.
+    load: int
+    lease_expires_ms: int
+    started_ms: int
+    renewed_ms: int
+
+    @property
+    def access_point_id(self) -> int:
+        """A stable u32 naming the node in resolution answers."""
+        return zlib.crc32(self.node_id.encode())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A control action or revocation. ``detail`` never holds a token, key or profile."""
+
+    at_ms: int
+    actor: str
+    action: str
+    subject: str
+    detail: str = ""
+    seq: int = 0
+
+
+class StoreError(Exception):
+    """A store operation failed."""
+
+
+class StoreBusy(StoreError):
+    """The store is at capacity (bounded queue full, or the database stayed locked)."""
+
+
+class AlreadyExists(StoreError):
+    """A record with that key exists."""
+
+
+class NotFound(StoreError):
+    """No record with that key."""
+
+
+class RegistryStore(abc.ABC):
+    """The async interface every backend implements; use as ``async with store:``."""
+
+    async def __aenter__(self) -> RegistryStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, and create the schema if it is missing."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish queued writes, then release every resource."""
+
+    # -- applications -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_application(self, app: Application, audit: AuditEntry) -> None:
+        """Raises AlreadyExists for a taken token."""
+
+    @abc.abstractmethod
+    async def update_application(
+        self, token: str, changes: ApplicationChanges, audit: AuditEntry
+    ) -> Application:
+        """Raises NotFound; returns the application as stored after the change."""
+
+    @abc.abstractmethod
+    async def get_application(self, token: str) -> Application | None: ...
+
+    @abc.abstractmethod
+    async def list_applications(self) -> list[Application]: ...
+
+    # -- SDK tokens ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_sdk_token(self, token: SdkToken, audit: AuditEntry) -> None:
+        """Raises NotFound for an unknown application, AlreadyExists for a taken hash."""
+
+    @abc.abstractmethod
+    async def find_sdk_token(self, token_hash: bytes) -> SdkToken | None: ...
+
+    @abc.abstractmethod
+    async def list_sdk_tokens(self, application: str) -> list[SdkToken]: ...
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def register_endpoint(self, write: EndpointWrite) -> WriteOutcome:
+        """Insert or update one endpoint in one durable transaction.
+
+        Inside the transaction, in this order: a revoked endpoint gives REVOKED; one of
+        another application gives OTHER_APPLICATION; a ``request_ms`` not strictly greater
+        than the stored ``last_request_ms`` gives REPLAYED. Those three write nothing.
+        Otherwise NEW (insert), EXISTING (same profile hash) or PROFILE_UPDATED.
+        Raises StoreBusy when the store cannot take more work now.
+        """
+
+    @abc.abstractmethod
+    async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None: ...
+
+    @abc.abstractmethod
+    async def list_endpoints(
+        self, application: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Endpoint]:
+        """Oldest first."""
+
+    @abc.abstractmethod
+    async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
+        """Mark revoked (idempotent) at ``audit.at_ms``; raises NotFound."""
+
+    # -- Operations nodes ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def put_node(self, node: Node) -> None:
+        """Insert or renew a node lease (keyed by ``node_id``; ``started_ms`` is kept)."""
+
+    @abc.abstractmethod
+    async def remove_node(self, node_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def live_nodes(self, now_ms: int) -> list[Node]:
+        """Nodes whose lease has not lapsed at ``now_ms``, by node id."""
+
+    @abc.abstractmethod
+    async def list_nodes(self) -> list[Node]:
+        """Every node row, lapsed or not, by node id."""
+
+    # -- audit log ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_audit(self, entry: AuditEntry) -> None: ...
+
+    @abc.abstractmethod
+    async def list_audit(self, limit: int = 100) -> list[AuditEntry]:
+        """Newest first."""

@@ -1,0 +1,618 @@
+"""The SQLite backend of the registry store.
+
+One database file, shared by every service and the Control tool on one machine.
+
+* **WAL** journal: readers never wait for the writer, and the writer appends.
+* **synchronous=FULL**: in WAL mode that fsyncs the WAL at every COMMIT, so a committed
+  row survives power loss. (NORMAL would only sync at checkpoints: a commit could be lost,
+  and "acknowledged means durable" would be false.) Group commit pays that one fsync for a
+  whole batch of registrations (see ``_group_commit.py``).
+* Tables are rowid tables; the endpoint id has a UNIQUE index.
+* All writes run on one dedicated thread; reads run on a small pool of reader threads,
+  each with its own connection. Both queues are bounded (StoreBusy beyond).
+* Several processes may write the same file: ``BEGIN IMMEDIATE`` takes the write lock for
+  the whole transaction, and ``busy_timeout`` waits for the other process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kaa_wire import RegistrationStatus, Topic
+from servers.store._group_commit import GroupCommitWriter, WriterStats
+from servers.store.base import (
+    AlreadyExists,
+    Application,
+    ApplicationChanges,
+    AuditEntry,
+    Balancing,
+    Endpoint,
+    EndpointStatus,
+    EndpointWrite,
+    Node,
+    NotFound,
+    RegistryStore,
+    SdkToken,
+    StoreBusy,
+    StoreError,
+    WriteOutcome,
+)
+
+__all__ = ["SqliteStore", "SCHEMA_VERSION"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS applications (
+    id INTEGER PRIMARY KEY,
+    token TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    config BLOB NOT NULL,
+    config_version INTEGER NOT NULL,
+    topics TEXT NOT NULL,
+    balancing TEXT NOT NULL,
+    cached_signature INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sdk_tokens (
+    id INTEGER PRIMARY KEY,
+    token_hash BLOB NOT NULL UNIQUE,
+    application TEXT NOT NULL REFERENCES applications(token),
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sdk_tokens_application ON sdk_tokens(application);
+CREATE TABLE IF NOT EXISTS endpoints (
+    id INTEGER PRIMARY KEY,
+    endpoint_id BLOB NOT NULL,
+    public_key BLOB NOT NULL,
+    sdk_token_hash BLOB NOT NULL,
+    application TEXT NOT NULL,
+    profile BLOB NOT NULL,
+    profile_hash BLOB NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    registration_status TEXT NOT NULL,
+    last_request_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS endpoints_endpoint_id ON endpoints(endpoint_id);
+CREATE INDEX IF NOT EXISTS endpoints_application ON endpoints(application, id);
+CREATE TABLE IF NOT EXISTS nodes (
+    id INTEGER PRIMARY KEY,
+    node_id TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    kex_public_key BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    weight INTEGER NOT NULL,
+    load INTEGER NOT NULL,
+    lease_expires_ms INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    renewed_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+_APP_COLUMNS = (
+    "token, name, config, config_version, topics, balancing, cached_signature, created_ms"
+)
+_ENDPOINT_COLUMNS = (
+    "endpoint_id, public_key, sdk_token_hash, application, profile, profile_hash, "
+    "first_seen_ms, last_seen_ms, status, registration_status, last_request_ms, revoked_ms"
+)
+_NODE_COLUMNS = (
+    "node_id, host, port, kex_public_key, priority, weight, load, lease_expires_ms, "
+    "started_ms, renewed_ms"
+)
+
+
+def _topics_json(topics: Sequence[Topic]) -> str:
+    return json.dumps([[t.topic_id, t.name] for t in topics])
+
+
+def _application(row: Sequence[Any]) -> Application:
+    token, name, config, version, topics, balancing, cached, created = row
+    return Application(
+        token=token,
+        name=name,
+        config=bytes(config),
+        config_version=version,
+        topics=tuple(Topic(int(i), str(n)) for i, n in json.loads(topics)),
+        balancing=Balancing(balancing),
+        cached_signature=bool(cached),
+        created_ms=created,
+    )
+
+
+def _endpoint(row: Sequence[Any]) -> Endpoint:
+    return Endpoint(
+        endpoint_id=bytes(row[0]),
+        public_key=bytes(row[1]),
+        sdk_token_hash=bytes(row[2]),
+        application=row[3],
+        profile=bytes(row[4]),
+        profile_hash=bytes(row[5]),
+        first_seen_ms=row[6],
+        last_seen_ms=row[7],
+        status=EndpointStatus(row[8]),
+        registration_status=RegistrationStatus[row[9]],
+        last_request_ms=row[10],
+        revoked_ms=row[11],
+    )
+
+
+def _node(row: Sequence[Any]) -> Node:
+    return Node(
+        node_id=row[0],
+        host=row[1],
+        port=row[2],
+        kex_public_key=bytes(row[3]),
+        priority=row[4],
+        weight=row[5],
+        load=row[6],
+        lease_expires_ms=row[7],
+        started_ms=row[8],
+        renewed_ms=row[9],
+    )
+
+
+def _insert_audit(conn: sqlite3.Connection, entry: AuditEntry) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (at_ms, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+        (entry.at_ms, entry.actor, entry.action, entry.subject, entry.detail),
+    )
+
+
+# -- write jobs (run on the writer thread, inside the batch transaction) -------------------
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _create_application(conn: sqlite3.Connection, app: Application, audit: AuditEntry) -> None:
+    try:
+        conn.execute(
+            f"INSERT INTO applications ({_APP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                app.token,
+                app.name,
+                app.config,
+                app.config_version,
+                _topics_json(app.topics),
+                str(app.balancing),
+                int(app.cached_signature),
+                app.created_ms,
+            ),
+        )
+    except sqlite3.IntegrityError:
+        raise AlreadyExists("an application with this token exists") from None
+    _insert_audit(conn, audit)
+
+
+def _update_application(
+    conn: sqlite3.Connection, token: str, changes: ApplicationChanges, audit: AuditEntry
+) -> Application:
+    row = conn.execute(f"SELECT {_APP_COLUMNS} FROM applications WHERE token = ?", (token,))
+    found = row.fetchone()
+    if found is None:
+        raise NotFound("no such application")
+    app = _application(found)
+    version = changes.config_version
+    if version is None:
+        version = app.config_version + (1 if changes.config is not None else 0)
+    updated = Application(
+        token=app.token,
+        name=app.name if changes.name is None else changes.name,
+        config=app.config if changes.config is None else changes.config,
+        config_version=version,
+        topics=app.topics if changes.topics is None else changes.topics,
+        balancing=app.balancing if changes.balancing is None else changes.balancing,
+        cached_signature=(
+            app.cached_signature if changes.cached_signature is None else changes.cached_signature
+        ),
+        created_ms=app.created_ms,
+    )
+    conn.execute(
+        "UPDATE applications SET name = ?, config = ?, config_version = ?, topics = ?, "
+        "balancing = ?, cached_signature = ? WHERE token = ?",
+        (
+            updated.name,
+            updated.config,
+            updated.config_version,
+            _topics_json(updated.topics),
+            str(updated.balancing),
+            int(updated.cached_signature),
+            token,
+        ),
+    )
+    _insert_audit(conn, audit)
+    return updated
+
+
+def _add_sdk_token(conn: sqlite3.Connection, token: SdkToken, audit: AuditEntry) -> None:
+    exists = conn.execute("SELECT 1 FROM applications WHERE token = ?", (token.application,))
+    if exists.fetchone() is None:
+        raise NotFound("no such application")
+    try:
+        conn.execute(
+            "INSERT INTO sdk_tokens (token_hash, application, created_ms) VALUES (?, ?, ?)",
+            (token.token_hash, token.application, token.created_ms),
+        )
+    except sqlite3.IntegrityError:
+        raise AlreadyExists("this SDK token exists") from None
+    _insert_audit(conn, audit)
+
+
+def _register_endpoint(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
+    # BEGIN IMMEDIATE holds the database write lock: nothing else, in this process or
+    # another, can write between this SELECT and the INSERT/UPDATE below.
+    row = conn.execute(
+        "SELECT status, application, profile_hash, last_request_ms FROM endpoints "
+        "WHERE endpoint_id = ?",
+        (w.endpoint_id,),
+    ).fetchone()
+    if row is None:
+        conn.execute(
+            f"INSERT INTO endpoints ({_ENDPOINT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            (
+                w.endpoint_id,
+                w.public_key,
+                w.sdk_token_hash,
+                w.application,
+                w.profile,
+                w.profile_hash,
+                w.now_ms,
+                w.now_ms,
+                EndpointStatus.ACTIVE.value,
+                RegistrationStatus.NEW.name,
+                w.request_ms,
+            ),
+        )
+        return WriteOutcome.NEW
+    status, application, profile_hash, last_request_ms = row
+    if status == EndpointStatus.REVOKED:
+        return WriteOutcome.REVOKED
+    if application != w.application:
+        return WriteOutcome.OTHER_APPLICATION
+    if w.request_ms <= last_request_ms:
+        return WriteOutcome.REPLAYED
+    if bytes(profile_hash) == w.profile_hash:
+        conn.execute(
+            "UPDATE endpoints SET sdk_token_hash = ?, last_seen_ms = ?, last_request_ms = ?, "
+            "registration_status = ? WHERE endpoint_id = ?",
+            (
+                w.sdk_token_hash,
+                w.now_ms,
+                w.request_ms,
+                RegistrationStatus.EXISTING.name,
+                w.endpoint_id,
+            ),
+        )
+        return WriteOutcome.EXISTING
+    conn.execute(
+        "UPDATE endpoints SET sdk_token_hash = ?, profile = ?, profile_hash = ?, "
+        "last_seen_ms = ?, last_request_ms = ?, registration_status = ? WHERE endpoint_id = ?",
+        (
+            w.sdk_token_hash,
+            w.profile,
+            w.profile_hash,
+            w.now_ms,
+            w.request_ms,
+            RegistrationStatus.PROFILE_UPDATED.name,
+            w.endpoint_id,
+        ),
+    )
+    return WriteOutcome.PROFILE_UPDATED
+
+
+def _revoke_endpoint(conn: sqlite3.Connection, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
+    conn.execute(
+        "UPDATE endpoints SET status = ?, revoked_ms = COALESCE(revoked_ms, ?) "
+        "WHERE endpoint_id = ?",
+        (EndpointStatus.REVOKED.value, audit.at_ms, endpoint_id),
+    )
+    row = conn.execute(
+        f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?", (endpoint_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such endpoint")
+    _insert_audit(conn, audit)
+    return _endpoint(row)
+
+
+def _put_node(conn: sqlite3.Connection, node: Node) -> None:
+    conn.execute(
+        f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(node_id) DO UPDATE SET host = excluded.host, port = excluded.port, "
+        "kex_public_key = excluded.kex_public_key, priority = excluded.priority, "
+        "weight = excluded.weight, load = excluded.load, "
+        "lease_expires_ms = excluded.lease_expires_ms, renewed_ms = excluded.renewed_ms",
+        (
+            node.node_id,
+            node.host,
+            node.port,
+            node.kex_public_key,
+            node.priority,
+            node.weight,
+            node.load,
+            node.lease_expires_ms,
+            node.started_ms,
+            node.renewed_ms,
+        ),
+    )
+
+
+class SqliteStore(RegistryStore):
+    """:class:`RegistryStore` on one SQLite file (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_pending_writes: int = 4096,
+        group_commit_ms: float = 2.0,
+        max_batch: int = 512,
+        reader_threads: int = 2,
+        max_pending_reads: int = 1024,
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer = GroupCommitWriter(
+            self._connect_writer,
+            max_pending=max_pending_writes,
+            window_s=group_commit_ms / 1000,
+            max_batch=max_batch,
+        )
+        self._reader_threads = reader_threads
+        self._readers: ThreadPoolExecutor | None = None
+        self._reader_local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._max_pending_reads = max_pending_reads
+        self._pending_reads = 0
+
+    # -- connections --------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # ``timeout`` is SQLite's busy timeout: how long to wait for another writer's lock.
+        return sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_timeout_ms / 1000,
+        )
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"cannot switch {self.path} to WAL (got {mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._reader_local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.start)
+        self._readers = ThreadPoolExecutor(self._reader_threads, thread_name_prefix="kaa-store-r")
+        await self._write(_create_schema, bounded=False)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._writer.close)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    def writer_stats(self) -> WriterStats:
+        return self._writer.stats()
+
+    @property
+    def pending_reads(self) -> int:
+        return self._pending_reads
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _write(self, job: Callable[[sqlite3.Connection], T], *, bounded: bool = True) -> T:
+        result: T = await self._writer.submit(job, bounded=bounded)
+        return result
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise StoreError("the store is not open")
+        if self._pending_reads >= self._max_pending_reads:
+            raise StoreBusy(f"{self._pending_reads} reads pending")
+        self._pending_reads += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._readers, self._run_read, query)
+        finally:
+            self._pending_reads -= 1
+
+    def _run_read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return query(self._reader())
+        except sqlite3.OperationalError as exc:
+            raise StoreBusy(str(exc)) from None
+
+    # -- applications -------------------------------------------------------------------
+
+    async def create_application(self, app: Application, audit: AuditEntry) -> None:
+        job = functools.partial(_create_application, app=app, audit=audit)
+        await self._write(job, bounded=False)
+
+    async def update_application(
+        self, token: str, changes: ApplicationChanges, audit: AuditEntry
+    ) -> Application:
+        job = functools.partial(_update_application, token=token, changes=changes, audit=audit)
+        return await self._write(job, bounded=False)
+
+    async def get_application(self, token: str) -> Application | None:
+        def query(conn: sqlite3.Connection) -> Application | None:
+            cur = conn.execute(f"SELECT {_APP_COLUMNS} FROM applications WHERE token = ?", (token,))
+            row = cur.fetchone()
+            return None if row is None else _application(row)
+
+        return await self._read(query)
+
+    async def list_applications(self) -> list[Application]:
+        def query(conn: sqlite3.Connection) -> list[Application]:
+            cur = conn.execute(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY id")
+            return [_application(row) for row in cur]
+
+        return await self._read(query)
+
+    # -- SDK tokens ---------------------------------------------------------------------
+
+    async def add_sdk_token(self, token: SdkToken, audit: AuditEntry) -> None:
+        job = functools.partial(_add_sdk_token, token=token, audit=audit)
+        await self._write(job, bounded=False)
+
+    async def find_sdk_token(self, token_hash: bytes) -> SdkToken | None:
+        def query(conn: sqlite3.Connection) -> SdkToken | None:
+            row = conn.execute(
+                "SELECT token_hash, application, created_ms FROM sdk_tokens WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+            return None if row is None else SdkToken(bytes(row[0]), row[1], row[2])
+
+        return await self._read(query)
+
+    async def list_sdk_tokens(self, application: str) -> list[SdkToken]:
+        def query(conn: sqlite3.Connection) -> list[SdkToken]:
+            cur = conn.execute(
+                "SELECT token_hash, application, created_ms FROM sdk_tokens "
+                "WHERE application = ? ORDER BY id",
+                (application,),
+            )
+            return [SdkToken(bytes(r[0]), r[1], r[2]) for r in cur]
+
+        return await self._read(query)
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    async def register_endpoint(self, write: EndpointWrite) -> WriteOutcome:
+        if hashlib.sha256(write.profile).digest() != write.profile_hash:
+            raise StoreError("profile_hash is not the SHA-256 of the profile")
+        return await self._write(functools.partial(_register_endpoint, w=write))
+
+    async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
+        def query(conn: sqlite3.Connection) -> Endpoint | None:
+            row = conn.execute(
+                f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?", (endpoint_id,)
+            ).fetchone()
+            return None if row is None else _endpoint(row)
+
+        return await self._read(query)
+
+    async def list_endpoints(
+        self, application: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Endpoint]:
+        def query(conn: sqlite3.Connection) -> list[Endpoint]:
+            if application is None:
+                cur = conn.execute(
+                    f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints ORDER BY id LIMIT ? OFFSET ?",
+                    (limit, offset),
+                )
+            else:
+                cur = conn.execute(
+                    f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE application = ? "
+                    "ORDER BY id LIMIT ? OFFSET ?",
+                    (application, limit, offset),
+                )
+            return [_endpoint(row) for row in cur]
+
+        return await self._read(query)
+
+    async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
+        job = functools.partial(_revoke_endpoint, endpoint_id=endpoint_id, audit=audit)
+        return await self._write(job, bounded=False)
+
+    # -- Operations nodes ---------------------------------------------------------------
+
+    async def put_node(self, node: Node) -> None:
+        await self._write(functools.partial(_put_node, node=node), bounded=False)
+
+    async def remove_node(self, node_id: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+
+        await self._write(job, bounded=False)
+
+    async def live_nodes(self, now_ms: int) -> list[Node]:
+        def query(conn: sqlite3.Connection) -> list[Node]:
+            cur = conn.execute(
+                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE lease_expires_ms > ? ORDER BY node_id",
+                (now_ms,),
+            )
+            return [_node(row) for row in cur]
+
+        return await self._read(query)
+
+    async def list_nodes(self) -> list[Node]:
+        def query(conn: sqlite3.Connection) -> list[Node]:
+            cur = conn.execute(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY node_id")
+            return [_node(row) for row in cur]
+
+        return await self._read(query)
+
+    # -- audit log ----------------------------------------------------------------------
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        await self._write(functools.partial(_insert_audit, entry=entry), bounded=False)
+
+    async def list_audit(self, limit: int = 100) -> list[AuditEntry]:
+        def query(conn: sqlite3.Connection) -> list[AuditEntry]:
+            cur = conn.execute(
+                "SELECT at_ms, actor, action, subject, detail, id FROM audit_log "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            return [AuditEntry(*row) for row in cur]
+
+        return await self._read(query)

@@ -1,0 +1,23 @@
+"""Fixtures for the server tests (tests/servers/ only)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# The suite imports test modules with --import-mode=importlib, which puts no test folder on
+# sys.path; the helpers next to this file are imported by their own name.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers_harness import StoreBackend
+
+from servers.store.sqlite import SqliteStore
+
+
+@pytest.fixture(params=["sqlite"])
+def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
+    """Each store backend in turn (PostgreSQL joins this list in its own issue)."""
+    path = tmp_path / "registry.db"
+    return StoreBackend("sqlite", lambda: SqliteStore(path))

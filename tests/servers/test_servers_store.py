@@ -1,0 +1,270 @@
+"""The registry store contract, written against the abstract interface.
+
+Every test takes ``store_backend`` (conftest.py), which is parametrized over the
+backends; a PostgreSQL backend adds itself there and inherits all of these tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+from servers_harness import StoreBackend
+
+from kaa_wire import RegistrationStatus, Topic
+from servers.store import (
+    AlreadyExists,
+    Application,
+    ApplicationChanges,
+    AuditEntry,
+    Balancing,
+    EndpointStatus,
+    EndpointWrite,
+    Node,
+    NotFound,
+    RegistryStore,
+    SdkToken,
+    WriteOutcome,
+)
+
+T0 = 1_700_000_000_000
+
+
+def _app(token: str = "app-1", **overrides: object) -> Application:
+    fields: dict[str, object] = {
+        "token": token,
+        "name": "thermostats",
+        "config": b'{"period_s": 60}',
+        "config_version": 1,
+        "topics": (Topic(1, "alerts"), Topic(2, "firmware")),
+        "balancing": Balancing.STATIC,
+        "cached_signature": False,
+        "created_ms": T0,
+    }
+    fields.update(overrides)
+    return Application(**fields)  # type: ignore[arg-type]
+
+
+def _audit(action: str, subject: str = "x") -> AuditEntry:
+    return AuditEntry(at_ms=T0, actor="test", action=action, subject=subject)
+
+
+def _write(
+    endpoint: int = 1,
+    request_ms: int = T0,
+    profile: bytes = b'{"model": "a"}',
+    application: str = "app-1",
+) -> EndpointWrite:
+    key = f"key-{endpoint}".encode()
+    return EndpointWrite(
+        endpoint_id=hashlib.sha1(key).digest(),
+        public_key=key,
+        sdk_token_hash=hashlib.sha256(b"sdk").digest(),
+        application=application,
+        profile=profile,
+        profile_hash=hashlib.sha256(profile).digest(),
+        request_ms=request_ms,
+        now_ms=request_ms + 5,
+    )
+
+
+async def _with_app(store: RegistryStore) -> None:
+    await store.create_application(_app(), _audit("app.create", "app-1"))
+
+
+def test_applications_round_trip(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        app = _app()
+        await store.create_application(app, _audit("app.create"))
+        assert await store.get_application("app-1") == app
+        assert await store.get_application("nope") is None
+        with pytest.raises(AlreadyExists):
+            await store.create_application(app, _audit("app.create"))
+        await store.create_application(_app("app-2", name="meters"), _audit("app.create"))
+        assert [a.token for a in await store.list_applications()] == ["app-1", "app-2"]
+
+    store_backend.run(body)
+
+
+def test_update_application_bumps_version_with_new_config(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        updated = await store.update_application(
+            "app-1", ApplicationChanges(config=b"{}"), _audit("app.update")
+        )
+        assert (updated.config, updated.config_version) == (b"{}", 2)
+        updated = await store.update_application(
+            "app-1",
+            ApplicationChanges(balancing=Balancing.LEAST_LOADED, cached_signature=True),
+            _audit("app.update"),
+        )
+        assert updated.config_version == 2
+        assert updated == await store.get_application("app-1")
+        assert updated.balancing is Balancing.LEAST_LOADED and updated.cached_signature
+        with pytest.raises(NotFound):
+            await store.update_application("nope", ApplicationChanges(name="x"), _audit("u"))
+
+    store_backend.run(body)
+
+
+def test_sdk_tokens_are_found_by_hash(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        token = SdkToken(hashlib.sha256(b"secret").digest(), "app-1", T0)
+        await store.add_sdk_token(token, _audit("sdk.create"))
+        assert await store.find_sdk_token(token.token_hash) == token
+        assert await store.find_sdk_token(hashlib.sha256(b"other").digest()) is None
+        assert await store.list_sdk_tokens("app-1") == [token]
+        with pytest.raises(AlreadyExists):
+            await store.add_sdk_token(token, _audit("sdk.create"))
+        with pytest.raises(NotFound):
+            orphan = SdkToken(hashlib.sha256(b"o").digest(), "no-app", T0)
+            await store.add_sdk_token(orphan, _audit("sdk.create"))
+
+    store_backend.run(body)
+
+
+def test_register_new_existing_and_profile_updated(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        first = _write(request_ms=T0)
+        assert await store.register_endpoint(first) is WriteOutcome.NEW
+        assert await store.register_endpoint(_write(request_ms=T0 + 1)) is WriteOutcome.EXISTING
+        changed = _write(request_ms=T0 + 2, profile=b'{"model": "b"}')
+        assert await store.register_endpoint(changed) is WriteOutcome.PROFILE_UPDATED
+
+        stored = await store.get_endpoint(first.endpoint_id)
+        assert stored is not None
+        assert stored.public_key == first.public_key
+        assert stored.profile == b'{"model": "b"}'
+        assert stored.profile_hash == hashlib.sha256(b'{"model": "b"}').digest()
+        assert stored.first_seen_ms == T0 + 5
+        assert stored.last_seen_ms == T0 + 2 + 5
+        assert stored.last_request_ms == T0 + 2
+        assert stored.status is EndpointStatus.ACTIVE
+        assert stored.registration_status is RegistrationStatus.PROFILE_UPDATED
+        assert await store.get_endpoint(bytes(20)) is None
+
+    store_backend.run(body)
+
+
+def test_replayed_timestamps_are_refused_and_write_nothing(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        assert await store.register_endpoint(_write(request_ms=T0 + 10)) is WriteOutcome.NEW
+        same = _write(request_ms=T0 + 10, profile=b"changed")
+        older = _write(request_ms=T0 + 9, profile=b"changed")
+        assert await store.register_endpoint(same) is WriteOutcome.REPLAYED
+        assert await store.register_endpoint(older) is WriteOutcome.REPLAYED
+        stored = await store.get_endpoint(same.endpoint_id)
+        assert stored is not None
+        assert (stored.profile, stored.last_request_ms) == (b'{"model": "a"}', T0 + 10)
+
+    store_backend.run(body)
+
+
+def test_concurrent_copies_of_one_request_are_accepted_once(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        outcomes = await asyncio.gather(*(store.register_endpoint(_write()) for _ in range(20)))
+        assert sorted(o.value for o in outcomes) == ["NEW"] + ["REPLAYED"] * 19
+
+    store_backend.run(body)
+
+
+def test_revoked_endpoint_is_refused_and_audited(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        write = _write()
+        await store.register_endpoint(write)
+        revoked = await store.revoke_endpoint(
+            write.endpoint_id, AuditEntry(T0 + 100, "ops", "endpoint.revoke", "ab", "stolen")
+        )
+        assert revoked.status is EndpointStatus.REVOKED and revoked.revoked_ms == T0 + 100
+        later = _write(request_ms=T0 + 1000)
+        assert await store.register_endpoint(later) is WriteOutcome.REVOKED
+        stored = await store.get_endpoint(write.endpoint_id)
+        assert stored is not None and stored.last_request_ms == T0
+        audit = await store.list_audit()
+        assert (audit[0].action, audit[0].detail) == ("endpoint.revoke", "stolen")
+        with pytest.raises(NotFound):
+            await store.revoke_endpoint(bytes(20), _audit("endpoint.revoke"))
+
+    store_backend.run(body)
+
+
+def test_endpoint_of_another_application_is_refused(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        await store.create_application(_app("app-2"), _audit("app.create"))
+        assert await store.register_endpoint(_write()) is WriteOutcome.NEW
+        moved = _write(request_ms=T0 + 1, application="app-2")
+        assert await store.register_endpoint(moved) is WriteOutcome.OTHER_APPLICATION
+
+    store_backend.run(body)
+
+
+def test_list_endpoints_filters_and_pages(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        await store.create_application(_app("app-2"), _audit("app.create"))
+        for n in range(5):
+            await store.register_endpoint(_write(endpoint=n, application=f"app-{1 + n % 2}"))
+        everything = await store.list_endpoints()
+        assert [e.public_key for e in everything] == [f"key-{n}".encode() for n in range(5)]
+        app2 = await store.list_endpoints("app-2")
+        assert [e.public_key for e in app2] == [b"key-1", b"key-3"]
+        page = await store.list_endpoints(limit=2, offset=2)
+        assert [e.public_key for e in page] == [b"key-2", b"key-3"]
+
+    store_backend.run(body)
+
+
+def _node(node_id: str, expires: int, **overrides: object) -> Node:
+    fields: dict[str, object] = {
+        "node_id": node_id,
+        "host": "127.0.0.1",
+        "port": 9997,
+        "kex_public_key": bytes(32),
+        "priority": 100,
+        "weight": 100,
+        "load": 0,
+        "lease_expires_ms": expires,
+        "started_ms": T0,
+        "renewed_ms": T0,
+    }
+    fields.update(overrides)
+    return Node(**fields)  # type: ignore[arg-type]
+
+
+def test_node_leases_lapse(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        await store.put_node(_node("a", T0 + 1000))
+        await store.put_node(_node("b", T0 + 2000))
+        assert [n.node_id for n in await store.live_nodes(T0 + 500)] == ["a", "b"]
+        assert [n.node_id for n in await store.live_nodes(T0 + 1000)] == ["b"]
+        # A renewal moves the lease and the load, and keeps the start time.
+        await store.put_node(_node("a", T0 + 3000, load=7, started_ms=T0 + 999))
+        live = await store.live_nodes(T0 + 2500)
+        assert [(n.node_id, n.load, n.started_ms) for n in live] == [("a", 7, T0)]
+        assert len(await store.list_nodes()) == 2
+        await store.remove_node("a")
+        assert [n.node_id for n in await store.list_nodes()] == ["b"]
+
+    store_backend.run(body)
+
+
+def test_writes_are_visible_to_a_second_store_on_the_same_data(
+    store_backend: StoreBackend,
+) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        write = _write()
+        assert await store.register_endpoint(write) is WriteOutcome.NEW
+        async with store_backend.make() as other:
+            stored = await other.get_endpoint(write.endpoint_id)
+            assert stored is not None and stored.public_key == write.public_key
+            assert await other.register_endpoint(write) is WriteOutcome.REPLAYED
+
+    store_backend.run(body)
