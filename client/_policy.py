@@ -1,0 +1,556 @@
+"""Client policy, shared by both transports: which server, how long to wait, what it means.
+
+Theory of operation. :class:`RegistrationPlan` is a generator that never touches a socket,
+a clock or a sleep. It yields two kinds of actions:
+
+* :class:`Exchange`: connect to ``host:port``, write ``request``, feed every received chunk
+  to :meth:`Exchange.receive` (``b""`` at end of stream) until it returns something other
+  than ``NEED_DATA``; send that back with ``generator.send``. Any ``OSError``,
+  ``EOFError`` or :class:`kaa_wire.KaaWireError` (timeouts included) goes back with
+  ``generator.throw`` instead.
+* :class:`Sleep`: wait that many seconds, then ``send(None)``.
+
+Its return value (``StopIteration.value``) is the :class:`Outcome`. ``_blocking.py`` runs
+it over blocking sockets and ``_asyncio.py`` over asyncio streams; each is a loop of a
+dozen lines. The monotonic clock, the randomness and the sleep are injected, so tests run
+the same plan deterministically.
+
+The rules (docs/client.md gives the reasons):
+
+1. Optional random initial hold-off, uniform in [0, ``initial_holdoff_s``].
+2. Resolve through a Bootstrap chosen at random, then the next ones in list order. Any
+   failure there (no connection, timeout, bad signature, wrong nonce, expired, an ERROR
+   frame, an empty list) counts against that Bootstrap: back off, try the next one.
+3. Order the Operations nodes by priority, highest first; among equal priorities at random,
+   weighted by ``weight`` (uniformly if all weights are 0). Try them in that order.
+4. A registered device sends its key hash (``reconnect=True``), whether or not the profile
+   changed; an ``UnknownKeyHash`` answer makes it retry the same node at once with the full
+   key. An unregistered device sends the full key.
+5. A sealed ``RevokedEndpoint`` ends the plan with :class:`Revoked`. An unsealed one could
+   be forged by anyone on the path: it counts as a failure of that server.
+6. A ``StaleRequest``, or a resolution that expired, means re-resolve (next Bootstrap).
+7. Any other failure: back off, move to the next node; when the list is used up, re-resolve
+   through the next Bootstrap.
+8. Backoff is exponential with full jitter: after the n-th consecutive failure (n from 0),
+   wait uniform(0, min(max_delay_s, base_delay_s * 2**n)), and never less than the
+   ``retry_after_ms`` of an ``Overloaded`` error (capped at ``max_delay_s``).
+9. Give up with :class:`Failed` when the next wait would pass ``deadline_s`` or the failure
+   count reaches ``max_failures`` (both off by default: a device keeps trying).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, Final
+
+from client._state import ApplicationState, DeviceState, ServerInfo, profile_hash
+from kaa_wire._connection import NeedData, RegisterClient, Registered, ResolveClient
+from kaa_wire._connection import Resolved as _Resolved
+from kaa_wire._constants import NONCE_SIZE, RegistrationStatus
+from kaa_wire._crypto import PrivateKey, PublicKey
+from kaa_wire._errors import (
+    KaaWireError,
+    LocalProtocolError,
+    Overloaded,
+    RemoteProtocolError,
+    RevokedEndpoint,
+    StaleRequest,
+    UnexpectedMessage,
+    UnknownKeyHash,
+)
+from kaa_wire._messages import OperationsNode, RegistrationResult
+from kaa_wire.sdk_config import SdkConfig
+
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "Attempt",
+    "Connected",
+    "Event",
+    "Exchange",
+    "Failed",
+    "NoOperationsServers",
+    "Outcome",
+    "RegistrationPlan",
+    "RetryPolicy",
+    "Revoked",
+    "Sleep",
+    "Waiting",
+    "backoff_delay",
+    "order_nodes",
+]
+
+#: What a transport hands back to the plan with ``throw``: the failure of one exchange.
+TRANSPORT_ERRORS: Final = (OSError, EOFError, KaaWireError)
+
+_MAX_PROFILE = 0xFFFF
+
+
+class NoOperationsServers(RemoteProtocolError):
+    """A verified resolution answer that lists no Operations service."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How persistent the client is. The defaults suit a device that must keep trying.
+
+    ``base_delay_s`` 1 s and ``max_delay_s`` 300 s: a fleet whose servers are all down
+    settles, after about nine failures, at one attempt per device per 150 s on average.
+    ``exchange_timeout_s`` bounds one connect + request + response. ``initial_holdoff_s``
+    (off by default) spreads a mass power-up. ``use_server_hints`` lets the ``retry_base_ms``
+    of the last sealed registration result raise (never lower) the base delay.
+    """
+
+    base_delay_s: float = 1.0
+    max_delay_s: float = 300.0
+    exchange_timeout_s: float = 10.0
+    initial_holdoff_s: float = 0.0
+    deadline_s: float | None = None
+    max_failures: int | None = None
+    use_server_hints: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.base_delay_s <= self.max_delay_s:
+            raise ValueError("need 0 < base_delay_s <= max_delay_s")
+        if self.exchange_timeout_s <= 0 or self.initial_holdoff_s < 0:
+            raise ValueError("exchange_timeout_s must be > 0 and initial_holdoff_s >= 0")
+        if self.deadline_s is not None and self.deadline_s < 0:
+            raise ValueError("deadline_s must be >= 0")
+        if self.max_failures is not None and self.max_failures < 1:
+            raise ValueError("max_failures must be >= 1")
+
+
+def backoff_delay(
+    failures: int, base_s: float, cap_s: float, rng: random.Random, retry_after_s: float = 0.0
+) -> float:
+    """Full jitter after ``failures`` earlier consecutive failures, at least ``retry_after_s``."""
+    ceiling = min(cap_s, base_s * 2.0 ** min(failures, 64))
+    return max(rng.uniform(0.0, ceiling), min(retry_after_s, cap_s))
+
+
+def order_nodes(nodes: Sequence[OperationsNode], rng: random.Random) -> list[OperationsNode]:
+    """Highest priority first; ties in weighted random order (uniform if all weights are 0)."""
+    ordered: list[OperationsNode] = []
+    for priority in sorted({node.priority for node in nodes}, reverse=True):
+        group = [node for node in nodes if node.priority == priority]
+        while group and any(node.weight for node in group):
+            index = rng.choices(range(len(group)), weights=[n.weight for n in group])[0]
+            ordered.append(group.pop(index))
+        rng.shuffle(group)  # what is left all weigh 0
+        ordered.extend(group)
+    return ordered
+
+
+# -- what the plan reports -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    """One exchange with one server: ``stage`` is ``"resolve"`` or ``"register"``.
+
+    ``cause`` is None when it succeeded. ``sent``/``received`` are bytes on the wire (TCP
+    payload), for the record and for docs/client.md's figures.
+    """
+
+    stage: str
+    host: str
+    port: int
+    cause: BaseException | None
+    sent: int
+    received: int
+    reconnect: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.cause is None
+
+    def describe(self) -> str:
+        what = "ok" if self.cause is None else _describe_error(self.cause)
+        return f"{self.stage} {self.host}:{self.port}: {what}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Waiting:
+    """The plan waits ``delay_s`` before its next exchange, because of ``reason``."""
+
+    delay_s: float
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Connected:
+    """Registered: the server accepted the endpoint and sent the application state."""
+
+    endpoint_id: str
+    registration_status: RegistrationStatus
+    application_state: ApplicationState
+    server: ServerInfo
+    result: RegistrationResult
+    attempts: tuple[Attempt, ...]
+
+    @property
+    def status(self) -> str:
+        """``"new"``, ``"existing"`` or ``"profile_updated"``."""
+        return self.registration_status.name.lower()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "registered": True,
+            "endpoint_id": self.endpoint_id,
+            "application_state": self.application_state.to_json(),
+            "operations_server": self.server.to_json(),
+            "reconnect_after_s": self.result.reconnect_after_s,
+            "attempts": len(self.attempts),
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Revoked:
+    """The Operations service said, in a sealed (authentic) error, that this endpoint is
+    revoked. Retrying will not help; the device needs its operator."""
+
+    endpoint_id: str
+    message: str
+    server: ServerInfo
+    attempts: tuple[Attempt, ...]
+    status: str = "revoked"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "registered": False,
+            "endpoint_id": self.endpoint_id,
+            "message": self.message,
+            "operations_server": self.server.to_json(),
+            "attempts": len(self.attempts),
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failed:
+    """Gave up (deadline or failure budget): ``cause`` is the last failure's exception."""
+
+    endpoint_id: str
+    reason: str
+    cause: BaseException | None
+    attempts: tuple[Attempt, ...]
+    status: str = "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "registered": False,
+            "endpoint_id": self.endpoint_id,
+            "reason": self.reason,
+            "cause": None if self.cause is None else _describe_error(self.cause),
+            "attempts": [a.describe() for a in self.attempts],
+        }
+
+
+Outcome = Connected | Revoked | Failed
+Event = Attempt | Waiting | Connected | Revoked | Failed
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, KaaWireError):
+        sealed = " (sealed)" if exc.sealed else ""
+        return f"{type(exc).__name__}{sealed}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# -- actions --------------------------------------------------------------------------------
+
+
+class Exchange:
+    """One request/response exchange the transport must carry out (see module doc)."""
+
+    __slots__ = ("_clock", "_conn", "host", "port", "received", "request", "sent", "stage")
+
+    def __init__(
+        self,
+        stage: str,
+        node: tuple[str, int],
+        conn: ResolveClient | RegisterClient,
+        clock: Callable[[], float],
+    ) -> None:
+        self.stage = stage
+        self.host, self.port = node
+        self._conn = conn
+        self._clock = clock
+        self.request = conn.send_request()
+        #: Bytes the transport has written and received so far.
+        self.sent = 0
+        self.received = 0
+
+    def receive(self, data: bytes) -> _Resolved | Registered | NeedData:
+        """Feed received bytes (``b""`` = end of stream); the event, or NEED_DATA."""
+        self.received += len(data)
+        self._conn.receive_data(data)
+        if isinstance(self._conn, ResolveClient):
+            return self._conn.next_event(self._clock())
+        return self._conn.next_event()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+Action = Exchange | Sleep
+
+
+class _GiveUp(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Reresolve(Exception):
+    """The current resolution cannot be used any more: get a fresh one."""
+
+
+# -- the plan -------------------------------------------------------------------------------
+
+
+class RegistrationPlan:
+    """One registration attempt sequence for one device, until an :data:`Outcome`.
+
+    ``resolved`` is a still-valid earlier resolution to start from (the Device keeps the
+    last one); after the plan, :attr:`resolved` holds the one it used last, or None.
+    """
+
+    def __init__(
+        self,
+        config: SdkConfig,
+        bootstrap_keys: Sequence[PublicKey],
+        private_key: PrivateKey,
+        state: DeviceState,
+        profile: bytes,
+        *,
+        policy: RetryPolicy,
+        rng: random.Random,
+        clock: Callable[[], float],
+        on_event: Callable[[Event], None] | None = None,
+        resolved: _Resolved | None = None,
+    ) -> None:
+        if len(profile) > _MAX_PROFILE:
+            raise LocalProtocolError(f"a profile is at most {_MAX_PROFILE} bytes")
+        self._config = config
+        self._bootstrap_keys = bootstrap_keys
+        self._key = private_key
+        self._state = state
+        self._profile = profile
+        self._policy = policy
+        self._rng = rng
+        self._clock = clock
+        self._on_event = on_event
+        self.resolved = resolved
+        base = policy.base_delay_s
+        if policy.use_server_hints and state.retry_base_ms:
+            base = min(max(base, state.retry_base_ms / 1000), policy.max_delay_s)
+        self._base_delay_s = base
+        self._failures = 0
+        self._attempts: list[Attempt] = []
+        self._last_cause: BaseException | None = None
+        self._deadline: float | None = None
+        self._next_bootstrap = rng.randrange(len(config.bootstrap_servers))
+
+    def steps(self) -> Generator[Action, Any, Outcome]:
+        """The generator the transports run (see the module doc)."""
+        policy = self._policy
+        if policy.deadline_s is not None:
+            self._deadline = self._clock() + policy.deadline_s
+        try:
+            if policy.initial_holdoff_s > 0:
+                yield from self._wait(
+                    self._rng.uniform(0.0, policy.initial_holdoff_s), "initial hold-off"
+                )
+            reconnect = self._state.registered
+            while True:
+                if self.resolved is None or self.resolved.expired(self._clock()):
+                    self.resolved = yield from self._resolve()
+                    if self.resolved is None:
+                        continue
+                try:
+                    for node in order_nodes(self.resolved.nodes, self._rng):
+                        outcome, reconnect = yield from self._register(node, reconnect)
+                        if outcome is not None:
+                            return self._emit(outcome)
+                except _Reresolve:
+                    pass
+                self.resolved = None
+        except _GiveUp as stop:
+            failed = Failed(
+                self._state.endpoint_id, stop.reason, self._last_cause, tuple(self._attempts)
+            )
+            return self._emit(failed)
+
+    # Each helper below is a sub-generator: ``yield from`` it inside steps().
+
+    def _resolve(self) -> Generator[Action, Any, _Resolved | None]:
+        index = self._next_bootstrap
+        self._next_bootstrap = (index + 1) % len(self._config.bootstrap_servers)
+        server = self._config.bootstrap_servers[index]
+        conn = ResolveClient(
+            self._config.application_token,
+            self._bootstrap_keys[index],
+            nonce=os.urandom(NONCE_SIZE),  # never from the injected rng: it must not repeat
+            accept_unbound=self._config.accept_unbound_resolution,
+            max_frame_size=self._config.max_frame_size,
+        )
+        exchange = Exchange("resolve", (server.host, server.port), conn, self._clock)
+        try:
+            resolved: _Resolved = yield exchange
+        except TRANSPORT_ERRORS as exc:
+            yield from self._failed(exchange, exc)
+            return None
+        if not resolved.nodes:
+            empty = NoOperationsServers("the Bootstrap listed no Operations service")
+            yield from self._failed(exchange, empty)
+            return None
+        self._record(exchange, None)
+        return resolved
+
+    def _register(
+        self, node: OperationsNode, reconnect: bool
+    ) -> Generator[Action, Any, tuple[Outcome | None, bool]]:
+        while True:
+            assert self.resolved is not None
+            now = self._clock()
+            if self.resolved.expired(now):
+                raise _Reresolve
+            try:
+                conn = RegisterClient(
+                    node,
+                    sdk_token=self._config.sdk_token,
+                    private_key=self._key,
+                    profile=self._profile,
+                    timestamp_ms=self.resolved.server_time_at(now),
+                    reconnect=reconnect,
+                    max_frame_size=self._config.max_frame_size,
+                )
+                exchange = Exchange("register", (node.host, node.port), conn, self._clock)
+            except RemoteProtocolError as exc:  # a node we cannot seal to (bad or unknown key)
+                exchange = _NoExchange(node)
+                yield from self._failed(exchange, exc, reconnect)
+                return None, reconnect
+            try:
+                registered: Registered = yield exchange
+            except UnknownKeyHash as exc:
+                if not reconnect:  # a full key cannot be unknown: the server misbehaves
+                    yield from self._failed(exchange, exc, reconnect)
+                    return None, reconnect
+                self._record(exchange, exc, reconnect)
+                reconnect = False  # the server lost us (or never had us): send the key
+                continue
+            except RevokedEndpoint as exc:
+                if not exc.sealed:  # anyone on the path can send a plain error
+                    yield from self._failed(exchange, exc, reconnect)
+                    return None, reconnect
+                self._record(exchange, exc, reconnect)
+                revoked = Revoked(
+                    self._state.endpoint_id,
+                    exc.message,
+                    ServerInfo.of(node),
+                    tuple(self._attempts),
+                )
+                return revoked, reconnect
+            except StaleRequest as exc:
+                yield from self._failed(exchange, exc, reconnect)
+                raise _Reresolve from None
+            except TRANSPORT_ERRORS as exc:
+                yield from self._failed(exchange, exc, reconnect)
+                return None, reconnect
+            result = registered.result
+            if result.endpoint_id.hex() != self._state.endpoint_id:
+                wrong = UnexpectedMessage(f"result names endpoint {result.endpoint_id.hex()}")
+                yield from self._failed(exchange, wrong, reconnect)
+                return None, reconnect
+            self._record(exchange, None, reconnect)
+            connected = Connected(
+                endpoint_id=result.endpoint_id.hex(),
+                registration_status=RegistrationStatus(result.status),
+                application_state=ApplicationState.of(result),
+                server=ServerInfo.of(node),
+                result=result,
+                attempts=tuple(self._attempts),
+            )
+            return connected, reconnect
+
+    def _record(
+        self, exchange: Exchange | _NoExchange, cause: BaseException | None, reconnect: bool = False
+    ) -> None:
+        attempt = Attempt(
+            exchange.stage,
+            exchange.host,
+            exchange.port,
+            cause,
+            exchange.sent,
+            exchange.received,
+            reconnect,
+        )
+        self._attempts.append(attempt)
+        if cause is not None:
+            self._last_cause = cause
+        self._emit(attempt)
+
+    def _failed(
+        self, exchange: Exchange | _NoExchange, cause: BaseException, reconnect: bool = False
+    ) -> Generator[Action, Any, None]:
+        self._record(exchange, cause, reconnect)
+        yield from self._backoff(cause)
+
+    def _backoff(self, cause: BaseException) -> Generator[Action, Any, None]:
+        policy = self._policy
+        self._failures += 1
+        if policy.max_failures is not None and self._failures >= policy.max_failures:
+            raise _GiveUp(f"{self._failures} failed attempts")
+        retry_after_s = cause.retry_after_ms / 1000 if isinstance(cause, Overloaded) else 0.0
+        delay = backoff_delay(
+            self._failures - 1, self._base_delay_s, policy.max_delay_s, self._rng, retry_after_s
+        )
+        yield from self._wait(delay, "backoff")
+
+    def _wait(self, delay: float, reason: str) -> Generator[Action, Any, None]:
+        if self._deadline is not None and self._clock() + delay > self._deadline:
+            raise _GiveUp(f"deadline of {self._policy.deadline_s:g} s reached")
+        self._emit(Waiting(delay, reason))
+        yield Sleep(delay)
+
+    def _emit(self, event: Any) -> Any:
+        if self._on_event is not None:
+            self._on_event(event)
+        return event
+
+
+class _NoExchange:
+    """Stands for an exchange that could not even be built (nothing was sent)."""
+
+    stage = "register"
+    sent = 0
+    received = 0
+
+    def __init__(self, node: OperationsNode) -> None:
+        self.host, self.port = node.host, node.port
+
+
+def updated_state(state: DeviceState, outcome: Outcome, profile: bytes) -> DeviceState | None:
+    """The state to save after ``outcome``, or None when nothing changed worth a write."""
+    if isinstance(outcome, Connected):
+        result = outcome.result
+        return dataclasses.replace(
+            state,
+            registered=True,
+            status=outcome.status,
+            operations_server=outcome.server,
+            profile_sha256=profile_hash(profile),
+            application_state=outcome.application_state,
+            reconnect_after_s=result.reconnect_after_s,
+            retry_base_ms=result.retry_base_ms,
+        )
+    if isinstance(outcome, Revoked):
+        return dataclasses.replace(state, status="revoked", operations_server=outcome.server)
+    return None
