@@ -1,0 +1,49 @@
+"""Type stubs for the compiled module kaa_wire_ext._ext (same API as the pure modules)."""
+
+from collections.abc import Iterable
+
+from kaa_wire._messages import Frame, RegistrationPayload
+
+__all__ = [
+    "Framer",
+    "encode_frame",
+    "parse_registration_payload",
+    "RegistrationVerifier",
+    "Signer",
+    "verify_batch",
+]
+
+class Framer:
+    max_frame_size: int
+    def __init__(self, max_frame_size: int = 65536) -> None: ...
+    @property
+    def buffered(self) -> int: ...
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None: ...
+    def next_frame(self) -> Frame | None: ...
+
+def encode_frame(
+    msg_type: int, body: bytes, flags: int = 0, max_frame_size: int = 65536
+) -> bytes: ...
+def parse_registration_payload(plaintext: bytes | bytearray) -> RegistrationPayload: ...
+
+class RegistrationVerifier:
+    cache_size: int
+    def __init__(self, cache_size: int = 4096) -> None: ...
+    def verify(
+        self, payload: RegistrationPayload, context: bytes, key_der: bytes | None = None
+    ) -> bytes: ...
+
+def verify_batch(items: Iterable[tuple[bytes, int, bytes, bytes]]) -> list[bool]: ...
+
+class Signer:
+    @property
+    def algorithm(self) -> int: ...
+    def __init__(self, private_key: bytes) -> None: ...
+    def sign(self, data: bytes) -> bytes: ...
+
+# Private helpers for tests and benchmarks/.
+def _constants() -> dict[str, int]: ...
+def _build_info() -> dict[str, object]: ...
+def _bench_rsa_verify(
+    key_der: bytes, data: bytes, signature: bytes, iterations: int, fresh_key: bool = False
+) -> tuple[float, int]: ...

@@ -1,0 +1,39 @@
+# Numbers fixed by protocol v1, mirrored from kaa_wire/_constants.py (and the RSA limits of
+# kaa_wire/_crypto.py and kaa_wire/_registration.py). tests/test_ext_build.py checks that
+# every value here equals its Python original, so the two cannot drift apart.
+
+cdef enum:
+    PROTOCOL_VERSION = 1
+    HEADER_SIZE = 6
+    DEFAULT_MAX_FRAME_SIZE = 65536           # 64 * 1024
+    ABSOLUTE_MAX_FRAME_SIZE = 16777221       # HEADER_SIZE + 0xFFFFFF
+    MAX_BODY_LENGTH = 16777215               # 0xFFFFFF, the 24-bit length field
+
+    NONCE_SIZE = 16
+    KEY_HASH_SIZE = 20
+    X25519_KEY_SIZE = 32
+    AEAD_TAG_SIZE = 16
+    MAX_TOKEN_SIZE = 64
+    MAX_HOST_SIZE = 255
+
+    # MessageType
+    MSG_RESOLVE_REQUEST = 0x01
+    MSG_RESOLVE_RESPONSE = 0x02
+    MSG_REGISTER_REQUEST = 0x03
+    MSG_REGISTER_RESPONSE = 0x04
+    MSG_ERROR = 0x7F
+
+    # FrameFlag
+    FLAG_SEALED = 0x01
+
+    # SignatureAlgorithm
+    SIG_RSA_PKCS1V15_SHA256 = 1
+    SIG_ED25519 = 2
+
+    # Registration payload flag: the key field is the 20-byte endpoint id.
+    PAYLOAD_FLAG_KEY_IS_HASH = 0x01
+
+    # Endpoint RSA key sizes accepted (kaa_wire._crypto.MIN_RSA_BITS,
+    # kaa_wire._registration.MAX_RSA_BITS).
+    MIN_RSA_BITS = 2048
+    MAX_RSA_BITS = 4096
