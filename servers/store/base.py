@@ -212,6 +212,10 @@ class RegistryStore(abc.ABC):
     async def close(self) -> None:
         """Finish queued writes, then release every resource."""
 
+    def stats(self) -> dict[str, float]:
+        """Backend counters for /metrics, by name (``kaa_store_<name>``)."""
+        return {}
+
     # -- applications -------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -1,13 +1,38 @@
 """Helpers for the server tests: store backends, server processes, and a sans-IO client
-over real sockets (the kaa_wire classes; the client library is not used here)."""
+over real blocking sockets (the kaa_wire classes; the client library is not used here)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
+from kaa_wire import (
+    OperationsNode,
+    RegisterClient,
+    RegistrationResult,
+    ResolveClient,
+    Resolved,
+    _codec,
+    _crypto,
+)
+from kaa_wire.sdk_config import SdkConfig
 from servers.store import RegistryStore
+
+REPO = Path(__file__).resolve().parents[2]
+#: Generous upper bounds for waiting on processes; tests never assert durations.
+START_TIMEOUT_S = 60.0
+IO_TIMEOUT_S = 20.0
 
 
 @dataclasses.dataclass
@@ -23,3 +48,278 @@ class StoreBackend:
                 await body(store)
 
         asyncio.run(main())
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAA_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = START_TIMEOUT_S) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+class ServerProcess:
+    """A ``python -m servers...`` child; stdout and stderr go to files under ``logdir``."""
+
+    def __init__(self, module: str, args: Sequence[str], logdir: Path, name: str) -> None:
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.stdout_path = logdir / f"{name}.out"
+        self.stderr_path = logdir / f"{name}.err"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                stdout=out,
+                stderr=err,
+                env=_env(),
+                cwd=logdir,
+            )
+
+    def output(self) -> str:
+        return self.stdout_path.read_text()
+
+    def logs(self) -> str:
+        return self.stderr_path.read_text()
+
+    def wait_for_line(self, prefix: str) -> str:
+        def find() -> str | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.logs()}")
+            for line in self.output().splitlines():
+                if line.startswith(prefix):
+                    return line
+            return None
+
+        line: str = wait_until(find, f"a line starting with {prefix!r}")
+        return line
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code (killed after a long grace period)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=START_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"server ignored SIGTERM:\n{self.logs()}") from None
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def control(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m servers.control --data DATA --json ARGS``."""
+    result = subprocess.run(
+        [sys.executable, "-m", "servers.control", "--data", str(data), "--json", *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=START_TIMEOUT_S,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"control {args} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def control_json(data: Path, *args: str) -> Any:
+    return json.loads(control(data, *args).stdout)
+
+
+@dataclasses.dataclass
+class MainServer:
+    """A running ``python -m servers`` and what it exported."""
+
+    process: ServerProcess
+    data: Path
+    sdk: SdkConfig
+    listeners: dict[str, Any]
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.listeners['admin_port']}"
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=IO_TIMEOUT_S) as r:
+            return str(r.read().decode())
+
+
+def start_main(data: Path, *extra: str, name: str = "main") -> MainServer:
+    """Start ``python -m servers`` on free ports; wait until DIR/listeners.json appears."""
+    for stale in ("listeners.json", "sdk.json"):
+        (data / stale).unlink(missing_ok=True)
+    process = ServerProcess(
+        "servers",
+        [
+            "--data",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--bootstrap-port",
+            "0",
+            "--operations-port",
+            "0",
+            "--admin-port",
+            "0",
+            *extra,
+        ],
+        data.parent / "logs",
+        name,
+    )
+
+    def ready() -> bool:
+        if process.proc.poll() is not None:
+            raise AssertionError(f"python -m servers exited early:\n{process.logs()}")
+        return (data / "listeners.json").exists()
+
+    wait_until(ready, "python -m servers to bind")
+    listeners = json.loads((data / "listeners.json").read_text())
+    sdk = SdkConfig.from_json((data / "sdk.json").read_text())
+    return MainServer(process, data, sdk, listeners)
+
+
+def start_operations(data: Path, *extra: str, name: str) -> tuple[ServerProcess, int]:
+    """An extra ``python -m servers.operations`` node on the same data; (process, port)."""
+    process = ServerProcess(
+        "servers.operations",
+        ["--data", str(data), "--host", "127.0.0.1", "--port", "0", *extra],
+        data.parent / "logs",
+        name,
+    )
+    line = process.wait_for_line("operations ")
+    return process, int(line.rsplit(":", 1)[1])
+
+
+# -- the wire, over real sockets -----------------------------------------------------------
+
+
+def exchange(host: str, port: int, data: bytes, *, half_close: bool = False) -> bytes:
+    """Send ``data`` on a new connection; everything the server sends until it closes."""
+    with socket.create_connection((host, port), timeout=IO_TIMEOUT_S) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return read_to_eof(sock)
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def resolve(
+    sdk: SdkConfig, *, nonce: bytes | None = None, app_token: str | None = None
+) -> Resolved:
+    """One resolution against the SDK's first Bootstrap, signature checked by the core."""
+    server = sdk.bootstrap_servers[0]
+    client = ResolveClient(
+        app_token or sdk.application_token,
+        server.public_key(),
+        nonce=nonce or os.urandom(16),
+        accept_unbound=sdk.accept_unbound_resolution,
+        max_frame_size=sdk.max_frame_size,
+    )
+    answer = exchange(server.host, server.port, client.send_request())
+    client.receive_data(answer)
+    client.receive_data(b"")
+    event = client.next_event(time.monotonic())
+    assert isinstance(event, Resolved)
+    return event
+
+
+def top_nodes(resolved: Resolved) -> list[OperationsNode]:
+    top = max(n.priority for n in resolved.nodes)
+    return [n for n in resolved.nodes if n.priority == top]
+
+
+class Endpoint:
+    """A device: one RSA key, and the server clock as its last resolution told it."""
+
+    def __init__(self, sdk: SdkConfig, key: _crypto.PrivateKey) -> None:
+        self.sdk = sdk
+        self.key = key
+        self.endpoint_id = _crypto.endpoint_id(_crypto.public_key_der(key))
+        self.resolved: Resolved | None = None
+        self._last_ms = 0
+
+    def resolve(self) -> Resolved:
+        self.resolved = resolve(self.sdk)
+        return self.resolved
+
+    def timestamp_ms(self) -> int:
+        """The server's time as this endpoint knows it, strictly increasing."""
+        if self.resolved is None:
+            self.resolve()
+        assert self.resolved is not None
+        now = self.resolved.server_time_at(time.monotonic())
+        self._last_ms = max(now, self._last_ms + 1)
+        return self._last_ms
+
+    def client(
+        self,
+        node: OperationsNode,
+        profile: bytes,
+        *,
+        reconnect: bool = False,
+        timestamp_ms: int | None = None,
+        sdk_token: str | None = None,
+        ephemeral_key: Any = None,
+    ) -> RegisterClient:
+        return RegisterClient(
+            node,
+            sdk_token=sdk_token or self.sdk.sdk_token,
+            private_key=self.key,
+            profile=profile,
+            timestamp_ms=self.timestamp_ms() if timestamp_ms is None else timestamp_ms,
+            reconnect=reconnect,
+            max_frame_size=self.sdk.max_frame_size,
+            ephemeral_key=ephemeral_key,
+        )
+
+    def register(
+        self, profile: bytes, *, node: OperationsNode | None = None, **options: Any
+    ) -> RegistrationResult:
+        """Register on ``node`` (default: the first top-priority node of a fresh resolution)."""
+        if node is None:
+            node = top_nodes(self.resolve())[0]
+        client = self.client(node, profile, **options)
+        return send_registration(client)
+
+
+def send_registration(client: RegisterClient, request: bytes | None = None) -> RegistrationResult:
+    """Send ``client``'s request (or ``request``, bytes it would send) and open the answer."""
+    data = client.send_request() if request is None else request
+    answer = exchange(client.node.host, client.node.port, data)
+    client.receive_data(answer)
+    client.receive_data(b"")
+    event = client.next_event()
+    return event.result  # type: ignore[union-attr]
+
+
+def error_frame(data: bytes) -> tuple[int, int]:
+    """(message type, error code) of a plain ERROR frame."""
+    assert len(data) >= 6, f"expected a frame, got {data!r}"
+    body = data[6:]
+    return data[1], _codec.decode_error(body).code

@@ -1,0 +1,63 @@
+"""``python -m servers``: the whole system on one machine, ready to use.
+
+With no arguments: initialize ./kaa-data if missing, create (or reuse) a default
+application and SDK token, run one Bootstrap and one Operations service in this process on
+one uvloop event loop, write DIR/sdk.json and DIR/sdk.h once the listeners are bound, and
+run until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from servers import config as cfg
+from servers import logs
+from servers.datadir import DataDir
+from servers.embedded import Defaults, ensure_defaults, export_for_listeners
+from servers.runtime import Listeners, print_line, run, serve
+from servers.store.base import RegistryStore
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m servers",
+        description="Run a Bootstrap and an Operations service with a default application; "
+        "write the SDK configuration to DIR/sdk.json and DIR/sdk.h.",
+    )
+    cfg.add_arguments(parser, cfg.OPTIONS)
+    args = parser.parse_args(argv)
+    try:
+        settings = cfg.load_settings(args)
+    except cfg.ConfigError as exc:
+        parser.error(str(exc))
+    logs.configure(settings.log_json, settings.log_level)
+    datadir = DataDir(settings.data)
+    if datadir.create_keys():
+        print_line(f"initialized {datadir.root}")
+    defaults: list[Defaults] = []
+
+    async def prepare(store: RegistryStore) -> None:
+        defaults.append(await ensure_defaults(store, datadir))
+
+    async def on_ready(store: RegistryStore, listeners: Listeners) -> None:
+        await export_for_listeners(store, datadir, settings, defaults[0], listeners)
+        host = settings.host
+        print_line(f"bootstrap  {host}:{listeners.bootstrap_port}")
+        print_line(f"operations {host}:{listeners.operations_port}")
+        if listeners.admin_port is not None:
+            print_line(f"metrics    http://{host}:{listeners.admin_port}/metrics")
+        print_line(f"sdk config {datadir.sdk_json}")
+        print_line(f"c header   {datadir.sdk_header}")
+
+    try:
+        return run(
+            serve(settings, bootstrap=True, operations=True, prepare=prepare, on_ready=on_ready)
+        )
+    finally:
+        datadir.listeners.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

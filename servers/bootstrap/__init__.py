@@ -1,0 +1,1 @@
+"""The Bootstrap service: signed, prioritized lists of live Operations services."""

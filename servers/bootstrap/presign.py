@@ -1,0 +1,119 @@
+"""Cached-signature mode: each variant of an application's plan is signed once per change.
+
+The answer carries nonce kaa_wire.UNBOUND_NONCE, so it answers no request in particular
+and one signature serves every endpoint until the plan changes or a third of
+``valid_for_s`` has passed (then it is signed again in the background while the old one,
+still valid, keeps being served). Endpoints accept it only with
+``accept_unbound_resolution`` in their SDK configuration. docs/balancing.md gives the
+trade-off against per-request, nonce-bound signatures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import time
+
+from kaa_wire import UNBOUND_NONCE, Signer, _codec
+from servers import logs
+from servers.balancing import Plan
+from servers.clock import wall_ms
+from servers.limits import WorkerPool
+from servers.metrics import Metrics
+
+__all__ = ["Presigner"]
+
+_MAX_APPS = 10_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Signed:
+    plan: Plan
+    signed_at: float
+    answers: tuple[tuple[bytes, bytes], ...]  # (signed_part, signature) per variant
+
+
+class Presigner:
+    def __init__(
+        self,
+        signer: Signer,
+        pool: WorkerPool,
+        *,
+        valid_for_s: int,
+        metrics: Metrics,
+        log: logging.Logger,
+    ) -> None:
+        self._signer = signer
+        self._pool = pool
+        self._valid_for_s = valid_for_s
+        self._metrics = metrics
+        self._log = log
+        self._signed: dict[str, _Signed] = {}
+        self._signing: dict[str, tuple[Plan, asyncio.Future[_Signed]]] = {}
+        self._background: set[asyncio.Task[_Signed]] = set()
+
+    async def answer(self, app_token: str, plan: Plan, rng: random.Random) -> tuple[bytes, bytes]:
+        """(signed_part, signature) of one variant of ``plan``, picked by weight."""
+        entry = self._signed.get(app_token)
+        now = time.monotonic()
+        if entry is None or entry.plan != plan or now - entry.signed_at >= self._valid_for_s - 1:
+            entry = await self._sign(app_token, plan)
+        elif now - entry.signed_at >= self._valid_for_s / 3 and app_token not in self._signing:
+            task = asyncio.get_running_loop().create_task(self._sign(app_token, plan))
+            self._background.add(task)
+            task.add_done_callback(self._background_done)
+        return entry.answers[plan.pick_index(rng)]
+
+    def _background_done(self, task: asyncio.Task[_Signed]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logs.event(self._log, logging.WARNING, "re-signing failed", error=str(task.exception()))
+
+    async def _sign(self, app_token: str, plan: Plan) -> _Signed:
+        signing = self._signing.get(app_token)
+        if signing is not None and signing[0] == plan:
+            return await asyncio.shield(signing[1])
+        future: asyncio.Future[_Signed] = asyncio.get_running_loop().create_future()
+        self._signing[app_token] = (plan, future)
+        try:
+            entry = await self._sign_variants(app_token, plan)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # consumed here; waiters re-raise it
+            raise
+        finally:
+            if self._signing.get(app_token, (None, None))[1] is future:
+                del self._signing[app_token]
+        future.set_result(entry)
+        if len(self._signed) >= _MAX_APPS and app_token not in self._signed:
+            self._signed.clear()
+        self._signed[app_token] = entry
+        return entry
+
+    async def _sign_variants(self, app_token: str, plan: Plan) -> _Signed:
+        server_time_ms = wall_ms()
+        parts = [
+            _codec.resolve_response_signed_part(
+                UNBOUND_NONCE, server_time_ms, self._valid_for_s, self._signer.algorithm, variant
+            )
+            for variant in plan.variants
+        ]
+        signatures = await asyncio.gather(
+            *(
+                self._pool.run(self._signer.sign, _codec.resolve_signed_data(app_token, part))
+                for part in parts
+            )
+        )
+        self._metrics.signatures.inc("cached", amount=len(parts))
+        logs.event(self._log, logging.DEBUG, "list signed", variants=len(parts))
+        return _Signed(plan, time.monotonic(), tuple(zip(parts, signatures, strict=True)))
+
+    async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)

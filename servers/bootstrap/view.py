@@ -1,0 +1,93 @@
+"""What a Bootstrap answers from: the live Operations nodes and the applications.
+
+Both are read from the store and kept in memory: the live nodes are re-read every
+``refresh_s`` (so a node whose lease lapsed drops out within one refresh), applications
+are cached for ``refresh_s``. A plan per application is computed when the node set or the
+application changed, never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from servers import logs
+from servers.balancing import Plan, make_plan
+from servers.caching import LookupCache
+from servers.clock import wall_ms
+from servers.store.base import Application, Node, RegistryStore
+
+__all__ = ["RegistryView"]
+
+_MAX_APPS = 100_000
+
+
+class RegistryView:
+    def __init__(self, store: RegistryStore, *, refresh_s: float, log: logging.Logger) -> None:
+        self._store = store
+        self._refresh_s = refresh_s
+        self._log = log
+        self._nodes: tuple[Node, ...] = ()
+        self._nodes_version = 0
+        self._apps: LookupCache[str, Application] = LookupCache(
+            store.get_application,
+            ttl_s=refresh_s,
+            negative_ttl_s=refresh_s,
+            max_entries=_MAX_APPS,
+        )
+        self._plans: dict[str, tuple[int, Application, Plan]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return self._nodes
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> None:
+        nodes = tuple(await self._store.live_nodes(wall_ms()))
+        if nodes != self._nodes:
+            before = {n.node_id for n in self._nodes}
+            after = {n.node_id for n in nodes}
+            if before != after:
+                logs.event(
+                    self._log,
+                    logging.INFO,
+                    "nodes changed",
+                    live=len(after),
+                    joined=",".join(sorted(after - before)),
+                    left=",".join(sorted(before - after)),
+                )
+            self._nodes = nodes
+            self._nodes_version += 1
+            self._plans.clear()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                await self.refresh()
+            except Exception as exc:  # keep answering from the last good view
+                logs.event(self._log, logging.WARNING, "node refresh failed", error=str(exc))
+
+    async def application(self, token: str) -> Application | None:
+        return await self._apps.get(token)
+
+    def plan(self, app: Application) -> Plan:
+        cached = self._plans.get(app.token)
+        if cached is not None and cached[0] == self._nodes_version and cached[1] == app:
+            return cached[2]
+        plan = make_plan(app.balancing, self._nodes, app.token)
+        if len(self._plans) >= _MAX_APPS:
+            self._plans.clear()
+        self._plans[app.token] = (self._nodes_version, app, plan)
+        return plan

@@ -1,0 +1,290 @@
+"""Configuration: command-line flags, then KAA_* environment variables, then a TOML file.
+
+Every setting has one key (``bootstrap_port``), one flag (``--bootstrap-port``), one
+environment variable (``KAA_BOOTSTRAP_PORT``) and one TOML key (the key itself, at the top
+level of the file). The first of those that is set wins, in that order; otherwise the
+default applies. The TOML file is ``--config FILE`` or ``KAA_CONFIG``. docs/operations.md
+lists every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Option", "OPTIONS", "Settings", "ConfigError", "add_arguments", "load_settings"]
+
+
+class ConfigError(Exception):
+    """A setting has a bad value, or the TOML file is unreadable or has unknown keys."""
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Option:
+    key: str
+    kind: type
+    default: Any
+    help: str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "KAA_" + self.key.upper()
+
+    def parse(self, text: str) -> Any:
+        parser: Callable[[str], Any] = _bool if self.kind is bool else self.kind
+        return parser(text)
+
+
+OPTIONS: dict[str, Option] = {
+    o.key: o
+    for o in (
+        # -- where ----------------------------------------------------------------------
+        Option("data", Path, Path("kaa-data"), "data directory (keys, database, SDK export)"),
+        Option("host", str, "127.0.0.1", "address every listener binds to"),
+        Option(
+            "advertise_host",
+            str,
+            "",
+            "host that clients are told to connect to (node leases, SDK export); default: host",
+        ),
+        Option("bootstrap_port", int, 9888, "Bootstrap TCP port (0: pick a free port)"),
+        Option("operations_port", int, 9997, "Operations TCP port (0: pick a free port)"),
+        Option(
+            "admin_port",
+            int,
+            9899,
+            "admin HTTP port serving /metrics and /healthz (0: pick a free port, -1: off)",
+        ),
+        # -- logs -----------------------------------------------------------------------
+        Option("log_json", bool, False, "log one JSON object per line"),
+        Option("log_level", str, "info", "debug, info, warning or error", "LEVEL"),
+        # -- limits ---------------------------------------------------------------------
+        Option("max_frame_size", int, 64 * 1024, "largest accepted frame, header included"),
+        Option(
+            "read_timeout_s",
+            float,
+            10.0,
+            "seconds a connection gets to send its whole request (then Timeout, close)",
+        ),
+        Option("max_connections", int, 1024, "concurrent connections per service"),
+        Option("retry_after_ms", int, 1000, "retry hint sent with Overloaded errors"),
+        Option("sign_threads", int, 2, "Bootstrap threads for RSA signing"),
+        Option("max_pending_signs", int, 512, "signatures queued or running before Overloaded"),
+        Option(
+            "crypto_threads",
+            int,
+            0,
+            "Operations threads for the proof-of-possession verify (0: on the event loop)",
+        ),
+        Option("max_pending_crypto", int, 512, "verifies queued or running before Overloaded"),
+        Option("max_pending_writes", int, 4096, "store writes queued before Overloaded"),
+        Option("group_commit_ms", float, 2.0, "how long the store writer gathers a batch"),
+        # -- protocol policy --------------------------------------------------------------
+        Option("replay_window_s", float, 120.0, "accepted request timestamp skew, +/- seconds"),
+        Option("resolution_valid_s", int, 300, "validity of per-request signed answers"),
+        Option(
+            "presigned_valid_s",
+            int,
+            30,
+            "validity of cached-signature answers (re-signed after a third of it)",
+        ),
+        Option("reconnect_after_s", int, 3600, "reconnect hint sent with registrations"),
+        Option("retry_base_ms", int, 1000, "retry back-off base sent with registrations"),
+        # -- cluster ----------------------------------------------------------------------
+        Option("lease_s", float, 15.0, "Operations node lease; renewed every third of it"),
+        Option("refresh_s", float, 1.0, "how often cached nodes, applications and tokens refresh"),
+        Option("priority", int, 100, "this Operations node's priority (0-255, higher first)"),
+        Option("weight", int, 100, "this Operations node's weight (0-65535)"),
+        Option(
+            "node_id", str, "", "this Operations node's id in the node table; default host:port"
+        ),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    data: Path
+    host: str
+    advertise_host: str
+    bootstrap_port: int
+    operations_port: int
+    admin_port: int
+    log_json: bool
+    log_level: str
+    max_frame_size: int
+    read_timeout_s: float
+    max_connections: int
+    retry_after_ms: int
+    sign_threads: int
+    max_pending_signs: int
+    crypto_threads: int
+    max_pending_crypto: int
+    max_pending_writes: int
+    group_commit_ms: float
+    replay_window_s: float
+    resolution_valid_s: int
+    presigned_valid_s: int
+    reconnect_after_s: int
+    retry_base_ms: int
+    lease_s: float
+    refresh_s: float
+    priority: int
+    weight: int
+    node_id: str
+
+    @property
+    def public_host(self) -> str:
+        return self.advertise_host or self.host
+
+    def __post_init__(self) -> None:
+        checks = (
+            (0 <= self.bootstrap_port <= 65535, "bootstrap_port must be 0-65535"),
+            (0 <= self.operations_port <= 65535, "operations_port must be 0-65535"),
+            (-1 <= self.admin_port <= 65535, "admin_port must be -1 to 65535"),
+            (0 <= self.priority <= 255, "priority must be 0-255"),
+            (0 <= self.weight <= 65535, "weight must be 0-65535"),
+            (self.max_frame_size > 6, "max_frame_size is too small"),
+            (self.read_timeout_s > 0, "read_timeout_s must be > 0"),
+            (self.max_connections >= 1, "max_connections must be >= 1"),
+            (self.sign_threads >= 1, "sign_threads must be >= 1"),
+            (self.crypto_threads >= 0, "crypto_threads must be >= 0"),
+            (
+                min(self.max_pending_signs, self.max_pending_crypto, self.max_pending_writes) >= 1,
+                "max_pending_* must be >= 1",
+            ),
+            (self.group_commit_ms >= 0, "group_commit_ms must be >= 0"),
+            (self.replay_window_s > 0, "replay_window_s must be > 0"),
+            (self.resolution_valid_s >= 1, "resolution_valid_s must be >= 1"),
+            (self.presigned_valid_s >= 3, "presigned_valid_s must be >= 3"),
+            (self.lease_s > 0 and self.refresh_s > 0, "lease_s and refresh_s must be > 0"),
+            (
+                self.log_level.lower() in ("debug", "info", "warning", "error"),
+                "log_level must be debug, info, warning or error",
+            ),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    keys: Iterable[str],
+    *,
+    renames: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
+    """Add ``--config`` and one flag per key (``renames``: key -> flag, e.g. ``--port``).
+
+    Flags default to "not given", so :func:`load_settings` can tell them from defaults.
+    """
+    renames = renames or {}
+    defaults = defaults or {}
+    parser.add_argument(
+        "--config", metavar="FILE", default=None, help="TOML settings file (env: KAA_CONFIG)"
+    )
+    for key in keys:
+        option = OPTIONS[key]
+        default = defaults.get(key, option.default)
+        text = f"{option.help} (env: {option.env}; default: {_show(default)})"
+        flag = renames.get(key, option.flag)
+        if option.kind is bool:
+            parser.add_argument(
+                flag, dest=key, action="store_const", const=True, default=None, help=text
+            )
+        else:
+            parser.add_argument(
+                flag,
+                dest=key,
+                type=option.parse,
+                default=None,
+                metavar=option.metavar or _metavar(option),
+                help=text,
+            )
+
+
+def _metavar(option: Option) -> str:
+    if option.key.endswith("port"):
+        return "PORT"
+    if option.key.endswith("_ms"):
+        return "MS"
+    if option.key.endswith("_s"):
+        return "SECONDS"
+    return {Path: "DIR", int: "N", float: "X"}.get(option.kind, option.key.upper())
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if value == "" else str(value)
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    unknown = sorted(set(document) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {', '.join(unknown)}")
+    return document
+
+
+def _from_toml(option: Option, value: Any, path: str) -> Any:
+    kind = option.kind
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{path}: {option.key} must be a {kind.__name__}")
+    return value
+
+
+def load_settings(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Settings from flags in ``args``, then ``environ``, then the TOML file, then defaults."""
+    environ = os.environ if environ is None else environ
+    defaults = defaults or {}
+    config_path = getattr(args, "config", None) or environ.get("KAA_CONFIG")
+    document = _read_toml(config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    for key, option in OPTIONS.items():
+        flag_value = getattr(args, key, None)
+        if flag_value is not None:
+            values[key] = flag_value
+        elif option.env in environ:
+            try:
+                values[key] = option.parse(environ[option.env])
+            except ValueError as exc:
+                raise ConfigError(f"{option.env}: {exc}") from None
+        elif key in document:
+            values[key] = _from_toml(option, document[key], str(config_path))
+        else:
+            values[key] = defaults.get(key, option.default)
+    return Settings(**values)

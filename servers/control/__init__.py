@@ -1,0 +1,1 @@
+"""The Control tool (``python -m servers.control``) and the actions it shares."""

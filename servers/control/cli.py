@@ -1,0 +1,469 @@
+"""``python -m servers.control``: set up a data directory and manage the registry.
+
+    init                                  keys (0600) and the database
+    app create|update|list|show           applications (token, configuration, topics, ...)
+    sdk create APP                        a new SDK token for an application (shown once)
+    sdk export --app APP --sdk-token T    the client SDK configuration, JSON and C header
+    endpoint list|show|revoke             registered endpoints
+    nodes list                            Operations node leases
+    audit list                            control actions and revocations
+
+``--json`` prints machine-readable output. Settings (``--data``, ``--host``,
+``--bootstrap-port``...) follow the same flags > KAA_* > TOML order as the services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from kaa_wire import Topic
+from servers import config as cfg
+from servers.clock import wall_ms
+from servers.control import actions
+from servers.control.export import build_sdk_config, write_export
+from servers.datadir import DataDir, NotInitialized
+from servers.store.base import (
+    AlreadyExists,
+    Application,
+    ApplicationChanges,
+    AuditEntry,
+    Balancing,
+    Endpoint,
+    Node,
+    NotFound,
+    RegistryStore,
+    StoreError,
+)
+
+__all__ = ["main"]
+
+_SETTINGS = ("data", "host", "advertise_host", "bootstrap_port", "max_frame_size")
+
+
+class UsageError(Exception):
+    pass
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+def _body_text(body: bytes) -> dict[str, str]:
+    try:
+        return {"config": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"config_hex": body.hex()}
+
+
+def _app_doc(app: Application, sdk_tokens: int | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "token": app.token,
+        "name": app.name,
+        "config_version": app.config_version,
+        **_body_text(app.config),
+        "topics": [{"id": t.topic_id, "name": t.name} for t in app.topics],
+        "balancing": str(app.balancing),
+        "cached_signature": app.cached_signature,
+        "created_ms": app.created_ms,
+    }
+    if sdk_tokens is not None:
+        doc["sdk_tokens"] = sdk_tokens
+    return doc
+
+
+def _endpoint_doc(endpoint: Endpoint, with_profile: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "endpoint_id": endpoint.endpoint_id.hex(),
+        "application": endpoint.application,
+        "status": str(endpoint.status),
+        "registration_status": endpoint.registration_status.name,
+        "first_seen_ms": endpoint.first_seen_ms,
+        "last_seen_ms": endpoint.last_seen_ms,
+        "last_request_ms": endpoint.last_request_ms,
+        "revoked_ms": endpoint.revoked_ms,
+        "profile_sha256": endpoint.profile_hash.hex(),
+    }
+    if with_profile:
+        doc["public_key_der_hex"] = endpoint.public_key.hex()
+        doc["profile"] = endpoint.profile.decode("utf-8", errors="replace")
+    return doc
+
+
+def _node_doc(node: Node, now_ms: int) -> dict[str, Any]:
+    return {
+        "node_id": node.node_id,
+        "host": node.host,
+        "port": node.port,
+        "priority": node.priority,
+        "weight": node.weight,
+        "load": node.load,
+        "live": node.lease_expires_ms > now_ms,
+        "lease_left_ms": node.lease_expires_ms - now_ms,
+        "access_point_id": node.access_point_id,
+        "kex_public_key": node.kex_public_key.hex(),
+        "started_ms": node.started_ms,
+        "renewed_ms": node.renewed_ms,
+    }
+
+
+def _print(args: argparse.Namespace, doc: Any) -> None:
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return
+    rows = doc if isinstance(doc, list) else [doc]
+    for i, row in enumerate(rows):
+        if i:
+            print()
+        if isinstance(row, dict):
+            width = max(len(k) for k in row) if row else 0
+            for key, value in row.items():
+                shown = json.dumps(value) if isinstance(value, list | dict) else value
+                print(f"{key:<{width}}  {shown}")
+        else:
+            print(row)
+
+
+# -- argument helpers ----------------------------------------------------------------------
+
+
+def _topic(text: str) -> Topic:
+    topic_id, sep, name = text.partition(":")
+    if not sep or not topic_id.isdigit():
+        raise argparse.ArgumentTypeError(f"topic must be ID:NAME, got {text!r}")
+    return Topic(int(topic_id), name)
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError("expected on or off")
+    return text == "on"
+
+
+def _endpoint_id(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != 20:
+        raise argparse.ArgumentTypeError("an endpoint id is 40 hex digits")
+    return value
+
+
+def _config_body(args: argparse.Namespace) -> bytes | None:
+    if args.body is not None and args.body_file is not None:
+        raise UsageError("give --body or --body-file, not both")
+    if args.body_file is not None:
+        return Path(args.body_file).read_bytes()
+    if args.body is not None:
+        return str(args.body).encode()
+    return None
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+async def _app_create(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    app = await actions.create_application(
+        store,
+        name=args.name,
+        config=_config_body(args) or b"{}",
+        config_version=args.config_version,
+        topics=tuple(args.topic),
+        balancing=Balancing(args.balancing),
+        cached_signature=args.cached_signature,
+    )
+    _print(args, _app_doc(app, 0))
+    return 0
+
+
+async def _app_update(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    changes = ApplicationChanges(
+        name=args.name,
+        config=_config_body(args),
+        config_version=args.config_version,
+        topics=tuple(args.topic) if args.topic else None,
+        balancing=Balancing(args.balancing) if args.balancing else None,
+        cached_signature=args.cached_signature,
+    )
+    if changes == ApplicationChanges():
+        raise UsageError("nothing to change")
+    app = await store.get_application(args.token)
+    if app is None:
+        raise NotFound("no such application")
+    audit = AuditEntry(wall_ms(), actions.actor(), "app.update", app.name, _changed(changes))
+    updated = await store.update_application(args.token, changes, audit)
+    _print(args, _app_doc(updated))
+    return 0
+
+
+def _changed(changes: ApplicationChanges) -> str:
+    fields = ("name", "config", "config_version", "topics", "balancing", "cached_signature")
+    return "changed=" + ",".join(f for f in fields if getattr(changes, f) is not None)
+
+
+async def _app_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    apps = await store.list_applications()
+    if args.json:
+        _print(args, [_app_doc(a) for a in apps])
+    else:
+        for app in apps:
+            print(f"{app.token}  v{app.config_version}  {app.balancing}  {app.name}")
+    return 0
+
+
+async def _app_show(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    app = await store.get_application(args.token)
+    if app is None:
+        raise NotFound("no such application")
+    _print(args, _app_doc(app, len(await store.list_sdk_tokens(app.token))))
+    return 0
+
+
+async def _sdk_create(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    token = await actions.create_sdk_token(store, args.app)
+    if args.json:
+        _print(args, {"application": args.app, "sdk_token": token})
+    else:
+        print(token)
+    return 0
+
+
+async def _sdk_export(store: RegistryStore, args: argparse.Namespace, datadir: DataDir) -> int:
+    app = await store.get_application(args.app)
+    if app is None:
+        raise NotFound("no such application")
+    found = await store.find_sdk_token(actions.sdk_token_hash(args.sdk_token))
+    if found is None or found.application != app.token:
+        raise NotFound("that SDK token does not belong to this application")
+    settings: cfg.Settings = args.settings
+    servers = args.bootstrap or [(settings.public_host, settings.bootstrap_port)]
+    config = build_sdk_config(
+        app, args.sdk_token, servers, datadir.bootstrap_public_pem(), settings.max_frame_size
+    )
+    out = Path(args.out)
+    header = None if args.no_header else Path(args.header or out.with_suffix(".h"))
+    write_export(config, out, header)
+    _print(args, {"json": str(out), "header": str(header) if header else None})
+    return 0
+
+
+async def _endpoint_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    endpoints = await store.list_endpoints(args.app, args.limit, args.offset)
+    if args.json:
+        _print(args, [_endpoint_doc(e) for e in endpoints])
+    else:
+        for e in endpoints:
+            print(f"{e.endpoint_id.hex()}  {e.status:<7}  {e.registration_status.name}")
+    return 0
+
+
+async def _endpoint_show(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    endpoint = await store.get_endpoint(args.endpoint_id)
+    if endpoint is None:
+        raise NotFound("no such endpoint")
+    _print(args, _endpoint_doc(endpoint, with_profile=True))
+    return 0
+
+
+async def _endpoint_revoke(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    audit = AuditEntry(
+        wall_ms(), actions.actor(), "endpoint.revoke", args.endpoint_id.hex(), args.reason
+    )
+    endpoint = await store.revoke_endpoint(args.endpoint_id, audit)
+    _print(args, _endpoint_doc(endpoint))
+    return 0
+
+
+async def _nodes_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    now = wall_ms()
+    nodes = await store.list_nodes()
+    if args.json:
+        _print(args, [_node_doc(n, now) for n in nodes])
+    else:
+        for n in nodes:
+            state = f"lease {n.lease_expires_ms - now} ms" if n.lease_expires_ms > now else "lapsed"
+            print(
+                f"{n.node_id}  {n.host}:{n.port}  priority={n.priority} weight={n.weight} "
+                f"load={n.load}  {state}"
+            )
+    return 0
+
+
+async def _audit_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    entries = await store.list_audit(args.limit)
+    docs = [
+        {
+            "seq": e.seq,
+            "at_ms": e.at_ms,
+            "actor": e.actor,
+            "action": e.action,
+            "subject": e.subject,
+            "detail": e.detail,
+        }
+        for e in entries
+    ]
+    if args.json:
+        _print(args, docs)
+    else:
+        for e in entries:
+            print(f"{e.seq}  {e.at_ms}  {e.actor}  {e.action}  {e.subject}  {e.detail}")
+    return 0
+
+
+async def _init(store: RegistryStore, args: argparse.Namespace, datadir: DataDir) -> int:
+    _print(args, {"data": str(datadir.root), "database": str(datadir.database)})
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
+Command = Callable[[RegistryStore, argparse.Namespace, DataDir], Awaitable[int]]
+
+
+def _app_fields(parser: argparse.ArgumentParser, *, create: bool) -> None:
+    parser.add_argument("--name", required=create, help="a name for people")
+    parser.add_argument("--body", metavar="TEXT", help="configuration body (default {})")
+    parser.add_argument("--body-file", metavar="FILE", help="configuration body from a file")
+    parser.add_argument(
+        "--config-version",
+        type=int,
+        default=1 if create else None,
+        metavar="N",
+        help="configuration version (default: 1; update: +1 when the body changes)",
+    )
+    parser.add_argument(
+        "--topic",
+        type=_topic,
+        action="append",
+        default=[],
+        metavar="ID:NAME",
+        help="a topic (repeat for more; update: replaces all topics)",
+    )
+    parser.add_argument(
+        "--balancing",
+        choices=[str(b) for b in Balancing],
+        default=str(Balancing.STATIC) if create else None,
+        help="load-balancing strategy (docs/balancing.md; default: static)",
+    )
+    if create:
+        parser.add_argument(
+            "--cached-signature",
+            action="store_true",
+            help="answer resolutions with a list signed once per change (docs/balancing.md)",
+        )
+    else:
+        parser.add_argument(
+            "--cached-signature", type=_on_off, metavar="on|off", help="cached-signature mode"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m servers.control",
+        description="Set up a kaa-wire data directory and manage applications, SDK tokens, "
+        "endpoints and nodes.",
+    )
+    cfg.add_arguments(parser, _SETTINGS)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(group: Any, name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command(commands, "init", _init, "create the data directory: service keys and database")
+
+    app = commands.add_parser("app", help="applications").add_subparsers(
+        dest="app_command", required=True, metavar="ACTION"
+    )
+    _app_fields(command(app, "create", _app_create, "create an application"), create=True)
+    update = command(app, "update", _app_update, "change an application")
+    update.add_argument("token", help="application token")
+    _app_fields(update, create=False)
+    command(app, "list", _app_list, "list applications")
+    command(app, "show", _app_show, "show one application").add_argument("token")
+
+    sdk = commands.add_parser("sdk", help="SDK tokens and export").add_subparsers(
+        dest="sdk_command", required=True, metavar="ACTION"
+    )
+    command(sdk, "create", _sdk_create, "create an SDK token (printed once)").add_argument(
+        "app", help="application token"
+    )
+    export = command(sdk, "export", _sdk_export, "write the client SDK configuration")
+    export.add_argument("--app", required=True, help="application token")
+    export.add_argument("--sdk-token", required=True, help="the SDK token to embed")
+    export.add_argument("--out", default="sdk.json", help="JSON output (default sdk.json)")
+    export.add_argument("--header", help="C header output (default: --out with .h)")
+    export.add_argument("--no-header", action="store_true", help="do not write the C header")
+    export.add_argument(
+        "--bootstrap",
+        type=_hostport,
+        action="append",
+        metavar="HOST:PORT",
+        help="a Bootstrap server to embed (repeat; default: advertise host, bootstrap port)",
+    )
+
+    endpoint = commands.add_parser("endpoint", help="endpoints").add_subparsers(
+        dest="endpoint_command", required=True, metavar="ACTION"
+    )
+    listing = command(endpoint, "list", _endpoint_list, "list endpoints, oldest first")
+    listing.add_argument("--app", help="only this application's endpoints")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--offset", type=int, default=0)
+    command(endpoint, "show", _endpoint_show, "show one endpoint").add_argument(
+        "endpoint_id", type=_endpoint_id, help="40 hex digits"
+    )
+    revoke = command(endpoint, "revoke", _endpoint_revoke, "revoke an endpoint")
+    revoke.add_argument("endpoint_id", type=_endpoint_id, help="40 hex digits")
+    revoke.add_argument("--reason", default="", help="recorded in the audit log")
+
+    nodes = commands.add_parser("nodes", help="Operations nodes").add_subparsers(
+        dest="nodes_command", required=True, metavar="ACTION"
+    )
+    command(nodes, "list", _nodes_list, "list node leases, live and lapsed")
+
+    audit = commands.add_parser("audit", help="audit log").add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION"
+    )
+    command(audit, "list", _audit_list, "newest first").add_argument(
+        "--limit", type=int, default=50
+    )
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    datadir = DataDir(args.settings.data)
+    if args.handler is _init:
+        datadir.create_keys()
+    elif not datadir.initialized():
+        raise NotInitialized(f"{datadir.root} is not initialized: run init first")
+    async with datadir.store(args.settings) as store:
+        result: int = await args.handler(store, args, datadir)
+        return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.settings = cfg.load_settings(args)
+        return asyncio.run(_run(args))
+    except (UsageError, cfg.ConfigError) as exc:
+        parser.error(str(exc))
+    except (NotFound, AlreadyExists, NotInitialized, StoreError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 2

@@ -1,0 +1,130 @@
+"""The data directory: the service keys, the database, and the exported SDK files.
+
+    DIR/bootstrap.key     RSA-2048 Bootstrap signing key, PKCS#8 PEM, mode 0600
+    DIR/bootstrap.pub     its public key, PEM (what the SDK export embeds)
+    DIR/operations.key    X25519 Operations key, PKCS#8 PEM, mode 0600
+    DIR/registry.db       the SQLite registry (+ -wal, -shm)
+    DIR/defaults.json     the default application and SDK token of ``python -m servers``, 0600
+    DIR/sdk.json, sdk.h   the SDK configuration exported by ``python -m servers``
+    DIR/listeners.json    the bound addresses of the running ``python -m servers``
+
+All services on one machine share one directory (and so one database and one key pair).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from kaa_wire import Signer
+from kaa_wire._crypto import (
+    generate_rsa_key,
+    generate_x25519_key,
+    load_private_key,
+    public_key_pem,
+    save_private_key,
+    save_public_key,
+)
+from servers.config import Settings
+from servers.store.base import RegistryStore
+from servers.store.sqlite import SqliteStore
+
+__all__ = ["DataDir", "NotInitialized"]
+
+
+class NotInitialized(Exception):
+    """The data directory lacks its keys (run ``python -m servers.control init``)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DataDir:
+    root: Path
+
+    @property
+    def bootstrap_key(self) -> Path:
+        return self.root / "bootstrap.key"
+
+    @property
+    def bootstrap_public(self) -> Path:
+        return self.root / "bootstrap.pub"
+
+    @property
+    def operations_key(self) -> Path:
+        return self.root / "operations.key"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "registry.db"
+
+    @property
+    def defaults(self) -> Path:
+        return self.root / "defaults.json"
+
+    @property
+    def sdk_json(self) -> Path:
+        return self.root / "sdk.json"
+
+    @property
+    def sdk_header(self) -> Path:
+        return self.root / "sdk.h"
+
+    @property
+    def listeners(self) -> Path:
+        return self.root / "listeners.json"
+
+    def initialized(self) -> bool:
+        return self.bootstrap_key.is_file() and self.operations_key.is_file()
+
+    def create_keys(self) -> list[Path]:
+        """Create the directory (0700) and any missing key; existing keys are kept."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        created = []
+        if not self.bootstrap_key.exists():
+            key = generate_rsa_key(2048)
+            save_private_key(self.bootstrap_key, key)
+            save_public_key(self.bootstrap_public, key)
+            created.append(self.bootstrap_key)
+        if not self.operations_key.exists():
+            save_private_key(self.operations_key, generate_x25519_key())
+            created.append(self.operations_key)
+        return created
+
+    def _require(self) -> None:
+        if not self.initialized():
+            raise NotInitialized(
+                f"{self.root} has no service keys: run python -m servers.control init"
+            )
+
+    def signer(self) -> Signer:
+        self._require()
+        return Signer(self.bootstrap_key.read_bytes())
+
+    def bootstrap_public_pem(self) -> str:
+        self._require()
+        key = load_private_key(self.bootstrap_key.read_bytes())
+        return public_key_pem(key).decode()  # type: ignore[arg-type]
+
+    def operations_private_key(self) -> x25519.X25519PrivateKey:
+        self._require()
+        key = load_private_key(self.operations_key.read_bytes())
+        if not isinstance(key, x25519.X25519PrivateKey):
+            raise NotInitialized(f"{self.operations_key} is not an X25519 key")
+        return key
+
+    def store(self, settings: Settings | None = None) -> RegistryStore:
+        """The registry store of this directory (not yet opened)."""
+        if settings is None:
+            return SqliteStore(self.database)
+        return SqliteStore(
+            self.database,
+            max_pending_writes=settings.max_pending_writes,
+            group_commit_ms=settings.group_commit_ms,
+        )
+
+    def remove_runtime_files(self) -> None:
+        for path in (self.listeners,):
+            if path.exists():
+                os.unlink(path)

@@ -1,0 +1,65 @@
+"""Bounded work: a counter that refuses beyond its limit, and a thread pool built on it.
+
+Nothing in the servers queues without a bound: when a gate is full, the request is
+answered at once with Overloaded and a retry-after hint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from kaa_wire import Overloaded
+
+__all__ = ["Gate", "WorkerPool"]
+
+T = TypeVar("T")
+
+
+class Gate:
+    """Counts work in progress; ``try_enter`` is False at the limit. Loop thread only."""
+
+    __slots__ = ("active", "limit", "name")
+
+    def __init__(self, name: str, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a gate needs a limit >= 1")
+        self.name = name
+        self.limit = limit
+        self.active = 0
+
+    def try_enter(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+class WorkerPool:
+    """A thread pool whose queue is bounded by a gate: ``run`` raises Overloaded when full.
+
+    Use it for work that releases the GIL (RSA signing and verifying in libcrypto), where
+    threads add real parallelism.
+    """
+
+    def __init__(self, name: str, threads: int, max_pending: int, retry_after_ms: int) -> None:
+        self.gate = Gate(name, max_pending)
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=f"kaa-{name}")
+        self._retry_after_ms = retry_after_ms
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        if not self.gate.try_enter():
+            raise Overloaded(f"{self.gate.name} queue is full", retry_after_ms=self._retry_after_ms)
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, fn, *args)
+        finally:
+            self.gate.leave()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

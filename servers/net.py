@@ -1,0 +1,180 @@
+"""The thin asyncio layer both services share: one request in, one answer out, close.
+
+``data_received`` feeds the kaa_wire sans-IO connection and asks it for the next event;
+all protocol work is the core's. This layer only adds what needs a socket or a clock:
+the connection limit, the read deadline, handing the decoded request to the service, and
+writing its answer (or the core's ERROR frame for any refusal) before closing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from kaa_wire import NEED_DATA, InternalError, KaaWireError, Overloaded, Timeout
+from servers import logs
+from servers.limits import Gate
+from servers.metrics import Metrics
+
+__all__ = ["ServiceContext", "SansIOConnection", "ExchangeProtocol"]
+
+
+class SansIOConnection(Protocol):
+    def receive_data(self, data: bytes) -> None: ...
+    def next_event(self) -> Any: ...
+    def send_error(self, error: KaaWireError) -> bytes: ...
+
+
+@dataclasses.dataclass(slots=True)
+class ServiceContext:
+    """What every connection of one service shares."""
+
+    name: str
+    new_connection: Callable[[], SansIOConnection]
+    #: Serves one decoded request: returns the answer frame, or raises KaaWireError.
+    handle: Callable[[Any, Any], Awaitable[bytes]]
+    metrics: Metrics
+    connections: Gate
+    read_timeout_s: float
+    retry_after_ms: int
+    log: logging.Logger
+
+
+class _Phase(enum.Enum):
+    READING = 1
+    SERVING = 2
+    DONE = 3
+
+
+class ExchangeProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_admitted",
+        "_conn",
+        "_ctx",
+        "_peer",
+        "_phase",
+        "_started",
+        "_task",
+        "_timer",
+        "_transport",
+    )
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self._transport: asyncio.Transport | None = None
+        self._conn = ctx.new_connection()
+        self._phase = _Phase.READING
+        self._admitted = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._started = 0.0
+        self._peer = ""
+
+    # -- asyncio callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is duck-typed
+        ctx = self._ctx
+        ctx.metrics.connections.inc(ctx.name)
+        peer = transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if not ctx.connections.try_enter():
+            self._refuse(Overloaded("too many connections", retry_after_ms=ctx.retry_after_ms))
+            return
+        self._admitted = True
+        ctx.metrics.connections_open.inc(ctx.name)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(ctx.read_timeout_s, self._read_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase is not _Phase.READING:
+            return  # one exchange per connection: anything after the request is ignored
+        self._conn.receive_data(data)
+        self._poll()
+
+    def eof_received(self) -> bool:
+        if self._phase is _Phase.READING:
+            self._conn.receive_data(b"")
+            self._poll()
+        # Keep our side open: a peer that half-closed after its request still gets the answer.
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._phase = _Phase.DONE
+        self._cancel_timer()
+        if self._admitted:
+            self._admitted = False
+            self._ctx.connections.leave()
+            self._ctx.metrics.connections_open.inc(self._ctx.name, amount=-1)
+
+    # -- the exchange -------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        try:
+            event = self._conn.next_event()
+        except KaaWireError as exc:
+            self._refuse(exc)
+            return
+        if event is NEED_DATA:
+            return
+        self._phase = _Phase.SERVING
+        self._cancel_timer()
+        assert self._transport is not None
+        self._transport.pause_reading()
+        self._started = time.perf_counter()
+        self._task = asyncio.get_running_loop().create_task(self._serve(event))
+
+    async def _serve(self, event: object) -> None:
+        try:
+            answer = await self._ctx.handle(self._conn, event)
+        except KaaWireError as exc:
+            self._refuse(exc)
+        except Exception:
+            self._ctx.log.exception("request failed", extra={"fields": {"peer": self._peer}})
+            self._refuse(InternalError("the server failed"))
+        else:
+            self._finish(answer)
+
+    def _read_timed_out(self) -> None:
+        self._timer = None
+        if self._phase is _Phase.READING:
+            seconds = self._ctx.read_timeout_s
+            self._refuse(Timeout(f"no whole request within {seconds:g} s"))
+
+    def _refuse(self, error: KaaWireError) -> None:
+        ctx = self._ctx
+        code = error.code.name
+        ctx.metrics.errors.inc(ctx.name, code)
+        logs.event(
+            ctx.log, logging.INFO, "refused", code=code, peer=self._peer, reason=error.message
+        )
+        try:
+            answer = self._conn.send_error(error)
+        except KaaWireError:  # the core cannot frame it: just close
+            answer = b""
+        self._finish(answer)
+
+    def _finish(self, answer: bytes) -> None:
+        if self._phase is _Phase.SERVING:
+            self._ctx.metrics.latency.observe(time.perf_counter() - self._started, self._ctx.name)
+        self._phase = _Phase.DONE
+        self._cancel_timer()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if answer:
+            transport.write(answer)
+        transport.close()
+        # close() flushes first; a peer that never reads would hold us forever: abort then.
+        if transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(self._ctx.read_timeout_s, transport.abort)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

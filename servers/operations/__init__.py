@@ -1,0 +1,1 @@
+"""The Operations service: endpoint registration, and the node lease."""

@@ -1,0 +1,123 @@
+"""The node lease: an Operations node announces itself in the node table and renews.
+
+The row holds what a Bootstrap needs to list the node (host, port, X25519 public key,
+priority, weight) and its current load (acknowledged registrations per second over the
+last renewal interval). It is renewed every third of the lease; a node that stops renewing
+(crashed, partitioned, stuck) drops out of Bootstrap answers once the lease lapses. A
+clean shutdown deletes the row at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from servers import logs
+from servers.clock import wall_ms
+from servers.operations.service import LoadMeter
+from servers.store.base import Node, RegistryStore
+
+__all__ = ["NodeLease"]
+
+
+class NodeLease:
+    def __init__(
+        self,
+        store: RegistryStore,
+        *,
+        node_id: str,
+        host: str,
+        port: int,
+        kex_public_key: bytes,
+        priority: int,
+        weight: int,
+        lease_s: float,
+        load: LoadMeter,
+        log: logging.Logger,
+    ) -> None:
+        self._store = store
+        self._template = Node(
+            node_id=node_id,
+            host=host,
+            port=port,
+            kex_public_key=kex_public_key,
+            priority=priority,
+            weight=weight,
+            load=0,
+            lease_expires_ms=0,
+            started_ms=0,
+            renewed_ms=0,
+        )
+        self._lease_ms = round(lease_s * 1000)
+        self._interval_s = lease_s / 3
+        self._load = load
+        self._log = log
+        self._started_ms = 0
+        self._last_count = 0
+        self._last_at = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self._template.node_id
+
+    async def start(self) -> None:
+        """Take the lease (fails loudly if the store refuses), then renew in the background."""
+        self._started_ms = wall_ms()
+        await self._renew()
+        logs.event(
+            self._log,
+            logging.INFO,
+            "lease taken",
+            node=self.node_id,
+            priority=self._template.priority,
+            weight=self._template.weight,
+            lease_ms=self._lease_ms,
+        )
+        self._task = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self._store.remove_node(self.node_id)
+        except Exception as exc:
+            logs.event(self._log, logging.WARNING, "lease release failed", error=str(exc))
+        else:
+            logs.event(self._log, logging.INFO, "lease released", node=self.node_id)
+
+    def _rate(self) -> int:
+        now = time.monotonic()
+        count = self._load.count
+        elapsed = max(now - self._last_at, 1e-3)
+        rate = round((count - self._last_count) / elapsed)
+        self._last_count, self._last_at = count, now
+        return rate
+
+    async def _renew(self) -> None:
+        now = wall_ms()
+        node = Node(
+            node_id=self._template.node_id,
+            host=self._template.host,
+            port=self._template.port,
+            kex_public_key=self._template.kex_public_key,
+            priority=self._template.priority,
+            weight=self._template.weight,
+            load=self._rate(),
+            lease_expires_ms=now + self._lease_ms,
+            started_ms=self._started_ms,
+            renewed_ms=now,
+        )
+        await self._store.put_node(node)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self._renew()
+            except Exception as exc:  # try again next time; the lease may lapse meanwhile
+                logs.event(self._log, logging.WARNING, "lease renewal failed", error=str(exc))

@@ -1,0 +1,250 @@
+"""Run services on one uvloop event loop: wire them up, bind, serve, shut down cleanly.
+
+``python -m servers`` runs a Bootstrap and an Operations service here together (one
+process, one loop, one store); ``python -m servers.bootstrap`` and
+``python -m servers.operations`` run one each. Shutdown (SIGINT or SIGTERM) releases the
+node lease first, so Bootstraps stop listing the node, then stops accepting, lets the
+exchanges in flight finish (up to the read timeout), and closes the store last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import uvloop
+
+from servers import logs
+from servers.admin import AdminServer
+from servers.bootstrap.presign import Presigner
+from servers.bootstrap.service import BootstrapService
+from servers.bootstrap.view import RegistryView
+from servers.config import Settings
+from servers.datadir import DataDir
+from servers.limits import Gate, WorkerPool
+from servers.metrics import Metrics
+from servers.net import ExchangeProtocol, ServiceContext
+from servers.operations.directory import Directory
+from servers.operations.lease import NodeLease
+from servers.operations.service import OperationsService
+from servers.store.base import RegistryStore
+
+__all__ = ["Listeners", "serve", "run"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Listeners:
+    """Where the running services listen (ports as bound: a requested 0 is resolved)."""
+
+    host: str
+    bootstrap_port: int | None = None
+    operations_port: int | None = None
+    admin_port: int | None = None
+
+
+Hook = Callable[[RegistryStore, Listeners], Awaitable[None]]
+
+
+def _bound_port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
+
+
+class _Services:
+    """Everything one process runs, in start order; stopped in reverse."""
+
+    def __init__(self, settings: Settings, datadir: DataDir, store: RegistryStore) -> None:
+        self.settings = settings
+        self.datadir = datadir
+        self.store = store
+        self.metrics = Metrics()
+        self.metrics.add_stats("kaa_store", "Registry store", store.stats)
+        self.servers: list[asyncio.Server] = []
+        self.gates: list[Gate] = []
+        self.pools: list[WorkerPool] = []
+        self.view: RegistryView | None = None
+        self.presigner: Presigner | None = None
+        self.lease: NodeLease | None = None
+        self.admin: AdminServer | None = None
+
+    def _context(self, service: BootstrapService | OperationsService) -> ServiceContext:
+        s = self.settings
+        gate = Gate(f"{service.name} connections", s.max_connections)
+        self.gates.append(gate)
+        return ServiceContext(
+            name=service.name,
+            new_connection=service.new_connection,
+            handle=service.handle,  # type: ignore[arg-type]
+            metrics=self.metrics,
+            connections=gate,
+            read_timeout_s=s.read_timeout_s,
+            retry_after_ms=s.retry_after_ms,
+            log=logs.get(service.name),
+        )
+
+    async def _listen(self, ctx: ServiceContext, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        backlog = max(128, min(self.settings.max_connections, 4096))
+        server = await loop.create_server(
+            lambda: ExchangeProtocol(ctx), self.settings.host, port, backlog=backlog
+        )
+        self.servers.append(server)
+        return _bound_port(server)
+
+    async def start_bootstrap(self) -> int:
+        s = self.settings
+        log = logs.get("bootstrap")
+        self.view = RegistryView(self.store, refresh_s=s.refresh_s, log=log)
+        await self.view.start()
+        pool = WorkerPool("sign", s.sign_threads, s.max_pending_signs, s.retry_after_ms)
+        self.pools.append(pool)
+        signer = self.datadir.signer()
+        self.presigner = Presigner(
+            signer, pool, valid_for_s=s.presigned_valid_s, metrics=self.metrics, log=log
+        )
+        service = BootstrapService(
+            view=self.view,
+            signer=signer,
+            pool=pool,
+            presigner=self.presigner,
+            metrics=self.metrics,
+            log=log,
+            max_frame_size=s.max_frame_size,
+            valid_for_s=s.resolution_valid_s,
+            retry_after_ms=s.retry_after_ms,
+        )
+        return await self._listen(self._context(service), s.bootstrap_port)
+
+    async def start_operations(self) -> int:
+        s = self.settings
+        log = logs.get("operations")
+        verify_pool = None
+        if s.crypto_threads:
+            verify_pool = WorkerPool(
+                "verify", s.crypto_threads, s.max_pending_crypto, s.retry_after_ms
+            )
+            self.pools.append(verify_pool)
+        service = OperationsService(
+            store=self.store,
+            directory=Directory(self.store, refresh_s=s.refresh_s),
+            static_key=self.datadir.operations_private_key(),
+            verify_pool=verify_pool,
+            metrics=self.metrics,
+            log=log,
+            max_frame_size=s.max_frame_size,
+            replay_window_s=s.replay_window_s,
+            reconnect_after_s=s.reconnect_after_s,
+            retry_base_ms=s.retry_base_ms,
+            retry_after_ms=s.retry_after_ms,
+        )
+        port = await self._listen(self._context(service), s.operations_port)
+        self.lease = NodeLease(
+            self.store,
+            node_id=s.node_id or f"{s.public_host}:{port}",
+            host=s.public_host,
+            port=port,
+            kex_public_key=service.public_key,
+            priority=s.priority,
+            weight=s.weight,
+            lease_s=s.lease_s,
+            load=service.load,
+            log=log,
+        )
+        await self.lease.start()
+        return port
+
+    async def start_admin(self) -> int:
+        self.admin = AdminServer(self.metrics.render)
+        return await self.admin.start(self.settings.host, self.settings.admin_port)
+
+    async def stop(self) -> None:
+        if self.lease is not None:
+            await self.lease.stop()
+        for server in self.servers:
+            server.close()
+        deadline = time.monotonic() + self.settings.read_timeout_s
+        while any(g.active for g in self.gates) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for server in self.servers:
+            await server.wait_closed()
+        if self.view is not None:
+            await self.view.stop()
+        if self.presigner is not None:
+            await self.presigner.stop()
+        for pool in self.pools:
+            pool.shutdown()
+        if self.admin is not None:
+            await self.admin.stop()
+
+
+async def serve(
+    settings: Settings,
+    *,
+    bootstrap: bool,
+    operations: bool,
+    prepare: Callable[[RegistryStore], Awaitable[None]] | None = None,
+    on_ready: Hook | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the chosen services until ``stop`` is set (by default: SIGINT or SIGTERM)."""
+    log = logs.get("main")
+    datadir = DataDir(settings.data)
+    if bootstrap:  # fail before binding anything when a key is missing
+        datadir.signer()
+    if operations:
+        datadir.operations_private_key()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with datadir.store(settings) as store:
+        if prepare is not None:
+            await prepare(store)
+        services = _Services(settings, datadir, store)
+        try:
+            # Operations first: its lease is in the node table before a Bootstrap reads it.
+            operations_port = await services.start_operations() if operations else None
+            listeners = Listeners(
+                host=settings.host,
+                bootstrap_port=await services.start_bootstrap() if bootstrap else None,
+                operations_port=operations_port,
+                admin_port=await services.start_admin() if settings.admin_port >= 0 else None,
+            )
+            for name in ("bootstrap", "operations", "admin"):
+                port = getattr(listeners, f"{name}_port")
+                if port is not None:
+                    logs.event(
+                        log,
+                        logging.INFO,
+                        "listening",
+                        service=name,
+                        address=f"{settings.host}:{port}",
+                    )
+            if on_ready is not None:
+                await on_ready(store, listeners)
+            await stop.wait()
+            logs.event(log, logging.INFO, "stopping")
+        finally:
+            await services.stop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signum)
+    logs.event(log, logging.INFO, "stopped")
+
+
+def run(main: Awaitable[None]) -> int:
+    """Run ``main`` on a uvloop event loop; 0 on a clean exit."""
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(main)  # type: ignore[arg-type]
+        return 0
+    return 130
+
+
+def print_line(text: str) -> None:
+    """A line for humans and tests on stdout (logs go to stderr)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
