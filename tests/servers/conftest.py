@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from servers_harness import StoreBackend
 
+from kaa_wire import _crypto
 from servers.store.sqlite import SqliteStore
 
 
@@ -21,3 +22,9 @@ def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBacken
     """Each store backend in turn (PostgreSQL joins this list in its own issue)."""
     path = tmp_path / "registry.db"
     return StoreBackend("sqlite", lambda: SqliteStore(path))
+
+
+@pytest.fixture(scope="session")
+def rsa_keys() -> list[_crypto.PrivateKey]:
+    """Real RSA-2048 endpoint keys, generated once per session (tests take distinct ones)."""
+    return [_crypto.generate_rsa_key(2048) for _ in range(8)]
