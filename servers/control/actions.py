@@ -33,8 +33,14 @@ def actor() -> str:
 
 
 def new_token() -> str:
-    """22 URL-safe characters carrying 128 random bits."""
-    return secrets.token_urlsafe(16)
+    """22 URL-safe characters from 128 random bits, never starting with "-".
+
+    A leading "-" would read as an option on every command line that takes the token.
+    """
+    while True:
+        token = secrets.token_urlsafe(16)
+        if not token.startswith("-"):
+            return token
 
 
 def sdk_token_hash(token: str) -> bytes:
