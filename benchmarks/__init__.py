@@ -1,0 +1,1 @@
+"""Benchmarks of kaa-wire (pytest-benchmark micro benchmarks, and load benchmarks)."""

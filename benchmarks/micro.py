@@ -1,0 +1,254 @@
+"""Micro benchmarks of the hot paths, pure Python against kaa_wire_ext, with their references.
+
+    python -m benchmarks.micro              # 3 runs, then median/min/max of every figure
+    python -m benchmarks.micro --runs 5 --cpu 1
+
+Each run measures, in this one process and on one core (``--cpu`` pins it, and the
+``openssl speed`` child inherits the pinning):
+
+* the reference: ``openssl speed -seconds 1 rsa2048`` verify time, and the extension's raw
+  libcrypto loop (SHA-256 + RSA_verify, no Python) with the key built once ("cached") or for
+  every verify ("fresh", which includes OpenSSL's per-key Montgomery set-up);
+* registration processing (parse the payload + load the key + verify + SHA-1 endpoint id) of
+  a first registration (key not cached: a verifier with cache_size=0) and of a reconnect
+  (cached key), on each path;
+* frame header decode + encode: construct interpreted, construct compiled, the pure Framer
+  and the extension Framer.
+
+Figures are microseconds per operation (median of 5 timeit repeats); the ratios are what to
+quote (shared/PERF.md). The same workloads back the pytest-benchmark files beside this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kaa_wire import _crypto, _framing, _registration
+from kaa_wire._constants import REGISTER_SIGNATURE_CONTEXT
+from kaa_wire._schema import HEADER, INTERPRETED
+
+try:
+    from kaa_wire_ext import _ext
+except ImportError:  # pure path only: the extension figures are left out
+    _ext = None
+
+#: An endpoint's profile: about 200 bytes of JSON, as the load benchmarks use.
+PROFILE = (
+    b'{"model":"kaa-sensor-7","firmware":"4.2.1","serial":"SN-00012345678",'
+    b'"location":{"site":"plant-3","line":12,"cell":"B7"},"capabilities":["temp",'
+    b'"humidity","vibration"],"interval_s":30,"tz":"Europe/Kyiv"}'
+)
+CONTEXT = REGISTER_SIGNATURE_CONTEXT + bytes(range(32)) + bytes(range(32, 64))
+FRAME_BODY = bytes(64)
+
+
+@dataclass
+class RegistrationWorkload:
+    """One endpoint's first registration and reconnect payloads, and what they verify to."""
+
+    key_der: bytes
+    first: bytes
+    reconnect: bytes
+    endpoint_id: bytes
+    signed_data: bytes  # context + signed part of `first`
+    signature: bytes
+
+
+def _payload(flags: int, key_field: bytes, private_key: Any) -> tuple[bytes, bytes, bytes]:
+    token = b"sdk-7f3a9c"
+    signed_part = (
+        bytes([flags, 1])
+        + (1_767_225_600_000).to_bytes(8, "big")
+        + bytes([len(token)])
+        + token
+        + key_field
+        + len(PROFILE).to_bytes(2, "big")
+        + PROFILE
+    )
+    signature = _crypto.sign(private_key, CONTEXT + signed_part)
+    return signed_part + len(signature).to_bytes(2, "big") + signature, signed_part, signature
+
+
+def registration_workload(bits: int = 2048) -> RegistrationWorkload:
+    key = _crypto.generate_rsa_key(bits)
+    der = _crypto.public_key_der(key)
+    endpoint_id = _crypto.endpoint_id(der)
+    first, signed_part, signature = _payload(0, len(der).to_bytes(2, "big") + der, key)
+    reconnect, _, _ = _payload(1, endpoint_id, key)
+    return RegistrationWorkload(der, first, reconnect, endpoint_id, CONTEXT + signed_part,
+                                signature)
+
+
+def registration_cases(w: RegistrationWorkload) -> dict[str, Callable[[], bytes]]:
+    """name -> one registration processed (returns the endpoint id)."""
+    impls: list[tuple[str, Any, Any]] = [
+        ("py", _registration.parse_registration_payload, _registration.RegistrationVerifier)
+    ]
+    if _ext is not None:
+        impls.append(("ext", _ext.parse_registration_payload, _ext.RegistrationVerifier))
+    cases: dict[str, Callable[[], bytes]] = {}
+    for name, parse, verifier_cls in impls:
+        uncached = verifier_cls(cache_size=0)
+        cached = verifier_cls()
+        cached.verify(parse(w.first), CONTEXT)  # the key is loaded once, as after a first visit
+
+        def first(parse: Any = parse, verifier: Any = uncached) -> bytes:
+            return verifier.verify(parse(w.first), CONTEXT)
+
+        def reconnect(parse: Any = parse, verifier: Any = cached) -> bytes:
+            return verifier.verify(parse(w.reconnect), CONTEXT, w.key_der)
+
+        cases[f"first registration ({name})"] = first
+        cases[f"reconnect ({name})"] = reconnect
+    return cases
+
+
+def framing_cases() -> dict[str, Callable[[], Any]]:
+    """name -> one frame header decoded and one encoded (a 64-byte body)."""
+    frame = _framing.encode_frame(3, FRAME_BODY)
+    header = frame[:6]
+    interpreted = INTERPRETED["HEADER"]
+    fields = {"version": 1, "msg_type": 3, "flags": 0, "length": len(FRAME_BODY)}
+
+    def construct_interpreted() -> Any:
+        interpreted.build(fields)
+        return interpreted.parse(header)
+
+    def construct_compiled() -> Any:
+        HEADER.build(fields)
+        return HEADER.parse(header)
+
+    def framer(module: Any) -> Callable[[], Any]:
+        framer = module.Framer()
+        encode = module.encode_frame
+
+        def run() -> Any:
+            framer.receive_data(encode(3, FRAME_BODY))
+            return framer.next_frame()
+
+        return run
+
+    cases = {
+        "header: construct interpreted": construct_interpreted,
+        "header: construct compiled": construct_compiled,
+        "frame: pure Framer": framer(_framing),
+    }
+    if _ext is not None:
+        cases["frame: extension Framer"] = framer(_ext)
+    return cases
+
+
+def openssl_speed_verify_us(seconds: int = 1) -> float | None:
+    """Microseconds per RSA-2048 verify as ``openssl speed`` measures it (None: no openssl)."""
+    if shutil.which("openssl") is None:
+        return None
+    out = subprocess.run(
+        ["openssl", "speed", "-seconds", str(seconds), "rsa2048"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
+    match = re.search(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+\S+\s+([\d.]+)\s*$", out, re.M)
+    return 1e6 / float(match.group(1)) if match else None
+
+
+def raw_verify_us(w: RegistrationWorkload, fresh_key: bool, iterations: int = 3000) -> float:
+    """The extension's libcrypto-only loop: microseconds per SHA-256 + RSA_verify."""
+    assert _ext is not None
+    per_op, passed = _ext._bench_rsa_verify(
+        w.key_der, w.signed_data, w.signature, iterations, fresh_key
+    )
+    assert passed == iterations
+    return per_op * 1e6
+
+
+def time_us(function: Callable[[], Any], repeats: int = 5) -> float:
+    """Median microseconds per call over `repeats` timeit runs of ~0.2 s each."""
+    timer = timeit.Timer(function)
+    number, _ = timer.autorange()
+    return statistics.median(t / number for t in timer.repeat(repeats, number)) * 1e6
+
+
+def one_run(w: RegistrationWorkload) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    speed = openssl_speed_verify_us()
+    if speed is not None:
+        figures["openssl speed rsa2048 verify"] = speed
+    if _ext is not None:
+        figures["libcrypto verify, cached key"] = statistics.median(
+            raw_verify_us(w, False) for _ in range(3))
+        figures["libcrypto verify, fresh key"] = statistics.median(
+            raw_verify_us(w, True) for _ in range(3))
+    for name, case in {**registration_cases(w), **framing_cases()}.items():
+        figures[name] = time_us(case)
+    return figures
+
+
+RATIOS = [
+    ("ext first registration / openssl verify",
+     "first registration (ext)", "openssl speed rsa2048 verify"),
+    ("ext reconnect / openssl verify", "reconnect (ext)", "openssl speed rsa2048 verify"),
+    ("libcrypto fresh-key verify / openssl verify",
+     "libcrypto verify, fresh key", "openssl speed rsa2048 verify"),
+    ("pure / ext, first registration", "first registration (py)", "first registration (ext)"),
+    ("pure / ext, reconnect", "reconnect (py)", "reconnect (ext)"),
+    ("pure Framer / ext Framer", "frame: pure Framer", "frame: extension Framer"),
+    ("compiled construct header / ext Framer",
+     "header: construct compiled", "frame: extension Framer"),
+]
+
+
+def ratios(figures: dict[str, float]) -> dict[str, float]:
+    return {
+        label: figures[top] / figures[bottom]
+        for label, top, bottom in RATIOS
+        if top in figures and bottom in figures
+    }
+
+
+def _summary(name: str, values: list[float], unit: str) -> str:
+    return (
+        f"  {name:<46} median {statistics.median(values):8.2f}{unit}  "
+        f"min {min(values):8.2f}  max {max(values):8.2f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cpu", type=int, help="pin this process (and openssl) to one core")
+    args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    implementation = "ext" if _ext is not None else "py (kaa_wire_ext not built)"
+    print(f"kaa_wire_ext: {implementation}; python {sys.version.split()[0]}")
+    if _ext is not None:
+        print(f"extension build: {_ext._build_info()}")
+    w = registration_workload()
+    runs = []
+    for run in range(1, args.runs + 1):
+        figures = one_run(w)
+        runs.append((figures, ratios(figures)))
+        print(f"run {run}:")
+        for name, value in figures.items():
+            print(f"  {name:<46} {value:8.2f} us")
+        for name, value in runs[-1][1].items():
+            print(f"  {name:<46} {value:8.2f} x")
+    print(f"over {args.runs} runs:")
+    for name in runs[0][0]:
+        print(_summary(name, [figures[name] for figures, _ in runs], " us"))
+    for name in runs[0][1]:
+        print(_summary(name, [r[name] for _, r in runs], " x "))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
