@@ -28,7 +28,10 @@ The rules (docs/client.md gives the reasons):
    key. An unregistered device sends the full key.
 5. A sealed ``RevokedEndpoint`` ends the plan with :class:`Revoked`. An unsealed one could
    be forged by anyone on the path: it counts as a failure of that server.
-6. A ``StaleRequest``, or a resolution that expired, means re-resolve (next Bootstrap).
+6. A ``StaleRequest`` or ``ReplayedRequest`` (a failure, so after a backoff), or a
+   resolution that expired (no failure, at once), means re-resolve (next Bootstrap).
+   Request timestamps are the server time the resolution tells, and always later than
+   the last accepted one (kept in the state), so a device never replays itself.
 7. Any other failure: back off, move to the next node; when the list is used up, re-resolve
    through the next Bootstrap.
 8. Backoff is exponential with full jitter: after the n-th consecutive failure (n from 0),
@@ -56,6 +59,7 @@ from kaa_wire._errors import (
     LocalProtocolError,
     Overloaded,
     RemoteProtocolError,
+    ReplayedRequest,
     RevokedEndpoint,
     StaleRequest,
     UnexpectedMessage,
@@ -189,6 +193,8 @@ class Connected:
     server: ServerInfo
     result: RegistrationResult
     attempts: tuple[Attempt, ...]
+    #: The request timestamp (server time, ms) the server accepted.
+    timestamp_ms: int
 
     @property
     def status(self) -> str:
@@ -356,6 +362,7 @@ class RegistrationPlan:
         self._attempts: list[Attempt] = []
         self._last_cause: BaseException | None = None
         self._deadline: float | None = None
+        self._last_timestamp_ms = state.last_timestamp_ms
         self._next_bootstrap = rng.randrange(len(config.bootstrap_servers))
 
     def steps(self) -> Generator[Action, Any, Outcome]:
@@ -422,13 +429,14 @@ class RegistrationPlan:
             now = self._clock()
             if self.resolved.expired(now):
                 raise _Reresolve
+            timestamp_ms = max(self.resolved.server_time_at(now), self._last_timestamp_ms + 1)
             try:
                 conn = RegisterClient(
                     node,
                     sdk_token=self._config.sdk_token,
                     private_key=self._key,
                     profile=self._profile,
-                    timestamp_ms=self.resolved.server_time_at(now),
+                    timestamp_ms=timestamp_ms,
                     reconnect=reconnect,
                     max_frame_size=self._config.max_frame_size,
                 )
@@ -458,7 +466,7 @@ class RegistrationPlan:
                     tuple(self._attempts),
                 )
                 return revoked, reconnect
-            except StaleRequest as exc:
+            except (StaleRequest, ReplayedRequest) as exc:
                 yield from self._failed(exchange, exc, reconnect)
                 raise _Reresolve from None
             except TRANSPORT_ERRORS as exc:
@@ -477,6 +485,7 @@ class RegistrationPlan:
                 server=ServerInfo.of(node),
                 result=result,
                 attempts=tuple(self._attempts),
+                timestamp_ms=timestamp_ms,
             )
             return connected, reconnect
 
@@ -550,7 +559,12 @@ def updated_state(state: DeviceState, outcome: Outcome, profile: bytes) -> Devic
             application_state=outcome.application_state,
             reconnect_after_s=result.reconnect_after_s,
             retry_base_ms=result.retry_base_ms,
+            last_timestamp_ms=outcome.timestamp_ms,
         )
     if isinstance(outcome, Revoked):
-        return dataclasses.replace(state, status="revoked", operations_server=outcome.server)
+        # Not registered any more: should the operator restore it, the next boot registers
+        # in full (EXISTING) rather than reconnecting.
+        return dataclasses.replace(
+            state, registered=False, status="revoked", operations_server=outcome.server
+        )
     return None

@@ -153,6 +153,9 @@ class DeviceState:
     ``status`` is the last outcome: ``"unregistered"``, a registration status in lower case
     (``"new"``, ``"existing"``, ``"profile_updated"``), or ``"revoked"``.
     ``retry_base_ms`` and ``reconnect_after_s`` are the hints of the last sealed result.
+    ``last_timestamp_ms`` is the request timestamp (server time) of the last accepted
+    registration: the next one is always later, since the server refuses a timestamp not
+    newer than the last it accepted (ReplayedRequest).
     """
 
     endpoint_id: str
@@ -163,6 +166,7 @@ class DeviceState:
     application_state: ApplicationState | None = None
     reconnect_after_s: int = 0
     retry_base_ms: int = 0
+    last_timestamp_ms: int = 0
 
     @property
     def revoked(self) -> bool:
@@ -179,6 +183,7 @@ class DeviceState:
             "application_state": self.application_state and self.application_state.to_json(),
             "reconnect_after_s": self.reconnect_after_s,
             "retry_base_ms": self.retry_base_ms,
+            "last_timestamp_ms": self.last_timestamp_ms,
         }
 
     @classmethod
@@ -197,6 +202,7 @@ class DeviceState:
             application_state=None if app is None else ApplicationState.from_json(app),
             reconnect_after_s=int(doc["reconnect_after_s"]),
             retry_base_ms=int(doc["retry_base_ms"]),
+            last_timestamp_ms=int(doc["last_timestamp_ms"]),
         )
 
 

@@ -141,8 +141,9 @@ def wire() -> None:
                 f"tokens: application {len(config['application_token'])} chars, "
                 f"sdk {len(config['sdk_token'])} chars"
             )
-            profile = json.dumps({"model": "t1000", "fw": "1.0.0", "pad": ""}).encode()
-            profile = profile.replace(b'""', b'"' + b"x" * (200 - len(profile) + 2) + b'"')
+            base = json.dumps({"model": "t1000", "fw": "1.0.0", "pad": ""})
+            profile = json.dumps({"model": "t1000", "fw": "1.0.0", "pad": "x" * (200 - len(base))})
+            profile = profile.encode()
             assert len(profile) == 200
             for run in ("first registration", "reconnect"):
                 with Device.open(Path(tmp) / "device", data / "sdk.json") as device:

@@ -27,6 +27,7 @@ from kaa_wire import (
     RegistrationResult,
     RegistrationStatus,
     RegistrationVerifier,
+    ReplayedRequest,
     RevokedEndpoint,
     Signer,
     UnknownKeyHash,
@@ -125,6 +126,9 @@ class FakeOperations:
             endpoint_id = conn.verify()
         if endpoint_id in cluster.revoked:
             raise RevokedEndpoint("revoked by the operator")
+        if payload.timestamp_ms <= cluster.last_accepted_ms.get(endpoint_id, -1):
+            raise ReplayedRequest("timestamp not newer than the last accepted one")
+        cluster.last_accepted_ms[endpoint_id] = payload.timestamp_ms
         known = cluster.endpoints.get(endpoint_id)
         if known is None:
             status = RegistrationStatus.NEW
@@ -154,6 +158,7 @@ class Cluster:
         self.contacted: list[tuple[str, int]] = []
         self.endpoints: dict[bytes, tuple[bytes, bytes]] = {}
         self.revoked: set[bytes] = set()
+        self.last_accepted_ms: dict[bytes, int] = {}
         self.key_hash_requests = 0
         self.full_key_requests = 0
 

@@ -140,6 +140,8 @@ def test_registered_device_reconnects_with_its_key_hash_then_updates_profile(
     assert again.attempts[-1].reconnect
     assert cluster.key_hash_requests == 1 and cluster.full_key_requests == 1
 
+    state = updated_state(state, again, PROFILE)
+    assert state is not None
     changed = drive(make_plan(cluster, state, profile=b'{"model":"t2000"}'), cluster)
     assert isinstance(changed, Connected) and changed.status == "profile_updated"
     assert cluster.key_hash_requests == 2 and cluster.full_key_requests == 1
@@ -396,3 +398,34 @@ def test_every_exchange_and_wait_is_reported(cluster: Cluster, fresh: Any) -> No
     assert kinds == ["Attempt", "Attempt", "Waiting", "Attempt", "Connected"]
     assert [e for e in sink if isinstance(e, Attempt)] == list(outcome.attempts)
     assert outcome.registration_status is RegistrationStatus.NEW
+
+
+def test_timestamps_never_go_back_to_a_replay(cluster: Cluster, fresh: Any) -> None:
+    # The second Bootstrap's clock runs 20 s behind (within the freshness window, as a
+    # cached signature would): a timestamp from it alone would replay the first one.
+    cluster.add_bootstrap()
+    behind = cluster.add_bootstrap(time_offset_ms=-20_000)
+    cluster.add_operations()
+    first = drive(make_plan(cluster, fresh, seed=1), cluster)
+    assert isinstance(first, Connected) and first.attempts[0].port == 7001
+    state = updated_state(fresh, first, PROFILE)
+    assert state is not None and state.last_timestamp_ms == first.timestamp_ms
+    config = cluster.sdk_config()
+    behind_only = dataclasses.replace(config, bootstrap_servers=config.bootstrap_servers[1:])
+    assert behind.time_offset_ms < 0
+    again = drive(make_plan(cluster, state, config=behind_only), cluster)
+    assert isinstance(again, Connected) and again.status == "existing"
+    assert again.timestamp_ms == first.timestamp_ms + 1
+    # Without the remembered timestamp, the same device is refused and re-resolves.
+    forgetful = dataclasses.replace(state, last_timestamp_ms=0)
+    refused = drive(
+        make_plan(cluster, forgetful, config=behind_only, policy=RetryPolicy(max_failures=2)),
+        cluster,
+    )
+    assert isinstance(refused, Failed)
+    assert [(a.stage, type(a.cause)) for a in refused.attempts] == [
+        ("resolve", type(None)),
+        ("register", ReplayedRequest),
+        ("resolve", type(None)),
+        ("register", ReplayedRequest),
+    ]

@@ -306,6 +306,7 @@ def test_state_file_is_json_with_the_documented_fields(seeded: Path) -> None:
             "application_state",
             "reconnect_after_s",
             "retry_base_ms",
+            "last_timestamp_ms",
             "sha256",
         ]
     )
