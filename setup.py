@@ -85,7 +85,7 @@ def _extension() -> Extension:
         include_dirs=[EXT_DIR, *include_dirs],
         library_dirs=library_dirs,
         libraries=["libcrypto" if IS_WINDOWS else "crypto"],
-        extra_compile_args=[] if IS_WINDOWS else ["-O2", "-Wno-deprecated-declarations"],
+        extra_compile_args=[] if IS_WINDOWS else ["-Wno-deprecated-declarations"],
     )
 
 
