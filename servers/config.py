@@ -239,6 +239,9 @@ def _show(value: Any) -> str:
     return repr(value) if value == "" else str(value)
 
 
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
+
+
 def _read_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
@@ -258,7 +261,7 @@ def _from_toml(option: Option, value: Any, path: str) -> Any:
     if kind is Path and isinstance(value, str):
         return Path(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{path}: {option.key} must be a {kind.__name__}")
+        raise ConfigError(f"{path}: {option.key} must be {_KIND_NAMES[kind]}")
     return value
 
 

@@ -2,7 +2,8 @@
 
 Theory of operation. Callers on an event loop submit *jobs* (functions of a
 ``sqlite3.Connection``). The writer thread takes the first waiting job, keeps collecting
-for ``window_s`` (or until ``max_batch`` jobs), then runs them all inside one
+for ``window_s`` (or until ``max_batch`` jobs; not at all when the first job is a control
+write, which is rare and wants no delay), then runs them all inside one
 ``BEGIN IMMEDIATE ... COMMIT``, each in its own SAVEPOINT so one failing job does not undo
 the others. Only after COMMIT returns (with ``synchronous=FULL`` that is after the fsync)
 are the callers' futures resolved, all at once, with one wake-up of their loop. Jobs
@@ -66,6 +67,8 @@ class GroupCommitWriter:
         self._window_s = window_s
         self._max_batch = max_batch
         self._jobs: collections.deque[tuple[Job, asyncio.Future[Any]]] = collections.deque()
+        #: Whether the job at the head of the queue is a bounded (hot-path) write.
+        self._bounded: collections.deque[bool] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
         self._stats = WriterStats()
@@ -95,6 +98,7 @@ class GroupCommitWriter:
                 raise StoreBusy(f"{self._stats.pending} writes pending")
             self._stats.pending += 1
             self._jobs.append((job, future))
+            self._bounded.append(bounded)
             self._cond.notify()
         return future
 
@@ -121,9 +125,19 @@ class GroupCommitWriter:
                 batch = self._next_batch()
                 if not batch:
                     return
-                self._deliver(self._commit(conn, batch))
-                with self._cond:
+                results = self._commit(conn, batch)
+                with self._cond:  # before delivering: a woken caller may submit at once
                     self._stats.pending -= len(batch)
+                self._deliver(results)
+        except BaseException as exc:  # a bug: fail everything queued rather than hang it
+            _log.exception("store writer stopped")
+            with self._cond:
+                self._closing = True
+                orphans = list(self._jobs)
+                self._jobs.clear()
+            error = StoreError(f"store writer stopped: {exc!r}")
+            self._deliver([(future, None, error) for _, future in orphans])
+            raise
         finally:
             conn.close()
 
@@ -131,7 +145,8 @@ class GroupCommitWriter:
         with self._cond:
             while not self._jobs and not self._closing:
                 self._cond.wait()
-            if self._window_s and not self._closing:
+            # Gather only behind a hot-path write; a control write commits at once.
+            if self._window_s and self._jobs and self._bounded[0] and not self._closing:
                 deadline = time.monotonic() + self._window_s
                 while len(self._jobs) < self._max_batch and not self._closing:
                     remaining = deadline - time.monotonic()
@@ -139,6 +154,8 @@ class GroupCommitWriter:
                         break
                     self._cond.wait(remaining)
             count = min(len(self._jobs), self._max_batch)
+            for _ in range(count):
+                self._bounded.popleft()
             return [self._jobs.popleft() for _ in range(count)]
 
     def _commit(

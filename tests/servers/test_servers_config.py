@@ -1,0 +1,157 @@
+"""Configuration precedence (flags > KAA_* > TOML > defaults) and every command's --help."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from servers_harness import REPO
+
+from servers import config as cfg
+from servers.__main__ import main as servers_main
+from servers.control.cli import main as control_main
+from servers.standalone import main as standalone_main
+
+
+def _settings(argv: list[str], environ: dict[str, str] | None = None) -> cfg.Settings:
+    parser = argparse.ArgumentParser()
+    cfg.add_arguments(parser, cfg.OPTIONS)
+    return cfg.load_settings(parser.parse_args(argv), environ=environ or {})
+
+
+def test_defaults_are_kaa_ports_on_loopback() -> None:
+    settings = _settings([])
+    assert (settings.host, settings.bootstrap_port, settings.operations_port) == (
+        "127.0.0.1",
+        9888,
+        9997,
+    )
+    assert settings.data == Path("kaa-data")
+    assert settings.max_frame_size == 64 * 1024
+    assert settings.replay_window_s == 120.0
+
+
+def test_flags_beat_environment_beat_toml(tmp_path: Path) -> None:
+    toml = tmp_path / "kaa.toml"
+    toml.write_text(
+        'host = "127.0.0.2"\nbootstrap_port = 1000\noperations_port = 2000\n'
+        "admin_port = 3000\nlog_json = true\nreplay_window_s = 30\n"
+    )
+    env = {"KAA_CONFIG": str(toml), "KAA_BOOTSTRAP_PORT": "1111", "KAA_OPERATIONS_PORT": "2222"}
+    settings = _settings(["--bootstrap-port", "1"], env)
+    assert settings.bootstrap_port == 1  # flag
+    assert settings.operations_port == 2222  # environment
+    assert settings.admin_port == 3000  # TOML
+    assert settings.host == "127.0.0.2"
+    assert settings.log_json is True
+    assert settings.replay_window_s == 30.0  # an integer in TOML is fine for a float
+    assert settings.weight == 100  # default
+
+
+def test_config_flag_beats_config_environment(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text("weight = 7\n")
+    (tmp_path / "b.toml").write_text("weight = 9\n")
+    env = {"KAA_CONFIG": str(tmp_path / "a.toml")}
+    assert _settings(["--config", str(tmp_path / "b.toml")], env).weight == 9
+    assert _settings([], env).weight == 7
+
+
+def test_boolean_environment_values() -> None:
+    assert _settings([], {"KAA_LOG_JSON": "yes"}).log_json is True
+    assert _settings([], {"KAA_LOG_JSON": "0"}).log_json is False
+    with pytest.raises(cfg.ConfigError, match="KAA_LOG_JSON"):
+        _settings([], {"KAA_LOG_JSON": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("no_such_key = 1\n", "unknown settings no_such_key"),
+        ('bootstrap_port = "9888"\n', "bootstrap_port must be an integer"),
+        ("priority = 300\n", "priority must be 0-255"),
+        ("host = \n", "cannot read"),
+    ],
+)
+def test_bad_toml_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text(text)
+    with pytest.raises(cfg.ConfigError, match=message):
+        _settings(["--config", str(toml)])
+
+
+def test_every_option_has_flag_and_environment_names() -> None:
+    for key, option in cfg.OPTIONS.items():
+        assert option.flag == "--" + key.replace("_", "-")
+        assert option.env == "KAA_" + key.upper()
+    assert set(cfg.OPTIONS) == {f.name for f in cfg.Settings.__dataclass_fields__.values()}
+
+
+HELP_COMMANDS = [
+    [],
+    ["init"],
+    ["app"],
+    ["app", "create"],
+    ["app", "update"],
+    ["app", "list"],
+    ["app", "show"],
+    ["sdk"],
+    ["sdk", "create"],
+    ["sdk", "export"],
+    ["endpoint"],
+    ["endpoint", "list"],
+    ["endpoint", "show"],
+    ["endpoint", "revoke"],
+    ["nodes"],
+    ["nodes", "list"],
+    ["audit"],
+    ["audit", "list"],
+]
+
+
+@pytest.mark.parametrize("words", HELP_COMMANDS, ids=lambda w: " ".join(w) or "control")
+def test_control_help(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        control_main([*words, "--help"])
+    assert done.value.code == 0
+    assert "usage: python -m servers.control" in capsys.readouterr().out
+
+
+def test_services_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for run, needle in (
+        (lambda: servers_main(["--help"]), "--operations-port"),
+        (lambda: standalone_main("bootstrap", ["--help"]), "--port"),
+        (lambda: standalone_main("operations", ["--help"]), "--priority"),
+    ):
+        with pytest.raises(SystemExit) as done:
+            run()
+        assert done.value.code == 0
+        out = capsys.readouterr().out
+        assert needle in out and "KAA_" in out
+
+
+@pytest.mark.parametrize("module", ["servers", "servers.bootstrap", "servers.operations"])
+def test_module_entry_points_answer_help(module: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"usage: python -m {module}" in result.stdout
+
+
+def test_standalone_service_needs_an_initialized_directory(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "servers.operations", "--data", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "servers.control init" in result.stderr

@@ -1,0 +1,134 @@
+"""The Control tool on a data directory (in-process: each call is a full CLI run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kaa_wire import Signer, _crypto
+from kaa_wire.sdk_config import SdkConfig
+from servers.control.actions import new_token
+from servers.control.cli import main
+
+
+class Control:
+    def __init__(self, data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.data = data
+        self.capsys = capsys
+
+    def __call__(self, *args: str, code: int = 0) -> object:
+        self.capsys.readouterr()
+        assert main(["--data", str(self.data), "--json", *args]) == code
+        out = self.capsys.readouterr()
+        return json.loads(out.out) if code == 0 and out.out.strip() else out.err
+
+
+@pytest.fixture
+def control(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Control:
+    ctl = Control(tmp_path / "data", capsys)
+    ctl("init")
+    return ctl
+
+
+def test_init_writes_private_keys_0600_and_is_idempotent(control: Control) -> None:
+    data = control.data
+    assert data.stat().st_mode & 0o777 == 0o700
+    for name in ("bootstrap.key", "operations.key"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600
+    assert (data / "registry.db").exists()
+    signer = Signer((data / "bootstrap.key").read_bytes())
+    key = _crypto.load_private_key((data / "bootstrap.key").read_bytes())
+    assert key.key_size == 2048  # type: ignore[union-attr]
+    assert signer.algorithm == 1
+    before = (data / "bootstrap.key").read_bytes(), (data / "operations.key").read_bytes()
+    control("init")
+    assert before == ((data / "bootstrap.key").read_bytes(), (data / "operations.key").read_bytes())
+
+
+def test_applications(control: Control, tmp_path: Path) -> None:
+    body = tmp_path / "config.json"
+    body.write_text('{"period_s": 10}')
+    app = control(
+        "app", "create", "--name", "meters", "--body-file", str(body),
+        "--topic", "7:alarms", "--balancing", "least-loaded",
+    )  # fmt: skip
+    assert isinstance(app, dict)
+    assert app["config"] == '{"period_s": 10}' and app["config_version"] == 1
+    assert app["topics"] == [{"id": 7, "name": "alarms"}]
+    assert app["balancing"] == "least-loaded" and app["cached_signature"] is False
+    assert [a["token"] for a in control("app", "list")] == [app["token"]]  # type: ignore[union-attr]
+
+    updated = control("app", "update", app["token"], "--body", "{}", "--cached-signature", "on")
+    assert updated["config_version"] == 2 and updated["cached_signature"] is True  # type: ignore[index]
+    shown = control("app", "show", app["token"])
+    assert shown == {**updated, "sdk_tokens": 0}  # type: ignore[dict-item]
+    assert "no such application" in str(control("app", "show", "nope", code=1))
+    audit = control("audit", "list")
+    assert [e["action"] for e in audit] == ["app.update", "app.create"]  # type: ignore[union-attr]
+
+
+def test_sdk_tokens_are_stored_hashed_and_exported(control: Control, tmp_path: Path) -> None:
+    app = control("app", "create", "--name", "cams", "--cached-signature")
+    token = control("sdk", "create", app["token"])["sdk_token"]  # type: ignore[index]
+    assert token not in (control.data / "registry.db").read_bytes().decode("latin-1")
+    assert control("app", "show", app["token"])["sdk_tokens"] == 1  # type: ignore[index]
+
+    out = tmp_path / "out" / "cams.json"
+    out.parent.mkdir()
+    control(
+        "sdk", "export", "--app", app["token"], "--sdk-token", token, "--out", str(out),
+        "--bootstrap", "127.0.0.1:1234", "--bootstrap", "localhost:2345",
+    )  # fmt: skip
+    sdk = SdkConfig.from_json(out.read_text())
+    assert sdk.application_token == app["token"] and sdk.sdk_token == token  # type: ignore[index]
+    assert [(b.host, b.port) for b in sdk.bootstrap_servers] == [
+        ("127.0.0.1", 1234),
+        ("localhost", 2345),
+    ]
+    assert sdk.accept_unbound_resolution is True  # from the application's setting
+    pem = (control.data / "bootstrap.pub").read_text()
+    assert all(b.public_key_pem == pem for b in sdk.bootstrap_servers)
+    header = (tmp_path / "out" / "cams.h").read_text()
+    assert f'#define KAA_SDK_TOKEN "{token}"' in header
+    assert "#define KAA_ACCEPT_UNBOUND_RESOLUTION 1" in header
+
+    other = control("app", "create", "--name", "other")
+    refused = control(
+        "sdk", "export", "--app", other["token"], "--sdk-token", token, "--out", str(out), code=1
+    )  # type: ignore[index]
+    assert "does not belong" in str(refused)
+    assert "no such application" in str(control("sdk", "create", "nope", code=1))
+
+
+def test_endpoints_and_nodes_when_empty(control: Control) -> None:
+    assert control("endpoint", "list") == []
+    assert control("nodes", "list") == []
+    missing = "00" * 20
+    assert "no such endpoint" in str(control("endpoint", "show", missing, code=1))
+    assert "no such endpoint" in str(control("endpoint", "revoke", missing, code=1))
+
+
+def test_bad_arguments_are_usage_errors(control: Control) -> None:
+    for args in (
+        ["endpoint", "show", "xyz"],
+        ["app", "create", "--name", "x", "--topic", "nonumber"],
+        ["app", "update", "tok"],
+    ):
+        with pytest.raises(SystemExit) as done:
+            main(["--data", str(control.data), *args])
+        assert done.value.code == 2
+
+
+def test_uninitialized_directory_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--data", str(tmp_path / "none"), "app", "list"]) == 1
+    assert "init" in capsys.readouterr().err
+
+
+def test_tokens_never_start_with_a_dash() -> None:
+    tokens = [new_token() for _ in range(2000)]
+    assert not any(t.startswith("-") for t in tokens)
+    assert len(set(tokens)) == len(tokens) and {len(t) for t in tokens} == {22}

@@ -1,0 +1,282 @@
+"""Small parts on their own: metrics text, log lines, lookup cache, bounded pools and the
+store writer's bound and batching."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kaa_wire import Overloaded
+from servers import logs
+from servers.admin import AdminServer
+from servers.caching import LookupCache
+from servers.limits import Gate, WorkerPool
+from servers.metrics import Counter, Histogram, Metrics, Registry
+from servers.store.base import (
+    Application,
+    AuditEntry,
+    Balancing,
+    EndpointWrite,
+    StoreBusy,
+    WriteOutcome,
+)
+from servers.store.sqlite import SqliteStore
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+def test_metrics_text_format() -> None:
+    registry = Registry()
+    errors = Counter("kaa_errors_total", "Errors", ("service", "code"))
+    latency = Histogram("kaa_seconds", "Latency", ("service",), buckets=(0.1, 1.0))
+    registry.add(errors)
+    registry.add(latency)
+    errors.inc("bootstrap", "TIMEOUT")
+    errors.inc("bootstrap", "TIMEOUT")
+    errors.inc("ops", 'we"ird\n')
+    for value in (0.05, 0.1, 0.5, 3.0):
+        latency.observe(value, "ops")
+    assert registry.render().splitlines() == [
+        "# HELP kaa_errors_total Errors",
+        "# TYPE kaa_errors_total counter",
+        'kaa_errors_total{service="bootstrap",code="TIMEOUT"} 2',
+        'kaa_errors_total{service="ops",code="we\\"ird\\n"} 1',
+        "# HELP kaa_seconds Latency",
+        "# TYPE kaa_seconds histogram",
+        'kaa_seconds_bucket{service="ops",le="0.1"} 2',
+        'kaa_seconds_bucket{service="ops",le="1"} 3',
+        'kaa_seconds_bucket{service="ops",le="+Inf"} 4',
+        'kaa_seconds_sum{service="ops"} 3.65',
+        'kaa_seconds_count{service="ops"} 4',
+    ]
+    with pytest.raises(ValueError):
+        registry.add(Counter("kaa_errors_total", "again"))
+
+
+def test_stats_families_are_read_at_scrape_time() -> None:
+    metrics = Metrics()
+    stats = {"commits_total": 1.0, "pending_writes": 5.0}
+    metrics.add_stats("kaa_store", "Store", lambda: stats)
+    stats["commits_total"] = 4.0
+    text = metrics.render()
+    assert "# TYPE kaa_store_commits_total counter\nkaa_store_commits_total 4\n" in text
+    assert "# TYPE kaa_store_pending_writes gauge\nkaa_store_pending_writes 5\n" in text
+
+
+def test_admin_serves_metrics_and_health() -> None:
+    async def main() -> None:
+        admin = AdminServer(lambda: "kaa_up 1\n")
+        port = await admin.start("127.0.0.1", 0)
+
+        def get(path: str) -> tuple[int, str, str]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                    return r.status, r.headers["Content-Type"], r.read().decode()
+            except urllib.error.HTTPError as exc:
+                return exc.code, "", ""
+
+        try:
+            status, kind, body = await asyncio.to_thread(get, "/metrics")
+            assert (status, body) == (200, "kaa_up 1\n") and kind.startswith("text/plain")
+            assert (await asyncio.to_thread(get, "/healthz"))[::2] == (200, "ok\n")
+            assert (await asyncio.to_thread(get, "/nope"))[0] == 404
+        finally:
+            await admin.stop()
+
+    asyncio.run(main())
+
+
+# -- logs ---------------------------------------------------------------------------------------
+
+
+def _capture(json_lines: bool) -> tuple[logging.Logger, io.StringIO]:
+    stream = io.StringIO()
+    logs.configure(json_lines=json_lines, level="debug", stream=stream)
+    return logs.get("test"), stream
+
+
+def test_json_log_lines() -> None:
+    log, stream = _capture(True)
+    logs.event(log, logging.INFO, "registered", endpoint="ab" * 20, status="NEW", name="x")
+    logs.event(log, logging.DEBUG, "line\nbreak", level="spoofed")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["event"] == "registered" and first["level"] == "info"
+    assert (first["endpoint"], first["status"], first["name"]) == ("ab" * 20, "NEW", "x")
+    assert first["logger"] == "servers.test" and first["ts"].endswith("Z")
+    assert second["level"] == "debug"  # a field cannot overwrite the reserved keys
+
+
+def test_text_log_lines_quote_what_needs_it() -> None:
+    log, stream = _capture(False)
+    logs.event(log, logging.WARNING, "refused", code="TIMEOUT", reason="no whole request", empty="")
+    line = stream.getvalue().strip()
+    assert line.endswith('refused code=TIMEOUT reason="no whole request" empty=""')
+    assert "\n" not in line
+
+
+def test_levels_below_the_threshold_cost_nothing() -> None:
+    stream = io.StringIO()
+    logs.configure(level="warning", stream=stream)
+    logs.event(logs.get("test"), logging.INFO, "hidden")
+    assert stream.getvalue() == ""
+
+
+# -- lookup cache -------------------------------------------------------------------------------
+
+
+def test_lookup_cache_shares_loads_and_caches_absence() -> None:
+    async def main() -> None:
+        now = [0.0]
+        loads: list[str] = []
+        gate = asyncio.Event()
+
+        async def load(key: str) -> str | None:
+            loads.append(key)
+            await gate.wait()
+            return None if key == "missing" else key.upper()
+
+        cache = LookupCache(load, ttl_s=10, negative_ttl_s=1, max_entries=2, clock=lambda: now[0])
+        waiting = [asyncio.ensure_future(cache.get("a")) for _ in range(5)]
+        await asyncio.sleep(0)
+        gate.set()
+        assert await asyncio.gather(*waiting) == ["A"] * 5
+        assert loads == ["a"]  # five callers, one load
+        assert await cache.get("missing") is None
+        assert await cache.get("missing") is None
+        assert loads == ["a", "missing"]
+        now[0] = 1.5  # the absence expired, the value has not
+        assert await cache.get("missing") is None and await cache.get("a") == "A"
+        assert loads == ["a", "missing", "missing"]
+        await cache.get("b")  # a third key evicts the least recently used ("missing")
+        assert len(cache) == 2
+
+    asyncio.run(main())
+
+
+def test_lookup_cache_propagates_failures_and_retries() -> None:
+    async def main() -> None:
+        calls = 0
+
+        async def load(key: str) -> str | None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("store down")
+            return "ok"
+
+        cache: LookupCache[str, str] = LookupCache(
+            load, ttl_s=10, negative_ttl_s=10, max_entries=10
+        )
+        with pytest.raises(RuntimeError):
+            await cache.get("k")
+        assert await cache.get("k") == "ok"
+
+    asyncio.run(main())
+
+
+# -- bounded work -----------------------------------------------------------------------------
+
+
+def test_gate_counts_to_its_limit() -> None:
+    gate = Gate("g", 2)
+    assert gate.try_enter() and gate.try_enter() and not gate.try_enter()
+    gate.leave()
+    assert gate.try_enter()
+
+
+def test_worker_pool_refuses_beyond_its_bound() -> None:
+    async def main() -> None:
+        pool = WorkerPool("sign", threads=1, max_pending=2, retry_after_ms=250)
+        release = threading.Event()
+        busy = [asyncio.ensure_future(pool.run(release.wait)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as refused:
+            await pool.run(release.wait)
+        assert refused.value.retry_after_ms == 250
+        release.set()
+        assert await asyncio.gather(*busy) == [True, True]
+        assert await pool.run(lambda: 42) == 42
+        pool.shutdown()
+
+    asyncio.run(main())
+
+
+def _endpoint_write(n: int) -> EndpointWrite:
+    return EndpointWrite(
+        endpoint_id=hashlib.sha1(bytes([n])).digest(),
+        public_key=bytes([n]),
+        sdk_token_hash=bytes(32),
+        application="app",
+        profile=b"",
+        profile_hash=hashlib.sha256(b"").digest(),
+        request_ms=1,
+        now_ms=1,
+    )
+
+
+async def _store_with_app(path: Path, **options: float) -> SqliteStore:
+    store = SqliteStore(path, **options)  # type: ignore[arg-type]
+    await store.open()
+    app = Application("app", "n", b"", 1, (), Balancing.STATIC, False, 0)
+    await store.create_application(app, AuditEntry(0, "t", "app.create", "n"))
+    return store
+
+
+def test_store_writer_queue_is_bounded(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await _store_with_app(tmp_path / "r.db", max_pending_writes=2)
+        release = threading.Event()
+        # Hold the writer thread inside a job, so submitted writes stay pending.
+        held = store._writer.submit(lambda conn: release.wait(), bounded=False)
+        try:
+            queued = asyncio.ensure_future(store.register_endpoint(_endpoint_write(1)))
+            await asyncio.sleep(0)
+            with pytest.raises(StoreBusy):
+                await store.register_endpoint(_endpoint_write(2))
+        finally:
+            release.set()
+        assert await held is True
+        assert await queued is WriteOutcome.NEW
+        assert store.stats()["refused_writes_total"] == 1
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_store_groups_concurrent_writes_into_few_commits(tmp_path: Path) -> None:
+    async def main() -> None:
+        # A long gathering window that ends as soon as a batch of 50 is full.
+        store = await _store_with_app(tmp_path / "r.db", group_commit_ms=10_000, max_batch=50)
+        before = store.stats()["commits_total"]
+        outcomes = await asyncio.gather(
+            *(store.register_endpoint(_endpoint_write(n)) for n in range(200))
+        )
+        assert set(outcomes) == {WriteOutcome.NEW}
+        assert store.stats()["commits_total"] - before == 4
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_store_is_wal_with_full_sync(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await _store_with_app(tmp_path / "r.db")
+        conn = store._connect_writer()
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            # synchronous is per connection: check what the writer sets (2 = FULL).
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        finally:
+            conn.close()
+        await store.close()
+
+    asyncio.run(main())
