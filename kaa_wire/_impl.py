@@ -16,7 +16,7 @@ if os.environ.get("KAA_WIRE_PUREPYTHON", "") not in ("", "0"):
     _ext = None
 else:
     try:
-        import kaa_wire_ext._ext as _ext  # type: ignore[no-redef]
+        import kaa_wire_ext._ext as _ext  # type: ignore[no-redef,assignment]
     except ImportError:
         _ext = None
 
