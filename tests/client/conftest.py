@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from client import Device, Outcome
-from kaa_wire import _crypto
+from kaa_wire import ResolveClient, Resolved, _crypto
+from kaa_wire._constants import NONCE_SIZE
 from kaa_wire.sdk_config import BootstrapServer, SdkConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +106,145 @@ def cli_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert len(lines) == 1, f"stdout={result.stdout!r} stderr={result.stderr!r}"
     doc: dict[str, Any] = json.loads(lines[0])
     return doc
+
+
+# -- real servers (python -m servers, from servers/) ---------------------------------------
+
+#: Generous bounds for waiting on child processes; no test asserts a duration.
+START_TIMEOUT_S = 60.0
+
+
+def _server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAA_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_until(predicate: Callable[[], Any], what: str) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after START_TIMEOUT_S."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+class ServerProcess:
+    """A ``python -m servers...`` child, its output in files next to its data directory."""
+
+    def __init__(self, module: str, args: list[str], logdir: Path, name: str) -> None:
+        self.out = logdir / f"{name}.out"
+        self.err = logdir / f"{name}.err"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                stdout=out,
+                stderr=err,
+                env=_server_env(),
+                cwd=logdir,
+            )
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited early:\n{self.err.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: the node dies without releasing anything (its lease stays listed)."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=START_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Servers:
+    """``python -m servers`` (one Bootstrap + one Operations node on SQLite) in ``data``."""
+
+    def __init__(self, data: Path) -> None:
+        data.mkdir(parents=True, exist_ok=True)
+        self.data = data
+        self.sdk_path = data / "sdk.json"
+        self.sdk_path.unlink(missing_ok=True)
+        self.main = ServerProcess(
+            "servers",
+            ["--data", str(data), "--host", "127.0.0.1", "--bootstrap-port", "0",
+             "--operations-port", "0", "--admin-port", "0"],
+            data.parent,
+            data.name,
+        )  # fmt: skip
+        self.extra: list[ServerProcess] = []
+
+        def exported() -> bool:
+            self.main.check_alive()
+            return self.sdk_path.exists()
+
+        wait_until(exported, "python -m servers to write sdk.json")
+        self.sdk = SdkConfig.from_json(self.sdk_path.read_text())
+
+    def start_operations(self, *args: str) -> tuple[ServerProcess, int]:
+        """An extra ``python -m servers.operations`` node on the same data: (process, port)."""
+        name = f"{self.data.name}-ops{len(self.extra) + 1}"
+        node = ServerProcess(
+            "servers.operations",
+            ["--data", str(self.data), "--host", "127.0.0.1", "--port", "0", *args],
+            self.data.parent,
+            name,
+        )
+        self.extra.append(node)
+
+        def bound() -> int | None:
+            node.check_alive()
+            for line in node.out.read_text().splitlines():
+                if line.startswith("operations "):
+                    return int(line.rsplit(":", 1)[1])
+            return None
+
+        port: int = wait_until(bound, "the extra Operations node to bind")
+        return node, port
+
+    def control(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``python -m servers.control --data DIR ARGS``; fails the test if it fails."""
+        result = subprocess.run(
+            [sys.executable, "-m", "servers.control", "--data", str(self.data), *args],
+            capture_output=True,
+            text=True,
+            env=_server_env(),
+            timeout=START_TIMEOUT_S,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def resolve_ports(self) -> set[int]:
+        """The Operations ports the Bootstrap lists now (the kaa_wire core, signature checked)."""
+        server = self.sdk.bootstrap_servers[0]
+        conn = ResolveClient(
+            self.sdk.application_token, server.public_key(), nonce=os.urandom(NONCE_SIZE)
+        )
+        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+            sock.sendall(conn.send_request())
+            while True:
+                conn.receive_data(sock.recv(65536))
+                event = conn.next_event(time.monotonic())
+                if isinstance(event, Resolved):
+                    return {node.port for node in event.nodes}
+
+    def stop(self) -> None:
+        for process in (*self.extra, self.main):
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """One real server set for a test module (each test registers its own endpoints)."""
+    running = Servers(tmp_path_factory.mktemp("servers") / "data")
+    yield running
+    running.stop()
