@@ -40,7 +40,7 @@ from kaa_wire._schema import HEADER, INTERPRETED
 try:
     from kaa_wire_ext import _ext
 except ImportError:  # pure path only: the extension figures are left out
-    _ext = None
+    _ext = None  # type: ignore[assignment]
 
 #: An endpoint's profile: about 200 bytes of JSON, as the load benchmarks use.
 PROFILE = (
