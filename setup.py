@@ -226,6 +226,7 @@ setup(
             "client",
             "client.*",
             "benchmarks",
+            "benchmarks.*",
         ]
     ),
     package_data={"kaa_wire_ext": ["*.pyi", "*.pxd", "*.h", "py.typed"]},
