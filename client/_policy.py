@@ -37,8 +37,9 @@ The rules (docs/client.md gives the reasons):
 8. Backoff is exponential with full jitter: after the n-th consecutive failure (n from 0),
    wait uniform(0, min(max_delay_s, base_delay_s * 2**n)), and never less than the
    ``retry_after_ms`` of an ``Overloaded`` error (capped at ``max_delay_s``).
-9. Give up with :class:`Failed` when the next wait would pass ``deadline_s`` or the failure
-   count reaches ``max_failures`` (both off by default: a device keeps trying).
+9. Give up with :class:`Failed` when the next wait would pass ``deadline_s`` (counted from
+   the end of the hold-off) or the failure count reaches ``max_failures`` (both off by
+   default: a device keeps trying).
 """
 
 from __future__ import annotations
@@ -368,13 +369,13 @@ class RegistrationPlan:
     def steps(self) -> Generator[Action, Any, Outcome]:
         """The generator the transports run (see the module doc)."""
         policy = self._policy
-        if policy.deadline_s is not None:
-            self._deadline = self._clock() + policy.deadline_s
         try:
             if policy.initial_holdoff_s > 0:
                 yield from self._wait(
                     self._rng.uniform(0.0, policy.initial_holdoff_s), "initial hold-off"
                 )
+            if policy.deadline_s is not None:  # counted from the first attempt
+                self._deadline = self._clock() + policy.deadline_s
             reconnect = self._state.registered
             while True:
                 if self.resolved is None or self.resolved.expired(self._clock()):

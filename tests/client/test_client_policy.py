@@ -350,6 +350,17 @@ def test_initial_hold_off_comes_before_any_exchange(cluster: Cluster, fresh: Any
     assert isinstance(second, Exchange) and second.stage == "resolve"
 
 
+def test_deadline_counts_from_the_end_of_the_hold_off(
+    cluster: Cluster, fresh: Any, clock: VirtualClock
+) -> None:
+    cluster.add_bootstrap()
+    cluster.add_operations()
+    policy = RetryPolicy(initial_holdoff_s=600, deadline_s=1)
+    outcome = drive(make_plan(cluster, fresh, policy=policy), cluster)
+    assert isinstance(outcome, Connected)
+    assert clock.sleeps[0] > 1  # the hold-off alone outlasts the deadline
+
+
 def test_server_retry_hint_raises_the_base_delay(cluster: Cluster, fresh: Any) -> None:
     cluster.add_bootstrap()
     top = cluster.add_operations(priority=9)
