@@ -92,6 +92,8 @@ cdef class Framer:
     def __init__(self, max_frame_size=DEFAULT_MAX_FRAME_SIZE):
         _check_max_frame_size(max_frame_size)
         self.max_frame_size = max_frame_size
+        self._start = self._end = 0  # as the pure framer: a new buffer...
+        self._error = None           # ...and no error
 
     def __dealloc__(self):
         PyMem_Free(self._buf)

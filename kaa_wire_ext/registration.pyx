@@ -7,16 +7,20 @@
 #   * RSA, 2048..4096 bits: SEQUENCE { SEQUENCE { rsaEncryption, NULL },
 #       BIT STRING { SEQUENCE { INTEGER n, INTEGER e } } }, all in DER;
 #   * Ed25519: the fixed 12-byte prefix and 32 key bytes.
-# Here those two shapes are recognised directly: the RSA structure is walked to find n and e,
-# re-encoded from them, and must equal the input byte for byte (the pure path's canonical-DER
-# rule, by construction); the key is then built with RSA_new/RSA_set0_key, which on OpenSSL
-# 3.0 costs well under a microsecond where d2i_PUBKEY costs ~100 us. Everything else - every
-# input rejected one way or another - goes to the pure loader, so the exception class and
-# message are the pure path's by construction. A rejected key costs the pure loader's time
-# (a few microseconds), never more.
-
+# The fast path here recognises the ordinary cases of those shapes directly: the RSA
+# structure is walked to find n and e, re-encoded from them, and must equal the input byte
+# for byte (the pure path's canonical-DER rule, by construction); the key is then built with
+# RSA_new/RSA_set0_key, which on OpenSSL 3.0 costs well under a microsecond where
+# d2i_PUBKEY costs ~100 us. Every other input goes to the pure loader, which decides: a
+# rejection raises the pure path's exception (class and message), and a key it accepts is
+# built from the (n, e) or raw bytes it returns. So the acceptance policy lives in one place,
+# kaa_wire/_registration.py, and a rejected key costs the pure loader's few microseconds.
+# "Ordinary" RSA means n odd and e odd, 3 <= e < 2**64: anything odder is the pure loader's
+# call (today it accepts e = 1, for instance; see the report in the commit history).
 
 from collections import OrderedDict
+
+from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
 
 cdef unsigned char _SENTINEL = 0xA5   # kaa_wire._schema.parse_exact's sentinel byte
 
@@ -285,9 +289,11 @@ cdef inline int _bit_length(unsigned char byte) noexcept nogil:
 cdef int _parse_endpoint_key(
     const unsigned char *der, Py_ssize_t size, KeyMaterial *m
 ) noexcept nogil:
-    """Fill `m` and return its kind when `der` is a key the pure path accepts; else 0.
+    """Fill `m` and return its kind when `der` is an ordinary key the pure path accepts;
+    else 0 (then the pure loader decides).
 
-    Only canonical DER of an RSA 2048..4096-bit key or of an Ed25519 key returns non-zero.
+    Only canonical DER of an Ed25519 key, or of an RSA 2048..4096-bit key with n odd and
+    e odd, 3 <= e < 2**64, returns non-zero.
     """
     cdef Py_ssize_t header, length, rest, bits
     cdef const unsigned char *p
@@ -344,6 +350,10 @@ cdef int _parse_endpoint_key(
     bits = (m.n_len - 1) * 8 + _bit_length(m.n[0])
     if not MIN_RSA_BITS <= bits <= MAX_RSA_BITS:
         return 0  # the pure loader raises UnsupportedAlgorithm for it (or MalformedFrame)
+    if not (m.n[m.n_len - 1] & 1) or not (1 <= m.e_len <= 8) or not (m.e[m.e_len - 1] & 1):
+        return 0  # not an ordinary key: the pure loader's call
+    if m.e_len == 1 and m.e[0] < 3:
+        return 0
     if not _rsa_spki_is_canonical(der, size, m):
         return 0
     m.kind = SIG_RSA_PKCS1V15_SHA256
@@ -445,37 +455,60 @@ cdef class _EndpointKey:
         return result
 
 
-cdef _reject_endpoint_key(object key_der):
-    """Raise what the pure loader raises for a key the fast path does not take."""
-    _pure_registration._load_endpoint_key(key_der)
-    # The fast path takes every key the pure loader accepts; reaching here is a bug.
-    raise InternalError("endpoint key accepted by kaa_wire but not by kaa_wire_ext")
+cdef int _material_from_pure(object key_der, KeyMaterial *m, list keep) except -1:
+    """Let the pure loader judge a key the fast path does not take.
+
+    Raises what the pure path raises for it; when it accepts the key, fills `m` from the
+    loaded key (the byte strings `m` points into are appended to `keep`).
+    """
+    key = _pure_registration._load_endpoint_key(key_der)
+    if isinstance(key, _rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        n = numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")
+        e = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
+        keep.append(n)
+        keep.append(e)
+        m.n = <const unsigned char *>PyBytes_AS_STRING(n)
+        m.n_len = len(n)
+        m.e = <const unsigned char *>PyBytes_AS_STRING(e)
+        m.e_len = len(e)
+        m.kind = SIG_RSA_PKCS1V15_SHA256
+    else:
+        raw = key.public_bytes_raw()  # the pure loader returns RSA or Ed25519 keys only
+        if len(raw) != _ED25519_KEY_SIZE:
+            raise InternalError("unexpected endpoint key from the pure loader")
+        keep.append(raw)
+        m.raw = <const unsigned char *>PyBytes_AS_STRING(raw)
+        m.kind = SIG_ED25519
+    return 0
+
+
+cdef _EndpointKey _key_from_material(const KeyMaterial *m):
+    # Both builds cost well under a microsecond: not worth a GIL round trip.
+    cdef _EndpointKey key = _EndpointKey.__new__(_EndpointKey)
+    key.kind = m.kind
+    if m.kind == SIG_RSA_PKCS1V15_SHA256:
+        if _build_rsa(m, &key.rsa) < 0:
+            raise MemoryError()
+    else:
+        key.pkey = _build_ed25519(m)
+    return key
 
 
 cdef _EndpointKey _load_endpoint_key(object key_der):
     """Load and vet an endpoint key: canonical DER, RSA 2048-4096 bits, or Ed25519."""
     cdef Py_buffer view
     cdef KeyMaterial m
-    cdef _EndpointKey key
-    cdef int kind
-    if not PyObject_CheckBuffer(key_der):
-        _reject_endpoint_key(key_der)
-    PyObject_GetBuffer(key_der, &view, PyBUF_SIMPLE)
-    try:
-        kind = _parse_endpoint_key(<const unsigned char *>view.buf, view.len, &m)
-        if kind:
-            # Both builds cost well under a microsecond: not worth a GIL round trip.
-            key = _EndpointKey.__new__(_EndpointKey)
-            key.kind = kind
-            if kind == SIG_RSA_PKCS1V15_SHA256:
-                if _build_rsa(&m, &key.rsa) < 0:
-                    raise MemoryError()
-            else:
-                key.pkey = _build_ed25519(&m)
-            return key
-    finally:
-        PyBuffer_Release(&view)
-    _reject_endpoint_key(key_der)
+    cdef list keep = []
+    if PyObject_CheckBuffer(key_der):
+        PyObject_GetBuffer(key_der, &view, PyBUF_SIMPLE)
+        try:
+            if _parse_endpoint_key(<const unsigned char *>view.buf, view.len, &m):
+                return _key_from_material(&m)
+        finally:
+            PyBuffer_Release(&view)
+    _material_from_pure(key_der, &m, keep)
+    return _key_from_material(&m)
 
 
 cdef bytes _sha1(object data):
@@ -596,6 +629,7 @@ def verify_batch(items):
     in one stretch with the GIL released, so a worker thread can carry the whole batch.
     """
     cdef list batch = list(items)
+    cdef list keep = []
     cdef Py_ssize_t count = len(batch), i
     cdef _BatchEntry *entries
     cdef _BatchEntry *entry
@@ -609,15 +643,15 @@ def verify_batch(items):
         for i in range(count):
             entry = &entries[i]
             key_der, algorithm, data, signature = batch[i]
-            if not PyObject_CheckBuffer(key_der):
-                _reject_endpoint_key(key_der)
-            PyObject_GetBuffer(key_der, &entry.key_view, PyBUF_SIMPLE)
-            entry.has_key_view = True
-            if not _parse_endpoint_key(
-                <const unsigned char *>entry.key_view.buf, entry.key_view.len, &entry.key
-            ):
+            if PyObject_CheckBuffer(key_der):
+                PyObject_GetBuffer(key_der, &entry.key_view, PyBUF_SIMPLE)
+                entry.has_key_view = True
+                _parse_endpoint_key(
+                    <const unsigned char *>entry.key_view.buf, entry.key_view.len, &entry.key
+                )
+            if not entry.key.kind:
                 try:
-                    _reject_endpoint_key(key_der)
+                    _material_from_pure(key_der, &entry.key, keep)
                 except (MalformedFrame, UnsupportedAlgorithm):
                     continue
             if not _algorithm_fits(entry.key.kind, algorithm):

@@ -459,6 +459,18 @@ def test_framer_limit_can_be_changed_later(ext: Any) -> None:
     assert traces[0] == traces[1]
 
 
+def test_framer_init_again_starts_over(ext: Any) -> None:
+    traces = []
+    for framer_cls in (_framing.Framer, ext.Framer):
+        framer = framer_cls()
+        framer.receive_data(b"\x09\x01\x00\x00\x00\x00")
+        with pytest.raises(KaaWireError):
+            framer.next_frame()
+        framer.__init__(100)  # type: ignore[misc]
+        traces.append((framer.buffered, framer.max_frame_size, framer_trace(framer, [_frames()])))
+    assert traces[0] == traces[1]
+
+
 @pytest.mark.parametrize("msg_type", [0, 1, 2, 3, 4, 5, 0x7E, 0x7F, 0x80, 255, 256, -1])
 @pytest.mark.parametrize("flags", [0, 1, 2, 0x80, 255, 256, -1])
 def test_encode_frame_types_and_flags(ext: Any, msg_type: int, flags: int) -> None:
@@ -692,6 +704,46 @@ def test_mutated_endpoint_keys(ext: Any, der: bytes) -> None:
     verify_both(ext, payload_bytes(key=der, algorithm=1, signature=bytes(256)))
 
 
+def test_e_equal_one_keys_are_judged_alike(ext: Any) -> None:
+    """An RSA "key" with e = 1 makes any signature s = EM verify. The pure loader accepts
+    such keys today (see the report: it should refuse e < 3 and even e); whatever it decides,
+    the extension must decide the same, since it leaves every unusual key to the pure loader."""
+    n = 2**2047 + 2**1000 + 1
+    der = rsa_spki(n, 1)
+    signed_part = payload_bytes(key=der, algorithm=1, signature=b"")[:-2]
+    digest_info = bytes.fromhex("3031300d060960864801650304020105000420")
+    digest_info += _sha256(CONTEXT + signed_part)
+    em = b"\x00\x01" + b"\xff" * (256 - 3 - len(digest_info)) + b"\x00" + digest_info
+    verify_both(ext, signed_part + _with_signature(em))
+    item = [(der, 1, CONTEXT + signed_part, em)]
+    assert ext.verify_batch(item) == _registration.verify_batch(item)
+
+
+def _sha256(data: bytes) -> bytes:
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(data)
+    return digest.finalize()
+
+
+def test_ordinary_keys_never_reach_the_pure_loader(
+    ext: Any, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path: ordinary RSA and Ed25519 keys are parsed and built in C."""
+
+    def refuse(key_der: bytes) -> None:
+        raise AssertionError("the pure loader was asked")
+
+    monkeypatch.setattr(_registration, "_load_endpoint_key", refuse)
+    for name in ("rsa", "rsa4096", "ed25519"):
+        data = signed_payload(keys[name])
+        assert ext.RegistrationVerifier(0).verify(ext.parse_registration_payload(data), CONTEXT)
+        der = _crypto.public_key_der(keys[name])
+        algorithm = int(_crypto.signature_algorithm_of(keys[name]))
+        assert ext.verify_batch([(der, algorithm, b"m", _crypto.sign(keys[name], b"m"))]) == [
+            True
+        ]
+
+
 # ---------------------------------------------------------------------------------------
 # verify_batch
 
@@ -723,7 +775,8 @@ def test_verify_batch_mixed(ext: Any, keys: dict[str, Any]) -> None:
 
 def test_verify_batch_argument_errors(ext: Any, keys: dict[str, Any]) -> None:
     der = spki(keys["ed25519"])
-    for items in ([(der, 2, "text", bytes(64))], [(der, 2, b"m")], [5], [("text", 2, b"", b"")]):
+    for items in ([(der, 2, "text", bytes(64))], [(der, 2, b"m")], [5], [("text", 2, b"", b"")],
+                  [(None, 2, b"", b"")], [(12, 1, b"", b"")]):
         same(lambda i=items: _registration.verify_batch(i), lambda i=items: ext.verify_batch(i))
     # data is only looked at when the key loaded and fits: a bad key excuses a bad type
     items = [(b"junk", 2, "text", None)]
