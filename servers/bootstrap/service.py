@@ -24,6 +24,7 @@ from servers.bootstrap.view import RegistryView
 from servers.clock import wall_ms
 from servers.limits import WorkerPool
 from servers.metrics import Metrics
+from servers.store.base import StoreBusy
 
 __all__ = ["BootstrapService"]
 
@@ -60,7 +61,10 @@ class BootstrapService:
         return BootstrapServerConnection(self._max_frame_size)
 
     async def handle(self, conn: BootstrapServerConnection, request: ResolveRequest) -> bytes:
-        app = await self._view.application(request.app_token)
+        try:
+            app = await self._view.application(request.app_token)
+        except StoreBusy as exc:
+            raise Overloaded("registry is busy", retry_after_ms=self._retry_after_ms) from exc
         if app is None:
             raise UnknownApplication("unknown application token")
         plan = self._view.plan(app)

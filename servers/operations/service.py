@@ -101,6 +101,14 @@ class OperationsService:
         )
 
     async def handle(self, conn: OperationsServerConnection, payload: RegistrationPayload) -> bytes:
+        try:
+            return await self._register(conn, payload)
+        except StoreBusy as exc:
+            raise Overloaded("registry is busy", retry_after_ms=self._retry_after_ms) from exc
+
+    async def _register(
+        self, conn: OperationsServerConnection, payload: RegistrationPayload
+    ) -> bytes:
         check_freshness(payload.timestamp_ms, wall_ms(), self._window_ms)
         token_hash = hashlib.sha256(payload.sdk_token.encode("ascii")).digest()
         sdk = await self._directory.sdk_token(token_hash)
@@ -129,10 +137,7 @@ class OperationsService:
             request_ms=payload.timestamp_ms,
             now_ms=wall_ms(),
         )
-        try:
-            outcome = await self._store.register_endpoint(write)
-        except StoreBusy as exc:
-            raise Overloaded("registry is busy", retry_after_ms=self._retry_after_ms) from exc
+        outcome = await self._store.register_endpoint(write)
         status = _STATUS.get(outcome)
         if status is None:
             raise self._refusal(outcome)
