@@ -274,7 +274,17 @@ def _describe_error(exc: BaseException) -> str:
 class Exchange:
     """One request/response exchange the transport must carry out (see module doc)."""
 
-    __slots__ = ("_clock", "_conn", "host", "port", "received", "request", "sent", "stage")
+    __slots__ = (
+        "_clock",
+        "_conn",
+        "host",
+        "port",
+        "received",
+        "reconnect",
+        "request",
+        "sent",
+        "stage",
+    )
 
     def __init__(
         self,
@@ -282,9 +292,13 @@ class Exchange:
         node: tuple[str, int],
         conn: ResolveClient | RegisterClient,
         clock: Callable[[], float],
+        *,
+        reconnect: bool = False,
     ) -> None:
         self.stage = stage
         self.host, self.port = node
+        #: A registration that sends the key hash.
+        self.reconnect = reconnect
         self._conn = conn
         self._clock = clock
         self.request = conn.send_request()
@@ -363,7 +377,8 @@ class RegistrationPlan:
         self._attempts: list[Attempt] = []
         self._last_cause: BaseException | None = None
         self._deadline: float | None = None
-        self._last_timestamp_ms = state.last_timestamp_ms
+        #: Send the key hash (the server should hold the key) rather than the key.
+        self._reconnect = state.registered
         self._next_bootstrap = rng.randrange(len(config.bootstrap_servers))
 
     def steps(self) -> Generator[Action, Any, Outcome]:
@@ -376,7 +391,6 @@ class RegistrationPlan:
                 )
             if policy.deadline_s is not None:  # counted from the first attempt
                 self._deadline = self._clock() + policy.deadline_s
-            reconnect = self._state.registered
             while True:
                 if self.resolved is None or self.resolved.expired(self._clock()):
                     self.resolved = yield from self._resolve()
@@ -384,7 +398,7 @@ class RegistrationPlan:
                         continue
                 try:
                     for node in order_nodes(self.resolved.nodes, self._rng):
-                        outcome, reconnect = yield from self._register(node, reconnect)
+                        outcome = yield from self._register(node)
                         if outcome is not None:
                             return self._emit(outcome)
                 except _Reresolve:
@@ -422,15 +436,14 @@ class RegistrationPlan:
         self._record(exchange, None)
         return resolved
 
-    def _register(
-        self, node: OperationsNode, reconnect: bool
-    ) -> Generator[Action, Any, tuple[Outcome | None, bool]]:
+    def _register(self, node: OperationsNode) -> Generator[Action, Any, Outcome | None]:
         while True:
             assert self.resolved is not None
             now = self._clock()
             if self.resolved.expired(now):
                 raise _Reresolve
-            timestamp_ms = max(self.resolved.server_time_at(now), self._last_timestamp_ms + 1)
+            timestamp_ms = max(self.resolved.server_time_at(now), self._state.last_timestamp_ms + 1)
+            reconnect = self._reconnect
             try:
                 conn = RegisterClient(
                     node,
@@ -441,44 +454,47 @@ class RegistrationPlan:
                     reconnect=reconnect,
                     max_frame_size=self._config.max_frame_size,
                 )
-                exchange = Exchange("register", (node.host, node.port), conn, self._clock)
+                exchange = Exchange(
+                    "register", (node.host, node.port), conn, self._clock, reconnect=reconnect
+                )
             except RemoteProtocolError as exc:  # a node we cannot seal to (bad or unknown key)
-                exchange = _NoExchange(node)
-                yield from self._failed(exchange, exc, reconnect)
-                return None, reconnect
+                yield from self._failed(_NoExchange(node, reconnect), exc)
+                return None
             try:
                 registered: Registered = yield exchange
             except UnknownKeyHash as exc:
                 if not reconnect:  # a full key cannot be unknown: the server misbehaves
-                    yield from self._failed(exchange, exc, reconnect)
-                    return None, reconnect
-                self._record(exchange, exc, reconnect)
-                reconnect = False  # the server lost us (or never had us): send the key
+                    yield from self._failed(exchange, exc)
+                    return None
+                # The server lost us (or never had us): send the key, now and from now on.
+                # Sealed or not, obeying costs only bytes: the key is public.
+                self._record(exchange, exc)
+                self._reconnect = False
                 continue
             except RevokedEndpoint as exc:
                 if not exc.sealed:  # anyone on the path can send a plain error
-                    yield from self._failed(exchange, exc, reconnect)
-                    return None, reconnect
-                self._record(exchange, exc, reconnect)
+                    yield from self._failed(exchange, exc)
+                    return None
+                self._record(exchange, exc)
                 revoked = Revoked(
                     self._state.endpoint_id,
                     exc.message,
                     ServerInfo.of(node),
                     tuple(self._attempts),
                 )
-                return revoked, reconnect
+                return revoked
             except (StaleRequest, ReplayedRequest) as exc:
-                yield from self._failed(exchange, exc, reconnect)
+                yield from self._failed(exchange, exc)
                 raise _Reresolve from None
             except TRANSPORT_ERRORS as exc:
-                yield from self._failed(exchange, exc, reconnect)
-                return None, reconnect
+                yield from self._failed(exchange, exc)
+                return None
             result = registered.result
             if result.endpoint_id.hex() != self._state.endpoint_id:
                 wrong = UnexpectedMessage(f"result names endpoint {result.endpoint_id.hex()}")
-                yield from self._failed(exchange, wrong, reconnect)
-                return None, reconnect
-            self._record(exchange, None, reconnect)
+                yield from self._failed(exchange, wrong)
+                return None
+            self._record(exchange, None)
             connected = Connected(
                 endpoint_id=result.endpoint_id.hex(),
                 registration_status=RegistrationStatus(result.status),
@@ -488,11 +504,9 @@ class RegistrationPlan:
                 attempts=tuple(self._attempts),
                 timestamp_ms=timestamp_ms,
             )
-            return connected, reconnect
+            return connected
 
-    def _record(
-        self, exchange: Exchange | _NoExchange, cause: BaseException | None, reconnect: bool = False
-    ) -> None:
+    def _record(self, exchange: Exchange | _NoExchange, cause: BaseException | None) -> None:
         attempt = Attempt(
             exchange.stage,
             exchange.host,
@@ -500,7 +514,7 @@ class RegistrationPlan:
             cause,
             exchange.sent,
             exchange.received,
-            reconnect,
+            exchange.reconnect,
         )
         self._attempts.append(attempt)
         if cause is not None:
@@ -508,9 +522,9 @@ class RegistrationPlan:
         self._emit(attempt)
 
     def _failed(
-        self, exchange: Exchange | _NoExchange, cause: BaseException, reconnect: bool = False
+        self, exchange: Exchange | _NoExchange, cause: BaseException
     ) -> Generator[Action, Any, None]:
-        self._record(exchange, cause, reconnect)
+        self._record(exchange, cause)
         yield from self._backoff(cause)
 
     def _backoff(self, cause: BaseException) -> Generator[Action, Any, None]:
@@ -543,8 +557,9 @@ class _NoExchange:
     sent = 0
     received = 0
 
-    def __init__(self, node: OperationsNode) -> None:
+    def __init__(self, node: OperationsNode, reconnect: bool) -> None:
         self.host, self.port = node.host, node.port
+        self.reconnect = reconnect
 
 
 def updated_state(state: DeviceState, outcome: Outcome, profile: bytes) -> DeviceState | None:
