@@ -14,7 +14,6 @@ All services on one machine share one directory (and so one database and one key
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import x25519
@@ -123,8 +122,3 @@ class DataDir:
             max_pending_writes=settings.max_pending_writes,
             group_commit_ms=settings.group_commit_ms,
         )
-
-    def remove_runtime_files(self) -> None:
-        for path in (self.listeners,):
-            if path.exists():
-                os.unlink(path)

@@ -10,13 +10,13 @@ exchanges in flight finish (up to the read timeout), and closes the store last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import uvloop
 
@@ -26,14 +26,14 @@ from servers.bootstrap.presign import Presigner
 from servers.bootstrap.service import BootstrapService
 from servers.bootstrap.view import RegistryView
 from servers.config import Settings
-from servers.datadir import DataDir
+from servers.datadir import DataDir, NotInitialized
 from servers.limits import Gate, WorkerPool
 from servers.metrics import Metrics
 from servers.net import ExchangeProtocol, ServiceContext
 from servers.operations.directory import Directory
 from servers.operations.lease import NodeLease
 from servers.operations.service import OperationsService
-from servers.store.base import RegistryStore
+from servers.store.base import RegistryStore, StoreError
 
 __all__ = ["Listeners", "serve", "run"]
 
@@ -236,12 +236,16 @@ async def serve(
     logs.event(log, logging.INFO, "stopped")
 
 
-def run(main: Awaitable[None]) -> int:
-    """Run ``main`` on a uvloop event loop; 0 on a clean exit."""
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(main)  # type: ignore[arg-type]
-        return 0
-    return 130
+def run(main: Coroutine[Any, Any, None]) -> int:
+    """Run ``main`` on a uvloop event loop: 0 on a clean exit, 1 when it cannot start."""
+    try:
+        uvloop.run(main)
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, NotInitialized, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def print_line(text: str) -> None:

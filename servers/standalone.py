@@ -9,12 +9,10 @@ port setting (``bootstrap_port`` or ``operations_port``). The admin port is off 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from servers import config as cfg
 from servers import logs
-from servers.datadir import NotInitialized
 from servers.runtime import Listeners, print_line, run, serve
 from servers.store.base import RegistryStore
 
@@ -85,15 +83,11 @@ def main(service: str, argv: Sequence[str] | None = None) -> int:
         if listeners.admin_port is not None:
             print_line(f"metrics http://{settings.host}:{listeners.admin_port}/metrics")
 
-    try:
-        return run(
-            serve(
-                settings,
-                bootstrap=service == "bootstrap",
-                operations=service == "operations",
-                on_ready=on_ready,
-            )
+    return run(
+        serve(
+            settings,
+            bootstrap=service == "bootstrap",
+            operations=service == "operations",
+            on_ready=on_ready,
         )
-    except NotInitialized as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    )

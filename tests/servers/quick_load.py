@@ -135,7 +135,9 @@ async def run(args: argparse.Namespace) -> None:
         "outcomes": dict(outcomes),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(statistics.quantiles(latencies, n=100)[98] * 1000, 2),
-        "client_cpu": round((mine.ru_utime + mine.ru_stime - own.ru_utime - own.ru_stime) / elapsed, 2),
+        "client_cpu": round(
+            (mine.ru_utime + mine.ru_stime - own.ru_utime - own.ru_stime) / elapsed, 2
+        ),
     }
     if args.server_pid:
         report["server_cpu"] = round((cpu_seconds(args.server_pid) - server_cpu) / elapsed, 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,21 @@ def test_standalone_service_needs_an_initialized_directory(tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert "servers.control init" in result.stderr
+
+
+def test_a_taken_port_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert control_main(["--data", str(data), "init"]) == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "servers.bootstrap", "--data", str(data), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
