@@ -14,6 +14,9 @@ variable, for builds driven by pip)::
     --cython-directives   KAA_WIRE_CYTHON_DIRECTIVES   e.g. "boundscheck=True,profile=True"
     --debug-checks        KAA_WIRE_EXT_DEBUG=1         compile the internal invariant checks in
 
+(The generated C does not record the directives it was made with: after a --debug-checks or
+--cython-directives build, add --cython-always to get the plain build back.)
+
 OpenSSL is found with ``pkg-config libcrypto``, or under ``KAA_WIRE_OPENSSL_DIR`` when set.
 """
 
@@ -131,9 +134,9 @@ class build_ext(_build_ext):
         self.debug_checks = bool(self.debug_checks) or _flag("KAA_WIRE_EXT_DEBUG")
         # A dict from here on: setuptools may base this class on Cython's build_ext, which
         # reads the same attribute as a dict.
-        self.cython_directives = self._directives(
-            self.cython_directives or os.environ.get("KAA_WIRE_CYTHON_DIRECTIVES")
-        )
+        given = self.cython_directives or os.environ.get("KAA_WIRE_CYTHON_DIRECTIVES")
+        self._custom_directives = bool(given)
+        self.cython_directives = self._directives(given)
 
     def _give_up(self, reason: str) -> None:
         """No extension: a hard error under KAA_WIRE_REQUIRE_EXT=1, else a loud warning."""
@@ -178,7 +181,7 @@ class build_ext(_build_ext):
             self.extensions,
             compiler_directives=self.cython_directives,
             annotate=self.cython_annotate,
-            force=self.cython_always or self.debug_checks,
+            force=self.cython_always or self.debug_checks or self._custom_directives,
             include_path=[str(ROOT)],
             quiet=True,
         )

@@ -37,3 +37,5 @@ def test_raw_libcrypto_loop_verifies(workload: micro.RegistrationWorkload) -> No
         pytest.skip("kaa_wire_ext is not built")
     for fresh in (False, True):
         assert micro.raw_verify_us(workload, fresh, iterations=10) > 0
+    for method in micro.KEY_BUILDS:
+        assert micro._ext._bench_key_build(workload.key_der, method, 10) > 0

@@ -82,6 +82,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             figures[f"libcrypto verify, {label} key"] = statistics.median(
                 micro.raw_verify_us(workload, fresh) for _ in range(3)
             )
+        for method, label in micro.KEY_BUILDS.items():
+            figures[label] = statistics.median(
+                micro._ext._bench_key_build(workload.key_der, method, 1000) * 1e6
+                for _ in range(3)
+            )
     for name, value in figures.items():
         write(f"  {name:<46} {value:9.2f} us (median)")
     for name, value in micro.ratios(figures).items():

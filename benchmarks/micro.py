@@ -9,6 +9,9 @@ Each run measures, in this one process and on one core (``--cpu`` pins it, and t
 * the reference: ``openssl speed -seconds 1 rsa2048`` verify time, and the extension's raw
   libcrypto loop (SHA-256 + RSA_verify, no Python) with the key built once ("cached") or for
   every verify ("fresh", which includes OpenSSL's per-key Montgomery set-up);
+* what building a key from its DER costs in libcrypto: OpenSSL's decoder (d2i_PUBKEY),
+  the extension's way (own SPKI parse + RSA_new/RSA_set0_key), and the Montgomery set-up
+  every fresh RSA key then pays on its first verify (BN_MONT_CTX_set);
 * registration processing (parse the payload + load the key + verify + SHA-1 endpoint id) of
   a first registration (key not cached: a verifier with cache_size=0) and of a reconnect
   (cached key), on each path;
@@ -170,6 +173,14 @@ def raw_verify_us(w: RegistrationWorkload, fresh_key: bool, iterations: int = 30
     return per_op * 1e6
 
 
+#: The key-build alternatives timed by the extension's reference loop (libcrypto only).
+KEY_BUILDS = {
+    "d2i_PUBKEY": "key build: d2i_PUBKEY (OpenSSL decoder)",
+    "RSA_set0_key": "key build: own SPKI parse + RSA_set0_key",
+    "BN_MONT_CTX_set": "fresh-key Montgomery set-up (BN_MONT_CTX_set)",
+}
+
+
 def time_us(function: Callable[[], Any], repeats: int = 5) -> float:
     """Median microseconds per call over `repeats` timeit runs of ~0.2 s each."""
     timer = timeit.Timer(function)
@@ -187,6 +198,9 @@ def one_run(w: RegistrationWorkload) -> dict[str, float]:
             raw_verify_us(w, False) for _ in range(3))
         figures["libcrypto verify, fresh key"] = statistics.median(
             raw_verify_us(w, True) for _ in range(3))
+        for method, label in KEY_BUILDS.items():
+            figures[label] = statistics.median(
+                _ext._bench_key_build(w.key_der, method, 1000) * 1e6 for _ in range(3))
     for name, case in {**registration_cases(w), **framing_cases()}.items():
         figures[name] = time_us(case)
     return figures

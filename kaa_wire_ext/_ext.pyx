@@ -12,7 +12,7 @@ Layout, as in asyncpg: this file only declares the module and includes the parts
 * ``registration.pyx``  parse_registration_payload, endpoint key parsing, RegistrationVerifier,
                         verify_batch
 * ``signer.pyx``        Signer
-* ``bench.pyx``         private reference loops for benchmarks/ (raw libcrypto verify)
+* ``bench.pyx``         private reference loops for benchmarks/ (raw libcrypto verify, key builds)
 
 OpenSSL rules, everywhere: the GIL is released around every libcrypto call that costs real
 time (key decode, sign, verify), and every failure clears the thread's error queue before the

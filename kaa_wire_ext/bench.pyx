@@ -50,3 +50,66 @@ def _bench_rsa_verify(key_der, data, signature, Py_ssize_t iterations, bint fres
     if failed:
         raise MemoryError()
     return elapsed / max(iterations, 1), passed
+
+
+def _bench_key_build(key_der, str method, Py_ssize_t iterations):
+    """Seconds per key build from an RSA SPKI, by `method` (the alternatives measured when
+    choosing the registration fast path):
+
+    * ``"d2i_PUBKEY"``: OpenSSL's generic DER decoder (the OSSL_DECODER path on 3.x);
+    * ``"RSA_set0_key"``: what kaa_wire_ext does: parse the SPKI here, then RSA_new +
+      BN_bin2bn + RSA_set0_key;
+    * ``"BN_MONT_CTX_set"``: the Montgomery set-up for n that OpenSSL's first public-key
+      operation with a fresh key pays (inside RSA_verify), on its own.
+    """
+    cdef Py_buffer view
+    cdef KeyMaterial m
+    cdef Py_ssize_t i
+    cdef const unsigned char *p
+    cdef ssl.EVP_PKEY *pkey
+    cdef ssl.RSA *rsa
+    cdef ssl.BIGNUM *n
+    cdef ssl.BN_CTX *bn_ctx
+    cdef ssl.BN_MONT_CTX *mont
+    cdef int kind = 0
+    cdef bint failed = False
+    methods = ("d2i_PUBKEY", "RSA_set0_key", "BN_MONT_CTX_set")
+    if method not in methods:
+        raise ValueError(f"method must be one of {methods}")
+    kind = methods.index(method)
+    PyObject_GetBuffer(key_der, &view, PyBUF_SIMPLE)
+    try:
+        if _parse_endpoint_key(
+            <const unsigned char *>view.buf, view.len, &m
+        ) != SIG_RSA_PKCS1V15_SHA256:
+            raise ValueError("key_der must be a canonical RSA 2048..4096-bit SPKI")
+        started = _time.perf_counter()
+        with nogil:
+            if kind == 0:
+                for i in range(iterations):
+                    p = <const unsigned char *>view.buf
+                    pkey = ssl.d2i_PUBKEY(NULL, &p, view.len)
+                    failed = failed or pkey == NULL
+                    ssl.EVP_PKEY_free(pkey)
+            elif kind == 1:
+                for i in range(iterations):
+                    rsa = NULL
+                    failed = failed or _build_rsa(&m, &rsa) < 0
+                    ssl.RSA_free(rsa)
+            else:
+                n = ssl.BN_bin2bn(m.n, <int>m.n_len, NULL)
+                bn_ctx = ssl.BN_CTX_new()
+                for i in range(iterations):
+                    mont = ssl.BN_MONT_CTX_new()
+                    failed = failed or mont == NULL or ssl.BN_MONT_CTX_set(mont, n, bn_ctx) != 1
+                    ssl.BN_MONT_CTX_free(mont)
+                ssl.BN_CTX_free(bn_ctx)
+                ssl.BN_free(n)
+            if failed:
+                ssl.ERR_clear_error()
+        elapsed = _time.perf_counter() - started
+    finally:
+        PyBuffer_Release(&view)
+    if failed:
+        raise InternalError(f"{method} failed")
+    return elapsed / max(iterations, 1)

@@ -72,3 +72,15 @@ cdef extern from "openssl_shim.h" nogil:
 
     # x509.h / evp.h: private key decoding (PKCS#8 DER) for the signer
     EVP_PKEY *d2i_AutoPrivateKey(EVP_PKEY **a, const unsigned char **pp, long length)
+
+    # Only for the reference loops of bench.pyx (key-build alternatives).
+    ctypedef struct BN_CTX:
+        pass
+    ctypedef struct BN_MONT_CTX:
+        pass
+    BN_CTX *BN_CTX_new()
+    void BN_CTX_free(BN_CTX *c)
+    BN_MONT_CTX *BN_MONT_CTX_new()
+    int BN_MONT_CTX_set(BN_MONT_CTX *mont, const BIGNUM *mod, BN_CTX *ctx)
+    void BN_MONT_CTX_free(BN_MONT_CTX *mont)
+    EVP_PKEY *d2i_PUBKEY(EVP_PKEY **a, const unsigned char **pp, long length)
