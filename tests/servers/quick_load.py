@@ -31,13 +31,18 @@ PROFILE = json.dumps({"model": "thermo-3", "firmware": "1.4.2", "serial": "x" * 
 
 
 def _key(path: str) -> bytes:
+    """The key at ``path`` (``NNNNN.pem``, or an existing ``NNNNN.der``), made if missing."""
+    der = path.removesuffix(".pem") + ".der"
+    if os.path.exists(der):
+        return Path(der).read_bytes()
     if not os.path.exists(path):
         _crypto.atomic_write(path, _crypto.private_key_pem(_crypto.generate_rsa_key(2048)))
     return Path(path).read_bytes()
 
 
 def load_keys(cache: Path, count: int) -> list[_crypto.PrivateKey]:
-    """``count`` RSA-2048 keys, generated once in parallel and kept under ``cache``."""
+    """``count`` RSA-2048 keys, generated once in parallel and kept under ``cache``
+    (a folder of ``NNNNN.der`` keys, such as benchmarks/.keycache/rsa2048, works too)."""
     cache.mkdir(parents=True, exist_ok=True)
     paths = [str(cache / f"{i:05d}.pem") for i in range(count)]
     with ProcessPoolExecutor() as pool:

@@ -183,6 +183,7 @@ def test_ties_are_broken_at_random(cluster: Cluster) -> None:
     assert low <= firsts[cluster.port("b")] <= high
 
 
+@pytest.mark.crash
 def test_a_node_whose_lease_lapses_drops_out(cluster: Cluster) -> None:
     data = cluster.main.data
     process, port = start_operations(

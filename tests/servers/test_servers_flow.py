@@ -82,6 +82,7 @@ def test_sdk_export_holds_the_bound_bootstrap_port_and_key(server: MainServer) -
         assert (server.data / key).stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.security
 def test_resolution_is_signed_by_the_exported_key(server: MainServer, rsa_keys: list) -> None:
     resolved = resolve(server.sdk)
     assert len(resolved.nodes) == 1
@@ -133,6 +134,7 @@ def test_endpoint_is_stored_with_its_profile(
     assert shown["first_seen_ms"] <= shown["last_seen_ms"]
 
 
+@pytest.mark.security
 def test_revoked_endpoint_is_refused_sealed(
     server: MainServer, app_sdk: SdkConfig, rsa_keys: list
 ) -> None:
@@ -149,6 +151,7 @@ def test_revoked_endpoint_is_refused_sealed(
     )
 
 
+@pytest.mark.security
 def test_replayed_bytes_are_refused(app_sdk: SdkConfig, rsa_keys: list) -> None:
     endpoint = Endpoint(app_sdk, rsa_keys[3])
     node = endpoint.resolve().nodes[0]
@@ -167,6 +170,7 @@ def test_replayed_bytes_are_refused(app_sdk: SdkConfig, rsa_keys: list) -> None:
     assert refused.value.sealed
 
 
+@pytest.mark.security
 def test_stale_timestamps_are_refused(app_sdk: SdkConfig, rsa_keys: list) -> None:
     endpoint = Endpoint(app_sdk, rsa_keys[4])
     now = endpoint.timestamp_ms()
@@ -176,6 +180,7 @@ def test_stale_timestamps_are_refused(app_sdk: SdkConfig, rsa_keys: list) -> Non
         assert refused.value.sealed
 
 
+@pytest.mark.security
 def test_wrong_sdk_token_is_refused(app_sdk: SdkConfig, rsa_keys: list) -> None:
     endpoint = Endpoint(app_sdk, rsa_keys[4])
     with pytest.raises(UnknownSdkToken) as refused:
@@ -183,6 +188,7 @@ def test_wrong_sdk_token_is_refused(app_sdk: SdkConfig, rsa_keys: list) -> None:
     assert refused.value.sealed
 
 
+@pytest.mark.security
 def test_reconnect_with_unknown_key_hash_is_refused(app_sdk: SdkConfig, rsa_keys: list) -> None:
     endpoint = Endpoint(app_sdk, rsa_keys[5])
     with pytest.raises(UnknownKeyHash) as refused:
@@ -190,6 +196,7 @@ def test_reconnect_with_unknown_key_hash_is_refused(app_sdk: SdkConfig, rsa_keys
     assert refused.value.sealed
 
 
+@pytest.mark.security
 def test_cached_signature_mode(server: MainServer) -> None:
     app = control_json(server.data, "app", "create", "--name", "fanin", "--cached-signature")
     token = control_json(server.data, "sdk", "create", app["token"])["sdk_token"]
@@ -230,6 +237,7 @@ def test_metrics_count_what_happened(
     assert value("kaa_store_commits_total") >= 1
 
 
+@pytest.mark.security
 def test_logs_are_json_lines_without_secrets(
     server: MainServer, app_sdk: SdkConfig, rsa_keys: list
 ) -> None:
