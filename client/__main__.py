@@ -100,7 +100,8 @@ def _status(args: argparse.Namespace) -> int:
         break
     state, problem = read_state(root)
     if state is not None and key_id is not None and state.endpoint_id != key_id:
-        state, problem = None, f"state names endpoint {state.endpoint_id}, the key {key_id}"
+        problem = f"state names endpoint {state.endpoint_id}, the key {key_id}"
+        state = None
     doc: dict[str, Any]
     if state is None:
         doc = {"endpoint_id": key_id, "status": "unknown", "registered": False, "error": problem}

@@ -36,6 +36,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
 from kaa_wire import _crypto
 from kaa_wire._errors import KaaWireError
 from kaa_wire._messages import OperationsNode, RegistrationResult
@@ -357,19 +359,20 @@ def _load_or_create_keys(root: Path) -> tuple[_crypto.PrivateKey, bool]:
         _crypto.save_public_key(public_path, key)
         return key, True
     try:
-        key = _crypto.load_private_key(data)
-        _crypto.signature_algorithm_of(key)  # type: ignore[arg-type]
+        loaded = _crypto.load_private_key(data)
     except KaaWireError as exc:
         raise CorruptKeyError(
             f"{private_path} is not a usable private key ({exc}); it is left as it is"
         ) from None
-    expected = _crypto.public_key_pem(key)
+    if not isinstance(loaded, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+        raise CorruptKeyError(f"{private_path} holds no signing key; it is left as it is")
+    expected = _crypto.public_key_pem(loaded)
     try:
         if public_path.read_bytes() != expected:
-            _crypto.save_public_key(public_path, key)  # type: ignore[arg-type]
+            _crypto.save_public_key(public_path, loaded)
     except FileNotFoundError:
-        _crypto.save_public_key(public_path, key)  # type: ignore[arg-type]
-    return key, False  # type: ignore[return-value]
+        _crypto.save_public_key(public_path, loaded)
+    return loaded, False
 
 
 def _load_state(path: Path, key_id: str) -> tuple[DeviceState, str | None]:

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +64,7 @@ def _child(code: str, *args: str, flags: tuple[str, ...] = ()) -> tuple[float, i
     return wall, peak_kib, proc.stderr
 
 
-def _summary(values: list[float], unit: str, scale: float = 1.0) -> str:
+def _summary(values: Sequence[float], unit: str, scale: float = 1.0) -> str:
     scaled = [v * scale for v in values]
     return (
         f"{statistics.median(scaled):.1f} {unit} "
@@ -156,8 +157,8 @@ def wire() -> None:
                 f"sdk {len(config['sdk_token'])} chars"
             )
             base = json.dumps({"model": "t1000", "fw": "1.0.0", "pad": ""})
-            profile = json.dumps({"model": "t1000", "fw": "1.0.0", "pad": "x" * (200 - len(base))})
-            profile = profile.encode()
+            pad = "x" * (200 - len(base))
+            profile = json.dumps({"model": "t1000", "fw": "1.0.0", "pad": pad}).encode()
             assert len(profile) == 200
             for run in ("first registration", "reconnect"):
                 with Device.open(Path(tmp) / "device", data / "sdk.json") as device:

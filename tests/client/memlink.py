@@ -28,6 +28,7 @@ from kaa_wire import (
     RegistrationStatus,
     RegistrationVerifier,
     ReplayedRequest,
+    ResolveRequest,
     RevokedEndpoint,
     Signer,
     UnknownKeyHash,
@@ -62,7 +63,7 @@ class VirtualClock:
 
 @dataclasses.dataclass
 class FakeBootstrap:
-    signer: Signer
+    signer: Any  # kaa_wire.Signer (either implementation)
     cluster: Cluster
     valid_for_s: int = 300
     time_offset_ms: int = 0
@@ -73,9 +74,10 @@ class FakeBootstrap:
     def respond(self, request: bytes) -> bytes:
         conn = BootstrapServerConnection()
         conn.receive_data(request)
-        conn.next_event()
+        request_event = conn.next_event()
+        assert isinstance(request_event, ResolveRequest)
         if self.replay_nonce is not None:  # answer as if to an earlier request
-            conn.request = dataclasses.replace(conn.request, nonce=self.replay_nonce)
+            conn.request = dataclasses.replace(request_event, nonce=self.replay_nonce)
         data = conn.data_to_sign(
             self.cluster.operations_nodes() if self.nodes is None else self.nodes,
             server_time_ms=self.cluster.server_time_ms() + self.time_offset_ms,

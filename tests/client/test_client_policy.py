@@ -408,6 +408,7 @@ def test_every_exchange_and_wait_is_reported(cluster: Cluster, fresh: Any) -> No
     kinds = [type(e).__name__ for e in sink]
     assert kinds == ["Attempt", "Attempt", "Waiting", "Attempt", "Connected"]
     assert [e for e in sink if isinstance(e, Attempt)] == list(outcome.attempts)
+    assert isinstance(outcome, Connected)
     assert outcome.registration_status is RegistrationStatus.NEW
 
 
