@@ -18,8 +18,9 @@ Each run measures, in this one process and on one core (``--cpu`` pins it, and t
 * frame header decode + encode: construct interpreted, construct compiled, the pure Framer
   and the extension Framer.
 
-Figures are microseconds per operation (median of 5 timeit repeats); the ratios are what to
-quote (shared/PERF.md). The same workloads back the pytest-benchmark files beside this one.
+Figures are microseconds per operation (best of 5 timeit repeats; the libcrypto loops: median
+of 3); the ratios are what to quote (shared/PERF.md), as median/min/max over the runs. The
+same workloads back the pytest-benchmark files beside this one.
 """
 
 from __future__ import annotations
@@ -182,10 +183,12 @@ KEY_BUILDS = {
 
 
 def time_us(function: Callable[[], Any], repeats: int = 5) -> float:
-    """Median microseconds per call over `repeats` timeit runs of ~0.2 s each."""
+    """Microseconds per call: the best of `repeats` timeit runs of ~0.2 s each (on a shared,
+    noisy machine other load only ever adds time, so the minimum is the steadiest estimate;
+    the spread shows across runs)."""
     timer = timeit.Timer(function)
     number, _ = timer.autorange()
-    return statistics.median(t / number for t in timer.repeat(repeats, number)) * 1e6
+    return min(timer.repeat(repeats, number)) / number * 1e6
 
 
 def one_run(w: RegistrationWorkload) -> dict[str, float]:
