@@ -92,6 +92,7 @@ def footprint(runs: int) -> None:
     _child("import client")  # warm the bytecode cache
     import_lines: list[float] = []
     own_lines: list[float] = []
+    layers: dict[str, list[float]] = {"kaa_wire": [], "construct": []}
     bare_wall: list[float] = []
     client_wall: list[float] = []
     for _ in range(runs):
@@ -102,12 +103,16 @@ def footprint(runs: int) -> None:
         own = [int(row[0].split(":")[1]) for name, row in by_name.items()
                if name == "client" or name.startswith("client.")]  # fmt: skip
         own_lines.append(sum(own) / 1e6)
+        for name, values in layers.items():
+            values.append(int(by_name[name][1]) / 1e6)
     for _ in range(runs):
         bare_wall.append(_child("pass")[0])
         client_wall.append(_child("import client")[0])
     delta = [c - b for c, b in zip(sorted(client_wall), sorted(bare_wall), strict=True)]
     print("import time, -X importtime cumulative:", _summary(import_lines, "ms", 1e3))
     print("  of which client's own modules (self): ", _summary(own_lines, "ms", 1e3))
+    for name, values in layers.items():
+        print(f"  of which {name + ' (cumulative):':28}", _summary(values, "ms", 1e3))
     print("python -c pass wall:                   ", _summary(bare_wall, "ms", 1e3))
     print("python -c 'import client' wall:        ", _summary(client_wall, "ms", 1e3))
     print("difference (sorted pairs):             ", _summary(delta, "ms", 1e3))
