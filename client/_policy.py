@@ -210,7 +210,7 @@ class Connected:
             "application_state": self.application_state.to_json(),
             "operations_server": self.server.to_json(),
             "reconnect_after_s": self.result.reconnect_after_s,
-            "attempts": len(self.attempts),
+            "attempts": [a.describe() for a in self.attempts],
         }
 
 
@@ -232,7 +232,7 @@ class Revoked:
             "endpoint_id": self.endpoint_id,
             "message": self.message,
             "operations_server": self.server.to_json(),
-            "attempts": len(self.attempts),
+            "attempts": [a.describe() for a in self.attempts],
         }
 
 
