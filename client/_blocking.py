@@ -14,8 +14,18 @@ __all__ = ["exchange", "run"]
 _READ_SIZE = 65536
 
 
-def run(plan: RegistrationPlan, *, timeout_s: float, sleep: Callable[[float], None]) -> Outcome:
-    """Drive ``plan`` to its outcome: one TCP connection per exchange, ``sleep`` to wait."""
+def run(
+    plan: RegistrationPlan,
+    *,
+    timeout_s: float,
+    sleep: Callable[[float], None],
+    carry: Callable[[Exchange, float], Resolved | Registered] | None = None,
+) -> Outcome:
+    """Drive ``plan`` to its outcome: one TCP connection per exchange, ``sleep`` to wait.
+
+    ``carry`` replaces :func:`exchange` (the policy tests carry exchanges in memory).
+    """
+    carry = carry or exchange
     steps = plan.steps()
     try:
         action = next(steps)
@@ -25,7 +35,7 @@ def run(plan: RegistrationPlan, *, timeout_s: float, sleep: Callable[[float], No
                 action = steps.send(None)
                 continue
             try:
-                event = exchange(action, timeout_s)
+                event = carry(action, timeout_s)
             except TRANSPORT_ERRORS as exc:
                 action = steps.throw(exc)
             else:

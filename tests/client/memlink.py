@@ -14,8 +14,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from client import Exchange, Outcome, RegistrationPlan, RetryPolicy, Sleep
-from client._policy import TRANSPORT_ERRORS
+from client import Exchange, Outcome, RegistrationPlan, RetryPolicy, _blocking
 from client._state import DeviceState
 from kaa_wire import (
     NEED_DATA,
@@ -207,23 +206,13 @@ class Cluster:
 
 
 def drive(plan: RegistrationPlan, cluster: Cluster) -> Outcome:
-    """Run ``plan`` over the in-memory cluster, with the virtual clock's sleep."""
-    steps = plan.steps()
-    try:
-        action = next(steps)
-        while True:
-            if isinstance(action, Sleep):
-                cluster.clock.sleep(action.seconds)
-                action = steps.send(None)
-                continue
-            try:
-                event = cluster.exchange(action)
-            except TRANSPORT_ERRORS as exc:
-                action = steps.throw(exc)
-            else:
-                action = steps.send(event)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    """Run ``plan`` with the blocking transport's loop, over the in-memory cluster."""
+    return _blocking.run(
+        plan,
+        timeout_s=10,
+        sleep=cluster.clock.sleep,
+        carry=lambda exchange, _timeout: cluster.exchange(exchange),
+    )
 
 
 def make_plan(
