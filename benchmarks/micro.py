@@ -18,9 +18,13 @@ Each run measures, in this one process and on one core (``--cpu`` pins it, and t
 * frame header decode + encode: construct interpreted, construct compiled, the pure Framer
   and the extension Framer.
 
-Figures are microseconds per operation (best of 5 timeit repeats; the libcrypto loops: median
-of 3); the ratios are what to quote (shared/PERF.md), as median/min/max over the runs. The
-same workloads back the pytest-benchmark files beside this one.
+Figures are microseconds of CPU time per operation: ``openssl speed`` reports CPU time, so
+the cases are timed with this thread's CPU clock too, which also keeps other load on a shared
+machine out of the figures. Within a run the cases are sampled in interleaved rounds (each
+round times every case for ~50 ms) and each figure is its best round; ``openssl speed`` runs
+before and after the rounds and its better result counts. The ratios are what to quote
+(shared/PERF.md), as median/min/max over the runs. The same workloads back the
+pytest-benchmark files beside this one (which time wall-clock, see conftest.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 import timeit
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,23 +157,29 @@ def framing_cases() -> dict[str, Callable[[], Any]]:
     return cases
 
 
-def openssl_speed_verify_us(seconds: int = 1) -> float | None:
-    """Microseconds per RSA-2048 verify as ``openssl speed`` measures it (None: no openssl)."""
+def openssl_speed_verify_us(elapsed: bool = False) -> float | None:
+    """Microseconds per RSA-2048 verify as ``openssl speed -seconds 1 rsa2048`` measures it:
+    CPU time, or wall-clock time with ``elapsed`` (None: no openssl binary)."""
     if shutil.which("openssl") is None:
         return None
     out = subprocess.run(
-        ["openssl", "speed", "-seconds", str(seconds), "rsa2048"],
+        ["openssl", "speed", *(["-elapsed"] if elapsed else []), "-seconds", "1", "rsa2048"],
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout
     match = re.search(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+\S+\s+([\d.]+)\s*$", out, re.M)
     return 1e6 / float(match.group(1)) if match else None
 
 
-def raw_verify_us(w: RegistrationWorkload, fresh_key: bool, iterations: int = 3000) -> float:
+def raw_verify_us(
+    w: RegistrationWorkload,
+    fresh_key: bool,
+    iterations: int = 3000,
+    clock: Callable[[], float] = time.thread_time,
+) -> float:
     """The extension's libcrypto-only loop: microseconds per SHA-256 + RSA_verify."""
     assert _ext is not None
     per_op, passed = _ext._bench_rsa_verify(
-        w.key_der, w.signed_data, w.signature, iterations, fresh_key
+        w.key_der, w.signed_data, w.signature, iterations, fresh_key, clock
     )
     assert passed == iterations
     return per_op * 1e6
@@ -182,30 +193,50 @@ KEY_BUILDS = {
 }
 
 
-def time_us(function: Callable[[], Any], repeats: int = 5) -> float:
-    """Microseconds per call: the best of `repeats` timeit runs of ~0.2 s each (on a shared,
-    noisy machine other load only ever adds time, so the minimum is the steadiest estimate;
-    the spread shows across runs)."""
-    timer = timeit.Timer(function)
-    number, _ = timer.autorange()
-    return min(timer.repeat(repeats, number)) / number * 1e6
+def _sampler(function: Callable[[], Any], seconds: float) -> Callable[[], float]:
+    """A function that times `function` for about `seconds` of this thread's CPU time:
+    microseconds per call."""
+    timer = timeit.Timer(function, timer=time.thread_time)
+    number, elapsed = timer.autorange()  # at least 0.2 s
+    number = max(1, int(number * seconds / elapsed))
+    return lambda: timer.timeit(number) / number * 1e6
 
 
-def one_run(w: RegistrationWorkload) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    speed = openssl_speed_verify_us()
-    if speed is not None:
-        figures["openssl speed rsa2048 verify"] = speed
+def samplers(w: RegistrationWorkload, seconds: float = 0.05) -> dict[str, Callable[[], float]]:
+    """name -> one timing sample (microseconds per operation) of every measured figure."""
+    out: dict[str, Callable[[], float]] = {}
     if _ext is not None:
-        figures["libcrypto verify, cached key"] = statistics.median(
-            raw_verify_us(w, False) for _ in range(3))
-        figures["libcrypto verify, fresh key"] = statistics.median(
-            raw_verify_us(w, True) for _ in range(3))
+        ext = _ext
+
+        def verify(fresh: bool) -> Callable[[], float]:
+            return lambda: raw_verify_us(w, fresh, 2000)
+
+        def build(method: str) -> Callable[[], float]:
+            return lambda: float(ext._bench_key_build(w.key_der, method, 500)) * 1e6
+
+        out["libcrypto verify, cached key"] = verify(False)
+        out["libcrypto verify, fresh key"] = verify(True)
         for method, label in KEY_BUILDS.items():
-            figures[label] = statistics.median(
-                _ext._bench_key_build(w.key_der, method, 1000) * 1e6 for _ in range(3))
+            out[label] = build(method)
     for name, case in {**registration_cases(w), **framing_cases()}.items():
-        figures[name] = time_us(case)
+        out[name] = _sampler(case, seconds)
+    return out
+
+
+def one_run(w: RegistrationWorkload, rounds: int = 7) -> dict[str, float]:
+    """Every figure of one run, in CPU microseconds: interleaved rounds, best round each
+    (other load only ever adds time); openssl speed before and after, the better counts."""
+    figures: dict[str, float] = {}
+    speeds = [openssl_speed_verify_us()]
+    sample = samplers(w)
+    best = dict.fromkeys(sample, float("inf"))
+    for _ in range(rounds):
+        for name, take in sample.items():
+            best[name] = min(best[name], take())
+    speeds.append(openssl_speed_verify_us())
+    if speeds[0] is not None and speeds[1] is not None:
+        figures["openssl speed rsa2048 verify"] = min(speeds[0], speeds[1])
+    figures.update(best)
     return figures
 
 
@@ -241,6 +272,7 @@ def _summary(name: str, values: list[float], unit: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per run")
     parser.add_argument("--cpu", type=int, help="pin this process (and openssl) to one core")
     args = parser.parse_args(argv)
     if args.cpu is not None:
@@ -252,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     w = registration_workload()
     runs = []
     for run in range(1, args.runs + 1):
-        figures = one_run(w)
+        figures = one_run(w, args.rounds)
         runs.append((figures, ratios(figures)))
         print(f"run {run}:")
         for name, value in figures.items():
