@@ -92,6 +92,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                 for _ in range(3)
             )
     for name, value in figures.items():
-        write(f"  {name:<46} {value:9.2f} us (median)")
+        write(f"  {name:<52} {value:9.2f} us (median)")
     for name, value in micro.ratios(figures).items():
-        write(f"  {name:<46} {value:9.2f} x")
+        write(f"  {name:<52} {value:9.2f} x")

@@ -246,6 +246,10 @@ RATIOS = [
     ("ext reconnect / openssl verify", "reconnect (ext)", "openssl speed rsa2048 verify"),
     ("libcrypto fresh-key verify / openssl verify",
      "libcrypto verify, fresh key", "openssl speed rsa2048 verify"),
+    ("ext first registration / libcrypto fresh-key verify",
+     "first registration (ext)", "libcrypto verify, fresh key"),
+    ("ext reconnect / libcrypto cached-key verify",
+     "reconnect (ext)", "libcrypto verify, cached key"),
     ("pure / ext, first registration", "first registration (py)", "first registration (ext)"),
     ("pure / ext, reconnect", "reconnect (py)", "reconnect (ext)"),
     ("pure Framer / ext Framer", "frame: pure Framer", "frame: extension Framer"),
@@ -264,7 +268,7 @@ def ratios(figures: dict[str, float]) -> dict[str, float]:
 
 def _summary(name: str, values: list[float], unit: str) -> str:
     return (
-        f"  {name:<46} median {statistics.median(values):8.2f}{unit}  "
+        f"  {name:<52} median {statistics.median(values):8.2f}{unit}  "
         f"min {min(values):8.2f}  max {max(values):8.2f}"
     )
 
@@ -288,9 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         runs.append((figures, ratios(figures)))
         print(f"run {run}:")
         for name, value in figures.items():
-            print(f"  {name:<46} {value:8.2f} us")
+            print(f"  {name:<52} {value:8.2f} us")
         for name, value in runs[-1][1].items():
-            print(f"  {name:<46} {value:8.2f} x")
+            print(f"  {name:<52} {value:8.2f} x")
     print(f"over {args.runs} runs:")
     for name in runs[0][0]:
         print(_summary(name, [figures[name] for figures, _ in runs], " us"))
