@@ -59,6 +59,7 @@ def encode_frame(
     msg_type: int, body: bytes, flags: int = 0, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 ) -> bytes:
     """Header + body. Raises LocalProtocolError for a frame the peer would refuse."""
+    check_max_frame_size(max_frame_size)
     try:
         _check_header(PROTOCOL_VERSION, msg_type, flags, len(body), max_frame_size)
     except RemoteProtocolError as exc:

@@ -50,15 +50,17 @@ def _require(condition: bool, message: str) -> None:
         raise LocalProtocolError(message)
 
 
+# The checks below build their messages only on failure: they run on every decode.
+
+
 def _check_uint(value: int, bits: int, name: str) -> None:
-    _require(0 <= value < (1 << bits), f"{name} must fit in {bits} unsigned bits")
+    if not 0 <= value < (1 << bits):
+        raise LocalProtocolError(f"{name} must fit in {bits} unsigned bits")
 
 
 def _check_token(token: str, name: str) -> None:
-    _require(
-        1 <= len(token) <= MAX_TOKEN_SIZE and token.isascii() and token.isprintable(),
-        f"{name} must be 1 to {MAX_TOKEN_SIZE} printable ASCII characters",
-    )
+    if not (1 <= len(token) <= MAX_TOKEN_SIZE and token.isascii() and token.isprintable()):
+        raise LocalProtocolError(f"{name} must be 1 to {MAX_TOKEN_SIZE} printable ASCII characters")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -66,6 +66,10 @@ def _load_endpoint_key(key_der: bytes) -> PublicKey:
             raise UnsupportedAlgorithm(
                 f"RSA endpoint keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
             )
+        numbers = key.public_numbers()
+        # e = 1 makes every padded digest its own signature; an even e or n is no RSA key.
+        if numbers.e < 3 or numbers.e % 2 == 0 or numbers.n % 2 == 0 or numbers.e >= numbers.n:
+            raise MalformedFrame("endpoint key is not a valid RSA public key")
     elif not isinstance(key, ed25519.Ed25519PublicKey):
         raise UnsupportedAlgorithm("endpoint keys must be RSA or Ed25519")
     # The endpoint id hashes these bytes, so one key must have exactly one encoding.

@@ -203,7 +203,8 @@ def encode_frame(msg_type, body, flags=0, max_frame_size=DEFAULT_MAX_FRAME_SIZE)
     cdef Py_ssize_t length
     cdef unsigned char *out
     # The same checks as the framer's, in the same order, each argument looked at only
-    # when the checks before it passed (as in the pure path).
+    # when the checks before it passed (as in the pure path): the limit itself first.
+    _check_max_frame_size(max_frame_size)
     PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
     try:
         length = view.len
@@ -218,11 +219,6 @@ def encode_frame(msg_type, body, flags=0, max_frame_size=DEFAULT_MAX_FRAME_SIZE)
         if fault != HEADER_OK:
             error = _header_error(fault, PROTOCOL_VERSION, msg_type, flags, length, max_frame_size)
             raise LocalProtocolError(str(error))
-        if length > MAX_BODY_LENGTH:
-            # Only reachable with a max_frame_size above the protocol's absolute limit.
-            raise LocalProtocolError(
-                f"frame of {HEADER_SIZE + length} bytes exceeds {ABSOLUTE_MAX_FRAME_SIZE}"
-            )
         frame = PyBytes_FromStringAndSize(NULL, HEADER_SIZE + length)
         out = <unsigned char *>PyBytes_AS_STRING(frame)
         out[0] = PROTOCOL_VERSION
