@@ -240,7 +240,15 @@ setup(
         "asyncpg>=0.29",
     ],
     extras_require={
-        "test": ["pytest", "pytest-benchmark", "hypothesis", "ruff", "mypy"],
+        "test": [
+            "pytest",
+            "pytest-benchmark",
+            "hypothesis",
+            "ruff",
+            "mypy",
+            # The coverage-guided fuzzer; wheels exist for Linux, where CI runs.
+            "atheris; sys_platform == 'linux'",
+        ],
     },
     ext_modules=[_extension()],
     cmdclass={"build_ext": build_ext},

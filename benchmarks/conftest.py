@@ -1,7 +1,10 @@
 """pytest-benchmark set-up for benchmarks/: collect bench_*.py, and report ratios at the end.
 
-    pytest benchmarks/ --benchmark-only        # measure (the summary prints the ratios)
-    pytest benchmarks/ --benchmark-disable     # run each benchmark once, as a test
+    pytest benchmarks/ --benchmark-enable --benchmark-only   # measure (prints the ratios)
+    pytest benchmarks/                                       # run each once, as a test
+
+(``--benchmark-disable`` is in pyproject.toml's addopts, so the test suite runs them once;
+``--benchmark-enable`` overrides it.)
 
 The timer defaults to this thread's CPU time (``time.thread_time``) rather than
 pytest-benchmark's wall clock: ``openssl speed``, the reference, counts CPU time, and CPU time
