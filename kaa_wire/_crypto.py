@@ -45,6 +45,7 @@ __all__ = [
     "endpoint_id",
     "signature_algorithm_of",
     "sign",
+    "signature_valid",
     "verify_signature",
     "atomic_write",
     "save_private_key",
@@ -162,17 +163,24 @@ def sign(key: PrivateKey, data: bytes) -> bytes:
     return key.sign(data)
 
 
-def verify_signature(key: PublicKey, algorithm: int, data: bytes, signature: bytes) -> None:
-    """Raise BadSignature unless ``signature`` is ``key``'s over ``data`` with ``algorithm``."""
-    if algorithm != signature_algorithm_of(key):
-        raise UnsupportedAlgorithm(f"signature algorithm {algorithm} does not match the key")
+def signature_valid(key: PublicKey, data: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s over ``data`` with the key's protocol algorithm."""
     try:
         if isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
         else:
             key.verify(signature, data)
     except InvalidSignature:
-        raise BadSignature("signature does not verify") from None
+        return False
+    return True
+
+
+def verify_signature(key: PublicKey, algorithm: int, data: bytes, signature: bytes) -> None:
+    """Raise BadSignature unless ``signature`` is ``key``'s over ``data`` with ``algorithm``."""
+    if algorithm != signature_algorithm_of(key):
+        raise UnsupportedAlgorithm(f"signature algorithm {algorithm} does not match the key")
+    if not signature_valid(key, data, signature):
+        raise BadSignature("signature does not verify")
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:

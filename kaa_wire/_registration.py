@@ -10,13 +10,12 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm as _CryptoUnsupported
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from kaa_wire._constants import PAYLOAD_FLAG_KEY_IS_HASH, SignatureAlgorithm
-from kaa_wire._crypto import MIN_RSA_BITS, PublicKey, public_key_der
+from kaa_wire._crypto import MIN_RSA_BITS, PublicKey, public_key_der, signature_valid
 from kaa_wire._errors import (
     BadSignature,
     LocalProtocolError,
@@ -84,17 +83,6 @@ def _algorithm_matches(key: PublicKey, algorithm: int) -> bool:
     return algorithm == SignatureAlgorithm.ED25519
 
 
-def _verify(key: PublicKey, data: bytes, signature: bytes) -> bool:
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            key.verify(signature, data)
-    except InvalidSignature:
-        return False
-    return True
-
-
 class RegistrationVerifier:
     """Checks proofs of possession, keeping recently used endpoint keys loaded.
 
@@ -131,7 +119,7 @@ class RegistrationVerifier:
             raise UnsupportedAlgorithm(
                 f"signature algorithm {payload.signature_algorithm} does not fit the endpoint key"
             )
-        if not _verify(key, context + payload.signed_part, payload.signature):
+        if not signature_valid(key, context + payload.signed_part, payload.signature):
             raise BadSignature("proof of possession does not verify")
         return endpoint_id
 
@@ -160,5 +148,5 @@ def verify_batch(items: Iterable[tuple[bytes, int, bytes, bytes]]) -> list[bool]
         except (MalformedFrame, UnsupportedAlgorithm):
             results.append(False)
             continue
-        results.append(_algorithm_matches(key, algorithm) and _verify(key, data, signature))
+        results.append(_algorithm_matches(key, algorithm) and signature_valid(key, data, signature))
     return results

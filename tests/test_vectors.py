@@ -21,7 +21,8 @@ from kaa_wire._connection import (
 )
 from kaa_wire._errors import KaaWireError, RevokedEndpoint
 from kaa_wire._messages import Frame
-from tests.conftest import VECTORS, load_vectors
+from tests.conftest import load_vectors
+from tests.vectors.generate import exchange_vectors, framer_outcome
 
 FRAMES = load_vectors("frames.json")
 MESSAGES = load_vectors("messages.json")
@@ -29,35 +30,17 @@ REGISTRATIONS = load_vectors("registration.json")
 EXCHANGE = load_vectors("exchange.json")
 
 
-def _run_framer(impl: types.SimpleNamespace, chunks: list[bytes], limit: int) -> dict[str, Any]:
-    framer = impl.Framer(limit)
-    frames: list[dict[str, Any]] = []
-    result: dict[str, Any] = {"frames": frames}
-    try:
-        for chunk in chunks:
-            framer.receive_data(chunk)
-            while (frame := framer.next_frame()) is not None:
-                frames.append(
-                    {"msg_type": frame.msg_type, "flags": frame.flags, "body": frame.body.hex()}
-                )
-    except KaaWireError as exc:
-        result["error"] = type(exc).__name__  # what stays buffered then is of no interest
-    else:
-        result["buffered"] = framer.buffered
-    return result
-
-
 @pytest.mark.parametrize("vector", FRAMES, ids=[v["name"] for v in FRAMES])
 def test_framer_whole(impl: types.SimpleNamespace, vector: dict[str, Any]) -> None:
     data = bytes.fromhex(vector["hex"])
-    assert _run_framer(impl, [data], vector["max_frame_size"]) == vector["expect"]
+    assert framer_outcome(impl.Framer, [data], vector["max_frame_size"]) == vector["expect"]
 
 
 @pytest.mark.parametrize("vector", FRAMES, ids=[v["name"] for v in FRAMES])
 def test_framer_byte_at_a_time(impl: types.SimpleNamespace, vector: dict[str, Any]) -> None:
     data = bytes.fromhex(vector["hex"])
     chunks = [data[i : i + 1] for i in range(len(data))]
-    assert _run_framer(impl, chunks, vector["max_frame_size"]) == vector["expect"]
+    assert framer_outcome(impl.Framer, chunks, vector["max_frame_size"]) == vector["expect"]
 
 
 # Streams that end on a frame boundary or fail: extra bytes must not change what came out.
@@ -68,7 +51,7 @@ COMPLETE = [v for v in FRAMES if v["expect"].get("buffered", 0) == 0]
 def test_framer_with_trailing_data(impl: types.SimpleNamespace, vector: dict[str, Any]) -> None:
     data = bytes.fromhex(vector["hex"])
     expect = vector["expect"]
-    got = _run_framer(impl, [data + b"\x01\x01"], vector["max_frame_size"])
+    got = framer_outcome(impl.Framer, [data + b"\x01\x01"], vector["max_frame_size"])
     assert got["frames"] == expect["frames"]
     assert got.get("error") == expect.get("error")
     if "error" not in expect:
@@ -198,18 +181,8 @@ def _keys() -> dict[str, Any]:
 def test_exchange_is_reproduced_byte_for_byte() -> None:
     """The fixed exchange, rebuilt by this checkout's state machines, matches the vectors."""
     keys = _keys()
-    regenerated = _regenerate(keys)
+    regenerated = exchange_vectors(keys)
     assert regenerated == {k: v for k, v in EXCHANGE.items() if k in regenerated}
-
-
-def _regenerate(keys: dict[str, Any]) -> dict[str, str]:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("vector_generator", VECTORS / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.exchange_vectors(keys)  # type: ignore[no-any-return]
 
 
 def test_exchange_opens_on_both_sides() -> None:
