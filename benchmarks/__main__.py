@@ -1,0 +1,86 @@
+"""``python -m benchmarks``: the load benchmark suite of kaa-wire.
+
+    python -m benchmarks run            # full: 3 runs, both implementations (~10 min)
+    python -m benchmarks run --quick    # one short run, under a minute
+    python -m benchmarks profile        # py-spy profile of the Operations server under load
+
+``run`` starts the servers itself, measures the crypto and sign floors in the same run,
+loads registrations and resolutions against the extension and the pure-Python server, and
+writes benchmarks/results/latest.json and latest.png (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmarks.loadgen.keys import DEFAULT_KEYCACHE, KeyCache
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the load suite; writes latest.json and latest.png")
+    size = run.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="one short run (< 60 s)")
+    size.add_argument("--smoke", action="store_true",
+                      help="20 operations of each kind, for the test suite")
+    run.add_argument("--runs", type=int, help="override the number of runs")
+    run.add_argument("--out", type=Path, default=RESULTS, help="where latest.* go")
+    run.add_argument("--keycache", type=Path, default=DEFAULT_KEYCACHE)
+    run.add_argument("--implementations", default="ext,py",
+                     help="comma-separated, the first is the headline (default ext,py)")
+    run.add_argument("--procs", type=int, default=2, help="generator processes")
+    run.add_argument("--no-plot", action="store_true")
+    run.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                     help="first wait up to this long for the load average to fall below 0.5")
+    prof = sub.add_parser("profile", help="profile the Operations server under load (py-spy)")
+    prof.add_argument("--implementation", default="ext", choices=("ext", "py"))
+    prof.add_argument("--concurrency", type=int, default=64)
+    prof.add_argument("--seconds", type=float, default=8.0)
+    prof.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    prof.add_argument("--out", type=Path, default=RESULTS / "profile")
+    prof.add_argument("--keycache", type=Path, default=DEFAULT_KEYCACHE)
+    args = parser.parse_args(argv)
+
+    if args.command == "profile":
+        from benchmarks.loadgen.profile import profile_operations
+
+        profile_operations(
+            implementation=args.implementation, concurrency=args.concurrency,
+            seconds=args.seconds, rate=args.rate, out_dir=args.out,
+            keycache=KeyCache(args.keycache),
+        )  # fmt: skip
+        return 0
+
+    import dataclasses
+
+    from benchmarks.loadgen import suite
+
+    plan = suite.SMOKE if args.smoke else suite.QUICK if args.quick else suite.FULL
+    if args.runs:
+        plan = dataclasses.replace(plan, runs=args.runs)
+    if args.wait_quiet:
+        suite.wait_quiet(0.5, args.wait_quiet)
+    command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+    result = suite.run_suite(
+        plan,
+        out_dir=args.out,
+        keycache=KeyCache(args.keycache),
+        implementations=tuple(args.implementations.split(",")),
+        procs=args.procs,
+        plot=not args.no_plot,
+        command=command.strip(),
+    )
+    return 0 if all(
+        impl["stats"]["errors"]["max"] == 0 for impl in result["implementations"].values()
+    ) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
