@@ -249,6 +249,8 @@ setup(
             # The coverage-guided fuzzer; wheels exist for Linux, where CI runs.
             "atheris; sys_platform == 'linux'",
         ],
+        # python -m benchmarks: the plot of a run, and the profile of a server under load.
+        "bench": ["matplotlib", "py-spy"],
     },
     ext_modules=[_extension()],
     cmdclass={"build_ext": build_ext},
