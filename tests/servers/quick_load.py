@@ -23,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import uvloop
+from cryptography.hazmat.primitives import serialization
 
 from kaa_wire import RegisterClient, ResolveClient, _crypto
 from kaa_wire.sdk_config import SdkConfig
@@ -40,14 +41,20 @@ def _key(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def load_keys(cache: Path, count: int) -> list[_crypto.PrivateKey]:
+def load_keys(cache: Path, count: int, first: int = 0) -> list[_crypto.PrivateKey]:
     """``count`` RSA-2048 keys, generated once in parallel and kept under ``cache``
     (a folder of ``NNNNN.der`` keys, such as benchmarks/.keycache/rsa2048, works too)."""
     cache.mkdir(parents=True, exist_ok=True)
-    paths = [str(cache / f"{i:05d}.pem") for i in range(count)]
+    paths = [str(cache / f"{i:05d}.pem") for i in range(first, first + count)]
     with ProcessPoolExecutor() as pool:
         pems = list(pool.map(_key, paths, chunksize=16))
-    return [_crypto.load_private_key(pem) for pem in pems]  # type: ignore[misc]
+    # Our own cached keys: skip the slow RSA consistency check on load.
+    return [
+        serialization.load_pem_private_key(k, None, unsafe_skip_rsa_key_validation=True)
+        if k.startswith(b"-----")
+        else serialization.load_der_private_key(k, None, unsafe_skip_rsa_key_validation=True)
+        for k in pems
+    ]  # type: ignore[misc]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -82,7 +89,7 @@ async def run(args: argparse.Namespace) -> None:
         clients = [resolver(sdk) for _ in range(args.count)]
         requests = [c.send_request() for c in clients]
     else:
-        keys = load_keys(Path(args.key_cache), args.count)
+        keys = load_keys(Path(args.key_cache), args.count, args.first_key)
         probe = resolver(sdk)
         probe.receive_data(await one(server.host, server.port, probe.send_request()))
         probe.receive_data(b"")
@@ -157,6 +164,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--reconnect", action="store_true", help="register by key hash")
     parser.add_argument("--key-cache", default="/tmp/kaa-wire-quick-keys")
+    parser.add_argument("--first-key", type=int, default=0, help="use keys from this index on")
     parser.add_argument("--server-pid", type=int, default=0)
     args = parser.parse_args()
     if not 0 < args.count <= 100_000:
