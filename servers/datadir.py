@@ -27,6 +27,7 @@ from kaa_wire._crypto import (
     save_private_key,
     save_public_key,
 )
+from servers.bootstrap.signer import ListSigner
 from servers.config import Settings
 from servers.store.base import RegistryStore
 from servers.store.sqlite import SqliteStore
@@ -97,9 +98,10 @@ class DataDir:
                 f"{self.root} has no service keys: run python -m servers.control init"
             )
 
-    def signer(self) -> Signer:
+    def signer(self) -> ListSigner:
         self._require()
-        return Signer(self.bootstrap_key.read_bytes())
+        signer: ListSigner = Signer(self.bootstrap_key.read_bytes())
+        return signer
 
     def bootstrap_public_pem(self) -> str:
         self._require()

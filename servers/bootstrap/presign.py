@@ -16,9 +16,10 @@ import logging
 import random
 import time
 
-from kaa_wire import UNBOUND_NONCE, Signer, _codec
+from kaa_wire import UNBOUND_NONCE, _codec
 from servers import logs
 from servers.balancing import Plan
+from servers.bootstrap.signer import ListSigner
 from servers.clock import wall_ms
 from servers.limits import WorkerPool
 from servers.metrics import Metrics
@@ -38,7 +39,7 @@ class _Signed:
 class Presigner:
     def __init__(
         self,
-        signer: Signer,
+        signer: ListSigner,
         pool: WorkerPool,
         *,
         valid_for_s: int,

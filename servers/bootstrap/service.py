@@ -15,11 +15,11 @@ from kaa_wire import (
     BootstrapServerConnection,
     Overloaded,
     ResolveRequest,
-    Signer,
     UnknownApplication,
 )
 from servers import logs
 from servers.bootstrap.presign import Presigner
+from servers.bootstrap.signer import ListSigner
 from servers.bootstrap.view import RegistryView
 from servers.clock import wall_ms
 from servers.limits import WorkerPool
@@ -36,7 +36,7 @@ class BootstrapService:
         self,
         *,
         view: RegistryView,
-        signer: Signer,
+        signer: ListSigner,
         pool: WorkerPool,
         presigner: Presigner,
         metrics: Metrics,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kaa_wire import Signer, _crypto
 from kaa_wire.sdk_config import SdkConfig
@@ -18,7 +20,7 @@ class Control:
         self.data = data
         self.capsys = capsys
 
-    def __call__(self, *args: str, code: int = 0) -> object:
+    def __call__(self, *args: str, code: int = 0) -> Any:
         self.capsys.readouterr()
         assert main(["--data", str(self.data), "--json", *args]) == code
         out = self.capsys.readouterr()
@@ -40,7 +42,7 @@ def test_init_writes_private_keys_0600_and_is_idempotent(control: Control) -> No
     assert (data / "registry.db").exists()
     signer = Signer((data / "bootstrap.key").read_bytes())
     key = _crypto.load_private_key((data / "bootstrap.key").read_bytes())
-    assert key.key_size == 2048  # type: ignore[union-attr]
+    assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048
     assert signer.algorithm == 1
     before = (data / "bootstrap.key").read_bytes(), (data / "operations.key").read_bytes()
     control("init")
@@ -54,26 +56,25 @@ def test_applications(control: Control, tmp_path: Path) -> None:
         "app", "create", "--name", "meters", "--body-file", str(body),
         "--topic", "7:alarms", "--balancing", "least-loaded",
     )  # fmt: skip
-    assert isinstance(app, dict)
     assert app["config"] == '{"period_s": 10}' and app["config_version"] == 1
     assert app["topics"] == [{"id": 7, "name": "alarms"}]
     assert app["balancing"] == "least-loaded" and app["cached_signature"] is False
-    assert [a["token"] for a in control("app", "list")] == [app["token"]]  # type: ignore[union-attr]
+    assert [a["token"] for a in control("app", "list")] == [app["token"]]
 
     updated = control("app", "update", app["token"], "--body", "{}", "--cached-signature", "on")
-    assert updated["config_version"] == 2 and updated["cached_signature"] is True  # type: ignore[index]
+    assert updated["config_version"] == 2 and updated["cached_signature"] is True
     shown = control("app", "show", app["token"])
-    assert shown == {**updated, "sdk_tokens": 0}  # type: ignore[dict-item]
+    assert shown == {**updated, "sdk_tokens": 0}
     assert "no such application" in str(control("app", "show", "nope", code=1))
     audit = control("audit", "list")
-    assert [e["action"] for e in audit] == ["app.update", "app.create"]  # type: ignore[union-attr]
+    assert [e["action"] for e in audit] == ["app.update", "app.create"]
 
 
 def test_sdk_tokens_are_stored_hashed_and_exported(control: Control, tmp_path: Path) -> None:
     app = control("app", "create", "--name", "cams", "--cached-signature")
-    token = control("sdk", "create", app["token"])["sdk_token"]  # type: ignore[index]
+    token = control("sdk", "create", app["token"])["sdk_token"]
     assert token not in (control.data / "registry.db").read_bytes().decode("latin-1")
-    assert control("app", "show", app["token"])["sdk_tokens"] == 1  # type: ignore[index]
+    assert control("app", "show", app["token"])["sdk_tokens"] == 1
 
     out = tmp_path / "out" / "cams.json"
     out.parent.mkdir()
@@ -82,7 +83,7 @@ def test_sdk_tokens_are_stored_hashed_and_exported(control: Control, tmp_path: P
         "--bootstrap", "127.0.0.1:1234", "--bootstrap", "localhost:2345",
     )  # fmt: skip
     sdk = SdkConfig.from_json(out.read_text())
-    assert sdk.application_token == app["token"] and sdk.sdk_token == token  # type: ignore[index]
+    assert sdk.application_token == app["token"] and sdk.sdk_token == token
     assert [(b.host, b.port) for b in sdk.bootstrap_servers] == [
         ("127.0.0.1", 1234),
         ("localhost", 2345),
@@ -97,7 +98,7 @@ def test_sdk_tokens_are_stored_hashed_and_exported(control: Control, tmp_path: P
     other = control("app", "create", "--name", "other")
     refused = control(
         "sdk", "export", "--app", other["token"], "--sdk-token", token, "--out", str(out), code=1
-    )  # type: ignore[index]
+    )
     assert "does not belong" in str(refused)
     assert "no such application" in str(control("sdk", "create", "nope", code=1))
 
