@@ -181,6 +181,10 @@ class Settings:
                 self.log_level.lower() in ("debug", "info", "warning", "error"),
                 "log_level must be debug, info, warning or error",
             ),
+            (
+                self.public_host not in _WILDCARDS,
+                "host is a wildcard address: set advertise_host to the address clients use",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -239,6 +243,7 @@ def _show(value: Any) -> str:
     return repr(value) if value == "" else str(value)
 
 
+_WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", "*"})
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
 
 

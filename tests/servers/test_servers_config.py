@@ -60,6 +60,13 @@ def test_config_flag_beats_config_environment(tmp_path: Path) -> None:
     assert _settings([], env).weight == 7
 
 
+def test_a_wildcard_host_needs_an_advertised_host() -> None:
+    with pytest.raises(cfg.ConfigError, match="advertise_host"):
+        _settings(["--host", "0.0.0.0"])
+    settings = _settings(["--host", "0.0.0.0", "--advertise-host", "10.0.0.5"])
+    assert settings.public_host == "10.0.0.5"
+
+
 def test_boolean_environment_values() -> None:
     assert _settings([], {"KAA_LOG_JSON": "yes"}).log_json is True
     assert _settings([], {"KAA_LOG_JSON": "0"}).log_json is False
