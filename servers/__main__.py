@@ -37,12 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if datadir.create_keys():
         print_line(f"initialized {datadir.root}")
     defaults: list[Defaults] = []
+    wrote_listeners: list[bool] = []
 
     async def prepare(store: RegistryStore) -> None:
         defaults.append(await ensure_defaults(store, datadir))
 
     async def on_ready(store: RegistryStore, listeners: Listeners) -> None:
         await export_for_listeners(store, datadir, settings, defaults[0], listeners)
+        wrote_listeners.append(True)
         host = settings.host
         print_line(f"bootstrap  {host}:{listeners.bootstrap_port}")
         print_line(f"operations {host}:{listeners.operations_port}")
@@ -56,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(settings, bootstrap=True, operations=True, prepare=prepare, on_ready=on_ready)
         )
     finally:
-        datadir.listeners.unlink(missing_ok=True)
+        if wrote_listeners:  # never another instance's (one that failed to bind writes none)
+            datadir.listeners.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

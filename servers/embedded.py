@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 
 from kaa_wire._crypto import atomic_write
 from servers import logs
@@ -85,6 +86,7 @@ async def export_for_listeners(
                 "bootstrap_port": listeners.bootstrap_port,
                 "operations_port": listeners.operations_port,
                 "admin_port": listeners.admin_port,
+                "pid": os.getpid(),
             }
         ).encode(),
         0o644,

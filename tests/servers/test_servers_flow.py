@@ -19,6 +19,7 @@ import pytest
 from servers_harness import (
     Endpoint,
     MainServer,
+    ServerProcess,
     control,
     control_json,
     resolve,
@@ -313,3 +314,22 @@ def test_restart_reuses_the_default_application(tmp_path: Path) -> None:
     finally:
         assert second.process.stop() == 0
     assert os.path.exists(data / "registry.db")
+
+
+def test_a_second_instance_on_taken_ports_leaves_the_first_alone(server: MainServer) -> None:
+    listeners = (server.data / "listeners.json").read_text()
+    sdk = (server.data / "sdk.json").read_text()
+    second = ServerProcess(
+        "servers",
+        [
+            "--data", str(server.data), "--admin-port", "-1", "--bootstrap-port", "0",
+            "--operations-port", str(server.listeners["operations_port"]),
+        ],
+        server.data.parent / "logs",
+        "second",
+    )  # fmt: skip
+    assert second.proc.wait(timeout=60) == 1
+    assert "error:" in second.logs() and "Traceback" not in second.logs()
+    assert (server.data / "listeners.json").read_text() == listeners
+    assert (server.data / "sdk.json").read_text() == sdk
+    assert resolve(server.sdk).nodes
