@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from client import Device, Outcome
 from kaa_wire import ResolveClient, Resolved, _crypto
 from kaa_wire._constants import NONCE_SIZE
 from kaa_wire.sdk_config import BootstrapServer, SdkConfig
+from tests.servers.servers_harness import ServerProcess, control, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,61 +110,6 @@ def cli_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 # -- real servers (python -m servers, from servers/) ---------------------------------------
 
-#: Generous bounds for waiting on child processes; no test asserts a duration.
-START_TIMEOUT_S = 60.0
-
-
-def _server_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAA_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def wait_until(predicate: Callable[[], Any], what: str) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after START_TIMEOUT_S."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
-class ServerProcess:
-    """A ``python -m servers...`` child, its output in files next to its data directory."""
-
-    def __init__(self, module: str, args: list[str], logdir: Path, name: str) -> None:
-        self.out = logdir / f"{name}.out"
-        self.err = logdir / f"{name}.err"
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", module, *args],
-                stdout=out,
-                stderr=err,
-                env=_server_env(),
-                cwd=logdir,
-            )
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"server exited early:\n{self.err.read_text()}")
-
-    def kill(self) -> None:
-        """SIGKILL: the node dies without releasing anything (its lease stays listed)."""
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=START_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
 
 class Servers:
     """``python -m servers`` (one Bootstrap + one Operations node on SQLite) in ``data``."""
@@ -201,27 +146,12 @@ class Servers:
         )
         self.extra.append(node)
 
-        def bound() -> int | None:
-            node.check_alive()
-            for line in node.out.read_text().splitlines():
-                if line.startswith("operations "):
-                    return int(line.rsplit(":", 1)[1])
-            return None
-
-        port: int = wait_until(bound, "the extra Operations node to bind")
+        port = int(node.wait_for_line("operations ").rsplit(":", 1)[1])
         return node, port
 
     def control(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``python -m servers.control --data DIR ARGS``; fails the test if it fails."""
-        result = subprocess.run(
-            [sys.executable, "-m", "servers.control", "--data", str(self.data), *args],
-            capture_output=True,
-            text=True,
-            env=_server_env(),
-            timeout=START_TIMEOUT_S,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result
+        """``python -m servers.control --data DIR --json ARGS``; fails the test if it fails."""
+        return control(self.data, *args)
 
     def resolve_ports(self) -> set[int]:
         """The Operations ports the Bootstrap lists now (the kaa_wire core, signature checked)."""

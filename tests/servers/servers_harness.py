@@ -94,10 +94,13 @@ class ServerProcess:
     def logs(self) -> str:
         return self.stderr_path.read_text()
 
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited early:\n{self.logs()}")
+
     def wait_for_line(self, prefix: str) -> str:
         def find() -> str | None:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.logs()}")
+            self.check_alive()
             for line in self.output().splitlines():
                 if line.startswith(prefix):
                     return line
