@@ -5,8 +5,10 @@ Theory of operation. Callers on an event loop submit *jobs* (functions of a
 for ``window_s`` (or until ``max_batch`` jobs; not at all when the first job is a control
 write, which is rare and wants no delay), then runs them all inside one
 ``BEGIN IMMEDIATE ... COMMIT``, each in its own SAVEPOINT so one failing job does not undo
-the others. Only after COMMIT returns (with ``synchronous=FULL`` that is after the fsync)
-are the callers' futures resolved, all at once, with one wake-up of their loop. Jobs
+the others (a job that makes at most one write statement may skip it: SQLite applies a
+statement whole or not at all, and every statement costs the writer a GIL round trip).
+Only after COMMIT returns (with ``synchronous=FULL`` that is after the fsync) are the
+callers' futures resolved, all at once, with one wake-up of their loop. Jobs
 queued while a commit is in flight form the next batch, so under load many registrations
 share one fsync.
 
@@ -69,6 +71,7 @@ class GroupCommitWriter:
         self._jobs: collections.deque[tuple[Job, asyncio.Future[Any]]] = collections.deque()
         #: Whether the job at the head of the queue is a bounded (hot-path) write.
         self._bounded: collections.deque[bool] = collections.deque()
+        self._savepoint: collections.deque[bool] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
         #: True while the writer gathers a batch (waits out ``window_s``): submitters do not
@@ -91,8 +94,18 @@ class GroupCommitWriter:
         with self._cond:
             return dataclasses.replace(self._stats)
 
-    def submit(self, job: Callable[[sqlite3.Connection], T], *, bounded: bool = True) -> Any:
-        """Queue ``job``; returns an asyncio future of its result (awaitable)."""
+    def submit(
+        self,
+        job: Callable[[sqlite3.Connection], T],
+        *,
+        bounded: bool = True,
+        savepoint: bool = True,
+    ) -> Any:
+        """Queue ``job``; returns an asyncio future of its result (awaitable).
+
+        ``savepoint=False`` is for a job that makes at most one write statement, as its
+        last step: if it fails, nothing of it remains, without a SAVEPOINT around it.
+        """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._cond:
             if self._closing:
@@ -103,6 +116,7 @@ class GroupCommitWriter:
             self._stats.pending += 1
             self._jobs.append((job, future))
             self._bounded.append(bounded)
+            self._savepoint.append(savepoint)
             if not self._gathering or len(self._jobs) >= self._max_batch:
                 self._cond.notify()
         return future
@@ -146,7 +160,7 @@ class GroupCommitWriter:
         finally:
             conn.close()
 
-    def _next_batch(self) -> list[tuple[Job, asyncio.Future[Any]]]:
+    def _next_batch(self) -> list[tuple[Job, asyncio.Future[Any], bool]]:
         with self._cond:
             while not self._jobs and not self._closing:
                 self._cond.wait()
@@ -165,25 +179,28 @@ class GroupCommitWriter:
             count = min(len(self._jobs), self._max_batch)
             for _ in range(count):
                 self._bounded.popleft()
-            return [self._jobs.popleft() for _ in range(count)]
+            return [(*self._jobs.popleft(), self._savepoint.popleft()) for _ in range(count)]
 
     def _commit(
-        self, conn: sqlite3.Connection, batch: list[tuple[Job, asyncio.Future[Any]]]
+        self, conn: sqlite3.Connection, batch: list[tuple[Job, asyncio.Future[Any], bool]]
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         started = time.perf_counter()
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job, future in batch:
-                conn.execute("SAVEPOINT job")
+            for job, future, savepoint in batch:
+                if savepoint:
+                    conn.execute("SAVEPOINT job")
                 try:
                     value = job(conn)
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
+                    if savepoint:
+                        conn.execute("ROLLBACK TO job")
                     results.append((future, None, exc))
                 else:
                     results.append((future, value, None))
-                conn.execute("RELEASE job")
+                if savepoint:
+                    conn.execute("RELEASE job")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -193,7 +210,7 @@ class GroupCommitWriter:
             error: StoreError = StoreBusy(str(exc)) if busy else StoreError(str(exc))
             with self._cond:
                 self._stats.failed_commits += 1
-            return [(future, None, error) for _, future in batch]
+            return [(future, None, error) for _, future, _ in batch]
         elapsed = time.perf_counter() - started
         with self._cond:
             self._stats.batches += 1

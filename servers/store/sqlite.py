@@ -470,8 +470,14 @@ class SqliteStore(RegistryStore):
 
     # -- plumbing -----------------------------------------------------------------------
 
-    async def _write(self, job: Callable[[sqlite3.Connection], T], *, bounded: bool = True) -> T:
-        result: T = await self._writer.submit(job, bounded=bounded)
+    async def _write(
+        self,
+        job: Callable[[sqlite3.Connection], T],
+        *,
+        bounded: bool = True,
+        savepoint: bool = True,
+    ) -> T:
+        result: T = await self._writer.submit(job, bounded=bounded, savepoint=savepoint)
         return result
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
@@ -551,7 +557,8 @@ class SqliteStore(RegistryStore):
     async def register_endpoint(self, write: EndpointWrite) -> WriteOutcome:
         if hashlib.sha256(write.profile).digest() != write.profile_hash:
             raise StoreError("profile_hash is not the SHA-256 of the profile")
-        return await self._write(functools.partial(_register_endpoint, w=write))
+        # One SELECT, then at most one INSERT or UPDATE as the last step: no SAVEPOINT needed.
+        return await self._write(functools.partial(_register_endpoint, w=write), savepoint=False)
 
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
         def query(conn: sqlite3.Connection) -> Endpoint | None:
