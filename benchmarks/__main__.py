@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-plot", action="store_true")
     run.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                      help="first wait up to this long for the load average to fall below 0.5")
-    prof = sub.add_parser("profile", help="profile the Operations server under load (py-spy)")
+    prof = sub.add_parser("profile", help="profile a server under load (py-spy)")
+    prof.add_argument("--service", default="operations", choices=("operations", "bootstrap"))
     prof.add_argument("--implementation", default="ext", choices=("ext", "py"))
     prof.add_argument("--concurrency", type=int, default=64)
     prof.add_argument("--seconds", type=float, default=8.0)
@@ -49,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "profile":
-        from benchmarks.loadgen.profile import profile_operations
+        from benchmarks.loadgen.profile import profile_service
 
-        profile_operations(
-            implementation=args.implementation, concurrency=args.concurrency,
+        profile_service(
+            service=args.service, implementation=args.implementation,
+            concurrency=args.concurrency,
             seconds=args.seconds, rate=args.rate, out_dir=args.out,
             keycache=KeyCache(args.keycache),
         )  # fmt: skip

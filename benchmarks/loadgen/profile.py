@@ -1,4 +1,4 @@
-"""``python -m benchmarks profile``: where an Operations server spends a registration.
+"""``python -m benchmarks profile``: where a server spends one registration (or resolution).
 
 1. Start the server (pinned to the server core) and the generator (pinned to the other),
    and register the reconnect pool (untimed).
@@ -9,10 +9,13 @@
    which are then recognised by their leaf frame and left out). py-spy pauses the process
    for each native sample, so this window runs slower; only its proportions are used.
 4. Every on-CPU sample is put in one phase of a registration by the most specific frame of
-   its stack that a rule below recognises (``PHASES``, highest priority first), and the
-   CPU per registration of step 2 is split in those proportions: µs per registration by
-   phase, the main thread (the event loop) and the other threads (store writer and
-   readers) apart.
+   its stack that a rule below recognises (``PHASES``, highest priority first). The CPU per
+   registration of step 2 is measured per thread group from /proc (the main thread, which
+   runs the event loop, and all other threads: store writer and readers, signing pool),
+   and each group's figure is split in proportion to that group's samples (py-spy samples
+   the other threads less reliably, so their share is taken from /proc, not from counts).
+
+``--service bootstrap`` does the same for resolutions against the Bootstrap service.
 
 The raw stacks are kept (``results/profile/<impl>.stacks.txt``) beside the breakdown, so
 every figure can be traced back to samples.
@@ -36,7 +39,7 @@ from benchmarks.loadgen.requests import Target
 from benchmarks.loadgen.servers import ServerUnderTest
 from benchmarks.loadgen.suite import layout
 
-__all__ = ["PHASES", "classify", "breakdown", "profile_operations"]
+__all__ = ["PHASES", "classify", "breakdown", "profile_service"]
 
 #: Samples of a thread that waits (not on the CPU), by a frame near the leaf.
 _WAIT = re.compile(
@@ -50,6 +53,14 @@ _FSYNC = re.compile(r"^(fdatasync|fsync|__libc_fsync|unixSync|full_fsync)\b")
 #: with a matching frame anywhere in a stack takes the sample.
 PHASES: list[tuple[str, re.Pattern[str]]] = [
     ("gc", re.compile(r"^(gc_collect_main|gc_collect_with_callback|collect) ")),
+    ("background", re.compile(
+        r"^(\w+\._refresh_forever|\w+\._renew_forever|NodeLease\.\w+|Presigner\.\w+) "
+    )),
+    ("decode", re.compile(r"^parse_registration_payload ")),
+    ("sign", re.compile(
+        r"(^Signer\.sign |^Signer_sign|_Signer\w*|^RSA_sign |^EVP_DigestSign\w* |"
+        r"^EVP_PKEY_sign\w* |^rsa_ossl_private_encrypt )"
+    )),
     ("verify", re.compile(
         r"(^OperationsServerConnection\.verify |RegistrationVerifier|_EndpointKey_verify|"
         r"^(RSA_verify|EVP_PKEY_verify|EVP_DigestVerify\w*|d2i_PUBKEY|d2i_PublicKey) |"
@@ -58,7 +69,9 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
     ("open", re.compile(r"^(server_session|unseal|SessionKeys\.__init__|X25519\w*) ")),
     ("respond", re.compile(
         r"^(OperationsServerConnection\.(send_result|send_error|_sealed)|_frame_header|seal|"
-        r"encode_registration_result|RegistrationResult\.__init__) "
+        r"encode_registration_result|RegistrationResult\.__init__|"
+        r"BootstrapServerConnection\.(data_to_sign|send_response|send_presigned|send_error)|"
+        r"resolve_response_signed_part|resolve_signed_data|encode_resolve_response) "
     )),
     ("store", re.compile(
         r"(servers/store/|^sqlite3\w* |^pysqlite\w* |^_pysqlite\w* |\(libsqlite3)"
@@ -66,11 +79,16 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
     ("decode", re.compile(
         r"^(OperationsServerConnection\.next_event|_Endpoint\._next_frame|"
         r"decode_register_envelope|parse_registration_payload|check_freshness|"
+        r"BootstrapServerConnection\.next_event|decode_resolve_request|"
         r"Framer\.\w+|\w*Framer\w*|_codec\.\w+) "
     )),
+    ("thread handoff", re.compile(
+        r"(servers/limits\.py|concurrent/futures/|^\w*run_in_executor\w* |"
+        r"^\w*call_soon_threadsafe\w* |^_chain_future |^_copy_future_state |^wrap_future )"
+    )),
     ("service", re.compile(
-        r"(servers/operations/|servers/caching\.py|servers/metrics\.py|servers/logs\.py|"
-        r"servers/clock\.py|servers/limits\.py)"
+        r"(servers/operations/|servers/bootstrap/|servers/caching\.py|servers/metrics\.py|"
+        r"servers/logs\.py|servers/clock\.py|servers/balancing\.py)"
     )),
     ("accept", re.compile(
         r"^(ExchangeProtocol\.(connection_made|__init__)|_Services\._listen\.<locals>\.<lambda>|"
@@ -88,7 +106,6 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
         r"shutdown|uv__stream_close|uv__platform_invalidate_fd|\w*UVHandle__close\w*|"
         r"\w*_call_connection_lost\w*|\w*__on_uvhandle_close\w*) "
     )),
-    ("background", re.compile(r"(servers/bootstrap/|servers/operations/lease\.py)")),
     ("event loop", re.compile(
         r"(^task_step\w* |^\w*Handle__run\w* |^uv_run |^uv__io_poll |^uv__run_\w+ |"
         r"asyncio/|^ExchangeProtocol\._serve )"
@@ -140,48 +157,50 @@ def breakdown(stacks: Path) -> dict[str, Any]:
 
 
 _ORDER = [
-    "accept", "read", "decode", "open", "verify", "service", "store", "respond",
-    "event loop", "gc", "background", "other",
+    "accept", "read", "decode", "open", "verify", "sign", "service", "thread handoff",
+    "store", "respond", "event loop", "gc", "background", "other",
 ]  # fmt: skip
 
 
-def split_us(samples: dict[str, dict[str, int]], us_per_op: float) -> dict[str, Any]:
-    """µs per registration by phase: ``us_per_op`` in proportion to on-CPU samples."""
+def split_us(samples: dict[str, dict[str, int]], us_per_op: dict[str, float]) -> dict[str, Any]:
+    """µs per operation by phase: each thread group's CPU per operation (``us_per_op``,
+    "main" and "other", measured from /proc) in proportion to its on-CPU samples."""
     busy = {
         g: {k: v for k, v in c.items() if k not in ("idle", "fsync (I/O wait)")}
         for g, c in samples.items()
     }
-    total = sum(sum(c.values()) for c in busy.values()) or 1
+    totals = {g: sum(c.values()) or 1 for g, c in busy.items()}
+    everything = sum(us_per_op.values()) or 1.0
     table: dict[str, Any] = {}
     for phase in _ORDER:
-        main = busy["main"].get(phase, 0)
-        other = busy["other"].get(phase, 0)
+        main = us_per_op["main"] * busy["main"].get(phase, 0) / totals["main"]
+        other = us_per_op["other"] * busy["other"].get(phase, 0) / totals["other"]
         table[phase] = {
-            "main_us": us_per_op * main / total,
-            "other_us": us_per_op * other / total,
-            "us": us_per_op * (main + other) / total,
-            "share": (main + other) / total,
+            "main_us": main,
+            "other_us": other,
+            "us": main + other,
+            "share": (main + other) / everything,
         }
     return table
 
 
-def _format(table: dict[str, Any], us_per_op: float, floor_us: float | None) -> str:
-    lines = [f"{'phase':<14}{'µs/reg':>9}{'share':>8}{'loop thread':>13}{'other threads':>15}"]
+def _format(table: dict[str, Any], us_per_op: float, floor_name: str, floor_us: float) -> str:
+    lines = [f"{'phase':<16}{'µs/op':>9}{'share':>8}{'loop thread':>13}{'other threads':>15}"]
     for phase, row in table.items():
         if row["us"] < 0.05:
             continue
         lines.append(
-            f"{phase:<14}{row['us']:9.1f}{100 * row['share']:7.1f}%"
+            f"{phase:<16}{row['us']:9.1f}{100 * row['share']:7.1f}%"
             f"{row['main_us']:13.1f}{row['other_us']:15.1f}"
         )
-    lines.append(f"{'total':<14}{us_per_op:9.1f}")
-    if floor_us:
-        lines.append(f"(crypto floor of one registration: {floor_us:.1f} µs)")
+    lines.append(f"{'total':<16}{us_per_op:9.1f}")
+    lines.append(f"({floor_name}: {floor_us:.1f} µs, same machine)")
     return "\n".join(lines)
 
 
-def profile_operations(
+def profile_service(
     *,
+    service: str,
     implementation: str,
     concurrency: int,
     seconds: float,
@@ -198,7 +217,8 @@ def profile_operations(
     estimate = 6000 * seconds  # more than a server does here: the time bound decides
     keycache.ensure(reconnect + int(2 * estimate * first_share) + 16)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stacks = out_dir / f"{implementation}.stacks.txt"
+    name = implementation if service == "operations" else f"{implementation}-{service}"
+    stacks = out_dir / f"{name}.stacks.txt"
     server = ServerUnderTest(implementation, cpus=server_cpus).start()
     try:
         target = Target.from_sdk_json(server.sdk_json)
@@ -206,12 +226,14 @@ def profile_operations(
             target, procs=procs, keycache=keycache.root, reconnect_keys=range(reconnect),
             cpus=generator_cpus, server_pid=server.pid,
         ) as pool:  # fmt: skip
-            pool.warmup()
+            if service == "operations":
+                pool.warmup()
             cursor = reconnect
             count = int(estimate)
+            share = first_share if service == "operations" else 0.0
             plain = pool.point(
-                "operations", count=count, max_seconds=seconds, concurrency=concurrency,
-                first_keys=range(cursor, cursor + count), first_share=first_share,
+                service, count=count, max_seconds=seconds, concurrency=concurrency,
+                first_keys=range(cursor, cursor + count), first_share=share,
             )  # fmt: skip
             cursor += plain["first_keys_used"]
             print(format_point(plain))
@@ -230,8 +252,8 @@ def profile_operations(
                 )
 
             profiled = pool.point(
-                "operations", count=count, max_seconds=seconds, concurrency=concurrency,
-                first_keys=range(cursor, cursor + count), first_share=first_share,
+                service, count=count, max_seconds=seconds, concurrency=concurrency,
+                first_keys=range(cursor, cursor + count), first_share=share,
                 on_start=start_spy,
             )  # fmt: skip
             _, err = spy[0].communicate(timeout=seconds + 60)
@@ -242,26 +264,39 @@ def profile_operations(
         server.stop()
     samples = breakdown(stacks)
     us_per_op = 1e6 * plain["server_cpu"]["cpu_s"] / plain["ok"]
-    table = split_us(samples, us_per_op)
+    by_thread = {
+        group: 1e6 * seconds / plain["ok"]
+        for group, seconds in plain["server_cpu"]["threads_cpu_s"].items()
+    }
+    by_thread = {"main": by_thread.get("main", 0.0), "other": by_thread.get("other", 0.0)}
+    table = split_us(samples, by_thread)
     from benchmarks.loadgen.floors import measure
 
     floors = measure(repeats=3)
+    what = "registration" if service == "operations" else "resolution"
     result = {
+        "service": service,
         "implementation": implementation,
         "concurrency": concurrency,
-        "registrations_per_s": plain["per_s"],
+        f"{what}s_per_s": plain["per_s"],
         "server_cpu_share": plain["server_cpu"]["share_of_one_core"],
-        "server_cpu_us_per_registration": us_per_op,
-        "profiled_registrations_per_s": profiled["per_s"],
+        f"server_cpu_us_per_{what}": us_per_op,
+        "server_cpu_us_by_thread": by_thread,
+        f"profiled_{what}s_per_s": profiled["per_s"],
         "samples": samples,
-        "us_per_registration": table,
+        f"us_per_{what}": table,
         "crypto_floor_us": floors["registration_crypto_us"],
+        "sign_floor_us": floors["rsa2048_sign_us"],
         "floor_components_us": floors["components_us"],
         "stacks": stacks.name,
         "command": " ".join(["python -m benchmarks profile", *sys.argv[2:]]),
     }
-    (out_dir / f"{implementation}.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\n{implementation}: {plain['per_s']:.0f} registrations/s, server CPU "
-          f"{us_per_op:.1f} µs per registration (unprofiled window)")
-    print(_format(table, us_per_op, floors["registration_crypto_us"]))
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\n{implementation} {service}: {plain['per_s']:.0f} {what}s/s, server CPU "
+          f"{us_per_op:.1f} µs per {what} (unprofiled window)")
+    if service == "operations":
+        print(_format(table, us_per_op, "crypto floor of one registration",
+                      floors["registration_crypto_us"]))
+    else:
+        print(_format(table, us_per_op, "one RSA-2048 signature", floors["rsa2048_sign_us"]))
     return result

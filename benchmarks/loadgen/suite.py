@@ -80,7 +80,7 @@ FULL = Plan(
     "full", runs=3,
     registration_concurrency=(1, 4, 16, 32, 64, 128, 256),
     resolution_concurrency=(1, 4, 8, 16, 32, 64),
-    point_seconds=2.0, registration_cap=8000, resolution_cap=8000,
+    point_seconds=2.0, registration_cap=6000, resolution_cap=8000,
     open_seconds=5.0, open_cap=20000, floor_repeats=7, floor_seconds=0.1,
 )  # fmt: skip
 QUICK = Plan(
