@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--cpus", help="pin the generators here during the run, e.g. 1 or 2-3")
         p.add_argument("--server-pid", type=int, help="report this process's CPU use")
         p.add_argument("--server-cores", type=int, default=1)
+        p.add_argument("--server-cpus", help="the cores the server is pinned to, e.g. 0")
         p.add_argument("--keycache", type=Path, default=DEFAULT_KEYCACHE)
         p.add_argument("--json", type=Path, help="write the result here")
         p.add_argument("--timeout", type=float, default=10.0, help="per operation, seconds")
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         cpus=_cpus(args.cpus),
         server_pid=args.server_pid,
         server_cores=args.server_cores,
+        server_cpus=_cpus(args.server_cpus),
         timeout_s=args.timeout,
     ) as pool:
         warmup = pool.warmup() if pool_keys else {}

@@ -16,7 +16,16 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["CLOCK_TICKS", "SATURATED", "CpuSample", "sample", "thread_times", "usage"]
+__all__ = [
+    "CLOCK_TICKS",
+    "SATURATED",
+    "CpuSample",
+    "core_busy",
+    "core_times",
+    "sample",
+    "thread_times",
+    "usage",
+]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: A process at or above this share of one core over a window counts as saturated.
@@ -78,3 +87,25 @@ def usage(before: CpuSample, after: CpuSample) -> dict[str, object]:
             if seconds - before.threads.get(name, 0.0) > 0
         }
     return result
+
+
+def core_times() -> dict[int, tuple[float, float]]:
+    """(busy, total) jiffies of every core so far, from /proc/stat."""
+    out: dict[int, tuple[float, float]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        numbers = [float(v) for v in values]
+        idle = numbers[3] + (numbers[4] if len(numbers) > 4 else 0.0)  # idle + iowait
+        out[int(name[3:])] = (sum(numbers[:8]) - idle, sum(numbers[:8]))
+    return out
+
+
+def core_busy(
+    before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]], cores: list[int]
+) -> float:
+    """Share of the time ``cores`` were busy (with anything) between two readings."""
+    busy = sum(after[c][0] - before[c][0] for c in cores if c in after and c in before)
+    total = sum(after[c][1] - before[c][1] for c in cores if c in after and c in before)
+    return busy / total if total > 0 else 0.0

@@ -58,6 +58,7 @@ class GeneratorPool:
         cpus: Sequence[int] | None = None,
         server_pid: int | None = None,
         server_cores: int = 1,
+        server_cpus: Sequence[int] | None = None,
         timeout_s: float = 10.0,
     ) -> None:
         if procs < 1:
@@ -67,6 +68,7 @@ class GeneratorPool:
         self.cpus = list(cpus) if cpus else None
         self.server_pid = server_pid
         self.server_cores = server_cores
+        self.server_cpus = list(server_cpus) if server_cpus else None
         self.timeout_s = timeout_s
         self._keycache = keycache
         self._reconnect = list(reconnect_keys)
@@ -210,12 +212,14 @@ class GeneratorPool:
             on_start(start_at)
         time.sleep(max(0.0, start_at - time.monotonic()))
         server_before = cpu.sample(self.server_pid, threads=True) if self.server_pid else None
+        cores_before = cpu.core_times()
         for i in active:
             reply = self._conns[i].recv()
             if not reply.pop("ok"):
                 raise LoadError(f"generator failed: {reply['error']}\n{reply['traceback']}")
             runs[i] = reply
         server_after = cpu.sample(self.server_pid, threads=True) if self.server_pid else None
+        cores_after = cpu.core_times()
         result = self._merge(
             [r for r in runs if r is not None], start_at, service, mode, concurrency, rate
         )
@@ -223,6 +227,15 @@ class GeneratorPool:
         result["build_s"] = max(b["build_s"] for b in built)
         if server_before and server_after:
             result["server_cpu"] = cpu.usage(server_before, server_after)
+        cores = {"all": sorted(cores_after)}
+        if self.server_cpus:
+            cores["server"] = self.server_cpus
+        if self.cpus:
+            cores["generator"] = self.cpus
+        result["cores_busy"] = {
+            name: round(cpu.core_busy(cores_before, cores_after, ids), 4)
+            for name, ids in cores.items()
+        }
         result["verdict"] = self._verdict(result)
         return result
 
@@ -300,6 +313,13 @@ class GeneratorPool:
         server = result.get("server_cpu")
         if server and server["share_of_one_core"] >= cpu.SATURATED * self.server_cores:
             return "server-bound"
+        busy = result.get("cores_busy", {}).get("server")
+        if server and busy is not None and busy >= cpu.SATURATED:
+            others = busy - server["share_of_one_core"] / self.server_cores
+            return (
+                f"server core busy {100 * busy:.0f}%, of which other processes "
+                f"{100 * others:.0f}%: contended, rerun on a quiet machine"
+            )
         if result["mode"] == "open":
             return "below capacity (open loop)"
         return "neither saturated: latency-bound, more concurrency would help"

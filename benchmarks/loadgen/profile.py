@@ -224,7 +224,7 @@ def profile_service(
         target = Target.from_sdk_json(server.sdk_json)
         with GeneratorPool(
             target, procs=procs, keycache=keycache.root, reconnect_keys=range(reconnect),
-            cpus=generator_cpus, server_pid=server.pid,
+            cpus=generator_cpus, server_pid=server.pid, server_cpus=server_cpus,
         ) as pool:  # fmt: skip
             if service == "operations":
                 pool.warmup()

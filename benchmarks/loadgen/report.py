@@ -43,6 +43,12 @@ def format_point(r: dict[str, Any]) -> str:
         + ", ".join(_pct(s).strip() for s in gen["per_process_share"])
         + ")"
     )
+    busy = r.get("cores_busy")
+    if busy:
+        lines.append(
+            "  cores busy (any process): "
+            + ", ".join(f"{name} {_pct(share).strip()}" for name, share in busy.items())
+        )
     if server and server.get("threads_cpu_s"):
         threads = ", ".join(f"{k} {v:.2f}s" for k, v in server["threads_cpu_s"].items())
         lines.append(f"  server threads: {threads}")

@@ -216,6 +216,7 @@ def run_implementation(
             cpus=generator_cpus,
             server_pid=server.pid,
             server_cores=len(server_cpus) if server_cpus else (os.cpu_count() or 1),
+            server_cpus=server_cpus,
         ) as pool:
             warm = pool.warmup()
             out["warmup_outcomes"] = warm
