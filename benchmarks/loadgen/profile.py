@@ -23,6 +23,7 @@ every figure can be traced back to samples.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -83,12 +84,12 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
         r"Framer\.\w+|\w*Framer\w*|_codec\.\w+) "
     )),
     ("thread handoff", re.compile(
-        r"(servers/limits\.py|concurrent/futures/|^\w*run_in_executor\w* |"
+        r"(^WorkerPool\.run |concurrent/futures/|^\w*run_in_executor\w* |"
         r"^\w*call_soon_threadsafe\w* |^_chain_future |^_copy_future_state |^wrap_future )"
     )),
     ("service", re.compile(
         r"(servers/operations/|servers/bootstrap/|servers/caching\.py|servers/metrics\.py|"
-        r"servers/logs\.py|servers/clock\.py|servers/balancing\.py)"
+        r"servers/logs\.py|servers/clock\.py|servers/balancing\.py|servers/limits\.py)"
     )),
     ("accept", re.compile(
         r"^(ExchangeProtocol\.(connection_made|__init__)|_Services\._listen\.<locals>\.<lambda>|"
@@ -140,15 +141,43 @@ def classify(frames: list[str]) -> str:
     return "other"
 
 
-def breakdown(stacks: Path) -> dict[str, Any]:
-    """Sample counts by thread group (main / other) and phase."""
-    counts: dict[str, Counter[str]] = {"main": Counter(), "other": Counter()}
-    main_tid = None
-    lines = stacks.read_text().splitlines()
+def _read_stacks(stacks: Path) -> list[str]:
+    if stacks.suffix == ".gz":
+        return gzip.decompress(stacks.read_bytes()).decode().splitlines()
+    return stacks.read_text().splitlines()
+
+
+def _main_thread(lines: list[str]) -> str | None:
     for line in lines:
         thread, _, _ = _frames(line)
         if "MainThread" in thread:
-            main_tid = thread
+            return thread
+    return None
+
+
+def top_frames(stacks: Path, per_phase: int = 8) -> dict[str, list[tuple[str, int]]]:
+    """The heaviest (innermost Python frame, leaf frame) pairs of each phase, by samples."""
+    lines = _read_stacks(stacks)
+    main_tid = _main_thread(lines)
+    found: dict[str, Counter[str]] = {}
+    for line in lines:
+        thread, frames, n = _frames(line)
+        phase = classify(frames)
+        if phase in ("idle", "fsync (I/O wait)"):
+            continue
+        names = [_name_and_file(f) for f in frames]
+        python = [f for f in names if ".py)" in f]
+        where = "main" if thread == main_tid else "other"
+        key = f"[{where}] {python[-1] if python else '-'} > {names[-1].split(' (')[0]}"
+        found.setdefault(phase, Counter())[key] += n
+    return {phase: c.most_common(per_phase) for phase, c in found.items()}
+
+
+def breakdown(stacks: Path) -> dict[str, Any]:
+    """Sample counts by thread group (main / other) and phase."""
+    counts: dict[str, Counter[str]] = {"main": Counter(), "other": Counter()}
+    lines = _read_stacks(stacks)
+    main_tid = _main_thread(lines)
     for line in lines:
         thread, frames, n = _frames(line)
         group = "main" if thread == main_tid else "other"
@@ -262,6 +291,10 @@ def profile_service(
             print(format_point(profiled))
     finally:
         server.stop()
+    packed = stacks.with_name(stacks.name + ".gz")
+    packed.write_bytes(gzip.compress(stacks.read_bytes()))
+    stacks.unlink()
+    stacks = packed
     samples = breakdown(stacks)
     us_per_op = 1e6 * plain["server_cpu"]["cpu_s"] / plain["ok"]
     by_thread = {
@@ -284,6 +317,7 @@ def profile_service(
         "server_cpu_us_by_thread": by_thread,
         f"profiled_{what}s_per_s": profiled["per_s"],
         "samples": samples,
+        "top_frames": top_frames(stacks),
         f"us_per_{what}": table,
         "crypto_floor_us": floors["registration_crypto_us"],
         "sign_floor_us": floors["rsa2048_sign_us"],
