@@ -62,6 +62,10 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
         floor = result["implementations"][impls[0]][floor_key] * result["server_cores"]
         ax.axhline(floor * factor, linestyle="--", color="grey", label=target_text)
         ax.set_xscale("log", base=2)
+        levels = sorted({x for impl in impls for x in _sweep(result, impl, key)[0]})
+        ax.set_xticks(levels)
+        ax.set_xticklabels([str(x) for x in levels])
+        ax.minorticks_off()
         ax.set_xlabel("concurrency (closed loop)")
         ax.set_ylabel("operations/s")
         ax.set_title(title, fontsize=10)
