@@ -7,13 +7,14 @@ answered at once with Overloaded and a retry-after hint.
 from __future__ import annotations
 
 import asyncio
+import resource
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from kaa_wire import Overloaded
 
-__all__ = ["Gate", "WorkerPool"]
+__all__ = ["Gate", "WorkerPool", "ensure_fd_limit", "FD_RESERVE"]
 
 T = TypeVar("T")
 
@@ -63,3 +64,27 @@ class WorkerPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+#: File descriptors a process needs besides its connections: listeners, the store's files
+#: (database, WAL and shared memory per connection), the admin port, refused connections
+#: in their last moment, the standard streams.
+FD_RESERVE = 256
+
+
+def ensure_fd_limit(connections: int) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE so ``connections`` sockets fit, up to the hard limit.
+
+    Returns ``(soft limit now, descriptors wanted)``; the caller warns when the first is
+    smaller. A common default soft limit is 1024: with that, 1024 idle connections to one
+    service would exhaust the process's descriptors, and every other service of the
+    process (and the admin port) could accept nothing, long before ``max_connections``.
+    """
+    wanted = connections + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return (wanted if soft == resource.RLIM_INFINITY else soft), wanted

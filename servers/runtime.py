@@ -27,7 +27,7 @@ from servers.bootstrap.service import BootstrapService
 from servers.bootstrap.view import RegistryView
 from servers.config import Settings
 from servers.datadir import DataDir, NotInitialized
-from servers.limits import Gate, WorkerPool
+from servers.limits import Gate, WorkerPool, ensure_fd_limit
 from servers.metrics import Metrics
 from servers.net import ExchangeProtocol, ServiceContext
 from servers.operations.directory import Directory
@@ -198,6 +198,17 @@ async def serve(
         datadir.signer()
     if operations:
         datadir.operations_private_key()
+    services_count = int(bootstrap) + int(operations)
+    fd_limit, fd_wanted = ensure_fd_limit(services_count * settings.max_connections)
+    if fd_limit < fd_wanted:
+        logs.event(
+            log,
+            logging.WARNING,
+            "open file limit too low",
+            limit=fd_limit,
+            wanted=fd_wanted,
+            hint="raise the hard RLIMIT_NOFILE (ulimit -Hn) or lower max_connections",
+        )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
