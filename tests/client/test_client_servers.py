@@ -191,6 +191,7 @@ def _seed_starting_at(index: int, count: int) -> int:
     return next(s for s in range(1000) if random.Random(s).randrange(count) == index)
 
 
+@pytest.mark.security
 def test_failover_past_a_dead_and_a_tampering_bootstrap(
     servers: Servers,
     tmp_path: Path,
@@ -332,6 +333,7 @@ _KILLED_CLI = textwrap.dedent(
 )
 
 
+@pytest.mark.crash
 def test_kill_between_state_write_and_rename_after_registering(
     servers: Servers, tmp_path: Path, api: str
 ) -> None:

@@ -11,7 +11,9 @@ upstream server in one of these modes:
   upstream (the server sees EOF in the middle of a frame) and drops the rest of the request;
   the server's answer comes back whole;
 * ``cut_answer``: the request goes up whole, and only the first ``cut_at`` bytes of the
-  server's answer come back before the proxy closes the client's connection.
+  server's answer come back before the proxy closes the client's connection;
+* ``tamper``: the request goes up whole; the server's whole answer (up to its close) is
+  passed through ``tamper`` and what it returns goes to the client: an on-path attacker.
 
 Every connection leaves a :class:`Carried` record: the bytes sent upstream and the bytes the
 server answered, so a test can check what the server said even when the client saw a cut.
@@ -23,11 +25,12 @@ import asyncio
 import dataclasses
 import socket
 import threading
+from collections.abc import Callable
 from typing import Literal
 
 __all__ = ["Carried", "FaultProxy", "Mode"]
 
-Mode = Literal["split", "delay", "cut", "cut_answer"]
+Mode = Literal["split", "delay", "cut", "cut_answer", "tamper"]
 
 _CHUNK = 65536
 
@@ -59,12 +62,14 @@ class FaultProxy:
         pause_s: float = 0.0005,
         delay_s: float = 0.3,
         cut_at: int = 0,
+        tamper: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.upstream = upstream
         self.mode = mode
         self.pause_s = pause_s
         self.delay_s = delay_s
         self.cut_at = cut_at
+        self.tamper = tamper
         self.carried: list[Carried] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -162,6 +167,8 @@ class FaultProxy:
     ) -> None:
         while chunk := await reader.read(_CHUNK):
             record.answer += chunk
+            if self.mode == "tamper":
+                continue  # sent at the end, whole and changed
             if self.mode == "cut_answer":
                 room = self.cut_at - (len(record.answer) - len(chunk))
                 if room > 0:
@@ -172,6 +179,8 @@ class FaultProxy:
                     return
                 continue
             record.sends_down += await self._send(writer, chunk)
+        if self.mode == "tamper" and self.tamper is not None:
+            record.sends_down += await self._send(writer, self.tamper(bytes(record.answer)))
         if writer.can_write_eof():
             writer.write_eof()
 
