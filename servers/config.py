@@ -59,6 +59,14 @@ OPTIONS: dict[str, Option] = {
     for o in (
         # -- where ----------------------------------------------------------------------
         Option("data", Path, Path("kaa-data"), "data directory (keys, database, SDK export)"),
+        Option(
+            "store",
+            str,
+            "",
+            "registry store: empty for the data directory's SQLite file, or a PostgreSQL "
+            "DSN postgresql://USER@HOST:PORT/DB (docs/deploy.md)",
+            "DSN",
+        ),
         Option("host", str, "127.0.0.1", "address every listener binds to"),
         Option(
             "advertise_host",
@@ -75,6 +83,12 @@ OPTIONS: dict[str, Option] = {
             "admin HTTP port serving /metrics and /healthz (0: pick a free port, -1: off)",
         ),
         # -- logs -----------------------------------------------------------------------
+        Option(
+            "workers",
+            int,
+            1,
+            "processes serving the same ports (SO_REUSEPORT), supervised by this one",
+        ),
         Option("log_json", bool, False, "log one JSON object per line"),
         Option("log_level", str, "info", "debug, info, warning or error", "LEVEL"),
         # -- limits ---------------------------------------------------------------------
@@ -124,11 +138,13 @@ OPTIONS: dict[str, Option] = {
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     data: Path
+    store: str
     host: str
     advertise_host: str
     bootstrap_port: int
     operations_port: int
     admin_port: int
+    workers: int
     log_json: bool
     log_level: str
     max_frame_size: int
@@ -166,6 +182,12 @@ class Settings:
             (self.max_frame_size > 6, "max_frame_size is too small"),
             (self.read_timeout_s > 0, "read_timeout_s must be > 0"),
             (self.max_connections >= 1, "max_connections must be >= 1"),
+            (1 <= self.workers <= 256, "workers must be 1-256"),
+            (
+                self.store in ("", "sqlite")
+                or self.store.startswith(("postgresql://", "postgres://")),
+                "store must be empty (SQLite in the data directory) or a postgresql:// DSN",
+            ),
             (self.sign_threads >= 1, "sign_threads must be >= 1"),
             (self.crypto_threads >= 0, "crypto_threads must be >= 0"),
             (

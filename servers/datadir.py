@@ -3,7 +3,8 @@
     DIR/bootstrap.key     RSA-2048 Bootstrap signing key, PKCS#8 PEM, mode 0600
     DIR/bootstrap.pub     its public key, PEM (what the SDK export embeds)
     DIR/operations.key    X25519 Operations key, PKCS#8 PEM, mode 0600
-    DIR/registry.db       the SQLite registry (+ -wal, -shm)
+    DIR/registry.db       the SQLite registry (+ -wal, -shm), unless ``store`` names a
+                          PostgreSQL database (servers/store/postgres.py)
     DIR/defaults.json     the default application and SDK token of ``python -m servers``, 0600
     DIR/sdk.json, sdk.h   the SDK configuration exported by ``python -m servers``
     DIR/listeners.json    the bound addresses of the running ``python -m servers``
@@ -116,11 +117,28 @@ class DataDir:
         return key
 
     def store(self, settings: Settings | None = None) -> RegistryStore:
-        """The registry store of this directory (not yet opened)."""
+        """The registry store (not yet opened): the PostgreSQL database that the ``store``
+        setting names, else this directory's SQLite file."""
         if settings is None:
             return SqliteStore(self.database)
+        if settings.store.startswith(("postgresql://", "postgres://")):
+            from servers.store.postgres import PostgresStore  # asyncpg only when used
+
+            return PostgresStore(
+                settings.store,
+                max_pending_writes=settings.max_pending_writes,
+                group_commit_ms=settings.group_commit_ms,
+            )
         return SqliteStore(
             self.database,
             max_pending_writes=settings.max_pending_writes,
             group_commit_ms=settings.group_commit_ms,
         )
+
+    def store_location(self, settings: Settings) -> str:
+        """Where the registry lives, for people (a DSN without its password)."""
+        if settings.store.startswith(("postgresql://", "postgres://")):
+            from servers.store.postgres import redact_dsn
+
+            return redact_dsn(settings.store)
+        return str(self.database)

@@ -1,9 +1,11 @@
 """What a Bootstrap answers from: the live Operations nodes and the applications.
 
 Both are read from the store and kept in memory: the live nodes are re-read every
-``refresh_s`` (so a node whose lease lapsed drops out within one refresh), applications
-are cached for ``refresh_s``. A plan per application is computed when the node set or the
-application changed, never per request.
+``refresh_s``, at once when the store reports a node change (PostgreSQL: LISTEN/NOTIFY;
+see ``RegistryStore.subscribe_nodes``), and when the earliest lease it knows expires (so a
+node that stopped renewing drops out when its lease lapses, not up to ``refresh_s``
+later). Applications are cached for ``refresh_s``. A plan per application is computed
+when the node set or the application changed, never per request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from servers.store.base import Application, Node, RegistryStore
 __all__ = ["RegistryView"]
 
 _MAX_APPS = 100_000
+#: Shortest pause between two refreshes woken by a lease expiry.
+_MIN_WAKE_S = 0.02
 
 
 class RegistryView:
@@ -38,6 +42,7 @@ class RegistryView:
         )
         self._plans: dict[str, tuple[int, Application, Plan]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -45,6 +50,7 @@ class RegistryView:
 
     async def start(self) -> None:
         await self.refresh()
+        self._store.subscribe_nodes(self._wake.set)
         self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def stop(self) -> None:
@@ -71,9 +77,17 @@ class RegistryView:
             self._nodes_version += 1
             self._plans.clear()
 
+    def _next_refresh_s(self) -> float:
+        soonest = min((n.lease_expires_ms for n in self._nodes), default=None)
+        if soonest is None:
+            return self._refresh_s
+        return min(self._refresh_s, max(_MIN_WAKE_S, (soonest - wall_ms()) / 1000 + 0.001))
+
     async def _refresh_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._refresh_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._next_refresh_s())
+            self._wake.clear()
             try:
                 await self.refresh()
             except Exception as exc:  # keep answering from the last good view

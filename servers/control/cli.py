@@ -8,8 +8,10 @@
     nodes list                            Operations node leases
     audit list                            control actions and revocations
 
-``--json`` prints machine-readable output. Settings (``--data``, ``--host``,
-``--bootstrap-port``...) follow the same flags > KAA_* > TOML order as the services.
+``--json`` prints machine-readable output. ``--store DSN`` works on a PostgreSQL registry
+instead of the data directory's SQLite file (keys stay in the data directory). Settings
+(``--data``, ``--host``, ``--bootstrap-port``...) follow the same flags > KAA_* > TOML
+order as the services.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from servers.store.base import (
 
 __all__ = ["main"]
 
-_SETTINGS = ("data", "host", "advertise_host", "bootstrap_port", "max_frame_size")
+_SETTINGS = ("data", "store", "host", "advertise_host", "bootstrap_port", "max_frame_size")
 
 
 class UsageError(Exception):
@@ -323,7 +325,8 @@ async def _audit_list(store: RegistryStore, args: argparse.Namespace, _: DataDir
 
 
 async def _init(store: RegistryStore, args: argparse.Namespace, datadir: DataDir) -> int:
-    _print(args, {"data": str(datadir.root), "database": str(datadir.database)})
+    database = datadir.store_location(args.settings)
+    _print(args, {"data": str(datadir.root), "database": database})
     return 0
 
 

@@ -21,6 +21,7 @@ import abc
 import dataclasses
 import enum
 import zlib
+from collections.abc import Callable
 from types import TracebackType
 
 from kaa_wire import RegistrationStatus, Topic
@@ -215,6 +216,14 @@ class RegistryStore(abc.ABC):
     def stats(self) -> dict[str, float]:
         """Backend counters for /metrics, by name (``kaa_store_<name>``)."""
         return {}
+
+    def subscribe_nodes(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (on this event loop) soon after any process changes the node
+        set: a node joins, leaves, moves, or renews a lease that had lapsed. Renewals of
+        live leases are not reported. Returns False when the backend cannot (the default):
+        readers then only poll. Call on the store's loop, once it is open.
+        """
+        return False
 
     # -- applications -------------------------------------------------------------------
 

@@ -17,9 +17,15 @@ from kaa_wire import _crypto
 from servers.store.sqlite import SqliteStore
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
-    """Each store backend in turn (PostgreSQL joins this list in its own issue)."""
+    """Each store backend in turn; PostgreSQL on a fresh database per test (tests/conftest.py
+    skips it without KAA_TEST_POSTGRES_DSN, and fails it then under CI)."""
+    if request.param == "postgres":
+        from servers.store.postgres import PostgresStore
+
+        dsn: str = request.getfixturevalue("postgres_database")
+        return StoreBackend("postgres", lambda: PostgresStore(dsn))
     path = tmp_path / "registry.db"
     return StoreBackend("sqlite", lambda: SqliteStore(path))
 
