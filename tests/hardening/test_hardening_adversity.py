@@ -121,6 +121,7 @@ def test_a_frame_cut_in_the_middle_gets_a_typed_error(server: MainServer, servic
         request = endpoint.client(top_nodes(resolved)[0], PROFILE).send_request()
     cuts = sorted({1, 3, 5, 6, 7, len(request) // 2, len(request) - 1})
     port = server.listeners[f"{service}_port"]
+    rss_before = rss_bytes(_pid(server))
     for cut in cuts:
         with FaultProxy(("127.0.0.1", port), "cut", cut_at=cut) as proxy:
             answer = exchange("127.0.0.1", proxy.port, request)
@@ -130,6 +131,7 @@ def test_a_frame_cut_in_the_middle_gets_a_typed_error(server: MainServer, servic
         (frame,) = split_frames(answer)
         assert plain_error_code(frame) == ErrorCode.MALFORMED_FRAME
     probe(server.sdk)
+    assert rss_bytes(_pid(server)) - rss_before < MEMORY_BOUND
 
 
 def test_an_answer_cut_in_the_middle_is_refused_by_the_client(server: MainServer) -> None:

@@ -293,7 +293,7 @@ def test_kill_9_during_a_registration_storm_loses_nothing_acknowledged(
     ]
     statuses = Counter(a.status.name for a in storm.acks)
     print(
-        f"storm [{store_args[:1] or ['sqlite']}]: {storm.attempts} attempts, "
+        f"storm [{'postgresql' if store_args else 'sqlite'}]: {storm.attempts} attempts, "
         f"{len(storm.acks)} acknowledged ({dict(statuses)}) for {len(latest)} endpoints, "
         f"{len(latest) - len(lost)} found, {len(lost)} lost, {len(older)} rolled back, "
         f"{KILLS} kills at {acked_at_kill} acks, failures {dict(storm.failures)}"
