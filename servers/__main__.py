@@ -3,14 +3,15 @@
 With no arguments: initialize ./kaa-data if missing, create (or reuse) a default
 application and SDK token, run one Bootstrap and one Operations service in this process on
 one uvloop event loop, write DIR/sdk.json and DIR/sdk.h once the listeners are bound, and
-run until Ctrl-C or SIGTERM.
+run until Ctrl-C or SIGTERM. ``--workers N`` runs N such processes on the same ports
+(servers/workers.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from servers import config as cfg
 from servers import logs
@@ -54,12 +55,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_line(f"c header   {datadir.sdk_header}")
 
     try:
+        if settings.workers > 1:
+            return _main_workers(settings, datadir, prepare, on_ready)
         return run(
             serve(settings, bootstrap=True, operations=True, prepare=prepare, on_ready=on_ready)
         )
     finally:
         if wrote_listeners:  # never another instance's (one that failed to bind writes none)
             datadir.listeners.unlink(missing_ok=True)
+
+
+def _main_workers(
+    settings: cfg.Settings,
+    datadir: DataDir,
+    prepare: Callable[[RegistryStore], Awaitable[None]],
+    on_ready: Callable[[RegistryStore, Listeners], Awaitable[None]],
+) -> int:
+    """``--workers N``: the default application once, here; N workers serve; the SDK
+    export is written here once they all listen."""
+    from servers.workers import serve_workers
+
+    async def with_store(step: Callable[[RegistryStore], Awaitable[None]]) -> None:
+        async with datadir.store(settings) as store:
+            await step(store)
+
+    code = run(with_store(prepare))  # before the fork: no thread or loop survives it
+    if code:
+        return code
+
+    def workers_ready(shared: Listeners, each: list[Listeners]) -> None:
+        async def export(store: RegistryStore) -> None:
+            await on_ready(store, shared)
+
+        for listeners in each[1:]:  # (worker 0's is printed with the rest below)
+            if listeners.admin_port is not None:
+                print_line(f"metrics    http://{settings.host}:{listeners.admin_port}/metrics")
+        if run(with_store(export)):  # writes listeners.json last: the group is ready
+            raise RuntimeError("cannot write the SDK export")
+
+    return serve_workers(settings, bootstrap=True, operations=True, on_ready=workers_ready)
 
 
 if __name__ == "__main__":

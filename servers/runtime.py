@@ -90,8 +90,14 @@ class _Services:
     async def _listen(self, ctx: ServiceContext, port: int) -> int:
         loop = asyncio.get_running_loop()
         backlog = max(128, min(self.settings.max_connections, 4096))
+        # With several worker processes (``workers``) each binds the port with SO_REUSEPORT
+        # and the kernel spreads new connections over them (servers/workers.py).
         server = await loop.create_server(
-            lambda: ExchangeProtocol(ctx), self.settings.host, port, backlog=backlog
+            lambda: ExchangeProtocol(ctx),
+            self.settings.host,
+            port,
+            backlog=backlog,
+            reuse_port=self.settings.workers > 1,
         )
         self.servers.append(server)
         return _bound_port(server)
@@ -154,6 +160,7 @@ class _Services:
             lease_s=s.lease_s,
             load=service.load,
             log=log,
+            load_scale=s.workers,
         )
         await self.lease.start()
         return port

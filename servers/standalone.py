@@ -3,7 +3,8 @@
 Both need an initialized data directory (``python -m servers.control init``) and share its
 keys and database with every other service on the machine; ``--port`` is that service's
 port setting (``bootstrap_port`` or ``operations_port``). The admin port is off unless
-``--admin-port`` is given.
+``--admin-port`` is given. ``--workers N`` runs N processes on that port
+(servers/workers.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ __all__ = ["main"]
 
 _COMMON = (
     "data",
+    "store",
+    "workers",
     "host",
     "admin_port",
     "log_json",
@@ -83,6 +86,21 @@ def main(service: str, argv: Sequence[str] | None = None) -> int:
         if listeners.admin_port is not None:
             print_line(f"metrics http://{settings.host}:{listeners.admin_port}/metrics")
 
+    if settings.workers > 1:
+        from servers.workers import serve_workers
+
+        def workers_ready(shared: Listeners, each: list[Listeners]) -> None:
+            print_line(f"{service} {settings.host}:{getattr(shared, port_key)}")
+            for listeners in each:
+                if listeners.admin_port is not None:
+                    print_line(f"metrics http://{settings.host}:{listeners.admin_port}/metrics")
+
+        return serve_workers(
+            settings,
+            bootstrap=service == "bootstrap",
+            operations=service == "operations",
+            on_ready=workers_ready,
+        )
     return run(
         serve(
             settings,

@@ -36,6 +36,7 @@ class NodeLease:
         lease_s: float,
         load: LoadMeter,
         log: logging.Logger,
+        load_scale: int = 1,
     ) -> None:
         self._store = store
         self._template = Node(
@@ -53,6 +54,9 @@ class NodeLease:
         self._lease_ms = round(lease_s * 1000)
         self._interval_s = lease_s / 3
         self._load = load
+        #: Worker processes sharing this node's port (and this row): each reports its own
+        #: rate times their number, since the kernel spreads connections evenly over them.
+        self._load_scale = load_scale
         self._log = log
         self._started_ms = 0
         self._last_count = 0
@@ -94,7 +98,7 @@ class NodeLease:
         now = time.monotonic()
         count = self._load.count
         elapsed = max(now - self._last_at, 1e-3)
-        rate = round((count - self._last_count) / elapsed)
+        rate = round(self._load_scale * (count - self._last_count) / elapsed)
         self._last_count, self._last_at = count, now
         return rate
 

@@ -1,0 +1,124 @@
+"""``--workers N``: worker processes share the ports (SO_REUSEPORT) under one supervisor.
+
+On the embedded SQLite store (the workers share the database file): both workers answer,
+a killed worker is replaced while the other keeps serving, SIGTERM stops the group
+cleanly, and a supervisor killed outright takes its workers with it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from cluster_harness import children_of, metric_total
+from servers_harness import (
+    REPO,
+    START_TIMEOUT_S,
+    Endpoint,
+    ServerProcess,
+    control,
+    resolve,
+    start_main,
+    wait_until,
+)
+
+from kaa_wire import RegistrationStatus, _crypto
+
+PROFILE = b'{"model": "w-1"}'
+
+
+def _exited(pid: int) -> bool:
+    """Reaped, or a zombie (an orphan's new parent may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
+def _gone(pid: int) -> bool:
+    """Reaped by its parent: every thread ended, every socket closed. (A zombie leader is
+    not enough: its other threads may still hold the listening sockets.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_workers_share_the_ports_and_are_supervised(
+    tmp_path: Path, endpoint_keys: list[_crypto.PrivateKey]
+) -> None:
+    data = tmp_path / "data"
+    main = start_main(data, "--workers", "2")
+    try:
+        workers = children_of(main.process.proc.pid)  # listeners.json: both are ready
+        assert len(workers) == 2
+
+        def metrics_urls() -> list[str]:
+            lines = main.process.output().splitlines()
+            return [line.split()[-1] for line in lines if line.startswith("metrics")]
+
+        metrics = wait_until(lambda: len(metrics_urls()) == 2 and metrics_urls(), "2 URLs")
+        assert len(set(metrics)) == 2  # one admin port per worker
+
+        # The kernel spreads connections over both workers' listening sockets.
+        for _ in range(40):
+            assert resolve(main.sdk).nodes
+        per_worker = [metric_total(url, "kaa_resolutions_total") for url in metrics]
+        assert sum(per_worker) == 40 and min(per_worker) > 0, per_worker
+
+        # Both workers write the one database file.
+        device = Endpoint(main.sdk, endpoint_keys[0])
+        assert device.register(PROFILE).status == RegistrationStatus.NEW
+
+        # A worker that dies is replaced; the other one serves meanwhile.
+        # (Connections the kernel queued on it before it died are reset: wait for that.)
+        os.kill(workers[0], signal.SIGKILL)
+        wait_until(lambda: _gone(workers[0]), "the killed worker to be reaped")
+        assert device.register(PROFILE).status == RegistrationStatus.EXISTING
+        wait_until(lambda: "worker restarted" in main.process.logs(), "a replacement")
+        replaced = children_of(main.process.proc.pid)
+        assert len(replaced) == 2 and workers[1] in replaced and workers[0] not in replaced
+        assert "worker exited, restarting" in main.process.logs()
+        assert device.register(PROFILE).status == RegistrationStatus.EXISTING
+    finally:
+        code = main.process.stop()
+    assert code == 0, main.process.logs()
+    assert all(_gone(pid) for pid in replaced)
+    assert not (data / "listeners.json").exists()
+
+
+def test_a_killed_supervisor_takes_its_workers_along(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    control(data, "init")
+    process = ServerProcess(
+        "servers.bootstrap",
+        ["--data", str(data), "--port", "0", "--workers", "2"],
+        tmp_path / "logs",
+        "bootstrap",
+    )
+    process.wait_for_line("bootstrap ")
+    workers = children_of(process.proc.pid)
+    assert len(workers) == 2
+    process.kill()  # SIGKILL: no chance to forward anything
+    wait_until(lambda: all(_exited(pid) for pid in workers), "the workers to exit")
+
+
+def test_workers_that_cannot_start_fail_the_start(tmp_path: Path) -> None:
+    """An uninitialized data directory: every worker fails, so does the group (exit 1)."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "servers.operations", "--data", str(tmp_path / "none")),
+            *("--port", "0", "--workers", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        cwd=REPO,
+    )
+    assert result.returncode == 1
+    assert "servers.control init" in result.stderr
