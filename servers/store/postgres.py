@@ -154,6 +154,14 @@ def redact_dsn(dsn: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+def _store_error(exc: Exception, conn: asyncpg.Connection | None) -> StoreError:
+    """StoreBusy when the database is unreachable or the connection broke (retry later),
+    StoreError for anything else."""
+    if isinstance(exc, _UNAVAILABLE) or (conn is not None and conn.is_closed()):
+        return StoreBusy(f"database unavailable: {exc}")
+    return StoreError(f"database error: {exc!r}")
+
+
 def _topics_json(topics: Sequence[Topic]) -> str:
     return json.dumps([[t.topic_id, t.name] for t in topics])
 
@@ -532,13 +540,16 @@ class PostgresStore(RegistryStore):
             raise StoreError("the store is not open")
         try:
             async with self._pool.acquire(timeout=self._connect_timeout_s) as conn:
-                return await work(conn)
+                try:
+                    return await work(conn)
+                except StoreError:
+                    raise
+                except Exception as exc:
+                    raise _store_error(exc, conn) from None
         except StoreError:
             raise
-        except _UNAVAILABLE as exc:
-            raise StoreBusy(f"database unavailable: {exc}") from None
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(str(exc)) from None
+        except Exception as exc:  # acquiring: connecting, or the pool is closing
+            raise _store_error(exc, None) from None
 
     async def _read(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         if self._pending_reads >= self._max_pending_reads:
@@ -619,15 +630,14 @@ class PostgresStore(RegistryStore):
             except asyncpg.TransactionRollbackError as exc:
                 if attempt < _BATCH_ATTEMPTS:
                     continue  # a deadlock or serialization failure: nothing committed
-                raise self._failed(exc, busy=True) from None
-            except _UNAVAILABLE as exc:
-                # The outcome of a COMMIT cut off by a lost connection is unknown: report
+                raise self._failed(StoreBusy(str(exc))) from None
+            except Exception as exc:
+                # The connection may be in any state now: start the next batch on a new one.
+                # The outcome of a COMMIT cut off by a lost connection is unknown: report a
                 # failure (never a false acknowledgement); the endpoint retries.
+                error = _store_error(exc, self._writer_conn)
                 self._drop_writer_conn()
-                raise self._failed(exc, busy=True) from None
-            except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                self._drop_writer_conn()
-                raise self._failed(exc, busy=False) from None
+                raise self._failed(error) from None
             self._stats.batches += 1
             self._stats.jobs += len(batch)
             self._stats.commit_seconds += time.perf_counter() - started
@@ -635,10 +645,10 @@ class PostgresStore(RegistryStore):
             return outcomes
         raise AssertionError("unreachable")
 
-    def _failed(self, exc: BaseException, *, busy: bool) -> StoreError:
+    def _failed(self, error: StoreError) -> StoreError:
         self._stats.failed_commits += 1
-        logs.event(_log, logging.WARNING, "group commit failed", error=str(exc))
-        return StoreBusy(str(exc)) if busy else StoreError(str(exc))
+        logs.event(_log, logging.WARNING, "group commit failed", error=str(error))
+        return error
 
     def _drop_writer_conn(self) -> None:
         if self._writer_conn is not None:

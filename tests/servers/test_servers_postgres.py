@@ -1,0 +1,264 @@
+"""What only the PostgreSQL store has: migrations, node notifications, several stores on one
+database, group-committed batches, and a database that drops its connections.
+
+The backend-neutral contract is test_servers_store.py (run on PostgreSQL too); the tests
+here that hold for both backends take ``store_backend`` as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import urllib.parse
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import pytest
+from servers_harness import IO_TIMEOUT_S, StoreBackend
+
+from kaa_wire import RegistrationStatus
+from servers.store import (
+    Application,
+    AuditEntry,
+    Balancing,
+    EndpointWrite,
+    Node,
+    RegistryStore,
+    StoreBusy,
+    StoreError,
+    WriteOutcome,
+)
+from servers.store.migrations_postgres import LATEST, MIGRATIONS
+from servers.store.postgres import PostgresStore, migrate, redact_dsn
+
+T0 = 1_700_000_000_000
+
+
+def _run(main: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(main())
+
+
+def _app(token: str = "app-1") -> Application:
+    return Application(token, "meters", b"{}", 1, (), Balancing.STATIC, False, T0)
+
+
+def _audit(action: str = "app.create") -> AuditEntry:
+    return AuditEntry(at_ms=T0, actor="test", action=action, subject="x")
+
+
+def _write(endpoint: int, request_ms: int, profile: bytes = b"p") -> EndpointWrite:
+    key = f"key-{endpoint}".encode()
+    return EndpointWrite(
+        endpoint_id=hashlib.sha1(key).digest(),
+        public_key=key,
+        sdk_token_hash=hashlib.sha256(b"sdk").digest(),
+        application="app-1",
+        profile=profile,
+        profile_hash=hashlib.sha256(profile).digest(),
+        request_ms=request_ms,
+        now_ms=request_ms + 5,
+    )
+
+
+def _node(node_id: str, expires: int, renewed: int = T0, **changes: object) -> Node:
+    fields: dict[str, object] = {
+        "node_id": node_id, "host": "127.0.0.1", "port": 9997, "kex_public_key": bytes(32),
+        "priority": 100, "weight": 100, "load": 0, "lease_expires_ms": expires,
+        "started_ms": T0, "renewed_ms": renewed,
+    }  # fmt: skip
+    fields.update(changes)
+    return Node(**fields)  # type: ignore[arg-type]
+
+
+# -- both backends ----------------------------------------------------------------------------
+
+
+def test_one_batch_decides_like_one_transaction_per_write(store_backend: StoreBackend) -> None:
+    """Writes of one endpoint submitted together (one group-commit batch) get the outcomes
+    they would get one by one, in submission order, and leave the row the last one made."""
+
+    async def body(store: RegistryStore) -> None:
+        await store.create_application(_app(), _audit())
+        writes = [
+            _write(1, T0),  # NEW
+            _write(1, T0 + 1),  # EXISTING
+            _write(1, T0 + 1, b"q"),  # REPLAYED: same timestamp
+            _write(1, T0 + 2, b"q"),  # PROFILE_UPDATED
+            _write(1, T0 + 3, b"q"),  # EXISTING
+            _write(2, T0),  # NEW, another endpoint
+            _write(2, T0 - 1),  # REPLAYED: older
+        ]
+        outcomes = await asyncio.gather(*(store.register_endpoint(w) for w in writes))
+        assert [o.value for o in outcomes] == [
+            "NEW", "EXISTING", "REPLAYED", "PROFILE_UPDATED", "EXISTING", "NEW", "REPLAYED",
+        ]  # fmt: skip
+        one = await store.get_endpoint(writes[0].endpoint_id)
+        assert one is not None
+        assert (one.profile, one.last_request_ms) == (b"q", T0 + 3)
+        assert (one.first_seen_ms, one.last_seen_ms) == (T0 + 5, T0 + 3 + 5)
+        assert one.registration_status is RegistrationStatus.EXISTING
+        two = await store.get_endpoint(writes[5].endpoint_id)
+        assert two is not None and two.last_request_ms == T0
+        assert [e.public_key for e in await store.list_endpoints()] == [b"key-1", b"key-2"]
+
+    store_backend.run(body)
+
+
+# -- PostgreSQL only ----------------------------------------------------------------------------
+
+pg = pytest.mark.postgres
+
+
+@pg
+def test_migrations_apply_once_when_processes_start_together(postgres_database: str) -> None:
+    async def main() -> None:
+        conns = [await asyncpg.connect(postgres_database) for _ in range(3)]
+        try:
+            applied = await asyncio.gather(*(migrate(c) for c in conns))
+            assert sorted(applied) == [[], [], [m.version for m in MIGRATIONS]]
+            assert await migrate(conns[0]) == []
+            versions = await conns[0].fetch("SELECT version FROM kaa_schema_migrations")
+            assert [r["version"] for r in versions] == [m.version for m in MIGRATIONS]
+            # A database migrated by newer code is refused, not used.
+            await conns[0].execute(
+                "INSERT INTO kaa_schema_migrations (version, name) VALUES ($1, 'future')",
+                LATEST + 1,
+            )
+        finally:
+            for c in conns:
+                await c.close()
+        with pytest.raises(StoreError, match="newer than this code"):
+            async with PostgresStore(postgres_database):
+                pass
+
+    _run(main)
+
+
+@pg
+def test_node_changes_are_notified_to_other_stores(postgres_database: str) -> None:
+    """Joins, lapsed-lease returns, changes and leaves notify; a live renewal does not."""
+
+    async def main() -> None:
+        async with PostgresStore(postgres_database) as watcher, PostgresStore(
+            postgres_database
+        ) as node:
+            calls = 0
+            changed = asyncio.Event()
+
+            def callback() -> None:
+                nonlocal calls
+                calls += 1
+                changed.set()
+
+            async def next_call() -> int:
+                await asyncio.wait_for(changed.wait(), IO_TIMEOUT_S)
+                changed.clear()
+                return calls
+
+            assert watcher.subscribe_nodes(callback)
+            base = await next_call()  # the LISTEN connection is up (and says so)
+            await node.put_node(_node("a", T0 + 1000))  # joins
+            assert await next_call() == base + 1
+            await node.put_node(_node("a", T0 + 2000, renewed=T0 + 500))  # live renewal
+            await node.put_node(_node("a", T0 + 3000, renewed=T0 + 2500))  # had lapsed
+            # Notifications arrive in commit order: had the renewal notified, this would
+            # be its call.
+            assert await next_call() == base + 2
+            await node.put_node(_node("a", T0 + 4000, renewed=T0 + 2600, priority=7))
+            assert await next_call() == base + 3
+            await node.remove_node("a")
+            assert await next_call() == base + 4
+            await node.remove_node("a")  # nothing to remove: no news
+            await node.put_node(_node("b", T0 + 1000))
+            assert await next_call() == base + 5
+
+    _run(main)
+
+
+@pg
+def test_one_request_on_two_stores_is_accepted_once(postgres_database: str) -> None:
+    """Two Operations nodes' stores on one database: copies of one request, and racing
+    first registrations, each endpoint NEW exactly once."""
+
+    async def main() -> None:
+        async with PostgresStore(postgres_database) as a, PostgresStore(postgres_database) as b:
+            await a.create_application(_app(), _audit())
+            copies = [s.register_endpoint(_write(1, T0)) for s in (a, b) for _ in range(10)]
+            outcomes = await asyncio.gather(*copies)
+            assert sorted(o.value for o in outcomes) == ["NEW"] + ["REPLAYED"] * 19
+            # Many new endpoints, each sent to both stores at once, in opposite orders.
+            ids = range(2, 60)
+            first = [a.register_endpoint(_write(i, T0)) for i in ids]
+            second = [b.register_endpoint(_write(i, T0 + 1)) for i in reversed(ids)]
+            outcomes = await asyncio.gather(*first, *second)
+            by_endpoint = dict.fromkeys(ids, "")
+            for i, o in zip([*ids, *reversed(ids)], outcomes, strict=True):
+                by_endpoint[i] += o.value[0]
+            # Either a's write came first (NEW, then b's later timestamp: EXISTING) or b's
+            # (NEW, then a's older one: REPLAYED).
+            assert set(by_endpoint.values()) <= {"NE", "RN"}
+            rows = await a.list_endpoints(limit=1000)
+            assert len(rows) == len({r.endpoint_id for r in rows}) == 1 + len(ids)
+
+    _run(main)
+
+
+@pg
+def test_revocation_from_another_store_applies_to_the_next_registration(
+    postgres_database: str,
+) -> None:
+    async def main() -> None:
+        async with PostgresStore(postgres_database) as ops, PostgresStore(
+            postgres_database
+        ) as control:
+            await control.create_application(_app(), _audit())
+            assert await ops.register_endpoint(_write(1, T0)) is WriteOutcome.NEW
+            await control.revoke_endpoint(_write(1, T0).endpoint_id, _audit("endpoint.revoke"))
+            assert await ops.register_endpoint(_write(1, T0 + 1)) is WriteOutcome.REVOKED
+
+    _run(main)
+
+
+@pg
+def test_the_store_recovers_when_the_server_drops_its_connections(
+    postgres_database: str, postgres_dsn: str
+) -> None:
+    """Every connection of the store killed by the server: what fails meanwhile fails as
+    StoreBusy (the services answer OVERLOADED), and the store serves again afterwards."""
+
+    async def main() -> None:
+        async with PostgresStore(postgres_database) as store:
+            await store.create_application(_app(), _audit())
+            assert await store.register_endpoint(_write(1, T0)) is WriteOutcome.NEW
+            admin = await asyncpg.connect(postgres_dsn)
+            try:
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND application_name = 'kaa-wire'",
+                    urllib.parse.urlsplit(postgres_database).path.lstrip("/"),
+                )
+            finally:
+                await admin.close()
+            assert killed >= 2  # the writer's and at least one pooled connection
+            await asyncio.sleep(0)
+            outcomes: list[object] = []
+            for n in range(1, 20):
+                try:
+                    outcome = await store.register_endpoint(_write(1, T0 + n))
+                    app = await store.get_application("app-1")
+                except StoreBusy as exc:
+                    outcomes.append(exc)
+                    continue
+                assert outcome is WriteOutcome.EXISTING and app is not None
+                break
+            else:
+                raise AssertionError(f"the store did not recover: {outcomes}")
+
+    _run(main)
+
+
+def test_dsn_passwords_are_not_shown() -> None:
+    dsn = "postgresql://kaa:s3cret@db.example:5432/kaa?sslmode=require"
+    assert redact_dsn(dsn) == "postgresql://kaa:***@db.example:5432/kaa?sslmode=require"
+    assert "s3cret" not in repr(PostgresStore(dsn))
+    assert redact_dsn("postgresql://kaa@db/kaa") == "postgresql://kaa@db/kaa"
