@@ -111,14 +111,27 @@ def _postgres_admin(dsn: str, statement: str) -> None:
     asyncio.run(run())
 
 
-@pytest.fixture
-def postgres_database(postgres_dsn: str) -> Iterator[str]:
-    """The DSN of a new, empty database on the test server, dropped after the test."""
+def new_postgres_database(server_dsn: str) -> str:
+    """Create an empty database on the server of ``server_dsn``; returns its DSN."""
     import urllib.parse
     import uuid
 
     name = f"kaa_test_{uuid.uuid4().hex[:16]}"
-    _postgres_admin(postgres_dsn, f'CREATE DATABASE "{name}"')
-    parts = urllib.parse.urlsplit(postgres_dsn)
-    yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-    _postgres_admin(postgres_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _postgres_admin(server_dsn, f'CREATE DATABASE "{name}"')
+    parts = urllib.parse.urlsplit(server_dsn)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def drop_postgres_database(server_dsn: str, database_dsn: str) -> None:
+    import urllib.parse
+
+    name = urllib.parse.urlsplit(database_dsn).path.lstrip("/")
+    _postgres_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_database(postgres_dsn: str) -> Iterator[str]:
+    """The DSN of a new, empty database on the test server, dropped after the test."""
+    dsn = new_postgres_database(postgres_dsn)
+    yield dsn
+    drop_postgres_database(postgres_dsn, dsn)

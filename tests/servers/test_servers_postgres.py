@@ -139,9 +139,10 @@ def test_node_changes_are_notified_to_other_stores(postgres_database: str) -> No
     """Joins, lapsed-lease returns, changes and leaves notify; a live renewal does not."""
 
     async def main() -> None:
-        async with PostgresStore(postgres_database) as watcher, PostgresStore(
-            postgres_database
-        ) as node:
+        async with (
+            PostgresStore(postgres_database) as watcher,
+            PostgresStore(postgres_database) as node,
+        ):
             calls = 0
             changed = asyncio.Event()
 
@@ -208,9 +209,10 @@ def test_revocation_from_another_store_applies_to_the_next_registration(
     postgres_database: str,
 ) -> None:
     async def main() -> None:
-        async with PostgresStore(postgres_database) as ops, PostgresStore(
-            postgres_database
-        ) as control:
+        async with (
+            PostgresStore(postgres_database) as ops,
+            PostgresStore(postgres_database) as control,
+        ):
             await control.create_application(_app(), _audit())
             assert await ops.register_endpoint(_write(1, T0)) is WriteOutcome.NEW
             await control.revoke_endpoint(_write(1, T0).endpoint_id, _audit("endpoint.revoke"))
