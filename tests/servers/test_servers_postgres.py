@@ -7,16 +7,20 @@ here that hold for both backends take ``store_backend`` as well.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
 from servers_harness import IO_TIMEOUT_S, StoreBackend
 
 from kaa_wire import RegistrationStatus
+from servers import config as cfg
+from servers.datadir import DataDir
 from servers.store import (
     Application,
     AuditEntry,
@@ -30,6 +34,7 @@ from servers.store import (
 )
 from servers.store.migrations_postgres import LATEST, MIGRATIONS
 from servers.store.postgres import PostgresStore, migrate, redact_dsn
+from servers.store.sqlite import SqliteStore
 
 T0 = 1_700_000_000_000
 
@@ -264,3 +269,28 @@ def test_dsn_passwords_are_not_shown() -> None:
     assert redact_dsn(dsn) == "postgresql://kaa:***@db.example:5432/kaa?sslmode=require"
     assert "s3cret" not in repr(PostgresStore(dsn))
     assert redact_dsn("postgresql://kaa@db/kaa") == "postgresql://kaa@db/kaa"
+
+
+def _settings(argv: list[str], environ: dict[str, str]) -> cfg.Settings:
+    parser = argparse.ArgumentParser()
+    cfg.add_arguments(parser, cfg.OPTIONS)
+    return cfg.load_settings(parser.parse_args(argv), environ=environ)
+
+
+def test_the_store_is_chosen_by_flag_environment_or_toml(tmp_path: Path) -> None:
+    dsn = "postgresql://kaa@db.example:5432/kaa"
+    toml = tmp_path / "kaa.toml"
+    toml.write_text(f'store = "{dsn}"\nworkers = 3\n')
+    from_toml = _settings([], {"KAA_CONFIG": str(toml)})
+    assert (from_toml.store, from_toml.workers) == (dsn, 3)
+    from_env = _settings([], {"KAA_STORE": dsn + "2", "KAA_CONFIG": str(toml)})
+    assert from_env.store == dsn + "2"
+    assert _settings(["--store", "postgres://x/y"], {"KAA_STORE": dsn}).store == "postgres://x/y"
+    default = _settings(["--data", str(tmp_path)], {})
+    assert (default.store, default.workers) == ("", 1)
+    assert isinstance(DataDir(tmp_path).store(default), SqliteStore)
+    chosen = DataDir(tmp_path).store(from_toml)
+    assert isinstance(chosen, PostgresStore) and chosen.dsn == dsn
+    for bad in (["--store", "mysql://db/kaa"], ["--workers", "0"]):
+        with pytest.raises(cfg.ConfigError):
+            _settings(bad, {})
