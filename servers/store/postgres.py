@@ -387,6 +387,8 @@ async def _register_batch(
                 again = [k for k, w in enumerate(writes) if w.endpoint_id in lost]
                 fresh = _stored(await conn.fetch(_LOCK_ENDPOINTS, sorted(lost)))
                 redone, rerows = _decide([writes[k] for k in again], fresh)
+                if any(row.insert for row in rerows.values()):  # never acknowledge unwritten
+                    raise StoreError("an endpoint row vanished during its registration")
                 for k, outcome in zip(again, redone, strict=True):
                     outcomes[k] = outcome
                 for endpoint_id in lost:
@@ -476,10 +478,10 @@ class PostgresStore(RegistryStore):
             async with self._pool.acquire() as conn:
                 await migrate(conn)
                 if await conn.fetchval("SHOW fsync") != "on":
-                    _log.warning(
-                        "fsync is off on the database server: acknowledged writes are not durable",
-                        extra={"fields": {"store": where}},
-                    )
+                    logs.event(
+                        _log, logging.WARNING, "fsync is off: acknowledged writes are not durable",
+                        store=where,
+                    )  # fmt: skip
             self._writer_conn = await self._connect()
         except StoreError:
             await self._abort_open()
