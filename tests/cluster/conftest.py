@@ -21,4 +21,4 @@ from kaa_wire import _crypto
 @pytest.fixture(scope="session")
 def endpoint_keys() -> list[_crypto.PrivateKey]:
     """Real RSA-2048 endpoint keys, generated once per session (tests take distinct ones)."""
-    return [_crypto.generate_rsa_key(2048) for _ in range(12)]
+    return [_crypto.generate_rsa_key(2048) for _ in range(2)]
