@@ -57,6 +57,7 @@ from benchmarks.loadgen.requests import Target, best_node, resolve_blocking
 from benchmarks.loadgen.servers import loaded_implementation
 from benchmarks.loadgen.suite import layout, machine_info, wait_quiet
 from kaa_wire import KaaWireError
+from servers.config import child_environment
 
 __all__ = ["main", "run_layout"]
 
@@ -151,8 +152,7 @@ class _Server:
 
     def __init__(self, service: str, args: list[str], workdir: Path, name: str,
                  cpus: list[int] | None) -> None:  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KAA_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env = child_environment(REPO)
         command = [sys.executable, "-m", f"servers.{service}", *args]
         if cpus:
             command = ["taskset", "-c", ",".join(map(str, cpus)), *command]

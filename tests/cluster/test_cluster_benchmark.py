@@ -7,7 +7,6 @@ with a speed.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from servers_harness import REPO, START_TIMEOUT_S
 
 from benchmarks.loadgen.keys import KeyCache
+from servers.config import child_environment
 
 pytestmark = pytest.mark.postgres
 
@@ -34,7 +34,7 @@ def test_cluster_benchmark_runs_both_layouts(tmp_path: Path, postgres_dsn: str) 
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if not k.startswith("KAA_")},
+        env=child_environment(),
         timeout=4 * START_TIMEOUT_S,
     )
     assert result.returncode == 0, result.stderr

@@ -27,6 +27,7 @@ from kaa_wire import (
     _crypto,
 )
 from kaa_wire.sdk_config import SdkConfig
+from servers.config import child_environment
 from servers.store import RegistryStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,10 +55,7 @@ class StoreBackend:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAA_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return {**child_environment(REPO), "PYTHONUNBUFFERED": "1"}
 
 
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = START_TIMEOUT_S) -> Any:
