@@ -20,6 +20,7 @@ from typing import Any
 
 import uvloop
 
+import kaa_wire
 from servers import logs
 from servers.admin import AdminServer
 from servers.bootstrap.presign import Presigner
@@ -200,6 +201,8 @@ async def serve(
 ) -> None:
     """Run the chosen services until ``stop`` is set (by default: SIGINT or SIGTERM)."""
     log = logs.get("main")
+    # Which hot-path implementation serves: a silent fall-back to pure Python shows here.
+    logs.event(log, logging.INFO, "starting", implementation=kaa_wire.IMPLEMENTATION)
     datadir = DataDir(settings.data)
     if bootstrap:  # fail before binding anything when a key is missing
         datadir.signer()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from servers_harness import REPO
+from servers_harness import REPO, ServerProcess
 
 from servers import config as cfg
 from servers.__main__ import main as servers_main
@@ -181,3 +182,23 @@ def test_a_taken_port_is_an_error_not_a_traceback(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
+
+
+def test_servers_log_the_implementation_they_run(tmp_path: Path) -> None:
+    """The pure-Python suite run must start pure-Python servers (KAA_WIRE_* is passed on)."""
+    import kaa_wire
+
+    process = ServerProcess(
+        "servers",
+        ["--data", str(tmp_path / "d"), "--bootstrap-port", "0", "--operations-port", "0",
+         "--admin-port", "-1", "--log-json"],
+        tmp_path,
+        "impl",
+    )  # fmt: skip
+    try:
+        process.wait_for_line("operations ")
+    finally:
+        process.stop()
+    events = [json.loads(line) for line in process.logs().splitlines() if line.startswith("{")]
+    starting = [e for e in events if e.get("event") == "starting"]
+    assert starting and starting[0]["implementation"] == kaa_wire.IMPLEMENTATION
