@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks.loadgen import cpu
 from benchmarks.loadgen.hdr import Histogram
-from benchmarks.loadgen.requests import FIRST, RECONNECT, Target, is_first
+from benchmarks.loadgen.requests import Target, is_first
 from benchmarks.loadgen.worker import is_success, worker_main
 
 __all__ = ["GeneratorPool", "LoadError", "split"]
@@ -236,7 +236,13 @@ class GeneratorPool:
             name: round(cpu.core_busy(cores_before, cores_after, ids), 4)
             for name, ids in cores.items()
         }
-        result["verdict"] = self._verdict(result)
+        busy = result["cores_busy"].get("server")
+        server = result.get("server_cpu")
+        if busy is not None and server:
+            result["server_core_other_processes"] = round(
+                max(0.0, busy - server["share_of_one_core"] / self.server_cores), 4
+            )
+        result["bottleneck"], result["verdict"] = self._verdict(result)
         return result
 
     # -- merging --------------------------------------------------------------------------
@@ -302,28 +308,27 @@ class GeneratorPool:
             result["generator"]["start_lag_ms"] = lag.summary()
         return result
 
-    def _verdict(self, result: dict[str, Any]) -> str:
+    def _verdict(self, result: dict[str, Any]) -> tuple[str, str]:
+        """(category, explanation): generator, server, contended, open loop or latency."""
         gen = result["generator"]
         gen_cores = len(self.cpus) if self.cpus else (os.cpu_count() or 1)
         gen_limit = cpu.SATURATED * min(gen["processes"], gen_cores)
         if gen["share_of_one_core"] >= gen_limit or any(
             s >= cpu.SATURATED for s in gen["per_process_share"]
         ):
-            return "GENERATOR-BOUND: the generator was saturated; this figure measured it"
+            return "generator", (
+                "GENERATOR-BOUND: the generator was saturated; this figure measured it"
+            )
         server = result.get("server_cpu")
         if server and server["share_of_one_core"] >= cpu.SATURATED * self.server_cores:
-            return "server-bound"
+            return "server", "server-bound"
         busy = result.get("cores_busy", {}).get("server")
         if server and busy is not None and busy >= cpu.SATURATED:
-            others = busy - server["share_of_one_core"] / self.server_cores
-            return (
+            others = result.get("server_core_other_processes", 0.0)
+            return "contended", (
                 f"server core busy {100 * busy:.0f}%, of which other processes "
                 f"{100 * others:.0f}%: contended, rerun on a quiet machine"
             )
         if result["mode"] == "open":
-            return "below capacity (open loop)"
-        return "neither saturated: latency-bound, more concurrency would help"
-
-
-def kinds_of(result: dict[str, Any]) -> list[str]:
-    return [k for k in (FIRST, RECONNECT) if k in result["ok_by_kind"]]
+            return "open loop", "below capacity (open loop)"
+        return "latency", "neither saturated: latency-bound, more concurrency would help"

@@ -81,6 +81,7 @@ _ROWS = [
     ("registration ratio (target >= 40%)", "registration_ratio", "pct"),
     ("server CPU us per registration", "server_cpu_us_per_registration", "us"),
     ("server CPU at peak (1 core = 100%)", "registration_server_cpu_share", "pct"),
+    ("  other processes on the server core", "registration_server_core_other_processes", "pct"),
     ("generator CPU at peak", "registration_generator_cpu_share", "pct"),
     ("open loop at 80% of peak, /s", "open_loop_achieved_per_s", "n"),
     ("  p50 ms", "registration_p50_ms", "ms"),
@@ -93,6 +94,7 @@ _ROWS = [
     ("resolution ratio (target >= 85%)", "resolution_ratio", "pct"),
     ("server CPU us per resolution", "server_cpu_us_per_resolution", "us"),
     ("server CPU at resolution peak", "resolution_server_cpu_share", "pct"),
+    ("  other processes on the server core", "resolution_server_core_other_processes", "pct"),
     ("errors (all loads)", "errors", "n"),
 ]
 
@@ -126,14 +128,20 @@ def format_summary(result: dict[str, Any]) -> str:
         )
         lines.append(f"target: {target['description']}: {verdicts}")
     for impl in impls:
-        seen = sorted(
-            set(
-                result["implementations"][impl]["verdict_at_peak"]
-                + result["implementations"][impl]["resolution_verdict_at_peak"]
-            )
-        )
-        lines.append(f"bottleneck at peak ({impl}): {'; '.join(seen)}")
-    if any("GENERATOR" in line for line in lines):
+        parts = []
+        for load, found in result["implementations"][impl]["bottleneck_at_peak"].items():
+            counts = {c: found.count(c) for c in dict.fromkeys(found)}
+            parts.append(f"{load}s " + ", ".join(f"{c} x{n}" for c, n in counts.items()))
+        lines.append(f"bottleneck at peak, per run ({impl}): {'; '.join(parts)}")
+    lines.append(
+        "  (server: its core was saturated by it; latency: nothing saturated; contended: other "
+        "processes took part of the server core; generator: the figure measured the generator)"
+    )
+    if any(
+        "generator" in impl["bottleneck_at_peak"]["registration"]
+        + impl["bottleneck_at_peak"]["resolution"]
+        for impl in result["implementations"].values()
+    ):
         lines.append(
             "WARNING: the generator was saturated in some runs: those figures measured the "
             "generator, not the server."

@@ -293,6 +293,7 @@ def _figures(impl: dict[str, Any], floors: dict[str, Any], server_cores: int) ->
         "crypto_floor_per_s": floors["crypto_floor_per_s"],
         "registration_ratio": peak["per_s"] / floors["crypto_floor_per_s"],
         "server_cpu_us_per_registration": _cpu_per_op(peak),
+        "registration_server_core_other_processes": peak.get("server_core_other_processes"),
         "registration_server_cpu_share": _share(peak, "server_cpu"),
         "registration_generator_cpu_share": peak["generator"]["share_of_one_core"],
         "open_loop_rate_per_s": opened["target_rate_per_s"],
@@ -307,6 +308,7 @@ def _figures(impl: dict[str, Any], floors: dict[str, Any], server_cores: int) ->
         "sign_floor_per_s": floors["sign_floor_per_s"],
         "resolution_ratio": res["per_s"] / (floors["sign_floor_per_s"] * server_cores),
         "server_cpu_us_per_resolution": _cpu_per_op(res),
+        "resolution_server_core_other_processes": res.get("server_core_other_processes"),
         "resolution_server_cpu_share": _share(res, "server_cpu"),
         "errors": errors,
     }
@@ -425,6 +427,12 @@ def summarize(
             "resolution_verdict_at_peak": [
                 r[implementation]["resolution_peak"]["verdict"] for r in runs
             ],
+            "bottleneck_at_peak": {
+                "registration": [
+                    r[implementation]["registration_peak"]["bottleneck"] for r in runs
+                ],
+                "resolution": [r[implementation]["resolution_peak"]["bottleneck"] for r in runs],
+            },
         }
     headline_impl = implementations[0]
     head = per_impl[headline_impl]

@@ -90,6 +90,8 @@ def _check_point(result: dict[str, Any], service: str, count: int) -> None:
     assert result["server_cpu"]["cpu_s"] >= 0
     assert len(result["generator"]["per_process_share"]) == result["generator"]["processes"]
     assert result["verdict"]
+    assert result["bottleneck"] in {"generator", "server", "contended", "open loop", "latency"}
+    assert 0 <= result["cores_busy"]["all"] <= 1
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
