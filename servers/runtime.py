@@ -201,8 +201,6 @@ async def serve(
 ) -> None:
     """Run the chosen services until ``stop`` is set (by default: SIGINT or SIGTERM)."""
     log = logs.get("main")
-    # Which hot-path implementation serves: a silent fall-back to pure Python shows here.
-    logs.event(log, logging.INFO, "starting", implementation=kaa_wire.IMPLEMENTATION)
     datadir = DataDir(settings.data)
     if bootstrap:  # fail before binding anything when a key is missing
         datadir.signer()
@@ -245,6 +243,8 @@ async def serve(
                         "listening",
                         service=name,
                         address=f"{settings.host}:{port}",
+                        # Which hot path serves: a silent fall-back to pure Python shows here.
+                        implementation=kaa_wire.IMPLEMENTATION,
                     )
             if on_ready is not None:
                 await on_ready(store, listeners)

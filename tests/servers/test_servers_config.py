@@ -200,5 +200,5 @@ def test_servers_log_the_implementation_they_run(tmp_path: Path) -> None:
     finally:
         process.stop()
     events = [json.loads(line) for line in process.logs().splitlines() if line.startswith("{")]
-    starting = [e for e in events if e.get("event") == "starting"]
-    assert starting and starting[0]["implementation"] == kaa_wire.IMPLEMENTATION
+    listening = [e for e in events if e.get("event") == "listening"]
+    assert listening and all(e["implementation"] == kaa_wire.IMPLEMENTATION for e in listening)
