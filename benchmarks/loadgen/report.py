@@ -54,7 +54,10 @@ def format_point(r: dict[str, Any]) -> str:
         lines.append(f"  server threads: {threads}")
     if "start_lag_ms" in gen:
         lag = gen["start_lag_ms"]
-        lines.append(f"  send lag behind schedule ms: p50 {lag['p50']:.2f} p99 {lag['p99']:.2f}")
+        lines.append(
+            f"  send lag behind schedule ms: p50 {lag['p50']:.2f} p99 {lag['p99']:.2f} "
+            f"max {lag['max']:.2f}"
+        )
     lines.append(f"  verdict: {r['verdict']}")
     return "\n".join(lines)
 
@@ -89,6 +92,7 @@ _ROWS = [
     ("  p99.9 ms", "registration_p999_ms", "ms"),
     ("  first-time p99 ms", "first_time_p99_ms", "ms"),
     ("  reconnect p99 ms", "reconnect_p99_ms", "ms"),
+    ("  generator send lag p99 ms", "open_loop_send_lag_p99_ms", "ms"),
     ("resolutions/s, closed-loop peak", "resolution_per_s", "n"),
     ("sign floor/s (same core, same run)", "sign_floor_per_s", "n"),
     ("resolution ratio (target >= 85%)", "resolution_ratio", "pct"),

@@ -303,6 +303,7 @@ def _figures(impl: dict[str, Any], floors: dict[str, Any], server_cores: int) ->
         "registration_p999_ms": opened["latency_ms"]["p99.9"],
         "first_time_p99_ms": opened["latency_ms_by_kind"].get("first", {}).get("p99"),
         "reconnect_p99_ms": opened["latency_ms_by_kind"].get("reconnect", {}).get("p99"),
+        "open_loop_send_lag_p99_ms": opened["generator"]["start_lag_ms"]["p99"],
         "resolution_per_s": res["per_s"],
         "resolution_peak_concurrency": res["concurrency"],
         "sign_floor_per_s": floors["sign_floor_per_s"],
