@@ -9,15 +9,25 @@ of the same key share one store read. Loop thread only.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-__all__ = ["LookupCache"]
+__all__ = ["LookupCache", "MISS", "Miss"]
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+class Miss(enum.Enum):
+    """Not in the cache (or expired): as opposed to a cached None, "known absent"."""
+
+    MISS = 0
+
+
+MISS = Miss.MISS
 
 
 class LookupCache(Generic[K, V]):
@@ -47,11 +57,18 @@ class LookupCache(Generic[K, V]):
     def forget(self, key: K) -> None:
         self._entries.pop(key, None)
 
-    async def get(self, key: K) -> V | None:
+    def cached(self, key: K) -> V | Miss | None:
+        """The fresh cached value without awaiting (None: known absent), or MISS."""
         entry = self._entries.get(key)
         if entry is not None and entry[0] > self._clock():
             self._entries.move_to_end(key)
             return entry[1]
+        return MISS
+
+    async def get(self, key: K) -> V | None:
+        value = self.cached(key)
+        if value is not MISS:
+            return value
         pending = self._loading.get(key)
         if pending is not None:
             return await asyncio.shield(pending)

@@ -109,7 +109,13 @@ OPTIONS: dict[str, Option] = {
         ),
         Option("max_connections", int, 1024, "concurrent connections per service"),
         Option("retry_after_ms", int, 1000, "retry hint sent with Overloaded errors"),
-        Option("sign_threads", int, 2, "Bootstrap threads for RSA signing"),
+        Option(
+            "sign_threads",
+            int,
+            -1,
+            "Bootstrap threads for RSA signing (0: on the event loop; -1: one per core the "
+            "process may run on, or 0 when that is one core)",
+        ),
         Option("max_pending_signs", int, 512, "signatures queued or running before Overloaded"),
         Option(
             "crypto_threads",
@@ -196,7 +202,7 @@ class Settings:
                 or self.store.startswith(("postgresql://", "postgres://")),
                 "store must be empty (SQLite in the data directory) or a postgresql:// DSN",
             ),
-            (self.sign_threads >= 1, "sign_threads must be >= 1"),
+            (self.sign_threads >= -1, "sign_threads must be >= -1"),
             (self.crypto_threads >= 0, "crypto_threads must be >= 0"),
             (
                 min(self.max_pending_signs, self.max_pending_crypto, self.max_pending_writes) >= 1,

@@ -7,6 +7,7 @@ answered at once with Overloaded and a retry-after hint.
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from typing import TypeVar
 
 from kaa_wire import Overloaded
 
-__all__ = ["Gate", "WorkerPool", "ensure_fd_limit", "FD_RESERVE"]
+__all__ = ["Gate", "WorkerPool", "auto_threads", "ensure_fd_limit", "FD_RESERVE"]
 
 T = TypeVar("T")
 
@@ -42,28 +43,51 @@ class Gate:
 
 
 class WorkerPool:
-    """A thread pool whose queue is bounded by a gate: ``run`` raises Overloaded when full.
+    """A thread pool whose queue is bounded by a gate: Overloaded when full.
 
     Use it for work that releases the GIL (RSA signing and verifying in libcrypto), where
-    threads add real parallelism.
+    threads add real parallelism. With ``threads=0`` the work runs inline on the calling
+    thread: on a single core, hand-offs to a thread and back would only add CPU time.
     """
 
     def __init__(self, name: str, threads: int, max_pending: int, retry_after_ms: int) -> None:
         self.gate = Gate(name, max_pending)
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=f"kaa-{name}")
+        self.threads = threads
+        self._executor = (
+            ThreadPoolExecutor(threads, thread_name_prefix=f"kaa-{name}") if threads else None
+        )
         self._retry_after_ms = retry_after_ms
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
+    def start(self, fn: Callable[..., T], *args: object) -> T | asyncio.Future[T]:
+        """``fn(*args)`` itself when inline, else an asyncio future of it, from the pool."""
+        if self._executor is None:
+            return fn(*args)
         if not self.gate.try_enter():
             raise Overloaded(f"{self.gate.name} queue is full", retry_after_ms=self._retry_after_ms)
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, fn, *args)
-        finally:
-            self.gate.leave()
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        future.add_done_callback(self._left)
+        return future
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        started = self.start(fn, *args)
+        return await started if isinstance(started, asyncio.Future) else started
+
+    def _left(self, _: asyncio.Future[object]) -> None:
+        self.gate.leave()
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def auto_threads() -> int:
+    """Pool threads for GIL-free work: one per core this process may run on, none on one.
+
+    On one core a thread adds no parallelism, only hand-offs (measured in
+    docs/operations.md); the work then runs on the event loop.
+    """
+    cores = len(os.sched_getaffinity(0))
+    return cores if cores > 1 else 0
 
 
 #: File descriptors a process needs besides its connections: listeners, the store's files

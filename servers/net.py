@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from kaa_wire import NEED_DATA, InternalError, KaaWireError, Overloaded, Timeout
@@ -36,8 +37,9 @@ class ServiceContext:
 
     name: str
     new_connection: Callable[[], SansIOConnection]
-    #: Serves one decoded request: returns the answer frame, or raises KaaWireError.
-    handle: Callable[[Any, Any], Awaitable[bytes]]
+    #: Serves one decoded request: the answer frame, or a future of it (the common case
+    #: is served by callbacks, without a task per connection); KaaWireError: a refusal.
+    handle: Callable[[Any, Any], bytes | asyncio.Future[bytes]]
     metrics: Metrics
     connections: Gate
     read_timeout_s: float
@@ -56,10 +58,8 @@ class ExchangeProtocol(asyncio.Protocol):
         "_admitted",
         "_conn",
         "_ctx",
-        "_peer",
         "_phase",
         "_started",
-        "_task",
         "_timer",
         "_transport",
     )
@@ -71,9 +71,7 @@ class ExchangeProtocol(asyncio.Protocol):
         self._phase = _Phase.READING
         self._admitted = False
         self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
         self._started = 0.0
-        self._peer = ""
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -81,8 +79,6 @@ class ExchangeProtocol(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]  # uvloop's is duck-typed
         ctx = self._ctx
         ctx.metrics.connections.inc(ctx.name)
-        peer = transport.get_extra_info("peername")
-        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         if not ctx.connections.try_enter():
             self._refuse(Overloaded("too many connections", retry_after_ms=ctx.retry_after_ms))
             return
@@ -127,18 +123,29 @@ class ExchangeProtocol(asyncio.Protocol):
         assert self._transport is not None
         self._transport.pause_reading()
         self._started = time.perf_counter()
-        self._task = asyncio.get_running_loop().create_task(self._serve(event))
+        self._settle(functools.partial(self._ctx.handle, self._conn, event))
 
-    async def _serve(self, event: object) -> None:
+    def _served(self, answer: asyncio.Future[bytes]) -> None:
+        if answer.cancelled():  # the server is stopping
+            if self._transport is not None:
+                self._transport.abort()
+            return
+        self._settle(answer.result)
+
+    def _settle(self, answer: Callable[[], bytes | asyncio.Future[bytes]]) -> None:
+        """Send what ``answer()`` gives, or wait for it: refuse what it raises."""
         try:
-            answer = await self._ctx.handle(self._conn, event)
+            result = answer()
         except KaaWireError as exc:
             self._refuse(exc)
         except Exception:
-            self._ctx.log.exception("request failed", extra={"fields": {"peer": self._peer}})
+            self._ctx.log.exception("request failed", extra={"fields": {"peer": self._peer()}})
             self._refuse(InternalError("the server failed"))
         else:
-            self._finish(answer)
+            if isinstance(result, bytes):
+                self._finish(result)
+            else:
+                result.add_done_callback(self._served)
 
     def _read_timed_out(self) -> None:
         self._timer = None
@@ -151,7 +158,7 @@ class ExchangeProtocol(asyncio.Protocol):
         code = error.code.name
         ctx.metrics.errors.inc(ctx.name, code)
         logs.event(
-            ctx.log, logging.INFO, "refused", code=code, peer=self._peer, reason=error.message
+            ctx.log, logging.INFO, "refused", code=code, peer=self._peer(), reason=error.message
         )
         try:
             answer = self._conn.send_error(error)
@@ -173,6 +180,11 @@ class ExchangeProtocol(asyncio.Protocol):
         # close() flushes first; a peer that never reads would hold us forever: abort then.
         if transport.get_write_buffer_size():
             asyncio.get_running_loop().call_later(self._ctx.read_timeout_s, transport.abort)
+
+    def _peer(self) -> str:
+        """Looked up only to log a refusal or failure: a system call per connection else."""
+        peer = None if self._transport is None else self._transport.get_extra_info("peername")
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -28,7 +28,7 @@ from servers.bootstrap.service import BootstrapService
 from servers.bootstrap.view import RegistryView
 from servers.config import Settings
 from servers.datadir import DataDir, NotInitialized
-from servers.limits import Gate, WorkerPool, ensure_fd_limit
+from servers.limits import Gate, WorkerPool, auto_threads, ensure_fd_limit
 from servers.metrics import Metrics
 from servers.net import ExchangeProtocol, ServiceContext
 from servers.operations.directory import Directory
@@ -108,7 +108,8 @@ class _Services:
         log = logs.get("bootstrap")
         self.view = RegistryView(self.store, refresh_s=s.refresh_s, log=log)
         await self.view.start()
-        pool = WorkerPool("sign", s.sign_threads, s.max_pending_signs, s.retry_after_ms)
+        threads = auto_threads() if s.sign_threads < 0 else s.sign_threads
+        pool = WorkerPool("sign", threads, s.max_pending_signs, s.retry_after_ms)
         self.pools.append(pool)
         signer = self.datadir.signer()
         self.presigner = Presigner(

@@ -2,12 +2,15 @@
 
 Per request: find the application (UnknownApplication if none), take its balancing plan
 over the live nodes, pick a variant and sign it bound to the request nonce on the signing
-pool (RSA releases the GIL, so the pool runs signatures in parallel) -- or, for an
-application in cached-signature mode, send the variant signed in advance.
+pool (RSA releases the GIL, so the pool runs signatures in parallel; with no pool threads,
+as on a single core, inline) -- or, for an application in cached-signature mode, send the
+variant signed in advance.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import random
 
@@ -18,13 +21,15 @@ from kaa_wire import (
     UnknownApplication,
 )
 from servers import logs
+from servers.balancing import Plan
 from servers.bootstrap.presign import Presigner
 from servers.bootstrap.signer import ListSigner
 from servers.bootstrap.view import RegistryView
+from servers.caching import MISS
 from servers.clock import wall_ms
 from servers.limits import WorkerPool
 from servers.metrics import Metrics
-from servers.store.base import StoreBusy
+from servers.store.base import Application, StoreBusy
 
 __all__ = ["BootstrapService"]
 
@@ -60,11 +65,36 @@ class BootstrapService:
     def new_connection(self) -> BootstrapServerConnection:
         return BootstrapServerConnection(self._max_frame_size)
 
-    async def handle(self, conn: BootstrapServerConnection, request: ResolveRequest) -> bytes:
+    def handle(
+        self, conn: BootstrapServerConnection, request: ResolveRequest
+    ) -> bytes | asyncio.Future[bytes]:
+        """The answer frame, or its future; a KaaWireError raised here or through it refuses.
+
+        The common case (application cached, a signature per request) runs without a task:
+        signed inline when the signing pool has no threads, else answered from a callback.
+        """
+        app = self._view.cached_application(request.app_token)
+        if app is MISS or (app is not None and app.cached_signature):
+            return asyncio.ensure_future(self._handle_loading(conn, request))
+        return self._sign_per_request(conn, app, self._plan(app))
+
+    async def _handle_loading(
+        self, conn: BootstrapServerConnection, request: ResolveRequest
+    ) -> bytes:
         try:
             app = await self._view.application(request.app_token)
         except StoreBusy as exc:
             raise Overloaded("registry is busy", retry_after_ms=self._retry_after_ms) from exc
+        plan = self._plan(app)
+        assert app is not None  # _plan refused None
+        if not app.cached_signature:
+            answer = self._sign_per_request(conn, app, plan)
+            return answer if isinstance(answer, bytes) else await answer
+        signed_part, signature = await self._presigner.answer(app.token, plan, self._rng)
+        self._resolved(app, "cached")
+        return conn.send_presigned(signed_part, signature)
+
+    def _plan(self, app: Application | None) -> Plan:
         if app is None:
             raise UnknownApplication("unknown application token")
         plan = self._view.plan(app)
@@ -72,21 +102,45 @@ class BootstrapService:
             raise Overloaded(
                 "no Operations service is available", retry_after_ms=self._retry_after_ms
             )
-        if app.cached_signature:
-            signed_part, signature = await self._presigner.answer(app.token, plan, self._rng)
-            answer = conn.send_presigned(signed_part, signature)
-            mode = "cached"
+        return plan
+
+    def _sign_per_request(
+        self, conn: BootstrapServerConnection, app: Application, plan: Plan
+    ) -> bytes | asyncio.Future[bytes]:
+        data = conn.data_to_sign(
+            plan.pick(self._rng),
+            server_time_ms=wall_ms(),
+            valid_for_s=self._valid_for_s,
+            signature_algorithm=self._signer.algorithm,
+        )
+        signature = self._pool.start(self._signer.sign, data)
+        if not isinstance(signature, asyncio.Future):
+            return self._send_signed(conn, app, signature)
+        answer: asyncio.Future[bytes] = signature.get_loop().create_future()
+        signature.add_done_callback(functools.partial(self._signed, conn, app, answer))
+        return answer
+
+    def _signed(
+        self,
+        conn: BootstrapServerConnection,
+        app: Application,
+        answer: asyncio.Future[bytes],
+        signature: asyncio.Future[bytes],
+    ) -> None:
+        if signature.cancelled():
+            answer.cancel()
+        elif signature.exception() is not None:
+            answer.set_exception(signature.exception())  # type: ignore[arg-type]
         else:
-            data = conn.data_to_sign(
-                plan.pick(self._rng),
-                server_time_ms=wall_ms(),
-                valid_for_s=self._valid_for_s,
-                signature_algorithm=self._signer.algorithm,
-            )
-            signature = await self._pool.run(self._signer.sign, data)
-            self._metrics.signatures.inc("per-request")
-            answer = conn.send_response(signature)
-            mode = "per-request"
+            answer.set_result(self._send_signed(conn, app, signature.result()))
+
+    def _send_signed(
+        self, conn: BootstrapServerConnection, app: Application, signature: bytes
+    ) -> bytes:
+        self._metrics.signatures.inc("per-request")
+        self._resolved(app, "per-request")
+        return conn.send_response(signature)
+
+    def _resolved(self, app: Application, mode: str) -> None:
         self._metrics.resolutions.inc(mode)
         logs.event(self._log, logging.DEBUG, "resolved", application=app.name, mode=mode)
-        return answer

@@ -16,7 +16,7 @@ import logging
 
 from servers import logs
 from servers.balancing import Plan, make_plan
-from servers.caching import LookupCache
+from servers.caching import LookupCache, Miss
 from servers.clock import wall_ms
 from servers.store.base import Application, Node, RegistryStore
 
@@ -92,6 +92,9 @@ class RegistryView:
                 await self.refresh()
             except Exception as exc:  # keep answering from the last good view
                 logs.event(self._log, logging.WARNING, "node refresh failed", error=str(exc))
+
+    def cached_application(self, token: str) -> Application | Miss | None:
+        return self._apps.cached(token)
 
     async def application(self, token: str) -> Application | None:
         return await self._apps.get(token)

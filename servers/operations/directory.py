@@ -10,11 +10,21 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
-from servers.caching import LookupCache
+from servers.caching import MISS, LookupCache, Miss
 from servers.store.base import Application, RegistryStore, SdkToken
 
-__all__ = ["Directory"]
+__all__ = ["Directory", "Found"]
+
+
+class Found(NamedTuple):
+    """What one registration needs looked up; None where the store has nothing."""
+
+    sdk: SdkToken | None
+    application: Application | None
+    #: The stored DER key of a reconnect (None for a registration carrying its key).
+    key_der: bytes | None
 
 
 class Directory:
@@ -45,14 +55,28 @@ class Directory:
 
         return load
 
-    async def sdk_token(self, token_hash: bytes) -> SdkToken | None:
-        return await self._tokens.get(token_hash)
+    def cached(self, token_hash: bytes, endpoint_id: bytes | None) -> Found | Miss:
+        """Everything from the caches without awaiting, or MISS if any part must be loaded.
 
-    async def application(self, token: str) -> Application | None:
-        return await self._apps.get(token)
+        ``endpoint_id``: the id a reconnect sent, None when the request carries its key.
+        """
+        sdk = self._tokens.cached(token_hash)
+        if sdk is MISS:
+            return MISS
+        app = None if sdk is None else self._apps.cached(sdk.application)
+        if app is MISS:
+            return MISS
+        key_der = None if endpoint_id is None else self._keys.cached(endpoint_id)
+        if key_der is MISS:
+            return MISS
+        return Found(sdk, app, key_der)
 
-    async def endpoint_key(self, endpoint_id: bytes) -> bytes | None:
-        return await self._keys.get(endpoint_id)
+    async def lookup(self, token_hash: bytes, endpoint_id: bytes | None) -> Found:
+        """:meth:`cached`, loading what is missing from the store."""
+        sdk = await self._tokens.get(token_hash)
+        app = None if sdk is None else await self._apps.get(sdk.application)
+        key_der = None if endpoint_id is None else await self._keys.get(endpoint_id)
+        return Found(sdk, app, key_der)
 
     def remember_key(self, endpoint_id: bytes, key_der: bytes) -> None:
         self._keys.put(endpoint_id, key_der)

@@ -10,6 +10,8 @@ write committed.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -31,11 +33,18 @@ from kaa_wire import (
 )
 from kaa_wire._crypto import x25519_public_bytes
 from servers import logs
+from servers.caching import MISS
 from servers.clock import wall_ms
 from servers.limits import WorkerPool
 from servers.metrics import Metrics
-from servers.operations.directory import Directory
-from servers.store.base import EndpointWrite, RegistryStore, StoreBusy, WriteOutcome
+from servers.operations.directory import Directory, Found
+from servers.store.base import (
+    Application,
+    EndpointWrite,
+    RegistryStore,
+    StoreBusy,
+    WriteOutcome,
+)
 
 __all__ = ["OperationsService", "LoadMeter"]
 
@@ -100,32 +109,61 @@ class OperationsService:
             static_public_key=self._static_public,
         )
 
-    async def handle(self, conn: OperationsServerConnection, payload: RegistrationPayload) -> bytes:
-        try:
-            return await self._register(conn, payload)
-        except StoreBusy as exc:
-            raise Overloaded("registry is busy", retry_after_ms=self._retry_after_ms) from exc
-
-    async def _register(
+    def handle(
         self, conn: OperationsServerConnection, payload: RegistrationPayload
-    ) -> bytes:
+    ) -> asyncio.Future[bytes]:
+        """The answer frame's future; a KaaWireError raised here or through it is a refusal.
+
+        The common case, everything cached and the verify on the loop, runs through to the
+        store without a task: the answer is built in a callback when the write commits.
+        """
         check_freshness(payload.timestamp_ms, wall_ms(), self._window_ms)
         token_hash = hashlib.sha256(payload.sdk_token.encode("ascii")).digest()
-        sdk = await self._directory.sdk_token(token_hash)
+        reconnect_id = payload.key if payload.key_is_hash else None
+        found = self._directory.cached(token_hash, reconnect_id)
+        if found is MISS or self._verify_pool is not None:
+            return asyncio.ensure_future(self._register_loading(conn, payload, token_hash))
+        app = self._check(found, token_hash, payload)
+        return self._store_and_answer(conn, payload, token_hash, app, found.key_der)
+
+    async def _register_loading(
+        self, conn: OperationsServerConnection, payload: RegistrationPayload, token_hash: bytes
+    ) -> bytes:
+        """:meth:`handle` when a lookup must wait for the store or the verify for a thread."""
+        reconnect_id = payload.key if payload.key_is_hash else None
+        found = await self._directory.lookup(token_hash, reconnect_id)
+        app = self._check(found, token_hash, payload)
+        verified = None
+        if self._verify_pool is not None:
+            verified = await self._verify_pool.run(conn.verify, found.key_der)
+        return await self._store_and_answer(conn, payload, token_hash, app, found.key_der, verified)
+
+    @staticmethod
+    def _check(found: Found, token_hash: bytes, payload: RegistrationPayload) -> Application:
+        sdk = found.sdk
         if sdk is None or not hmac.compare_digest(sdk.token_hash, token_hash):
             raise UnknownSdkToken("unknown SDK token")
-        app = await self._directory.application(sdk.application)
-        if app is None:
+        if found.application is None:
             raise UnknownSdkToken("the SDK token's application is gone")
-        key_der: bytes | None = None
-        if payload.key_is_hash:
-            key_der = await self._directory.endpoint_key(payload.key)
-            if key_der is None:
-                raise UnknownKeyHash("no endpoint with this id")
-        if self._verify_pool is None:
+        if payload.key_is_hash and found.key_der is None:
+            raise UnknownKeyHash("no endpoint with this id")
+        return found.application
+
+    def _store_and_answer(
+        self,
+        conn: OperationsServerConnection,
+        payload: RegistrationPayload,
+        token_hash: bytes,
+        app: Application,
+        key_der: bytes | None,
+        endpoint_id: bytes | None = None,
+    ) -> asyncio.Future[bytes]:
+        """Verify (unless done), queue the durable write; the answer follows its commit.
+
+        ``key_der``: the stored key of a reconnect, None when the request carried its key.
+        """
+        if endpoint_id is None:
             endpoint_id = conn.verify(key_der)
-        else:
-            endpoint_id = await self._verify_pool.run(conn.verify, key_der)
         public_key = payload.key if key_der is None else key_der
         write = EndpointWrite(
             endpoint_id=endpoint_id,
@@ -137,34 +175,64 @@ class OperationsService:
             request_ms=payload.timestamp_ms,
             now_ms=wall_ms(),
         )
-        outcome = await self._store.register_endpoint(write)
-        status = _STATUS.get(outcome)
+        try:
+            stored = self._store.register_endpoint(write)
+        except StoreBusy as exc:
+            raise self._busy() from exc
+        answer: asyncio.Future[bytes] = stored.get_loop().create_future()
+        stored.add_done_callback(
+            functools.partial(self._answer, answer, conn, app, write, key_der is None)
+        )
+        return answer
+
+    def _answer(
+        self,
+        answer: asyncio.Future[bytes],
+        conn: OperationsServerConnection,
+        app: Application,
+        write: EndpointWrite,
+        new_key: bool,
+        stored: asyncio.Future[WriteOutcome],
+    ) -> None:
+        if stored.cancelled():
+            answer.cancel()
+            return
+        error = stored.exception()
+        if isinstance(error, StoreBusy):
+            error = self._busy()
+        status = None if error is not None else _STATUS.get(stored.result())
         if status is None:
-            raise self._refusal(outcome)
-        if key_der is None:
-            self._directory.remember_key(endpoint_id, public_key)
+            answer.set_exception(error or self._refusal(stored.result()))
+            return
+        if new_key:
+            self._directory.remember_key(write.endpoint_id, write.public_key)
         self.load.count += 1
         self._metrics.registrations.inc(status.name)
         logs.event(
             self._log,
             logging.DEBUG,
             "registered",
-            endpoint=endpoint_id.hex(),
+            endpoint=write.endpoint_id.hex(),
             status=status.name,
             application=app.name,
         )
-        return conn.send_result(
-            RegistrationResult(
-                status=status,
-                endpoint_id=endpoint_id,
-                server_time_ms=wall_ms(),
-                config_version=app.config_version,
-                config=app.config,
-                topics=app.topics,
-                reconnect_after_s=self._reconnect_after_s,
-                retry_base_ms=self._retry_base_ms,
+        answer.set_result(
+            conn.send_result(
+                RegistrationResult(
+                    status=status,
+                    endpoint_id=write.endpoint_id,
+                    server_time_ms=wall_ms(),
+                    config_version=app.config_version,
+                    config=app.config,
+                    topics=app.topics,
+                    reconnect_after_s=self._reconnect_after_s,
+                    retry_base_ms=self._retry_base_ms,
+                )
             )
         )
+
+    def _busy(self) -> Overloaded:
+        return Overloaded("registry is busy", retry_after_ms=self._retry_after_ms)
 
     @staticmethod
     def _refusal(outcome: WriteOutcome) -> Exception:

@@ -18,6 +18,7 @@ Two rules every backend keeps:
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 import enum
 import zlib
@@ -258,14 +259,18 @@ class RegistryStore(abc.ABC):
     # -- endpoints ----------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def register_endpoint(self, write: EndpointWrite) -> WriteOutcome:
+    def register_endpoint(self, write: EndpointWrite) -> asyncio.Future[WriteOutcome]:
         """Insert or update one endpoint in one durable transaction.
+
+        Queues the write and returns its future at once (no coroutine: the Operations
+        hot path chains a callback on it instead of running a task per registration).
 
         Inside the transaction, in this order: a revoked endpoint gives REVOKED; one of
         another application gives OTHER_APPLICATION; a ``request_ms`` not strictly greater
         than the stored ``last_request_ms`` gives REPLAYED. Those three write nothing.
         Otherwise NEW (insert), EXISTING (same profile hash) or PROFILE_UPDATED.
-        Raises StoreBusy when the store cannot take more work now.
+        Raises StoreBusy (at once, not through the future) when the store cannot take more
+        work now.
         """
 
     @abc.abstractmethod

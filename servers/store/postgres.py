@@ -826,10 +826,10 @@ class PostgresStore(RegistryStore):
 
     # -- endpoints ----------------------------------------------------------------------
 
-    async def register_endpoint(self, write: EndpointWrite) -> WriteOutcome:
+    def register_endpoint(self, write: EndpointWrite) -> asyncio.Future[WriteOutcome]:
         if hashlib.sha256(write.profile).digest() != write.profile_hash:
             raise StoreError("profile_hash is not the SHA-256 of the profile")
-        return await self._submit(write)
+        return self._submit(write)
 
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
         async def work(conn: asyncpg.Connection) -> Endpoint | None:

@@ -554,11 +554,14 @@ class SqliteStore(RegistryStore):
 
     # -- endpoints ----------------------------------------------------------------------
 
-    async def register_endpoint(self, write: EndpointWrite) -> WriteOutcome:
+    def register_endpoint(self, write: EndpointWrite) -> asyncio.Future[WriteOutcome]:
         if hashlib.sha256(write.profile).digest() != write.profile_hash:
             raise StoreError("profile_hash is not the SHA-256 of the profile")
         # One SELECT, then at most one INSERT or UPDATE as the last step: no SAVEPOINT needed.
-        return await self._write(functools.partial(_register_endpoint, w=write), savepoint=False)
+        future: asyncio.Future[WriteOutcome] = self._writer.submit(
+            functools.partial(_register_endpoint, w=write), savepoint=False
+        )
+        return future
 
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
         def query(conn: sqlite3.Connection) -> Endpoint | None:
