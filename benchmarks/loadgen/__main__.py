@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         mode = p.add_mutually_exclusive_group(required=True)
         mode.add_argument("--concurrency", type=int, help="closed loop: clients in flight")
         mode.add_argument("--rate", type=float, help="open loop: operations per second")
-        p.add_argument("--count", type=int, default=0,
-                       help="operations (default: rate x seconds, or 1000)")
+        p.add_argument(
+            "--count", type=int, default=0, help="operations (default: rate x seconds, or 1000)"
+        )
         p.add_argument("--seconds", type=float, default=10.0, help="time bound of the run")
         p.add_argument("--procs", type=int, default=1, help="generator processes")
         p.add_argument("--cpus", help="pin the generators here during the run, e.g. 1 or 2-3")
@@ -60,12 +61,24 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--json", type=Path, help="write the result here")
         p.add_argument("--timeout", type=float, default=10.0, help="per operation, seconds")
         if name == "register":
-            p.add_argument("--first-share", type=float, default=0.5,
-                           help="share of first-time registrations (0..1)")
-            p.add_argument("--reconnect-pool", type=int, default=256,
-                           help="endpoints registered in the warm-up, then reconnecting")
-            p.add_argument("--first-offset", type=int, default=None,
-                           help="index of the first first-time key (default: after the pool)")
+            p.add_argument(
+                "--first-share",
+                type=float,
+                default=0.5,
+                help="share of first-time registrations (0..1)",
+            )
+            p.add_argument(
+                "--reconnect-pool",
+                type=int,
+                default=256,
+                help="endpoints registered in the warm-up, then reconnecting",
+            )
+            p.add_argument(
+                "--first-offset",
+                type=int,
+                default=None,
+                help="index of the first first-time key (default: after the pool)",
+            )
     args = parser.parse_args(argv)
     if args.command == "keys":
         KeyCache(args.keycache).ensure(args.count)

@@ -83,8 +83,7 @@ class KeyCache:
             filled = width * done // len(todo)
             sys.stderr.write(
                 f"\rRSA-2048 endpoint keys [{'#' * filled}{'.' * (width - filled)}] "
-                f"{done}/{len(todo)} {rate:5.1f}/s eta {eta:4.0f}s"
-                + ("\n" if final else "")
+                f"{done}/{len(todo)} {rate:5.1f}/s eta {eta:4.0f}s" + ("\n" if final else "")
             )
             sys.stderr.flush()
 

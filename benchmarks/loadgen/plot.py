@@ -92,8 +92,7 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
     ax.set_xticks([1 / (1 - p / 100) for p in (50, 90, 99, 99.9, 99.99)])
     ax.set_xticklabels(["p50", "p90", "p99", "p99.9", "p99.99"])
     ax.set_ylabel("latency, ms (from scheduled send)")
-    ax.set_title("Registration latency, open loop at 80 % of peak (all runs merged)",
-                 fontsize=10)
+    ax.set_title("Registration latency, open loop at 80 % of peak (all runs merged)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

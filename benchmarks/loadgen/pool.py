@@ -89,7 +89,9 @@ class GeneratorPool:
         for index in range(self.procs):
             parent, child = ctx.Pipe()
             process = ctx.Process(
-                target=worker_main, args=(child, index, self.procs), daemon=True,
+                target=worker_main,
+                args=(child, index, self.procs),
+                daemon=True,
                 name=f"kaa-loadgen-{index}",
             )
             process.start()
@@ -158,13 +160,18 @@ class GeneratorPool:
         first_keys: Sequence[int] = (),
         first_share: float = 0.0,
         on_start: Callable[[float], None] | None = None,
+        port: int = 0,
+        server_pid: int | None = None,
     ) -> dict[str, Any]:
         """One bounded load: closed loop if ``concurrency``, else open loop at ``rate``/s.
 
-        ``service`` is "bootstrap" (resolutions) or "operations" (registrations, a mix of
-        ``first_share`` first-time ones, taking ``first_keys`` in order). ``on_start`` is
-        called with the common start time once every request is built (a profiler hook).
+        ``service`` is "bootstrap" (resolutions), "operations" (registrations, a mix of
+        ``first_share`` first-time ones, taking ``first_keys`` in order) or "connection"
+        (reconnect frames to the floor server on 127.0.0.1 ``port``, whose process is
+        ``server_pid``). ``on_start`` is called with the common start time once every
+        request is built (a profiler hook).
         """
+        server_pid = server_pid or self.server_pid
         mode = "closed" if concurrency else "open"
         if mode == "closed":
             per_conc = split(concurrency, [1] * self.procs)
@@ -179,6 +186,8 @@ class GeneratorPool:
             message: dict[str, Any] = {"cmd": "build", "count": per_count[i]}
             if service == "bootstrap":
                 message["kind"] = "resolve"
+            elif service == "connection":
+                message["kind"] = "connection"
             else:
                 firsts = sum(1 for j in range(per_count[i]) if is_first(j, first_share))
                 message.update(
@@ -206,19 +215,20 @@ class GeneratorPool:
                     "timeout": self.timeout_s,
                     "concurrency": per_conc[i],
                     "rate": rate,
+                    "port": port,
                 }
             )
         if on_start is not None:
             on_start(start_at)
         time.sleep(max(0.0, start_at - time.monotonic()))
-        server_before = cpu.sample(self.server_pid, threads=True) if self.server_pid else None
+        server_before = cpu.sample(server_pid, threads=True) if server_pid else None
         cores_before = cpu.core_times()
         for i in active:
             reply = self._conns[i].recv()
             if not reply.pop("ok"):
                 raise LoadError(f"generator failed: {reply['error']}\n{reply['traceback']}")
             runs[i] = reply
-        server_after = cpu.sample(self.server_pid, threads=True) if self.server_pid else None
+        server_after = cpu.sample(server_pid, threads=True) if server_pid else None
         cores_after = cpu.core_times()
         result = self._merge(
             [r for r in runs if r is not None], start_at, service, mode, concurrency, rate

@@ -54,63 +54,95 @@ _FSYNC = re.compile(r"^(fdatasync|fsync|__libc_fsync|unixSync|full_fsync)\b")
 #: with a matching frame anywhere in a stack takes the sample.
 PHASES: list[tuple[str, re.Pattern[str]]] = [
     ("gc", re.compile(r"^(gc_collect_main|gc_collect_with_callback|collect) ")),
-    ("background", re.compile(
-        r"^(\w+\._refresh_forever|\w+\._renew_forever|NodeLease\.\w+|Presigner\.\w+) "
-    )),
+    (
+        "background",
+        re.compile(r"^(\w+\._refresh_forever|\w+\._renew_forever|NodeLease\.\w+|Presigner\.\w+) "),
+    ),
     ("decode", re.compile(r"^parse_registration_payload ")),
-    ("sign", re.compile(
-        r"(^Signer\.sign |^Signer_sign|_Signer\w*|^RSA_sign |^EVP_DigestSign\w* |"
-        r"^EVP_PKEY_sign\w* |^rsa_ossl_private_encrypt )"
-    )),
-    ("verify", re.compile(
-        r"(^OperationsServerConnection\.verify |RegistrationVerifier|_EndpointKey_verify|"
-        r"^(RSA_verify|EVP_PKEY_verify|EVP_DigestVerify\w*|d2i_PUBKEY|d2i_PublicKey) |"
-        r"kaa_wire/_registration\.py|_load_endpoint_key)"
-    )),
+    (
+        "sign",
+        re.compile(
+            r"(^Signer\.sign |^Signer_sign|_Signer\w*|^RSA_sign |^EVP_DigestSign\w* |"
+            r"^EVP_PKEY_sign\w* |^rsa_ossl_private_encrypt )"
+        ),
+    ),
+    (
+        "verify",
+        re.compile(
+            r"(^OperationsServerConnection\.verify |RegistrationVerifier|_EndpointKey_verify|"
+            r"^(RSA_verify|EVP_PKEY_verify|EVP_DigestVerify\w*|d2i_PUBKEY|d2i_PublicKey) |"
+            r"kaa_wire/_registration\.py|_load_endpoint_key)"
+        ),
+    ),
     ("open", re.compile(r"^(server_session|unseal|SessionKeys\.__init__|X25519\w*) ")),
-    ("respond", re.compile(
-        r"^(OperationsServerConnection\.(send_result|send_error|_sealed)|_frame_header|seal|"
-        r"encode_registration_result|RegistrationResult\.__init__|"
-        r"BootstrapServerConnection\.(data_to_sign|send_response|send_presigned|send_error)|"
-        r"resolve_response_signed_part|resolve_signed_data|encode_resolve_response) "
-    )),
-    ("store", re.compile(
-        r"(servers/store/|^sqlite3\w* |^pysqlite\w* |^_pysqlite\w* |\(libsqlite3)"
-    )),
-    ("decode", re.compile(
-        r"^(OperationsServerConnection\.next_event|_Endpoint\._next_frame|"
-        r"decode_register_envelope|parse_registration_payload|check_freshness|"
-        r"BootstrapServerConnection\.next_event|decode_resolve_request|"
-        r"Framer\.\w+|\w*Framer\w*|_codec\.\w+) "
-    )),
-    ("thread handoff", re.compile(
-        r"(^WorkerPool\.run |concurrent/futures/|^\w*run_in_executor\w* |"
-        r"^\w*call_soon_threadsafe\w* |^_chain_future |^_copy_future_state |^wrap_future )"
-    )),
-    ("service", re.compile(
-        r"(servers/operations/|servers/bootstrap/|servers/caching\.py|servers/metrics\.py|"
-        r"servers/logs\.py|servers/clock\.py|servers/balancing\.py|servers/limits\.py)"
-    )),
-    ("accept", re.compile(
-        r"^(ExchangeProtocol\.(connection_made|__init__)|_Services\._listen\.<locals>\.<lambda>|"
-        r"OperationsService\.new_connection|uv__accept|accept4?|uv__server_io|uv__stream_open|"
-        r"\w*TCPServer\w*|\w*_call_connection_made\w*|uv__tcp_nodelay|uv__tcp_keepalive|"
-        r"getsockname|getpeername|uv__getsockpeername) "
-    )),
-    ("read", re.compile(
-        r"^(ExchangeProtocol\.(data_received|eof_received|_poll)|_Endpoint\.receive_data|"
-        r"uv__read|read|recv|\w*UVStream__on_read\w*|\w*__uv_stream_on_read\w*) "
-    )),
-    ("respond", re.compile(
-        r"^(ExchangeProtocol\.(_finish|_refuse|connection_lost|_cancel_timer)|write|writev|"
-        r"send|sendmsg|\w*UVStream__try_write\w*|\w*exec_write\w*|uv__close\w*|close|"
-        r"shutdown|uv__stream_close|uv__platform_invalidate_fd|\w*UVHandle__close\w*|"
-        r"\w*_call_connection_lost\w*|\w*__on_uvhandle_close\w*) "
-    )),
-    ("event loop", re.compile(
-        r"(^task_step\w* |^\w*Handle__run\w* |^uv_run |^uv__io_poll |^uv__run_\w+ |"
-        r"asyncio/|^ExchangeProtocol\._serve )"
-    )),
+    (
+        "respond",
+        re.compile(
+            r"^(OperationsServerConnection\.(send_result|send_error|_sealed)|_frame_header|seal|"
+            r"encode_registration_result|RegistrationResult\.__init__|"
+            r"BootstrapServerConnection\.(data_to_sign|send_response|send_presigned|send_error)|"
+            r"resolve_response_signed_part|resolve_signed_data|encode_resolve_response) "
+        ),
+    ),
+    (
+        "store",
+        re.compile(r"(servers/store/|^sqlite3\w* |^pysqlite\w* |^_pysqlite\w* |\(libsqlite3)"),
+    ),
+    (
+        "decode",
+        re.compile(
+            r"^(OperationsServerConnection\.next_event|_Endpoint\._next_frame|"
+            r"decode_register_envelope|parse_registration_payload|check_freshness|"
+            r"BootstrapServerConnection\.next_event|decode_resolve_request|"
+            r"Framer\.\w+|\w*Framer\w*|_codec\.\w+) "
+        ),
+    ),
+    (
+        "thread handoff",
+        re.compile(
+            r"(^WorkerPool\.run |concurrent/futures/|^\w*run_in_executor\w* |"
+            r"^\w*call_soon_threadsafe\w* |^_chain_future |^_copy_future_state |^wrap_future )"
+        ),
+    ),
+    (
+        "service",
+        re.compile(
+            r"(servers/operations/|servers/bootstrap/|servers/caching\.py|servers/metrics\.py|"
+            r"servers/logs\.py|servers/clock\.py|servers/balancing\.py|servers/limits\.py)"
+        ),
+    ),
+    (
+        "accept",
+        re.compile(
+            r"^(ExchangeProtocol\.(connection_made|__init__)|_Services\._listen\.<locals>\.<lambda>|"
+            r"OperationsService\.new_connection|uv__accept|accept4?|uv__server_io|uv__stream_open|"
+            r"\w*TCPServer\w*|\w*_call_connection_made\w*|uv__tcp_nodelay|uv__tcp_keepalive|"
+            r"getsockname|getpeername|uv__getsockpeername) "
+        ),
+    ),
+    (
+        "read",
+        re.compile(
+            r"^(ExchangeProtocol\.(data_received|eof_received|_poll)|_Endpoint\.receive_data|"
+            r"uv__read|read|recv|\w*UVStream__on_read\w*|\w*__uv_stream_on_read\w*) "
+        ),
+    ),
+    (
+        "respond",
+        re.compile(
+            r"^(ExchangeProtocol\.(_finish|_refuse|connection_lost|_cancel_timer)|write|writev|"
+            r"send|sendmsg|\w*UVStream__try_write\w*|\w*exec_write\w*|uv__close\w*|close|"
+            r"shutdown|uv__stream_close|uv__platform_invalidate_fd|\w*UVHandle__close\w*|"
+            r"\w*_call_connection_lost\w*|\w*__on_uvhandle_close\w*) "
+        ),
+    ),
+    (
+        "event loop",
+        re.compile(
+            r"(^task_step\w* |^\w*Handle__run\w* |^uv_run |^uv__io_poll |^uv__run_\w+ |"
+            r"asyncio/|^ExchangeProtocol\._serve )"
+        ),
+    ),
 ]
 
 
@@ -122,7 +154,7 @@ def _frames(line: str) -> tuple[str, list[str], int]:
 
 
 def _name_and_file(frame: str) -> str:
-    """"func (file:line)" -> "func (file)": line numbers only split the counts."""
+    """ "func (file:line)" -> "func (file)": line numbers only split the counts."""
     return re.sub(r":\d+\)$", ")", frame)
 
 
@@ -326,11 +358,19 @@ def profile_service(
         "command": " ".join(["python -m benchmarks profile", *sys.argv[2:]]),
     }
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\n{implementation} {service}: {plain['per_s']:.0f} {what}s/s, server CPU "
-          f"{us_per_op:.1f} µs per {what} (unprofiled window)")
+    print(
+        f"\n{implementation} {service}: {plain['per_s']:.0f} {what}s/s, server CPU "
+        f"{us_per_op:.1f} µs per {what} (unprofiled window)"
+    )
     if service == "operations":
-        print(_format(table, us_per_op, "crypto floor of one registration",
-                      floors["registration_crypto_us"]))
+        print(
+            _format(
+                table,
+                us_per_op,
+                "crypto floor of one registration",
+                floors["registration_crypto_us"],
+            )
+        )
     else:
         print(_format(table, us_per_op, "one RSA-2048 signature", floors["rsa2048_sign_us"]))
     return result

@@ -12,7 +12,9 @@ def _pct(value: float | None) -> str:
 
 
 def format_point(r: dict[str, Any]) -> str:
-    what = "registrations" if r["service"] == "operations" else "resolutions"
+    what = {"operations": "registrations", "bootstrap": "resolutions"}.get(
+        r["service"], "connections (floor server)"
+    )
     how = (
         f"closed loop, concurrency {r['concurrency']}"
         if r["mode"] == "closed"
@@ -82,6 +84,9 @@ _ROWS = [
     ("  at concurrency", "registration_peak_concurrency", "n"),
     ("crypto floor/s (same core, same run)", "crypto_floor_per_s", "n"),
     ("registration ratio (target >= 40%)", "registration_ratio", "pct"),
+    ("connection floor, server CPU us", "connection_floor_us", "us"),
+    ("ceiling/s: 1 / (crypto + connection)", "registration_ceiling_per_s", "n"),
+    ("registrations / ceiling", "registration_ratio_to_ceiling", "pct"),
     ("server CPU us per registration", "server_cpu_us_per_registration", "us"),
     ("server CPU at peak (1 core = 100%)", "registration_server_cpu_share", "pct"),
     ("  other processes on the server core", "registration_server_core_other_processes", "pct"),
@@ -142,8 +147,8 @@ def format_summary(result: dict[str, Any]) -> str:
         "processes took part of the server core; generator: the figure measured the generator)"
     )
     if any(
-        "generator" in impl["bottleneck_at_peak"]["registration"]
-        + impl["bottleneck_at_peak"]["resolution"]
+        "generator"
+        in impl["bottleneck_at_peak"]["registration"] + impl["bottleneck_at_peak"]["resolution"]
         for impl in result["implementations"].values()
     ):
         lines.append(

@@ -36,6 +36,8 @@ from kaa_wire import (
 from kaa_wire.sdk_config import BootstrapServer, SdkConfig
 
 __all__ = [
+    "ANSWERED",
+    "CONNECTION",
     "FIRST",
     "RECONNECT",
     "RESOLVE",
@@ -44,6 +46,7 @@ __all__ = [
     "TimeSource",
     "build_registrations",
     "build_resolutions",
+    "connection_requests",
     "is_first",
     "profile_for",
     "resolve_blocking",
@@ -52,6 +55,10 @@ __all__ = [
 FIRST = "first"
 RECONNECT = "reconnect"
 RESOLVE = "resolve"
+#: A registration's bytes sent to the connection-floor server (floor_server.py)...
+CONNECTION = "connection"
+#: ...and its outcome once the whole answer arrived.
+ANSWERED = "ANSWERED"
 
 
 def _require_loopback(host: str) -> None:
@@ -258,3 +265,21 @@ def build_resolutions(count: int, target: Target) -> list[Request]:
 
         out.append(Request(RESOLVE, frame, client.receive_data, finish))
     return out
+
+
+def connection_requests(frames: list[bytes], count: int, answer_size: int) -> list[Request]:
+    """``count`` sends of ``frames`` (cycled: the floor server does not read them) for the
+    floor server; each is done when ``answer_size`` bytes came back."""
+
+    def raw(frame: bytes) -> Request:
+        received = [0]
+
+        def feed(data: bytes) -> None:
+            received[0] += len(data)
+
+        def finish() -> Any:
+            return ANSWERED if received[0] >= answer_size else NEED_DATA
+
+        return Request(CONNECTION, frame, feed, finish)
+
+    return [raw(frames[i % len(frames)]) for i in range(count)]

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def loaded_implementation(pid: int) -> str:
-    """"ext" when the process has kaa_wire_ext's compiled module mapped, else "py"."""
+    """ "ext" when the process has kaa_wire_ext's compiled module mapped, else "py"."""
     maps = Path(f"/proc/{pid}/maps").read_text()
     return "ext" if "kaa_wire_ext/_ext" in maps else "py"
 
@@ -81,9 +81,10 @@ class ServerUnderTest:
         if self.cpus:
             command = ["taskset", "-c", ",".join(map(str, self.cpus)), *command]
         began = time.monotonic()
-        with open(self.workdir / "server.out", "wb") as out, open(
-            self.workdir / "server.err", "wb"
-        ) as err:
+        with (
+            open(self.workdir / "server.out", "wb") as out,
+            open(self.workdir / "server.err", "wb") as err,
+        ):
             self.process = subprocess.Popen(
                 command, stdout=out, stderr=err, env=env, cwd=self.workdir
             )

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.loadgen.floor_server import FloorServer
 from benchmarks.loadgen.keys import KeyCache
 from benchmarks.loadgen.pool import GeneratorPool
 from benchmarks.loadgen.report import format_point, format_summary
@@ -203,7 +204,9 @@ def run_implementation(
     server_cpus: list[int] | None,
     generator_cpus: list[int] | None,
     verbose: bool = True,
+    connection_floor: bool = False,
 ) -> dict[str, Any]:
+    """``connection_floor``: also load the floor server (floor_server.py) at the peak."""
     server = ServerUnderTest(implementation, cpus=server_cpus).start()
     out: dict[str, Any] = {"implementation": implementation, "server_start_s": server.started_s}
     try:
@@ -272,6 +275,20 @@ def run_implementation(
             out["resolution_sweep"] = points
             out["resolution_peak"] = max(points, key=lambda p: p["per_s"])
             out["first_keys_used"] = cursor - plan.reconnect_pool
+            if connection_floor:
+                assert server.workdir is not None
+                with FloorServer(server.workdir, server_cpus) as floor:
+                    point = pool.point(
+                        "connection",
+                        count=plan.registration_cap,
+                        max_seconds=plan.point_seconds * 2,
+                        concurrency=peak["concurrency"],
+                        port=floor.port,
+                        server_pid=floor.pid,
+                    )
+                if verbose:
+                    _log("[connection floor] " + format_point(point))
+                out["connection_floor"] = _slim(point)
     finally:
         code = server.stop()
         out["server_exit_code"] = code
@@ -281,6 +298,9 @@ def run_implementation(
 def _figures(impl: dict[str, Any], floors: dict[str, Any], server_cores: int) -> dict[str, Any]:
     """One run's headline figures for one implementation."""
     peak = impl["registration_peak"]
+    # What no Python server of this shape can undercut on one core: the crypto of a
+    # registration plus what its connection costs a server that does nothing else.
+    ceiling_us = 1e6 / floors["crypto_floor_per_s"] + floors["connection_floor_us"]
     opened = impl["registration_open_loop"]
     res = impl["resolution_peak"]
     sweep = impl["registration_sweep"] + impl["resolution_sweep"] + [opened]
@@ -292,6 +312,9 @@ def _figures(impl: dict[str, Any], floors: dict[str, Any], server_cores: int) ->
         "reconnect_per_s": peak["per_s_by_kind"].get("reconnect", 0.0),
         "crypto_floor_per_s": floors["crypto_floor_per_s"],
         "registration_ratio": peak["per_s"] / floors["crypto_floor_per_s"],
+        "connection_floor_us": floors["connection_floor_us"],
+        "registration_ceiling_per_s": 1e6 / ceiling_us,
+        "registration_ratio_to_ceiling": peak["per_s"] * ceiling_us / 1e6,
         "server_cpu_us_per_registration": _cpu_per_op(peak),
         "registration_server_core_other_processes": peak.get("server_core_other_processes"),
         "registration_server_cpu_share": _share(peak, "server_cpu"),
@@ -380,12 +403,16 @@ def run_suite(
         run: dict[str, Any] = {"run": index + 1, "floors": floors, "load_avg": os.getloadavg()}
         for implementation in implementations:
             _log(f"run {index + 1}/{plan.runs}: {implementation} server")
-            detail = run_implementation(
+            run[implementation] = run_implementation(
                 implementation, plan, keycache=keycache, procs=procs,
                 server_cpus=server_cpus, generator_cpus=generator_cpus,
+                connection_floor=implementation == implementations[0],
             )  # fmt: skip
-            detail["figures"] = _figures(detail, floors, server_cores)
-            run[implementation] = detail
+        connection = run[implementations[0]].pop("connection_floor")
+        floors["connection_floor_us"] = _cpu_per_op(connection)
+        run["connection_floor"] = connection
+        for implementation in implementations:
+            run[implementation]["figures"] = _figures(run[implementation], floors, server_cores)
         runs.append(run)
     result = summarize(
         runs, plan=plan, implementations=implementations, cores=cores,
@@ -482,6 +509,3 @@ def generator_saturated(result: dict[str, Any]) -> bool:
         for impl in result["implementations"].values()
         for v in impl["verdict_at_peak"] + impl["resolution_verdict_at_peak"]
     )
-
-
-

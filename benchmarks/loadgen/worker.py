@@ -30,15 +30,18 @@ from typing import Any
 import uvloop
 
 from benchmarks.loadgen import cpu
+from benchmarks.loadgen.floor_server import ANSWER_SIZE
 from benchmarks.loadgen.hdr import Histogram
 from benchmarks.loadgen.keys import EndpointKey, KeyCache
 from benchmarks.loadgen.requests import (
+    ANSWERED,
     Request,
     Target,
     TimeSource,
     best_node,
     build_registrations,
     build_resolutions,
+    connection_requests,
     resolve_blocking,
 )
 from kaa_wire import NEED_DATA, KaaWireError, Resolved
@@ -147,8 +150,12 @@ class RunStats:
         }
 
 
+#: Distinct frames the connection-floor load cycles through (signing more would only
+#: lengthen the build).
+_CONNECTION_FRAMES = 256
+
 #: Outcomes that count as a successful operation (everything else is an error code).
-_SUCCESS = frozenset({"NEW", "EXISTING", "PROFILE_UPDATED", "RESOLVED"})
+_SUCCESS = frozenset({"NEW", "EXISTING", "PROFILE_UPDATED", "RESOLVED", ANSWERED})
 
 
 def is_success(outcome: str) -> bool:
@@ -273,6 +280,18 @@ class Worker:
         self.requests = []  # free the previous point's first
         if kind == "resolve":
             self.requests = build_resolutions(count, self.target)
+        elif kind == "connection":  # reconnect frames: they use up no first-time keys
+            registrations = build_registrations(
+                min(count, _CONNECTION_FRAMES),
+                node=best_node(self.resolved),
+                target=self.target,
+                clock=self.clock,
+                first_keys=(),
+                reconnect_keys=self.reconnect_keys,
+                first_share=0.0,
+            )
+            frames = [r.frame for r in registrations]
+            self.requests = connection_requests(frames, count, ANSWER_SIZE)
         else:
             assert self.keys is not None
             first_keys = (self.keys.load(i) for i in (first or []))
@@ -303,11 +322,15 @@ class Worker:
         timeout: float,
         concurrency: int = 0,
         rate: float = 0.0,
+        port: int = 0,
     ) -> dict[str, Any]:
+        """``port``: the floor server's, for the "connection" service (on 127.0.0.1)."""
         assert self.target is not None and self.resolved is not None
         if cpus:
             os.sched_setaffinity(0, cpus)
-        if service == "bootstrap":
+        if service == "connection":
+            host = "127.0.0.1"
+        elif service == "bootstrap":
             host, port = self.target.bootstrap_host, self.target.bootstrap_port
         else:
             node = best_node(self.resolved)
@@ -321,13 +344,25 @@ class Worker:
             before = cpu.sample(me)
             if mode == "closed":
                 stats = await run_closed(
-                    host, port, requests, concurrency=concurrency, start_at=start_at,
-                    deadline=deadline, timeout=timeout,
+                    host,
+                    port,
+                    requests,
+                    concurrency=concurrency,
+                    start_at=start_at,
+                    deadline=deadline,
+                    timeout=timeout,
                 )
             else:
                 stats = await run_open(
-                    host, port, requests, rate=rate, start_at=start_at, slot=self.index,
-                    slots=self.workers, deadline=deadline, timeout=timeout,
+                    host,
+                    port,
+                    requests,
+                    rate=rate,
+                    start_at=start_at,
+                    slot=self.index,
+                    slots=self.workers,
+                    deadline=deadline,
+                    timeout=timeout,
                 )
             return stats, before, cpu.sample(me)
 
@@ -383,5 +418,10 @@ def worker_main(conn: Connection, index: int, workers: int) -> None:
         try:
             conn.send({"ok": True, **handlers[command](**message)})
         except BaseException as exc:  # report to the coordinator, which raises
-            conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}",
-                       "traceback": traceback.format_exc()})
+            conn.send(
+                {
+                    "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc(),
+                }
+            )

@@ -171,6 +171,11 @@ def test_suite_smoke_writes_a_well_formed_result(keycache: Path, tmp_path: Path)
         assert figures["errors"] == 0
     run = result["run_details"][0]
     assert run["floors"]["crypto_floor_per_s"] == result["crypto_floor_per_s"]
+    floor = run["connection_floor"]  # the floor server answered every connection
+    assert floor["service"] == "connection" and floor["ok"] == 20 and floor["error_count"] == 0
+    assert floor["outcomes"] == {"connection": {"ANSWERED": 20}}
+    head = result["implementations"][IMPLEMENTATIONS[0]]
+    assert head["registration_ceiling_per_s"] <= result["crypto_floor_per_s"]
     for impl in IMPLEMENTATIONS:
         detail = run[impl]
         assert detail["server_exit_code"] == 0
