@@ -42,6 +42,7 @@ EXT_DEPENDS = [
         "framing.pyx",
         "registration.pyx",
         "signer.pyx",
+        "resolution.pyx",
         "bench.pyx",
         "libcrypto.pxd",
         "protocol.pxd",

@@ -16,7 +16,10 @@ Each run measures, in this one process and on one core (``--cpu`` pins it, and t
   a first registration (key not cached: a verifier with cache_size=0) and of a reconnect
   (cached key), on each path;
 * frame header decode + encode: construct interpreted, construct compiled, the pure Framer
-  and the extension Framer.
+  and the extension Framer;
+* a Bootstrap's three steps per resolution on ``BootstrapServerConnection`` (request in,
+  bytes to sign, response out; the signing itself left out), on the implementation this
+  process selected: run once more with ``KAA_WIRE_PUREPYTHON=1`` for the pure figures.
 
 Figures are microseconds of CPU time per operation: ``openssl speed`` reports CPU time, so
 the cases are timed with this thread's CPU clock too, which also keeps other load on a shared
@@ -42,8 +45,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kaa_wire import _crypto, _framing, _registration
-from kaa_wire._constants import REGISTER_SIGNATURE_CONTEXT
+from kaa_wire import IMPLEMENTATION, _codec, _crypto, _framing, _registration
+from kaa_wire._connection import BootstrapServerConnection
+from kaa_wire._constants import REGISTER_SIGNATURE_CONTEXT, MessageType, SignatureAlgorithm
+from kaa_wire._messages import OperationsNode, ResolveRequest
 from kaa_wire._schema import HEADER, INTERPRETED
 
 try:
@@ -157,6 +162,63 @@ def framing_cases() -> dict[str, Callable[[], Any]]:
     return cases
 
 
+#: The two nodes of docs/protocol.md's RESOLVE_RESPONSE example.
+RESOLVE_NODES = (
+    OperationsNode(200, 10, 1, "ops-1.example.net", 9997, bytes(range(32))),
+    OperationsNode(100, 5, 2, "10.0.0.2", 9997, bytes(range(32))),
+)
+
+
+def resolution_steps() -> dict[str, Callable[[BootstrapServerConnection], Any]]:
+    """name -> one step of a Bootstrap resolution, applied to a connection in the state the
+    steps before it left (a 2-node answer, a 256-byte RSA-2048-sized signature)."""
+    body = _codec.encode_resolve_request(ResolveRequest("demo-app-9ZkQ2wX", bytes(range(16))))
+    request = _framing.encode_frame(MessageType.RESOLVE_REQUEST, body)
+    signature = bytes(256)
+
+    def receive(conn: BootstrapServerConnection) -> Any:
+        conn.receive_data(request)
+        return conn.next_event()
+
+    def to_sign(conn: BootstrapServerConnection) -> Any:
+        return conn.data_to_sign(
+            RESOLVE_NODES,
+            server_time_ms=1_795_000_000_000,
+            valid_for_s=300,
+            signature_algorithm=SignatureAlgorithm.RSA_PKCS1V15_SHA256,
+        )
+
+    def send(conn: BootstrapServerConnection) -> Any:
+        return conn.send_response(signature)
+
+    return {
+        f"resolve: receive_data + next_event ({IMPLEMENTATION})": receive,
+        f"resolve: data_to_sign ({IMPLEMENTATION})": to_sign,
+        f"resolve: send_response ({IMPLEMENTATION})": send,
+    }
+
+
+def _step_sampler(
+    steps: list[Callable[[BootstrapServerConnection], Any]], seconds: float
+) -> Callable[[], float]:
+    """A function that times the last of `steps` over a batch of fresh connections, which
+    the others (untimed) bring to its state: microseconds per connection."""
+    *before, step = steps
+
+    def batch(number: int) -> float:
+        conns = [BootstrapServerConnection() for _ in range(number)]
+        for earlier in before:
+            for conn in conns:
+                earlier(conn)
+        start = time.thread_time()
+        for conn in conns:
+            step(conn)
+        return (time.thread_time() - start) / number * 1e6
+
+    number = max(100, int(seconds * 1e6 / batch(2000)))
+    return lambda: batch(number)
+
+
 def openssl_speed_verify_us(elapsed: bool = False) -> float | None:
     """Microseconds per RSA-2048 verify as ``openssl speed -seconds 1 rsa2048`` measures it:
     CPU time, or wall-clock time with ``elapsed`` (None: no openssl binary)."""
@@ -220,6 +282,9 @@ def samplers(w: RegistrationWorkload, seconds: float = 0.05) -> dict[str, Callab
             out[label] = build(method)
     for name, case in {**registration_cases(w), **framing_cases()}.items():
         out[name] = _sampler(case, seconds)
+    steps = resolution_steps()
+    for index, name in enumerate(steps):
+        out[name] = _step_sampler(list(steps.values())[: index + 1], seconds)
     return out
 
 

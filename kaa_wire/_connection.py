@@ -44,7 +44,15 @@ from kaa_wire._errors import (
     UnsupportedAlgorithm,
     error_for_code,
 )
-from kaa_wire._impl import Framer, encode_frame, parse_registration_payload
+from kaa_wire._impl import (
+    Framer,
+    decode_resolve_request,
+    encode_frame,
+    encode_resolve_response,
+    parse_registration_payload,
+    resolve_response_signed_part,
+    resolve_signed_data,
+)
 from kaa_wire._messages import (
     ErrorMessage,
     Frame,
@@ -199,7 +207,7 @@ class ResolveClient(_Endpoint):
         if frame.msg_type != MessageType.RESOLVE_RESPONSE:
             raise UnexpectedMessage(f"expected RESOLVE_RESPONSE, got type 0x{frame.msg_type:02x}")
         response = _codec.decode_resolve_response(frame.body)
-        signed = _codec.resolve_signed_data(self.request.app_token, response.signed_part)
+        signed = resolve_signed_data(self.request.app_token, response.signed_part)
         _crypto.verify_signature(
             self._bootstrap_key, response.signature_algorithm, signed, response.signature
         )
@@ -236,7 +244,7 @@ class BootstrapServerConnection(_Endpoint):
             raise UnexpectedMessage("a Bootstrap service takes RESOLVE_REQUEST only")
         if self._framer.buffered:
             raise UnexpectedMessage("bytes after the request: one exchange per connection")
-        self.request = _codec.decode_resolve_request(frame.body)
+        self.request = decode_resolve_request(frame.body)
         self.state = _State.RECEIVED
         return self.request
 
@@ -251,10 +259,10 @@ class BootstrapServerConnection(_Endpoint):
         """The bytes the Bootstrap key must sign for an answer bound to this request."""
         self._expect(_State.RECEIVED, "build a response")
         assert self.request is not None
-        self._signed_part = _codec.resolve_response_signed_part(
+        self._signed_part = resolve_response_signed_part(
             self.request.nonce, server_time_ms, valid_for_s, signature_algorithm, nodes
         )
-        return _codec.resolve_signed_data(self.request.app_token, self._signed_part)
+        return resolve_signed_data(self.request.app_token, self._signed_part)
 
     def send_presigned(self, signed_part: bytes, signature: bytes) -> bytes:
         """Answer with a list signed in advance for this request's app token.
@@ -264,7 +272,7 @@ class BootstrapServerConnection(_Endpoint):
         """
         self._expect(_State.RECEIVED, "send a response")
         self.state = _State.DONE
-        body = _codec.encode_resolve_response(signed_part, signature)
+        body = encode_resolve_response(signed_part, signature)
         return self._frame(MessageType.RESOLVE_RESPONSE, body)
 
     def send_response(self, signature: bytes) -> bytes:
@@ -272,7 +280,7 @@ class BootstrapServerConnection(_Endpoint):
         if not self._signed_part:
             raise LocalProtocolError("call data_to_sign first")
         self.state = _State.DONE
-        body = _codec.encode_resolve_response(self._signed_part, signature)
+        body = encode_resolve_response(self._signed_part, signature)
         return self._frame(MessageType.RESOLVE_RESPONSE, body)
 
     def send_error(self, error: KaaWireError) -> bytes:

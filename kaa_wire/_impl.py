@@ -1,14 +1,15 @@
 """Chooses the implementation of the hot paths: the extension when built, else pure Python.
 
-``KAA_WIRE_PUREPYTHON=1`` forces pure Python. Both implementations provide the same five
-names with the same behaviour and raise the same exception classes.
+``KAA_WIRE_PUREPYTHON=1`` forces pure Python. Both implementations provide the same
+names with the same behaviour and raise the same exception classes; the pure resolution
+functions are the construct ones of ``_codec``, the normative path.
 """
 
 from __future__ import annotations
 
 import os
 
-from kaa_wire import _framing, _registration, _signer
+from kaa_wire import _codec, _framing, _registration, _signer
 
 IMPLEMENTATION: str
 
@@ -28,6 +29,10 @@ if _ext is not None:
     RegistrationVerifier = _ext.RegistrationVerifier
     Signer = _ext.Signer
     verify_batch = _ext.verify_batch
+    decode_resolve_request = _ext.decode_resolve_request
+    resolve_response_signed_part = _ext.resolve_response_signed_part
+    resolve_signed_data = _ext.resolve_signed_data
+    encode_resolve_response = _ext.encode_resolve_response
 else:
     IMPLEMENTATION = "py"
     Framer = _framing.Framer  # type: ignore[misc]
@@ -36,3 +41,7 @@ else:
     RegistrationVerifier = _registration.RegistrationVerifier  # type: ignore[misc]
     Signer = _signer.Signer  # type: ignore[misc]
     verify_batch = _registration.verify_batch
+    decode_resolve_request = _codec.decode_resolve_request
+    resolve_response_signed_part = _codec.resolve_response_signed_part
+    resolve_signed_data = _codec.resolve_signed_data
+    encode_resolve_response = _codec.encode_resolve_response

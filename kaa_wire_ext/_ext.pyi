@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Iterable
 
-from kaa_wire._messages import Frame, RegistrationPayload
+from kaa_wire._messages import Frame, OperationsNode, RegistrationPayload, ResolveRequest
 
 __all__ = [
     "Framer",
@@ -11,6 +11,10 @@ __all__ = [
     "RegistrationVerifier",
     "Signer",
     "verify_batch",
+    "decode_resolve_request",
+    "resolve_response_signed_part",
+    "resolve_signed_data",
+    "encode_resolve_response",
 ]
 
 class Framer:
@@ -40,6 +44,17 @@ class Signer:
     def algorithm(self) -> int: ...
     def __init__(self, private_key: bytes) -> None: ...
     def sign(self, data: bytes) -> bytes: ...
+
+def decode_resolve_request(body: bytes) -> ResolveRequest: ...
+def resolve_response_signed_part(
+    nonce: bytes,
+    server_time_ms: int,
+    valid_for_s: int,
+    signature_algorithm: int,
+    nodes: tuple[OperationsNode, ...],
+) -> bytes: ...
+def resolve_signed_data(app_token: str, signed_part: bytes) -> bytes: ...
+def encode_resolve_response(signed_part: bytes, signature: bytes) -> bytes: ...
 
 # Private helpers for tests and benchmarks/.
 def _constants() -> dict[str, int]: ...

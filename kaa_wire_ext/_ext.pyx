@@ -2,7 +2,8 @@
 """The compiled hot paths of kaa_wire, on OpenSSL libcrypto.
 
 Same names and behaviour as the pure-Python modules ``kaa_wire._framing``,
-``kaa_wire._registration`` and ``kaa_wire._signer``, and the same exception classes (imported
+``kaa_wire._registration`` and ``kaa_wire._signer`` (and the resolution functions of
+``kaa_wire._codec``), and the same exception classes (imported
 from ``kaa_wire._errors``, never redefined). tests/test_ext_build.py holds the two to each
 other, differentially.
 
@@ -12,6 +13,8 @@ Layout, as in asyncpg: this file only declares the module and includes the parts
 * ``registration.pyx``  parse_registration_payload, endpoint key parsing, RegistrationVerifier,
                         verify_batch
 * ``signer.pyx``        Signer
+* ``resolution.pyx``    decode_resolve_request, resolve_response_signed_part,
+                        resolve_signed_data, encode_resolve_response
 * ``bench.pyx``         private reference loops for benchmarks/ (raw libcrypto verify, key builds)
 
 OpenSSL rules, everywhere: the GIL is released around every libcrypto call that costs real
@@ -60,6 +63,10 @@ __all__ = [
     "RegistrationVerifier",
     "Signer",
     "verify_batch",
+    "decode_resolve_request",
+    "resolve_response_signed_part",
+    "resolve_signed_data",
+    "encode_resolve_response",
 ]
 
 
@@ -115,4 +122,5 @@ def _build_info():
 include "framing.pyx"
 include "registration.pyx"
 include "signer.pyx"
+include "resolution.pyx"
 include "bench.pyx"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kaa_wire import _framing, _registration, _signer
+from kaa_wire import _codec, _framing, _registration, _signer
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -25,6 +25,9 @@ def _pure() -> types.SimpleNamespace:
         RegistrationVerifier=_registration.RegistrationVerifier,
         Signer=_signer.Signer,
         verify_batch=_registration.verify_batch,
+        decode_resolve_request=_codec.decode_resolve_request,
+        resolve_response_signed_part=_codec.resolve_response_signed_part,
+        encode_resolve_response=_codec.encode_resolve_response,
     )
 
 
@@ -41,6 +44,9 @@ def _extension() -> types.SimpleNamespace | None:
         RegistrationVerifier=_ext.RegistrationVerifier,
         Signer=_ext.Signer,
         verify_batch=_ext.verify_batch,
+        decode_resolve_request=_ext.decode_resolve_request,
+        resolve_response_signed_part=_ext.resolve_response_signed_part,
+        encode_resolve_response=_ext.encode_resolve_response,
     )
 
 

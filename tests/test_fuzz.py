@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import load_vectors
-from tests.fuzz.harness import PAYLOAD_SELECTOR, check
+from tests.fuzz.harness import PAYLOAD_SELECTOR, RESOLVE_SELECTOR, check
 
 FUZZ = Path(__file__).parent / "fuzz"
 CORPUS = sorted((FUZZ / "corpus").iterdir())
@@ -24,6 +24,11 @@ SEED_PAYLOADS = [
     bytes([PAYLOAD_SELECTOR]) + bytes.fromhex(v["plaintext"])
     for v in load_vectors("registration.json")
     if "ok" in v["expect"]
+]
+SEED_REQUESTS = [
+    bytes([RESOLVE_SELECTOR]) + bytes.fromhex(v["hex"])[6:]
+    for v in load_vectors("messages.json")
+    if v["hex"][2:4] == "01" and "ok" in v["expect"]
 ]
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -47,7 +52,14 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
 
 
 @SETTINGS
-@given(st.one_of(st.binary(max_size=96), mutated(SEED_FRAMES), mutated(SEED_PAYLOADS)))
+@given(
+    st.one_of(
+        st.binary(max_size=96),
+        mutated(SEED_FRAMES),
+        mutated(SEED_PAYLOADS),
+        mutated(SEED_REQUESTS),
+    )
+)
 def test_hypothesis_inputs(data: bytes) -> None:
     check(data)
 

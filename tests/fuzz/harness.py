@@ -1,4 +1,5 @@
-"""What every fuzz input is put through: both framers, the codec, both payload parsers.
+"""What every fuzz input is put through: both framers, the codec, both payload parsers and
+both RESOLVE_REQUEST body decoders.
 
 ``check`` raises AssertionError when the implementations disagree, and lets any exception
 other than a RemoteProtocolError escape: to a fuzzer, both are crashes.
@@ -21,6 +22,8 @@ except ImportError:  # the fuzz run then checks the pure path alone
 
 #: First byte that routes an input to the registration payload parsers instead.
 PAYLOAD_SELECTOR = 0xFF
+#: First byte that routes an input to the RESOLVE_REQUEST body decoders instead.
+RESOLVE_SELECTOR = 0xFE
 #: A small limit as well as the default, so both sides of the size check get exercised.
 FRAME_LIMITS = (65536, 64)
 
@@ -50,11 +53,23 @@ def payload_outcome(parse: Callable[[bytes], Any], data: bytes) -> Any:
     return parsed, parsed.signed_part
 
 
+def request_outcome(decode: Callable[[bytes], Any], data: bytes) -> Any:
+    try:
+        return decode(data)
+    except RemoteProtocolError as exc:
+        return type(exc)
+
+
 def check(data: bytes) -> None:
     if data[:1] == bytes([PAYLOAD_SELECTOR]):
         ours = payload_outcome(pure_parse, data[1:])
         if _ext is not None:
             assert payload_outcome(_ext.parse_registration_payload, data[1:]) == ours
+        return
+    if data[:1] == bytes([RESOLVE_SELECTOR]):
+        ours = request_outcome(_codec.decode_resolve_request, data[1:])
+        if _ext is not None:
+            assert request_outcome(_ext.decode_resolve_request, data[1:]) == ours
         return
     for limit in FRAME_LIMITS:
         ours = frame_outcome(PureFramer, data, limit)
