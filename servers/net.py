@@ -120,8 +120,6 @@ class ExchangeProtocol(asyncio.Protocol):
             return
         self._phase = _Phase.SERVING
         self._cancel_timer()
-        assert self._transport is not None
-        self._transport.pause_reading()
         self._started = time.perf_counter()
         self._settle(functools.partial(self._ctx.handle, self._conn, event))
 
@@ -144,7 +142,9 @@ class ExchangeProtocol(asyncio.Protocol):
         else:
             if isinstance(result, bytes):
                 self._finish(result)
-            else:
+            else:  # read no more while the answer is pending (an immediate one closes)
+                if self._transport is not None:
+                    self._transport.pause_reading()
                 result.add_done_callback(self._served)
 
     def _read_timed_out(self) -> None:
