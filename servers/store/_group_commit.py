@@ -5,8 +5,9 @@ Theory of operation. Callers on an event loop submit *jobs* (functions of a
 for ``window_s`` (or until ``max_batch`` jobs; not at all when the first job is a control
 write, which is rare and wants no delay), then runs them all inside one
 ``BEGIN IMMEDIATE ... COMMIT``, each in its own SAVEPOINT so one failing job does not undo
-the others (a job that makes at most one write statement may skip it: SQLite applies a
-statement whole or not at all, and every statement costs the writer a GIL round trip).
+the others (a job whose only change is made by its last statement, every statement before
+it changing nothing, may skip it: SQLite applies a statement whole or not at all, and every
+statement costs the writer a GIL round trip).
 Only after COMMIT returns (with ``synchronous=FULL`` that is after the fsync) are the
 callers' futures resolved, all at once, with one wake-up of their loop. Jobs
 queued while a commit is in flight form the next batch, so under load many registrations
@@ -36,6 +37,9 @@ __all__ = ["GroupCommitWriter", "WriterStats"]
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
+#: A queued job: (job, its future, whether it runs in a SAVEPOINT, whether it is bounded).
+#: One tuple in one queue: taking a batch is one popleft per job.
+_Queued = tuple[Job, "asyncio.Future[Any]", bool, bool]
 
 _log = logging.getLogger("servers.store")
 
@@ -68,10 +72,7 @@ class GroupCommitWriter:
         self._max_pending = max_pending
         self._window_s = window_s
         self._max_batch = max_batch
-        self._jobs: collections.deque[tuple[Job, asyncio.Future[Any]]] = collections.deque()
-        #: Whether the job at the head of the queue is a bounded (hot-path) write.
-        self._bounded: collections.deque[bool] = collections.deque()
-        self._savepoint: collections.deque[bool] = collections.deque()
+        self._jobs: collections.deque[_Queued] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
         #: True while the writer gathers a batch (waits out ``window_s``): submitters do not
@@ -103,8 +104,9 @@ class GroupCommitWriter:
     ) -> Any:
         """Queue ``job``; returns an asyncio future of its result (awaitable).
 
-        ``savepoint=False`` is for a job that makes at most one write statement, as its
-        last step: if it fails, nothing of it remains, without a SAVEPOINT around it.
+        ``savepoint=False`` is for a job whose only change is made by its last statement
+        (every statement before it changes nothing, as a read or an UPDATE that matches no
+        row): if it fails, nothing of it remains, without a SAVEPOINT around it.
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._cond:
@@ -114,9 +116,7 @@ class GroupCommitWriter:
                 self._stats.refused += 1
                 raise StoreBusy(f"{self._stats.pending} writes pending")
             self._stats.pending += 1
-            self._jobs.append((job, future))
-            self._bounded.append(bounded)
-            self._savepoint.append(savepoint)
+            self._jobs.append((job, future, savepoint, bounded))
             if not self._gathering or len(self._jobs) >= self._max_batch:
                 self._cond.notify()
         return future
@@ -155,17 +155,17 @@ class GroupCommitWriter:
                 orphans = list(self._jobs)
                 self._jobs.clear()
             error = StoreError(f"store writer stopped: {exc!r}")
-            self._deliver([(future, None, error) for _, future in orphans])
+            self._deliver([(future, None, error) for _, future, _, _ in orphans])
             raise
         finally:
             conn.close()
 
-    def _next_batch(self) -> list[tuple[Job, asyncio.Future[Any], bool]]:
+    def _next_batch(self) -> list[_Queued]:
         with self._cond:
             while not self._jobs and not self._closing:
                 self._cond.wait()
-            # Gather only behind a hot-path write; a control write commits at once.
-            if self._window_s and self._jobs and self._bounded[0] and not self._closing:
+            # Gather only behind a bounded (hot-path) write; a control write commits at once.
+            if self._window_s and self._jobs and self._jobs[0][3] and not self._closing:
                 deadline = time.monotonic() + self._window_s
                 self._gathering = True
                 try:
@@ -177,18 +177,16 @@ class GroupCommitWriter:
                 finally:
                     self._gathering = False
             count = min(len(self._jobs), self._max_batch)
-            for _ in range(count):
-                self._bounded.popleft()
-            return [(*self._jobs.popleft(), self._savepoint.popleft()) for _ in range(count)]
+            return [self._jobs.popleft() for _ in range(count)]
 
     def _commit(
-        self, conn: sqlite3.Connection, batch: list[tuple[Job, asyncio.Future[Any], bool]]
+        self, conn: sqlite3.Connection, batch: list[_Queued]
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         started = time.perf_counter()
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job, future, savepoint in batch:
+            for job, future, savepoint, _ in batch:
                 if savepoint:
                     conn.execute("SAVEPOINT job")
                 try:
@@ -210,7 +208,7 @@ class GroupCommitWriter:
             error: StoreError = StoreBusy(str(exc)) if busy else StoreError(str(exc))
             with self._cond:
                 self._stats.failed_commits += 1
-            return [(future, None, error) for _, future, _ in batch]
+            return [(future, None, error) for _, future, _, _ in batch]
         elapsed = time.perf_counter() - started
         with self._cond:
             self._stats.batches += 1

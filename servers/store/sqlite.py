@@ -270,53 +270,79 @@ def _add_sdk_token(conn: sqlite3.Connection, token: SdkToken, audit: AuditEntry)
     _insert_audit(conn, audit)
 
 
+#: The common reconnect: an active endpoint of the same application, a newer request and the
+#: same profile. It matches no row in every other case, and then writes nothing.
+_UPDATE_EXISTING = (
+    "UPDATE endpoints SET sdk_token_hash = ?, last_seen_ms = ?, last_request_ms = ?, "
+    f"registration_status = '{RegistrationStatus.EXISTING.name}' "
+    f"WHERE endpoint_id = ? AND status != '{EndpointStatus.REVOKED.value}' "
+    "AND application = ? AND last_request_ms < ? AND profile_hash = ?"
+)
+#: A new endpoint; an endpoint id already stored leaves it unchanged (and the row count 0).
+_INSERT_NEW = (
+    f"INSERT INTO endpoints ({_ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+    f"'{EndpointStatus.ACTIVE.value}', '{RegistrationStatus.NEW.name}', ?, NULL) "
+    "ON CONFLICT(endpoint_id) DO NOTHING"
+)
+
+
 def _register_endpoint(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
-    # BEGIN IMMEDIATE holds the database write lock: nothing else, in this process or
-    # another, can write between this SELECT and the INSERT/UPDATE below.
-    row = conn.execute(
-        "SELECT status, application, profile_hash, last_request_ms FROM endpoints "
-        "WHERE endpoint_id = ?",
+    # Told apart by row counts alone: a reconnect is one UPDATE; a new endpoint is an UPDATE
+    # that matches nothing, then an INSERT. (A SELECT first cost every registration one more
+    # statement; an upsert with RETURNING costs SQLite more than the statement it saves.)
+    # Every statement before the last one changes nothing, so a failing job leaves nothing
+    # behind without a SAVEPOINT (GroupCommitWriter.submit). The constants are SQL
+    # literals: an enum's .value and .name are Python-level lookups, per registration.
+    existing = conn.execute(
+        _UPDATE_EXISTING,
+        (
+            w.sdk_token_hash,
+            w.now_ms,
+            w.request_ms,
+            w.endpoint_id,
+            w.application,
+            w.request_ms,
+            w.profile_hash,
+        ),
+    )
+    if existing.rowcount:
+        return WriteOutcome.EXISTING
+    new = conn.execute(
+        _INSERT_NEW,
+        (
+            w.endpoint_id,
+            w.public_key,
+            w.sdk_token_hash,
+            w.application,
+            w.profile,
+            w.profile_hash,
+            w.now_ms,
+            w.now_ms,
+            w.request_ms,
+        ),
+    )
+    if new.rowcount:
+        return WriteOutcome.NEW
+    return _register_known(conn, w)
+
+
+def _register_known(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
+    """The rare cases: the endpoint is stored and the request is not an EXISTING reconnect.
+
+    BEGIN IMMEDIATE holds the database write lock: the row is the one the statements of
+    ``_register_endpoint`` saw.
+    """
+    status, application, last_request_ms = conn.execute(
+        "SELECT status, application, last_request_ms FROM endpoints WHERE endpoint_id = ?",
         (w.endpoint_id,),
     ).fetchone()
-    if row is None:
-        conn.execute(
-            f"INSERT INTO endpoints ({_ENDPOINT_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            (
-                w.endpoint_id,
-                w.public_key,
-                w.sdk_token_hash,
-                w.application,
-                w.profile,
-                w.profile_hash,
-                w.now_ms,
-                w.now_ms,
-                EndpointStatus.ACTIVE.value,
-                RegistrationStatus.NEW.name,
-                w.request_ms,
-            ),
-        )
-        return WriteOutcome.NEW
-    status, application, profile_hash, last_request_ms = row
     if status == EndpointStatus.REVOKED:
         return WriteOutcome.REVOKED
     if application != w.application:
         return WriteOutcome.OTHER_APPLICATION
     if w.request_ms <= last_request_ms:
         return WriteOutcome.REPLAYED
-    if bytes(profile_hash) == w.profile_hash:
-        conn.execute(
-            "UPDATE endpoints SET sdk_token_hash = ?, last_seen_ms = ?, last_request_ms = ?, "
-            "registration_status = ? WHERE endpoint_id = ?",
-            (
-                w.sdk_token_hash,
-                w.now_ms,
-                w.request_ms,
-                RegistrationStatus.EXISTING.name,
-                w.endpoint_id,
-            ),
-        )
-        return WriteOutcome.EXISTING
+    # Active, same application, newer: _UPDATE_EXISTING missed it, so the profile changed.
     conn.execute(
         "UPDATE endpoints SET sdk_token_hash = ?, profile = ?, profile_hash = ?, "
         "last_seen_ms = ?, last_request_ms = ?, registration_status = ? WHERE endpoint_id = ?",
@@ -557,7 +583,7 @@ class SqliteStore(RegistryStore):
     def register_endpoint(self, write: EndpointWrite) -> asyncio.Future[WriteOutcome]:
         if hashlib.sha256(write.profile).digest() != write.profile_hash:
             raise StoreError("profile_hash is not the SHA-256 of the profile")
-        # One SELECT, then at most one INSERT or UPDATE as the last step: no SAVEPOINT needed.
+        # Only its last statement may change a row (see _register_endpoint): no SAVEPOINT.
         future: asyncio.Future[WriteOutcome] = self._writer.submit(
             functools.partial(_register_endpoint, w=write), savepoint=False
         )

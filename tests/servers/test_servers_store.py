@@ -55,12 +55,13 @@ def _write(
     request_ms: int = T0,
     profile: bytes = b'{"model": "a"}',
     application: str = "app-1",
+    sdk_token: bytes = b"sdk",
 ) -> EndpointWrite:
     key = f"key-{endpoint}".encode()
     return EndpointWrite(
         endpoint_id=hashlib.sha1(key).digest(),
         public_key=key,
-        sdk_token_hash=hashlib.sha256(b"sdk").digest(),
+        sdk_token_hash=hashlib.sha256(sdk_token).digest(),
         application=application,
         profile=profile,
         profile_hash=hashlib.sha256(profile).digest(),
@@ -145,6 +146,92 @@ def test_register_new_existing_and_profile_updated(store_backend: StoreBackend) 
         assert stored.status is EndpointStatus.ACTIVE
         assert stored.registration_status is RegistrationStatus.PROFILE_UPDATED
         assert await store.get_endpoint(bytes(20)) is None
+
+    store_backend.run(body)
+
+
+def test_existing_reconnect_updates_the_visit_and_keeps_the_rest(
+    store_backend: StoreBackend,
+) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        first = _write(request_ms=T0)
+        assert await store.register_endpoint(first) is WriteOutcome.NEW
+        created = await store.get_endpoint(first.endpoint_id)
+        assert created is not None
+        assert created.registration_status is RegistrationStatus.NEW
+        assert (created.first_seen_ms, created.last_seen_ms) == (T0 + 5, T0 + 5)
+        assert created.revoked_ms is None
+
+        again = _write(request_ms=T0 + 7, sdk_token=b"rotated")
+        assert await store.register_endpoint(again) is WriteOutcome.EXISTING
+        stored = await store.get_endpoint(first.endpoint_id)
+        assert stored is not None
+        assert stored.sdk_token_hash == hashlib.sha256(b"rotated").digest()
+        assert (stored.last_seen_ms, stored.last_request_ms) == (T0 + 12, T0 + 7)
+        assert stored.registration_status is RegistrationStatus.EXISTING
+        for field in ("public_key", "application", "profile", "profile_hash", "first_seen_ms",
+                      "status", "revoked_ms"):  # fmt: skip
+            assert getattr(stored, field) == getattr(created, field), field
+
+    store_backend.run(body)
+
+
+def test_updated_profile_is_the_one_later_reconnects_compare(
+    store_backend: StoreBackend,
+) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        assert await store.register_endpoint(_write(request_ms=T0)) is WriteOutcome.NEW
+        changed = _write(request_ms=T0 + 1, profile=b'{"model": "b"}', sdk_token=b"rotated")
+        assert await store.register_endpoint(changed) is WriteOutcome.PROFILE_UPDATED
+        stored = await store.get_endpoint(changed.endpoint_id)
+        assert stored is not None and stored.sdk_token_hash == changed.sdk_token_hash
+        same = _write(request_ms=T0 + 2, profile=b'{"model": "b"}')
+        assert await store.register_endpoint(same) is WriteOutcome.EXISTING
+        back = _write(request_ms=T0 + 3)
+        assert await store.register_endpoint(back) is WriteOutcome.PROFILE_UPDATED
+        stored = await store.get_endpoint(back.endpoint_id)
+        assert stored is not None
+        assert (stored.profile, stored.profile_hash) == (back.profile, back.profile_hash)
+
+    store_backend.run(body)
+
+
+#: (revoked first, application, request time, profile) of a refused registration, and why.
+#: The refusals are checked in this order: a revoked endpoint is REVOKED whatever else.
+SAME, NEW = b'{"model": "a"}', b'{"model": "new"}'
+REFUSALS = {
+    "revoked": (True, "app-1", T0 + 1, SAME, WriteOutcome.REVOKED),
+    "revoked, new profile, replayed": (True, "app-2", T0, NEW, WriteOutcome.REVOKED),
+    "other application": (False, "app-2", T0 + 1, SAME, WriteOutcome.OTHER_APPLICATION),
+    "other application, new profile, replayed": (
+        False, "app-2", T0, NEW, WriteOutcome.OTHER_APPLICATION
+    ),
+    "replayed": (False, "app-1", T0, SAME, WriteOutcome.REPLAYED),
+    "replayed, new profile": (False, "app-1", T0 - 1, NEW, WriteOutcome.REPLAYED),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_refused_registrations_leave_the_row_unchanged(
+    store_backend: StoreBackend, case: str
+) -> None:
+    revoke, application, request_ms, profile, expected = REFUSALS[case]
+
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        await store.create_application(_app("app-2"), _audit("app.create"))
+        assert await store.register_endpoint(_write(request_ms=T0)) is WriteOutcome.NEW
+        endpoint_id = _write().endpoint_id
+        if revoke:
+            await store.revoke_endpoint(endpoint_id, _audit("endpoint.revoke"))
+        before = await store.get_endpoint(endpoint_id)
+        refused = _write(
+            request_ms=request_ms, profile=profile, application=application, sdk_token=b"x"
+        )
+        assert await store.register_endpoint(refused) is expected
+        assert await store.get_endpoint(endpoint_id) == before
 
     store_backend.run(body)
 
