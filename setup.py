@@ -42,6 +42,7 @@ EXT_DEPENDS = [
         "framing.pyx",
         "registration.pyx",
         "signer.pyx",
+        "opener.pyx",
         "bench.pyx",
         "libcrypto.pxd",
         "protocol.pxd",

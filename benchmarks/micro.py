@@ -16,7 +16,10 @@ Each run measures, in this one process and on one core (``--cpu`` pins it, and t
   a first registration (key not cached: a verifier with cache_size=0) and of a reconnect
   (cached key), on each path;
 * frame header decode + encode: construct interpreted, construct compiled, the pure Framer
-  and the extension Framer.
+  and the extension Framer;
+* opening a registration request (X25519 + HKDF-SHA256 + ChaCha20-Poly1305, the Operations
+  side's ``RegistrationOpener.open``) and sealing its answer (``seal_response``), on each
+  path, beside ``cryptography``'s bare X25519 exchange as the reference.
 
 Figures are microseconds of CPU time per operation: ``openssl speed`` reports CPU time, so
 the cases are timed with this thread's CPU clock too, which also keeps other load on a shared
@@ -42,8 +45,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kaa_wire import _crypto, _framing, _registration
-from kaa_wire._constants import REGISTER_SIGNATURE_CONTEXT
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from kaa_wire import _crypto, _framing, _opener, _registration
+from kaa_wire._connection import RegisterClient
+from kaa_wire._constants import HEADER_SIZE, REGISTER_SIGNATURE_CONTEXT
+from kaa_wire._messages import OperationsNode
 from kaa_wire._schema import HEADER, INTERPRETED
 
 try:
@@ -157,6 +164,33 @@ def framing_cases() -> dict[str, Callable[[], Any]]:
     return cases
 
 
+def opener_cases() -> dict[str, Callable[[], Any]]:
+    """name -> one registration request opened, or one answer (~200 bytes) sealed."""
+    static = _crypto.generate_x25519_key()
+    node = OperationsNode(1, 1, 1, "127.0.0.1", 9000, _crypto.x25519_public_bytes(static))
+    key = _crypto.generate_ed25519_key()
+    frame = RegisterClient(
+        node, sdk_token="sdk-7f3a9c", private_key=key, profile=PROFILE, timestamp_ms=1
+    ).send_request()
+    header, body = frame[:HEADER_SIZE], frame[HEADER_SIZE:]
+    peer = x25519.X25519PublicKey.from_public_bytes(body[2:34])
+    answer = bytes(200)
+    impls: list[tuple[str, Any]] = [("py", _opener)]
+    if _ext is not None:
+        impls.append(("ext", _ext))
+    cases: dict[str, Callable[[], Any]] = {
+        "X25519 exchange (cryptography)": lambda: static.exchange(peer)
+    }
+    for name, module in impls:
+        opener = module.RegistrationOpener(static)
+        response_key = opener.open(header, body)[2]
+        cases[f"open registration ({name})"] = lambda o=opener: o.open(header, body)
+        cases[f"seal response ({name})"] = (
+            lambda m=module, k=response_key: m.seal_response(k, answer, header)
+        )
+    return cases
+
+
 def openssl_speed_verify_us(elapsed: bool = False) -> float | None:
     """Microseconds per RSA-2048 verify as ``openssl speed -seconds 1 rsa2048`` measures it:
     CPU time, or wall-clock time with ``elapsed`` (None: no openssl binary)."""
@@ -218,7 +252,7 @@ def samplers(w: RegistrationWorkload, seconds: float = 0.05) -> dict[str, Callab
         out["libcrypto verify, fresh key"] = verify(True)
         for method, label in KEY_BUILDS.items():
             out[label] = build(method)
-    for name, case in {**registration_cases(w), **framing_cases()}.items():
+    for name, case in {**registration_cases(w), **framing_cases(), **opener_cases()}.items():
         out[name] = _sampler(case, seconds)
     return out
 
@@ -255,6 +289,9 @@ RATIOS = [
     ("pure Framer / ext Framer", "frame: pure Framer", "frame: extension Framer"),
     ("compiled construct header / ext Framer",
      "header: construct compiled", "frame: extension Framer"),
+    ("pure / ext, open registration", "open registration (py)", "open registration (ext)"),
+    ("ext open registration / X25519 exchange",
+     "open registration (ext)", "X25519 exchange (cryptography)"),
 ]
 
 

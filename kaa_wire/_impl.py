@@ -1,6 +1,6 @@
 """Chooses the implementation of the hot paths: the extension when built, else pure Python.
 
-``KAA_WIRE_PUREPYTHON=1`` forces pure Python. Both implementations provide the same five
+``KAA_WIRE_PUREPYTHON=1`` forces pure Python. Both implementations provide the same eight
 names with the same behaviour and raise the same exception classes.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from kaa_wire import _framing, _registration, _signer
+from kaa_wire import _framing, _opener, _registration, _signer
 
 IMPLEMENTATION: str
 
@@ -26,6 +26,8 @@ if _ext is not None:
     encode_frame = _ext.encode_frame
     parse_registration_payload = _ext.parse_registration_payload
     RegistrationVerifier = _ext.RegistrationVerifier
+    RegistrationOpener = _ext.RegistrationOpener
+    seal_response = _ext.seal_response
     Signer = _ext.Signer
     verify_batch = _ext.verify_batch
 else:
@@ -34,5 +36,7 @@ else:
     encode_frame = _framing.encode_frame
     parse_registration_payload = _registration.parse_registration_payload
     RegistrationVerifier = _registration.RegistrationVerifier  # type: ignore[misc]
+    RegistrationOpener = _opener.RegistrationOpener  # type: ignore[misc]
+    seal_response = _opener.seal_response
     Signer = _signer.Signer  # type: ignore[misc]
     verify_batch = _registration.verify_batch

@@ -2,6 +2,8 @@
 
 from collections.abc import Callable, Iterable
 
+from cryptography.hazmat.primitives.asymmetric import x25519
+
 from kaa_wire._messages import Frame, RegistrationPayload
 
 __all__ = [
@@ -11,6 +13,8 @@ __all__ = [
     "RegistrationVerifier",
     "Signer",
     "verify_batch",
+    "RegistrationOpener",
+    "seal_response",
 ]
 
 class Framer:
@@ -40,6 +44,20 @@ class Signer:
     def algorithm(self) -> int: ...
     def __init__(self, private_key: bytes) -> None: ...
     def sign(self, data: bytes) -> bytes: ...
+
+class RegistrationOpener:
+    @property
+    def public_key(self) -> bytes: ...
+    def __init__(self, static_key: x25519.X25519PrivateKey) -> None: ...
+    def open(
+        self, header: bytes | bytearray | memoryview, body: bytes | bytearray | memoryview
+    ) -> tuple[bytes, bytes, bytes]: ...
+
+def seal_response(
+    response_key: bytes | bytearray | memoryview,
+    plaintext: bytes | bytearray | memoryview,
+    header: bytes | bytearray | memoryview,
+) -> bytes: ...
 
 # Private helpers for tests and benchmarks/.
 def _constants() -> dict[str, int]: ...

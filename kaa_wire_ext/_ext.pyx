@@ -12,11 +12,13 @@ Layout, as in asyncpg: this file only declares the module and includes the parts
 * ``registration.pyx``  parse_registration_payload, endpoint key parsing, RegistrationVerifier,
                         verify_batch
 * ``signer.pyx``        Signer
+* ``opener.pyx``        RegistrationOpener, seal_response
 * ``bench.pyx``         private reference loops for benchmarks/ (raw libcrypto verify, key builds)
 
 OpenSSL rules, everywhere: the GIL is released around every libcrypto call that costs real
-time (key decode, sign, verify), and every failure clears the thread's error queue before the
-matching kaa_wire exception is raised, so no OpenSSL error outlives the call that caused it.
+time (key decode, sign, verify, key agreement, AEAD), and every failure clears the thread's
+error queue before the matching kaa_wire exception is raised, so no OpenSSL error outlives the
+call that caused it.
 """
 
 from cpython.buffer cimport (
@@ -28,19 +30,21 @@ from cpython.buffer cimport (
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.limits cimport UINT_MAX
+from libc.limits cimport INT_MAX, UINT_MAX
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp, memcpy, memmove
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from kaa_wire_ext cimport libcrypto as ssl
 from kaa_wire_ext.protocol cimport *
 
 import operator
 
+from kaa_wire import _opener as _pure_opener
 from kaa_wire import _registration as _pure_registration
 from kaa_wire import _signer as _pure_signer
 from kaa_wire._errors import (
+    BadSeal,
     BadSignature,
     FrameTooLarge,
     InternalError,
@@ -60,6 +64,8 @@ __all__ = [
     "RegistrationVerifier",
     "Signer",
     "verify_batch",
+    "RegistrationOpener",
+    "seal_response",
 ]
 
 
@@ -97,6 +103,9 @@ def _constants():
         "FLAG_SEALED": FLAG_SEALED,
         "SIG_RSA_PKCS1V15_SHA256": SIG_RSA_PKCS1V15_SHA256,
         "SIG_ED25519": SIG_ED25519,
+        "KEX_X25519": KEX_X25519,
+        "AEAD_CHACHA20_POLY1305": AEAD_CHACHA20_POLY1305,
+        "ENVELOPE_SIZE": ENVELOPE_SIZE,
         "PAYLOAD_FLAG_KEY_IS_HASH": PAYLOAD_FLAG_KEY_IS_HASH,
         "MIN_RSA_BITS": MIN_RSA_BITS,
         "MAX_RSA_BITS": MAX_RSA_BITS,
@@ -115,4 +124,5 @@ def _build_info():
 include "framing.pyx"
 include "registration.pyx"
 include "signer.pyx"
+include "opener.pyx"
 include "bench.pyx"

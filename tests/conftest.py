@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kaa_wire import _framing, _registration, _signer
+from kaa_wire import _framing, _opener, _registration, _signer
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -25,6 +25,8 @@ def _pure() -> types.SimpleNamespace:
         RegistrationVerifier=_registration.RegistrationVerifier,
         Signer=_signer.Signer,
         verify_batch=_registration.verify_batch,
+        RegistrationOpener=_opener.RegistrationOpener,
+        seal_response=_opener.seal_response,
     )
 
 
@@ -41,6 +43,8 @@ def _extension() -> types.SimpleNamespace | None:
         RegistrationVerifier=_ext.RegistrationVerifier,
         Signer=_ext.Signer,
         verify_batch=_ext.verify_batch,
+        RegistrationOpener=_ext.RegistrationOpener,
+        seal_response=_ext.seal_response,
     )
 
 

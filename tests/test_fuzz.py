@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import load_vectors
-from tests.fuzz.harness import PAYLOAD_SELECTOR, check
+from tests.fuzz.harness import OPEN_SELECTOR, PAYLOAD_SELECTOR, check
 
 FUZZ = Path(__file__).parent / "fuzz"
 CORPUS = sorted((FUZZ / "corpus").iterdir())
@@ -24,6 +24,10 @@ SEED_PAYLOADS = [
     bytes([PAYLOAD_SELECTOR]) + bytes.fromhex(v["plaintext"])
     for v in load_vectors("registration.json")
     if "ok" in v["expect"]
+]
+SEED_REQUESTS = [  # bodies of the requests sealed to the harness's Operations key
+    bytes([OPEN_SELECTOR]) + bytes.fromhex(EXCHANGE[name])[6:]
+    for name in ("register_request_frame", "reconnect_request_frame")
 ]
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -47,7 +51,14 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
 
 
 @SETTINGS
-@given(st.one_of(st.binary(max_size=96), mutated(SEED_FRAMES), mutated(SEED_PAYLOADS)))
+@given(
+    st.one_of(
+        st.binary(max_size=96),
+        mutated(SEED_FRAMES),
+        mutated(SEED_PAYLOADS),
+        mutated(SEED_REQUESTS),
+    )
+)
 def test_hypothesis_inputs(data: bytes) -> None:
     check(data)
 

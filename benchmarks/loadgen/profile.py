@@ -67,9 +67,12 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
         r"^(RSA_verify|EVP_PKEY_verify|EVP_DigestVerify\w*|d2i_PUBKEY|d2i_PublicKey) |"
         r"kaa_wire/_registration\.py|_load_endpoint_key)"
     )),
-    ("open", re.compile(r"^(server_session|unseal|SessionKeys\.__init__|X25519\w*) ")),
+    ("open", re.compile(
+        r"^(RegistrationOpener\.open|server_session|unseal|SessionKeys\.__init__|X25519\w*) "
+    )),
     ("respond", re.compile(
         r"^(OperationsServerConnection\.(send_result|send_error|_sealed)|_frame_header|seal|"
+        r"seal_response|"
         r"encode_registration_result|RegistrationResult\.__init__|"
         r"BootstrapServerConnection\.(data_to_sign|send_response|send_presigned|send_error)|"
         r"resolve_response_signed_part|resolve_signed_data|encode_resolve_response) "

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from kaa_wire import (
     OperationsServerConnection,
     Overloaded,
+    RegistrationOpener,
     RegistrationPayload,
     RegistrationResult,
     RegistrationStatus,
@@ -75,7 +76,7 @@ class OperationsService:
     ) -> None:
         self._store = store
         self._directory = directory
-        self._static_key = static_key
+        self._opener = RegistrationOpener(static_key)
         self._static_public = x25519_public_bytes(static_key)
         self._verifier = RegistrationVerifier()
         self._verify_pool = verify_pool
@@ -94,10 +95,7 @@ class OperationsService:
 
     def new_connection(self) -> OperationsServerConnection:
         return OperationsServerConnection(
-            self._static_key,
-            self._verifier,
-            max_frame_size=self._max_frame_size,
-            static_public_key=self._static_public,
+            self._opener, self._verifier, max_frame_size=self._max_frame_size
         )
 
     async def handle(self, conn: OperationsServerConnection, payload: RegistrationPayload) -> bytes:
