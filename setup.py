@@ -43,6 +43,7 @@ EXT_DEPENDS = [
         "registration.pyx",
         "signer.pyx",
         "opener.pyx",
+        "result.pyx",
         "bench.pyx",
         "libcrypto.pxd",
         "protocol.pxd",

@@ -43,7 +43,13 @@ from kaa_wire._errors import (
     UnsupportedAlgorithm,
     error_for_code,
 )
-from kaa_wire._impl import Framer, encode_frame, parse_registration_payload, seal_response
+from kaa_wire._impl import (
+    Framer,
+    encode_frame,
+    encode_registration_result,
+    parse_registration_payload,
+    seal_response,
+)
 from kaa_wire._messages import (
     ErrorMessage,
     Frame,
@@ -438,7 +444,7 @@ class OperationsServerConnection(_Endpoint):
         assert self._response_key is not None
         self.state = _State.DONE
         return self._sealed(
-            MessageType.REGISTER_RESPONSE, 0, _codec.encode_registration_result(result),
+            MessageType.REGISTER_RESPONSE, 0, encode_registration_result(result),
             self._response_key,
         )
 

@@ -1,6 +1,6 @@
 """Chooses the implementation of the hot paths: the extension when built, else pure Python.
 
-``KAA_WIRE_PUREPYTHON=1`` forces pure Python. Both implementations provide the same eight
+``KAA_WIRE_PUREPYTHON=1`` forces pure Python. Both implementations provide the same nine
 names with the same behaviour and raise the same exception classes.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from kaa_wire import _framing, _opener, _registration, _signer
+from kaa_wire import _codec, _framing, _opener, _registration, _signer
 
 IMPLEMENTATION: str
 
@@ -28,6 +28,7 @@ if _ext is not None:
     RegistrationVerifier = _ext.RegistrationVerifier
     RegistrationOpener = _ext.RegistrationOpener
     seal_response = _ext.seal_response
+    encode_registration_result = _ext.encode_registration_result
     Signer = _ext.Signer
     verify_batch = _ext.verify_batch
 else:
@@ -38,5 +39,6 @@ else:
     RegistrationVerifier = _registration.RegistrationVerifier  # type: ignore[misc]
     RegistrationOpener = _opener.RegistrationOpener  # type: ignore[misc]
     seal_response = _opener.seal_response
+    encode_registration_result = _codec.encode_registration_result
     Signer = _signer.Signer  # type: ignore[misc]
     verify_batch = _registration.verify_batch

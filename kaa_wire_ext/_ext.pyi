@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterable
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from kaa_wire._messages import Frame, RegistrationPayload
+from kaa_wire._messages import Frame, RegistrationPayload, RegistrationResult
 
 __all__ = [
     "Framer",
@@ -15,6 +15,7 @@ __all__ = [
     "verify_batch",
     "RegistrationOpener",
     "seal_response",
+    "encode_registration_result",
 ]
 
 class Framer:
@@ -58,6 +59,8 @@ def seal_response(
     plaintext: bytes | bytearray | memoryview,
     header: bytes | bytearray | memoryview,
 ) -> bytes: ...
+
+def encode_registration_result(result: RegistrationResult) -> bytes: ...
 
 # Private helpers for tests and benchmarks/.
 def _constants() -> dict[str, int]: ...

@@ -2,7 +2,8 @@
 """The compiled hot paths of kaa_wire, on OpenSSL libcrypto.
 
 Same names and behaviour as the pure-Python modules ``kaa_wire._framing``,
-``kaa_wire._registration`` and ``kaa_wire._signer``, and the same exception classes (imported
+``kaa_wire._registration``, ``kaa_wire._signer`` and ``kaa_wire._opener`` (and
+``kaa_wire._codec.encode_registration_result``), and the same exception classes (imported
 from ``kaa_wire._errors``, never redefined). tests/test_ext_build.py holds the two to each
 other, differentially.
 
@@ -13,6 +14,7 @@ Layout, as in asyncpg: this file only declares the module and includes the parts
                         verify_batch
 * ``signer.pyx``        Signer
 * ``opener.pyx``        RegistrationOpener, seal_response
+* ``result.pyx``        encode_registration_result
 * ``bench.pyx``         private reference loops for benchmarks/ (raw libcrypto verify, key builds)
 
 OpenSSL rules, everywhere: the GIL is released around every libcrypto call that costs real
@@ -66,6 +68,7 @@ __all__ = [
     "verify_batch",
     "RegistrationOpener",
     "seal_response",
+    "encode_registration_result",
 ]
 
 
@@ -125,4 +128,5 @@ include "framing.pyx"
 include "registration.pyx"
 include "signer.pyx"
 include "opener.pyx"
+include "result.pyx"
 include "bench.pyx"

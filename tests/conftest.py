@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kaa_wire import _framing, _opener, _registration, _signer
+from kaa_wire import _codec, _framing, _opener, _registration, _signer
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -27,6 +27,7 @@ def _pure() -> types.SimpleNamespace:
         verify_batch=_registration.verify_batch,
         RegistrationOpener=_opener.RegistrationOpener,
         seal_response=_opener.seal_response,
+        encode_registration_result=_codec.encode_registration_result,
     )
 
 
@@ -45,6 +46,7 @@ def _extension() -> types.SimpleNamespace | None:
         verify_batch=_ext.verify_batch,
         RegistrationOpener=_ext.RegistrationOpener,
         seal_response=_ext.seal_response,
+        encode_registration_result=_ext.encode_registration_result,
     )
 
 

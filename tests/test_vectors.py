@@ -248,7 +248,8 @@ def test_exchange_opens_on_both_sides() -> None:
 
 
 def test_exchange_opens_with_each_opener(impl: types.SimpleNamespace) -> None:
-    """Each implementation opens the fixed requests and seals the fixed answers byte for byte."""
+    """Each implementation opens the fixed requests, and encodes and seals the fixed answers,
+    byte for byte."""
     keys = _keys()
     opener = impl.RegistrationOpener(keys["operations_x25519"])
     assert opener.public_key.hex() == EXCHANGE["operations_public_key"]
@@ -268,3 +269,6 @@ def test_exchange_opens_with_each_opener(impl: types.SimpleNamespace) -> None:
         header, sealed = answer[:HEADER_SIZE], answer[HEADER_SIZE:]
         opened = _crypto.unseal(ChaCha20Poly1305(response_key), sealed, header)
         assert impl.seal_response(response_key, opened, header) == sealed
+        if answer_name == "register_response_frame":
+            result = _codec.decode_registration_result(opened)
+            assert impl.encode_registration_result(result) == opened
