@@ -43,6 +43,8 @@ EXT_DEPENDS = [
         "registration.pyx",
         "signer.pyx",
         "resolution.pyx",
+        "opener.pyx",
+        "result.pyx",
         "bench.pyx",
         "libcrypto.pxd",
         "protocol.pxd",

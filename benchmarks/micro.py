@@ -19,7 +19,11 @@ Each run measures, in this one process and on one core (``--cpu`` pins it, and t
   and the extension Framer;
 * a Bootstrap's three steps per resolution on ``BootstrapServerConnection`` (request in,
   bytes to sign, response out; the signing itself left out), on the implementation this
-  process selected: run once more with ``KAA_WIRE_PUREPYTHON=1`` for the pure figures.
+  process selected: run once more with ``KAA_WIRE_PUREPYTHON=1`` for the pure figures;
+* opening a registration request (X25519 + HKDF-SHA256 + ChaCha20-Poly1305, the Operations
+  side's ``RegistrationOpener.open``), encoding its answer (``encode_registration_result``,
+  construct on the pure path) and sealing it (``seal_response``), on each path, beside
+  ``cryptography``'s bare X25519 exchange as the reference.
 
 Figures are microseconds of CPU time per operation: ``openssl speed`` reports CPU time, so
 the cases are timed with this thread's CPU clock too, which also keeps other load on a shared
@@ -45,10 +49,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kaa_wire import IMPLEMENTATION, _codec, _crypto, _framing, _registration
-from kaa_wire._connection import BootstrapServerConnection
-from kaa_wire._constants import REGISTER_SIGNATURE_CONTEXT, MessageType, SignatureAlgorithm
-from kaa_wire._messages import OperationsNode, ResolveRequest
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from kaa_wire import IMPLEMENTATION, _codec, _crypto, _framing, _opener, _registration
+from kaa_wire._connection import BootstrapServerConnection, RegisterClient
+from kaa_wire._constants import (
+    HEADER_SIZE,
+    REGISTER_SIGNATURE_CONTEXT,
+    MessageType,
+    RegistrationStatus,
+    SignatureAlgorithm,
+)
+from kaa_wire._messages import OperationsNode, RegistrationResult, ResolveRequest, Topic
 from kaa_wire._schema import HEADER, INTERPRETED
 
 try:
@@ -219,6 +231,38 @@ def _step_sampler(
     return lambda: batch(number)
 
 
+def operations_cases() -> dict[str, Callable[[], Any]]:
+    """name -> one registration request opened, one answer encoded, or one answer sealed."""
+    static = _crypto.generate_x25519_key()
+    node = OperationsNode(1, 1, 1, "127.0.0.1", 9000, _crypto.x25519_public_bytes(static))
+    key = _crypto.generate_ed25519_key()
+    frame = RegisterClient(
+        node, sdk_token="sdk-7f3a9c", private_key=key, profile=PROFILE, timestamp_ms=1
+    ).send_request()
+    header, body = frame[:HEADER_SIZE], frame[HEADER_SIZE:]
+    peer = x25519.X25519PublicKey.from_public_bytes(body[2:34])
+    result = RegistrationResult(
+        RegistrationStatus.NEW, bytes(20), 1_767_225_600_000, 3, PROFILE,
+        (Topic(1, "firmware"), Topic(2, "alerts")), 3600, 500,
+    )
+    answer = _codec.encode_registration_result(result)
+    impls: list[tuple[str, Any, Any]] = [("py", _opener, _codec.encode_registration_result)]
+    if _ext is not None:
+        impls.append(("ext", _ext, _ext.encode_registration_result))
+    cases: dict[str, Callable[[], Any]] = {
+        "X25519 exchange (cryptography)": lambda: static.exchange(peer)
+    }
+    for name, module, encode in impls:
+        opener = module.RegistrationOpener(static)
+        response_key = opener.open(header, body)[2]
+        cases[f"open registration ({name})"] = lambda o=opener: o.open(header, body)
+        cases[f"encode result ({name})"] = lambda e=encode: e(result)
+        cases[f"seal response ({name})"] = (
+            lambda m=module, k=response_key: m.seal_response(k, answer, header)
+        )
+    return cases
+
+
 def openssl_speed_verify_us(elapsed: bool = False) -> float | None:
     """Microseconds per RSA-2048 verify as ``openssl speed -seconds 1 rsa2048`` measures it:
     CPU time, or wall-clock time with ``elapsed`` (None: no openssl binary)."""
@@ -280,7 +324,7 @@ def samplers(w: RegistrationWorkload, seconds: float = 0.05) -> dict[str, Callab
         out["libcrypto verify, fresh key"] = verify(True)
         for method, label in KEY_BUILDS.items():
             out[label] = build(method)
-    for name, case in {**registration_cases(w), **framing_cases()}.items():
+    for name, case in {**registration_cases(w), **framing_cases(), **operations_cases()}.items():
         out[name] = _sampler(case, seconds)
     steps = resolution_steps()
     for index, name in enumerate(steps):
@@ -320,6 +364,10 @@ RATIOS = [
     ("pure Framer / ext Framer", "frame: pure Framer", "frame: extension Framer"),
     ("compiled construct header / ext Framer",
      "header: construct compiled", "frame: extension Framer"),
+    ("pure / ext, open registration", "open registration (py)", "open registration (ext)"),
+    ("pure / ext, encode result", "encode result (py)", "encode result (ext)"),
+    ("ext open registration / X25519 exchange",
+     "open registration (ext)", "X25519 exchange (cryptography)"),
 ]
 
 

@@ -55,6 +55,7 @@ from kaa_wire._errors import (
 from kaa_wire._impl import (
     IMPLEMENTATION,
     Framer,
+    RegistrationOpener,
     RegistrationVerifier,
     Signer,
     encode_frame,
@@ -118,6 +119,7 @@ __all__ = [
     "UnsupportedVersion",
     "error_for_code",
     "Framer",
+    "RegistrationOpener",
     "RegistrationVerifier",
     "Signer",
     "encode_frame",

@@ -28,7 +28,6 @@ from kaa_wire._constants import (
     DEFAULT_MAX_FRAME_SIZE,
     HEADER_SIZE,
     NONCE_SIZE,
-    AeadAlgorithm,
     FrameFlag,
     KeyExchangeAlgorithm,
     MessageType,
@@ -48,10 +47,12 @@ from kaa_wire._impl import (
     Framer,
     decode_resolve_request,
     encode_frame,
+    encode_registration_result,
     encode_resolve_response,
     parse_registration_payload,
     resolve_response_signed_part,
     resolve_signed_data,
+    seal_response,
 )
 from kaa_wire._messages import (
     ErrorMessage,
@@ -62,7 +63,8 @@ from kaa_wire._messages import (
     RegistrationResult,
     ResolveRequest,
 )
-from kaa_wire._registration import RegistrationVerifier  # the type; either implementation
+from kaa_wire._opener import RegistrationOpener  # the types; either implementation
+from kaa_wire._registration import RegistrationVerifier
 
 __all__ = [
     "NEED_DATA",
@@ -348,7 +350,9 @@ class RegisterClient(_Endpoint):
             key=_crypto.endpoint_id(key_der) if self._reconnect else key_der,
             profile=self._profile,
         )
-        context = _crypto.registration_signature_context(session)
+        context = _crypto.registration_signature_context(
+            session.server_public_key, session.ephemeral_public_key
+        )
         signature = _crypto.sign(self._private_key, context + signed_part)
         plaintext = _codec.registration_payload_bytes(signed_part, signature)
         envelope_head = _codec.encode_register_envelope(
@@ -394,23 +398,23 @@ class OperationsServerConnection(_Endpoint):
     ``next_event`` opens the payload; the caller then checks the SDK token and, for a
     reconnect, fetches the stored key, calls :meth:`verify`, stores the endpoint, and sends
     :meth:`send_result` or :meth:`send_error`. Errors after the payload opened are sealed, so
-    the endpoint can trust them.
+    the endpoint can trust them. ``opener`` holds the node's static X25519 key; build it once
+    and share it between connections.
     """
 
     def __init__(
         self,
-        static_key: x25519.X25519PrivateKey,
+        opener: RegistrationOpener,
         verifier: RegistrationVerifier,
         *,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        static_public_key: bytes | None = None,
     ) -> None:
         super().__init__(max_frame_size)
         self.state = _State.AWAITING
-        self._static_key = static_key
-        self._static_public = static_public_key or _crypto.x25519_public_bytes(static_key)
+        self._opener = opener
         self._verifier = verifier
-        self._session: _crypto.SessionKeys | None = None
+        self._ephemeral_public = b""
+        self._response_key: bytes | None = None  # set once the request opened
         self.payload: RegistrationPayload | None = None
 
     def next_event(self) -> RegistrationPayload | NeedData:
@@ -423,17 +427,9 @@ class OperationsServerConnection(_Endpoint):
             raise UnexpectedMessage("an Operations service takes REGISTER_REQUEST only")
         if self._framer.buffered:
             raise UnexpectedMessage("bytes after the request: one exchange per connection")
-        envelope = _codec.decode_register_envelope(frame.body)
-        if envelope.kex_algorithm != KeyExchangeAlgorithm.X25519:
-            raise UnsupportedAlgorithm(f"key exchange {envelope.kex_algorithm} is not supported")
-        if envelope.aead_algorithm != AeadAlgorithm.CHACHA20_POLY1305:
-            raise UnsupportedAlgorithm(f"AEAD {envelope.aead_algorithm} is not supported")
-        session = _crypto.server_session(
-            self._static_key, self._static_public, envelope.ephemeral_public_key
+        plaintext, self._ephemeral_public, self._response_key = self._opener.open(
+            frame.header, frame.body
         )
-        aad = frame.header + frame.body[: _codec.ENVELOPE_SIZE]
-        plaintext = _crypto.unseal(session.request, envelope.sealed_payload, aad)
-        self._session = session
         self.payload = parse_registration_payload(plaintext)
         self.state = _State.RECEIVED
         return self.payload
@@ -441,37 +437,32 @@ class OperationsServerConnection(_Endpoint):
     def verify(self, key_der: bytes | None = None) -> bytes:
         """Check the proof of possession; the endpoint id. ``key_der``: stored key on reconnect."""
         self._expect(_State.RECEIVED, "verify")
-        assert self.payload is not None and self._session is not None
-        context = _crypto.registration_signature_context(self._session)
+        assert self.payload is not None
+        context = _crypto.registration_signature_context(
+            self._opener.public_key, self._ephemeral_public
+        )
         return self._verifier.verify(self.payload, context, key_der)
 
     def send_result(self, result: RegistrationResult) -> bytes:
         self._expect(_State.RECEIVED, "send a result")
-        assert self._session is not None
+        assert self._response_key is not None
         self.state = _State.DONE
         return self._sealed(
-            MessageType.REGISTER_RESPONSE, 0, _codec.encode_registration_result(result)
+            MessageType.REGISTER_RESPONSE, 0, encode_registration_result(result),
+            self._response_key,
         )
 
     def send_error(self, error: KaaWireError) -> bytes:
         """The ERROR frame for ``error``: sealed once the request opened, plain before."""
         body = _codec.encode_error(_error_message(error))
-        session, self._session = self._session, None
+        response_key, self._response_key = self._response_key, None
         self.state = _State.DONE
-        if session is None:
+        if response_key is None:
             return self._frame(MessageType.ERROR, body)
-        return self._sealed(MessageType.ERROR, FrameFlag.SEALED, body, session)
+        return self._sealed(MessageType.ERROR, FrameFlag.SEALED, body, response_key)
 
-    def _sealed(
-        self,
-        msg_type: int,
-        flags: int,
-        plaintext: bytes,
-        session: _crypto.SessionKeys | None = None,
-    ) -> bytes:
-        session = session or self._session
-        assert session is not None
+    def _sealed(self, msg_type: int, flags: int, plaintext: bytes, response_key: bytes) -> bytes:
         header = _frame_header(
             msg_type, flags, len(plaintext) + AEAD_TAG_SIZE, self._max_frame_size
         )
-        return header + _crypto.seal(session.response, plaintext, header)
+        return header + seal_response(response_key, plaintext, header)

@@ -1,7 +1,7 @@
 """Keys, endpoint ids, signatures and sealing, on ``cryptography``.
 
-Shared by both implementations: the extension only replaces the hot registration verify
-and the Bootstrap signer (see ``_registration.py`` and ``_signer.py``).
+Shared by both implementations: the extension only replaces the hot registration open and
+verify and the Bootstrap signer (see ``_opener.py``, ``_registration.py`` and ``_signer.py``).
 """
 
 from __future__ import annotations
@@ -233,7 +233,9 @@ class SessionKeys:
     all-zero nonce is safe: a key is never used twice.
     """
 
-    __slots__ = ("ephemeral_public_key", "request", "response", "server_public_key")
+    __slots__ = (
+        "ephemeral_public_key", "request", "response", "response_key", "server_public_key"
+    )
 
     def __init__(
         self, shared: bytes, ephemeral_public_key: bytes, server_public_key: bytes
@@ -245,14 +247,18 @@ class SessionKeys:
             info=SEAL_KDF_INFO,
         ).derive(shared)
         self.request = ChaCha20Poly1305(okm[:32])
-        self.response = ChaCha20Poly1305(okm[32:])
+        # The raw key too: the Operations side keeps only it between open and answer.
+        self.response_key = okm[32:]
+        self.response = ChaCha20Poly1305(self.response_key)
         self.ephemeral_public_key = ephemeral_public_key
         self.server_public_key = server_public_key
 
 
-def registration_signature_context(keys: SessionKeys) -> bytes:
+def registration_signature_context(
+    server_public_key: bytes, ephemeral_public_key: bytes
+) -> bytes:
     """The prefix an endpoint signs before its payload: binds the proof to this exchange."""
-    return REGISTER_SIGNATURE_CONTEXT + keys.server_public_key + keys.ephemeral_public_key
+    return REGISTER_SIGNATURE_CONTEXT + server_public_key + ephemeral_public_key
 
 
 def client_session(

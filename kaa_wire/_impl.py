@@ -2,14 +2,15 @@
 
 ``KAA_WIRE_PUREPYTHON=1`` forces pure Python. Both implementations provide the same
 names with the same behaviour and raise the same exception classes; the pure resolution
-functions are the construct ones of ``_codec``, the normative path.
+functions and ``encode_registration_result`` are the construct ones of ``_codec``, the
+normative path.
 """
 
 from __future__ import annotations
 
 import os
 
-from kaa_wire import _codec, _framing, _registration, _signer
+from kaa_wire import _codec, _framing, _opener, _registration, _signer
 
 IMPLEMENTATION: str
 
@@ -27,6 +28,9 @@ if _ext is not None:
     encode_frame = _ext.encode_frame
     parse_registration_payload = _ext.parse_registration_payload
     RegistrationVerifier = _ext.RegistrationVerifier
+    RegistrationOpener = _ext.RegistrationOpener
+    seal_response = _ext.seal_response
+    encode_registration_result = _ext.encode_registration_result
     Signer = _ext.Signer
     verify_batch = _ext.verify_batch
     decode_resolve_request = _ext.decode_resolve_request
@@ -39,6 +43,9 @@ else:
     encode_frame = _framing.encode_frame
     parse_registration_payload = _registration.parse_registration_payload
     RegistrationVerifier = _registration.RegistrationVerifier  # type: ignore[misc]
+    RegistrationOpener = _opener.RegistrationOpener  # type: ignore[misc]
+    seal_response = _opener.seal_response
+    encode_registration_result = _codec.encode_registration_result
     Signer = _signer.Signer  # type: ignore[misc]
     verify_batch = _registration.verify_batch
     decode_resolve_request = _codec.decode_resolve_request

@@ -2,7 +2,15 @@
 
 from collections.abc import Callable, Iterable
 
-from kaa_wire._messages import Frame, OperationsNode, RegistrationPayload, ResolveRequest
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from kaa_wire._messages import (
+    Frame,
+    OperationsNode,
+    RegistrationPayload,
+    RegistrationResult,
+    ResolveRequest,
+)
 
 __all__ = [
     "Framer",
@@ -15,6 +23,9 @@ __all__ = [
     "resolve_response_signed_part",
     "resolve_signed_data",
     "encode_resolve_response",
+    "RegistrationOpener",
+    "seal_response",
+    "encode_registration_result",
 ]
 
 class Framer:
@@ -55,6 +66,22 @@ def resolve_response_signed_part(
 ) -> bytes: ...
 def resolve_signed_data(app_token: str, signed_part: bytes) -> bytes: ...
 def encode_resolve_response(signed_part: bytes, signature: bytes) -> bytes: ...
+
+class RegistrationOpener:
+    @property
+    def public_key(self) -> bytes: ...
+    def __init__(self, static_key: x25519.X25519PrivateKey) -> None: ...
+    def open(
+        self, header: bytes | bytearray | memoryview, body: bytes | bytearray | memoryview
+    ) -> tuple[bytes, bytes, bytes]: ...
+
+def seal_response(
+    response_key: bytes | bytearray | memoryview,
+    plaintext: bytes | bytearray | memoryview,
+    header: bytes | bytearray | memoryview,
+) -> bytes: ...
+
+def encode_registration_result(result: RegistrationResult) -> bytes: ...
 
 # Private helpers for tests and benchmarks/.
 def _constants() -> dict[str, int]: ...

@@ -2,8 +2,9 @@
 """The compiled hot paths of kaa_wire, on OpenSSL libcrypto.
 
 Same names and behaviour as the pure-Python modules ``kaa_wire._framing``,
-``kaa_wire._registration`` and ``kaa_wire._signer`` (and the resolution functions of
-``kaa_wire._codec``), and the same exception classes (imported
+``kaa_wire._registration``, ``kaa_wire._signer`` and ``kaa_wire._opener`` (and the
+resolution functions and ``encode_registration_result`` of ``kaa_wire._codec``), and the
+same exception classes (imported
 from ``kaa_wire._errors``, never redefined). tests/test_ext_build.py holds the two to each
 other, differentially.
 
@@ -15,11 +16,14 @@ Layout, as in asyncpg: this file only declares the module and includes the parts
 * ``signer.pyx``        Signer
 * ``resolution.pyx``    decode_resolve_request, resolve_response_signed_part,
                         resolve_signed_data, encode_resolve_response
+* ``opener.pyx``        RegistrationOpener, seal_response
+* ``result.pyx``        encode_registration_result
 * ``bench.pyx``         private reference loops for benchmarks/ (raw libcrypto verify, key builds)
 
 OpenSSL rules, everywhere: the GIL is released around every libcrypto call that costs real
-time (key decode, sign, verify), and every failure clears the thread's error queue before the
-matching kaa_wire exception is raised, so no OpenSSL error outlives the call that caused it.
+time (key decode, sign, verify, key agreement, AEAD), and every failure clears the thread's
+error queue before the matching kaa_wire exception is raised, so no OpenSSL error outlives the
+call that caused it.
 """
 
 from cpython.buffer cimport (
@@ -31,19 +35,21 @@ from cpython.buffer cimport (
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.limits cimport UINT_MAX
+from libc.limits cimport INT_MAX, UINT_MAX
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp, memcpy, memmove
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from kaa_wire_ext cimport libcrypto as ssl
 from kaa_wire_ext.protocol cimport *
 
 import operator
 
+from kaa_wire import _opener as _pure_opener
 from kaa_wire import _registration as _pure_registration
 from kaa_wire import _signer as _pure_signer
 from kaa_wire._errors import (
+    BadSeal,
     BadSignature,
     FrameTooLarge,
     InternalError,
@@ -67,6 +73,9 @@ __all__ = [
     "resolve_response_signed_part",
     "resolve_signed_data",
     "encode_resolve_response",
+    "RegistrationOpener",
+    "seal_response",
+    "encode_registration_result",
 ]
 
 
@@ -104,6 +113,9 @@ def _constants():
         "FLAG_SEALED": FLAG_SEALED,
         "SIG_RSA_PKCS1V15_SHA256": SIG_RSA_PKCS1V15_SHA256,
         "SIG_ED25519": SIG_ED25519,
+        "KEX_X25519": KEX_X25519,
+        "AEAD_CHACHA20_POLY1305": AEAD_CHACHA20_POLY1305,
+        "ENVELOPE_SIZE": ENVELOPE_SIZE,
         "PAYLOAD_FLAG_KEY_IS_HASH": PAYLOAD_FLAG_KEY_IS_HASH,
         "MIN_RSA_BITS": MIN_RSA_BITS,
         "MAX_RSA_BITS": MAX_RSA_BITS,
@@ -123,4 +135,6 @@ include "framing.pyx"
 include "registration.pyx"
 include "signer.pyx"
 include "resolution.pyx"
+include "opener.pyx"
+include "result.pyx"
 include "bench.pyx"

@@ -13,6 +13,9 @@ cdef extern from "openssl_shim.h" nogil:
     # crypto.h
     const char *OpenSSL_version(int type)
     int OPENSSL_VERSION
+    void OPENSSL_cleanse(void *ptr, size_t len)
+    ctypedef struct OSSL_LIB_CTX:
+        pass
 
     # bn.h
     ctypedef struct BIGNUM:
@@ -38,6 +41,14 @@ cdef extern from "openssl_shim.h" nogil:
     unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md)
     int SHA_DIGEST_LENGTH
     int SHA256_DIGEST_LENGTH
+
+    # sha.h, the low-level SHA-256 (deprecated in 3.0, silenced by the shim): unlike SHA256()
+    # and EVP_Digest*, no provider fetch per call, which HKDF's six small hashes would feel.
+    ctypedef struct SHA256_CTX:
+        pass
+    int SHA256_Init(SHA256_CTX *c)
+    int SHA256_Update(SHA256_CTX *c, const void *data, size_t len)
+    int SHA256_Final(unsigned char *md, SHA256_CTX *c)
 
     # evp.h
     ctypedef struct EVP_PKEY:
@@ -69,6 +80,49 @@ cdef extern from "openssl_shim.h" nogil:
                              ENGINE *e, EVP_PKEY *pkey)
     int EVP_DigestVerify(EVP_MD_CTX *ctx, const unsigned char *sigret, size_t siglen,
                          const unsigned char *tbs, size_t tbslen)
+
+    # evp.h: X25519 key agreement, for opening registrations
+    int EVP_PKEY_X25519
+    EVP_PKEY *EVP_PKEY_new_raw_private_key(int type, ENGINE *e,
+                                           const unsigned char *priv, size_t len)
+    EVP_PKEY_CTX *EVP_PKEY_CTX_new(EVP_PKEY *pkey, ENGINE *e)
+    void EVP_PKEY_CTX_free(EVP_PKEY_CTX *ctx)
+    int EVP_PKEY_derive_init(EVP_PKEY_CTX *ctx)
+    int EVP_PKEY_derive_set_peer(EVP_PKEY_CTX *ctx, EVP_PKEY *peer)
+    int EVP_PKEY_derive(EVP_PKEY_CTX *ctx, unsigned char *key, size_t *keylen)
+    EVP_PKEY_CTX *EVP_PKEY_CTX_dup(const EVP_PKEY_CTX *ctx)
+    EVP_PKEY_CTX *EVP_PKEY_CTX_new_from_name(OSSL_LIB_CTX *libctx, const char *name,
+                                             const char *propquery)
+    int EVP_PKEY_fromdata_init(EVP_PKEY_CTX *ctx)
+    int EVP_PKEY_fromdata(EVP_PKEY_CTX *ctx, EVP_PKEY **ppkey, int selection,
+                          OSSL_PARAM *params)
+    int EVP_PKEY_PUBLIC_KEY
+
+    # params.h, core_names.h
+    ctypedef struct OSSL_PARAM:
+        pass
+    OSSL_PARAM OSSL_PARAM_construct_octet_string(const char *key, void *buf, size_t bsize)
+    OSSL_PARAM OSSL_PARAM_construct_end()
+    const char *OSSL_PKEY_PARAM_PUB_KEY
+
+    # evp.h: ChaCha20-Poly1305 AEAD
+    ctypedef struct EVP_CIPHER:
+        pass
+    ctypedef struct EVP_CIPHER_CTX:
+        pass
+    int EVP_CTRL_AEAD_SET_IVLEN
+    int EVP_CTRL_AEAD_GET_TAG
+    int EVP_CTRL_AEAD_SET_TAG
+    EVP_CIPHER *EVP_CIPHER_fetch(OSSL_LIB_CTX *ctx, const char *algorithm,
+                                 const char *properties)
+    EVP_CIPHER_CTX *EVP_CIPHER_CTX_new()
+    void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX *ctx)
+    int EVP_CIPHER_CTX_ctrl(EVP_CIPHER_CTX *ctx, int type, int arg, void *ptr)
+    int EVP_CipherInit_ex(EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *impl,
+                          const unsigned char *key, const unsigned char *iv, int enc)
+    int EVP_CipherUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl,
+                         const unsigned char *in_, int inl)
+    int EVP_CipherFinal_ex(EVP_CIPHER_CTX *ctx, unsigned char *outm, int *outl)
 
     # x509.h / evp.h: private key decoding (PKCS#8 DER) for the signer
     EVP_PKEY *d2i_AutoPrivateKey(EVP_PKEY **a, const unsigned char **pp, long length)

@@ -30,6 +30,14 @@ cdef enum:
     SIG_RSA_PKCS1V15_SHA256 = 1
     SIG_ED25519 = 2
 
+    # KeyExchangeAlgorithm, AeadAlgorithm
+    KEX_X25519 = 1
+    AEAD_CHACHA20_POLY1305 = 1
+
+    # Cleartext bytes of a REGISTER_REQUEST body before the sealed payload
+    # (kaa_wire._codec.ENVELOPE_SIZE).
+    ENVELOPE_SIZE = 34
+
     # Registration payload flag: the key field is the 20-byte endpoint id.
     PAYLOAD_FLAG_KEY_IS_HASH = 0x01
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kaa_wire import _codec, _framing, _registration, _signer
+from kaa_wire import _codec, _framing, _opener, _registration, _signer
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -28,6 +28,9 @@ def _pure() -> types.SimpleNamespace:
         decode_resolve_request=_codec.decode_resolve_request,
         resolve_response_signed_part=_codec.resolve_response_signed_part,
         encode_resolve_response=_codec.encode_resolve_response,
+        RegistrationOpener=_opener.RegistrationOpener,
+        seal_response=_opener.seal_response,
+        encode_registration_result=_codec.encode_registration_result,
     )
 
 
@@ -47,6 +50,9 @@ def _extension() -> types.SimpleNamespace | None:
         decode_resolve_request=_ext.decode_resolve_request,
         resolve_response_signed_part=_ext.resolve_response_signed_part,
         encode_resolve_response=_ext.encode_resolve_response,
+        RegistrationOpener=_ext.RegistrationOpener,
+        seal_response=_ext.seal_response,
+        encode_registration_result=_ext.encode_registration_result,
     )
 
 

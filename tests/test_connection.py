@@ -18,6 +18,7 @@ from kaa_wire import (
     OperationsServerConnection,
     Overloaded,
     RegisterClient,
+    RegistrationOpener,
     RegistrationResult,
     RegistrationVerifier,
     ReplayedRequest,
@@ -42,6 +43,10 @@ NOW_MS = 1_795_000_000_000
 @pytest.fixture
 def keys(vector_keys: dict[str, Any]) -> dict[str, Any]:
     return vector_keys
+
+
+def _opener(keys: dict[str, Any]) -> RegistrationOpener:
+    return RegistrationOpener(keys["operations_x25519"])
 
 
 def _node(keys: dict[str, Any], priority: int = 1) -> OperationsNode:
@@ -164,7 +169,7 @@ def test_servers_take_one_exchange_per_connection(keys: dict[str, Any]) -> None:
     server.receive_data(request + request)
     with pytest.raises(UnexpectedMessage):
         server.next_event()
-    ops = OperationsServerConnection(keys["operations_x25519"], RegistrationVerifier())
+    ops = OperationsServerConnection(_opener(keys), RegistrationVerifier())
     ops.receive_data(request)
     with pytest.raises(UnexpectedMessage):
         ops.next_event()
@@ -193,7 +198,7 @@ def _register(
         reconnect=reconnect,
     )
     request = client.send_request()
-    server = OperationsServerConnection(keys["operations_x25519"], RegistrationVerifier())
+    server = OperationsServerConnection(_opener(keys), RegistrationVerifier())
     server.receive_data(request)
     return client, server
 
@@ -244,7 +249,7 @@ def test_tampered_request_is_refused(keys: dict[str, Any], where: int, error: ty
     )
     request = bytearray(client.send_request())
     request[where] ^= 0x80
-    server = OperationsServerConnection(keys["operations_x25519"], RegistrationVerifier())
+    server = OperationsServerConnection(_opener(keys), RegistrationVerifier())
     server.receive_data(bytes(request))
     with pytest.raises(error):
         server.next_event()
@@ -258,7 +263,9 @@ def test_request_sealed_to_another_server_is_refused(keys: dict[str, Any]) -> No
         profile=b"",
         timestamp_ms=NOW_MS,
     )
-    server = OperationsServerConnection(_crypto.generate_x25519_key(), RegistrationVerifier())
+    server = OperationsServerConnection(
+        RegistrationOpener(_crypto.generate_x25519_key()), RegistrationVerifier()
+    )
     server.receive_data(client.send_request())
     with pytest.raises(BadSeal):
         server.next_event()

@@ -29,8 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kaa_wire
-from kaa_wire import _constants, _crypto, _framing, _registration, _signer
+from kaa_wire import _codec, _constants, _crypto, _framing, _opener, _registration, _signer
 from kaa_wire._errors import KaaWireError, LocalProtocolError
+from kaa_wire._messages import RegistrationResult, Topic
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTEXT = _constants.REGISTER_SIGNATURE_CONTEXT + bytes(range(64))
@@ -73,6 +74,9 @@ PXD_MIRRORS: dict[str, int] = {
     **{f"MSG_{t.name}": int(t) for t in _constants.MessageType},
     **{f"FLAG_{f.name}": int(f) for f in _constants.FrameFlag},
     **{f"SIG_{a.name}": int(a) for a in _constants.SignatureAlgorithm},
+    **{f"KEX_{a.name}": int(a) for a in _constants.KeyExchangeAlgorithm},
+    **{f"AEAD_{a.name}": int(a) for a in _constants.AeadAlgorithm},
+    "ENVELOPE_SIZE": _codec.ENVELOPE_SIZE,
     "PAYLOAD_FLAG_KEY_IS_HASH": _constants.PAYLOAD_FLAG_KEY_IS_HASH,
     "MIN_RSA_BITS": _crypto.MIN_RSA_BITS,
     "MAX_RSA_BITS": _registration.MAX_RSA_BITS,
@@ -906,6 +910,177 @@ def test_signer_from_several_threads(ext: Any, keys: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# RegistrationOpener, seal_response
+
+#: X25519 public keys whose shared secret is all zero with any private key: the low-order
+#: points, their non-canonical encodings (u + p) and the same with the ignored top bit set.
+LOW_ORDER_POINTS = [
+    bytes(32),
+    (1).to_bytes(32, "little"),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    (2**255 - 19 - 1).to_bytes(32, "little"),
+    (2**255 - 19).to_bytes(32, "little"),
+    (2**255 - 19 + 1).to_bytes(32, "little"),
+    bytes(31) + b"\x80",
+]
+
+
+def sealed_request(keys: dict[str, Any], device: str = "ed25519", reconnect: bool = False,
+                   profile: bytes = b'{"model":"kaa-1"}') -> tuple[bytes, bytes]:
+    """A real REGISTER_REQUEST to keys["x25519"]: (header, body)."""
+    node = kaa_wire.OperationsNode(1, 1, 1, "127.0.0.1", 9000,
+                                   _crypto.x25519_public_bytes(keys["x25519"]))
+    frame = kaa_wire.RegisterClient(node, sdk_token="sdk", private_key=keys[device],
+                                    profile=profile, timestamp_ms=1, reconnect=reconnect
+                                    ).send_request()
+    return frame[:_constants.HEADER_SIZE], frame[_constants.HEADER_SIZE:]
+
+
+@pytest.fixture(scope="module")
+def openers(ext: Any, keys: dict[str, Any]) -> tuple[Any, Any]:
+    return _opener.RegistrationOpener(keys["x25519"]), ext.RegistrationOpener(keys["x25519"])
+
+
+def open_both(openers: tuple[Any, Any], header: bytes, body: bytes) -> Any:
+    pure, compiled = openers
+    return same(lambda: pure.open(header, body), lambda: compiled.open(header, body))
+
+
+@pytest.mark.parametrize("device", ["rsa", "ed25519"])
+@pytest.mark.parametrize("reconnect", [False, True])
+def test_opener_opens_like_the_pure_opener(
+    keys: dict[str, Any], openers: tuple[Any, Any], device: str, reconnect: bool
+) -> None:
+    assert openers[1].public_key == openers[0].public_key
+    for profile in (b"", b"p", bytes(5000)):
+        header, body = sealed_request(keys, device, reconnect, profile)
+        result = open_both(openers, header, body)
+        assert result[0] == "ok"
+        plaintext, ephemeral, response_key = result[1]
+        assert ephemeral == body[2:34] and len(response_key) == 32
+        assert _registration.parse_registration_payload(plaintext).profile == profile
+        for argument_type in (bytearray, memoryview):  # any buffer, like the framer
+            assert openers[1].open(argument_type(header), argument_type(body)) == result[1]
+
+
+def test_opener_refuses_alike(keys: dict[str, Any], openers: tuple[Any, Any]) -> None:
+    """Short bodies, algorithm ids, low-order keys and every tampered byte: same error."""
+    header, body = sealed_request(keys)
+    refused = [body[:size] for size in range(_codec.ENVELOPE_SIZE + 17)]
+    refused += [bytes([kex, aead]) + body[2:] for kex in (0, 2, 255) for aead in (0, 1, 2, 255)]
+    refused += [body[:1] + bytes([aead]) + body[2:] for aead in (0, 2, 255)]
+    refused += [body[:2] + point + body[34:] for point in LOW_ORDER_POINTS]
+    refused += [body[:i] + bytes([body[i] ^ bit]) + body[i + 1:]
+                for i in range(2, len(body)) for bit in (0x01, 0x80)]
+    for tampered in refused:
+        result = open_both(openers, header, tampered)
+        assert result[0] == "error", tampered.hex()
+    for point in LOW_ORDER_POINTS:
+        assert open_both(openers, header, body[:2] + point + body[34:])[1] == kaa_wire.BadSeal(
+            "invalid ephemeral X25519 key")
+    for i in range(len(header)):  # the header is authenticated data
+        result = open_both(openers, header[:i] + bytes([header[i] ^ 1]) + header[i + 1:], body)
+        assert result[0] == "error"
+    assert open_both(openers, b"", body)[0] == "error"
+
+
+@SETTINGS
+@given(data=st.data())
+def test_mutated_requests(keys: dict[str, Any], openers: tuple[Any, Any], data: Any) -> None:
+    header, body = sealed_request(keys)
+    open_both(openers, header, data.draw(mutated(body)))
+
+
+def test_opener_refuses_other_keys_alike(ext: Any, keys: dict[str, Any]) -> None:
+    for key in (keys["ed25519"], keys["x25519"].public_key(), b"\x00" * 32, None):
+        result = same(lambda k=key: _opener.RegistrationOpener(k),
+                      lambda k=key: ext.RegistrationOpener(k))
+        assert result == ("raised", TypeError)
+
+
+@SETTINGS
+@given(key=st.binary(min_size=32, max_size=32), plaintext=st.binary(max_size=300),
+       header=st.binary(max_size=8))
+def test_seal_response_like_the_pure_seal(
+    ext: Any, key: bytes, plaintext: bytes, header: bytes
+) -> None:
+    result = same(lambda: _opener.seal_response(key, plaintext, header),
+                  lambda: ext.seal_response(key, plaintext, header))
+    assert result[0] == "ok"
+
+
+def test_seal_response_refuses_alike(ext: Any) -> None:
+    for key in (b"", bytes(31), bytes(33), None):
+        result = same(lambda k=key: _opener.seal_response(k, b"p", b"h"),
+                      lambda k=key: ext.seal_response(k, b"p", b"h"))
+        assert result[0] == "raised"
+    # (No None header: cryptography reads it as empty AAD; the header is typed bytes.)
+    for plaintext, header in ((None, b"h"), ("text", b"h"), (b"p", "h")):
+        result = same(lambda p=plaintext, h=header: _opener.seal_response(bytes(32), p, h),
+                      lambda p=plaintext, h=header: ext.seal_response(bytes(32), p, h))
+        assert result == ("raised", TypeError)
+
+
+def test_opener_from_several_threads(keys: dict[str, Any], openers: tuple[Any, Any]) -> None:
+    requests = [sealed_request(keys, profile=b"%d" % i) for i in range(24)]
+    expected = [openers[0].open(header, body) for header, body in requests]
+    results: dict[int, Any] = {}
+
+    def run(indexes: range) -> None:
+        for i in indexes:
+            results[i] = openers[1].open(*requests[i])
+
+    threads = [threading.Thread(target=run, args=(range(t, 24, 4),)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[i] for i in range(24)] == expected
+
+
+# ---------------------------------------------------------------------------------------
+# encode_registration_result
+
+u32 = st.integers(0, 2**32 - 1)
+registration_results = st.builds(
+    RegistrationResult,
+    status=st.sampled_from(list(_constants.RegistrationStatus)),
+    endpoint_id=st.one_of(st.binary(min_size=20, max_size=20),
+                          st.binary(min_size=20, max_size=20).map(bytearray)),
+    server_time_ms=st.integers(0, 2**64 - 1),
+    config_version=u32,
+    config=st.one_of(st.binary(max_size=600), st.binary(max_size=40).map(bytearray)),
+    topics=st.lists(
+        st.builds(Topic, topic_id=u32,
+                  name=st.text(max_size=85).filter(lambda t: len(t.encode()) <= 255)),
+        max_size=5,
+    ).map(tuple),
+    reconnect_after_s=u32,
+    retry_base_ms=u32,
+)
+
+
+@SETTINGS
+@given(result=registration_results)
+def test_results_encode_like_construct(ext: Any, result: RegistrationResult) -> None:
+    expected = _codec.encode_registration_result(result)
+    assert ext.encode_registration_result(result) == expected
+    assert _codec.decode_registration_result(expected) == result
+
+
+def test_result_extremes_encode_like_construct(ext: Any) -> None:
+    longest = "\u00e9" * 127 + "x"  # 255 bytes of UTF-8
+    for result in (
+        RegistrationResult(1, bytes(20), 0, 0, b""),
+        RegistrationResult(3, b"\xff" * 20, 2**64 - 1, 2**32 - 1, bytes(70000),
+                           tuple(Topic(2**32 - 1, longest) for _ in range(300)),
+                           2**32 - 1, 2**32 - 1),
+    ):
+        assert ext.encode_registration_result(result) == _codec.encode_registration_result(result)
+
+
+# ---------------------------------------------------------------------------------------
 # OpenSSL hygiene
 
 
@@ -927,4 +1102,9 @@ def test_no_openssl_error_survives_a_call(ext: Any, keys: dict[str, Any]) -> Non
             ext.RegistrationVerifier().verify(ext.parse_registration_payload(data), CONTEXT)
     with pytest.raises(KaaWireError):
         ext.Signer(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    header, body = sealed_request(keys)
+    opener = ext.RegistrationOpener(keys["x25519"])
+    for refused in (body[:2] + bytes(32) + body[34:], body[:-1] + bytes([body[-1] ^ 1])):
+        with pytest.raises(KaaWireError):
+            opener.open(header, refused)
     assert libcrypto.ERR_peek_error() == 0

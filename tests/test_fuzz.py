@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import load_vectors
-from tests.fuzz.harness import PAYLOAD_SELECTOR, RESOLVE_SELECTOR, check
+from tests.fuzz.harness import OPEN_SELECTOR, PAYLOAD_SELECTOR, RESOLVE_SELECTOR, check
 
 FUZZ = Path(__file__).parent / "fuzz"
 CORPUS = sorted((FUZZ / "corpus").iterdir())
@@ -25,10 +25,14 @@ SEED_PAYLOADS = [
     for v in load_vectors("registration.json")
     if "ok" in v["expect"]
 ]
-SEED_REQUESTS = [
+SEED_RESOLVES = [
     bytes([RESOLVE_SELECTOR]) + bytes.fromhex(v["hex"])[6:]
     for v in load_vectors("messages.json")
     if v["hex"][2:4] == "01" and "ok" in v["expect"]
+]
+SEED_OPENS = [  # bodies of the requests sealed to the harness's Operations key
+    bytes([OPEN_SELECTOR]) + bytes.fromhex(EXCHANGE[name])[6:]
+    for name in ("register_request_frame", "reconnect_request_frame")
 ]
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -57,7 +61,8 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
         st.binary(max_size=96),
         mutated(SEED_FRAMES),
         mutated(SEED_PAYLOADS),
-        mutated(SEED_REQUESTS),
+        mutated(SEED_RESOLVES),
+        mutated(SEED_OPENS),
     )
 )
 def test_hypothesis_inputs(data: bytes) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from kaa_wire import _codec, _crypto
 from kaa_wire._connection import (
@@ -19,6 +20,7 @@ from kaa_wire._connection import (
     RegisterClient,
     ResolveClient,
 )
+from kaa_wire._constants import HEADER_SIZE
 from kaa_wire._errors import KaaWireError, RevokedEndpoint
 from kaa_wire._messages import Frame
 from tests.conftest import load_vectors
@@ -206,15 +208,16 @@ def test_exchange_opens_on_both_sides() -> None:
     resolved = client.next_event(now=0.0)
     assert [n.priority for n in resolved.nodes] == [200, 100]  # type: ignore[union-attr]
 
-    from kaa_wire._impl import RegistrationVerifier
+    from kaa_wire._impl import RegistrationOpener, RegistrationVerifier
 
-    ops = OperationsServerConnection(operations, RegistrationVerifier())
+    opener = RegistrationOpener(operations)
+    ops = OperationsServerConnection(opener, RegistrationVerifier())
     ops.receive_data(bytes.fromhex(EXCHANGE["register_request_frame"]))
     payload = ops.next_event()
     assert payload.profile == bytes.fromhex(EXCHANGE["profile"])  # type: ignore[union-attr]
     assert ops.verify().hex() == EXCHANGE["endpoint_id"]
 
-    ops = OperationsServerConnection(operations, RegistrationVerifier())
+    ops = OperationsServerConnection(opener, RegistrationVerifier())
     ops.receive_data(bytes.fromhex(EXCHANGE["reconnect_request_frame"]))
     payload = ops.next_event()
     assert payload.key_is_hash  # type: ignore[union-attr]
@@ -243,3 +246,30 @@ def test_exchange_opens_on_both_sides() -> None:
             result = endpoint.next_event().result  # type: ignore[union-attr]
             assert result.endpoint_id.hex() == EXCHANGE["endpoint_id"]
             assert [t.name for t in result.topics] == ["firmware", "alerts"]
+
+
+def test_exchange_opens_with_each_opener(impl: types.SimpleNamespace) -> None:
+    """Each implementation opens the fixed requests, and encodes and seals the fixed answers,
+    byte for byte."""
+    keys = _keys()
+    opener = impl.RegistrationOpener(keys["operations_x25519"])
+    assert opener.public_key.hex() == EXCHANGE["operations_public_key"]
+    ephemeral = _crypto.x25519_public_bytes(keys["ephemeral_x25519"])
+    for request_name, answer_name in (
+        ("register_request_frame", "register_response_frame"),
+        ("reconnect_request_frame", "sealed_error_frame"),
+    ):
+        request = bytes.fromhex(EXCHANGE[request_name])
+        plaintext, ephemeral_public, response_key = opener.open(
+            request[:HEADER_SIZE], request[HEADER_SIZE:]
+        )
+        assert ephemeral_public == ephemeral
+        payload = impl.parse_registration_payload(plaintext)
+        assert payload.profile == bytes.fromhex(EXCHANGE["profile"])
+        answer = bytes.fromhex(EXCHANGE[answer_name])
+        header, sealed = answer[:HEADER_SIZE], answer[HEADER_SIZE:]
+        opened = _crypto.unseal(ChaCha20Poly1305(response_key), sealed, header)
+        assert impl.seal_response(response_key, opened, header) == sealed
+        if answer_name == "register_response_frame":
+            result = _codec.decode_registration_result(opened)
+            assert impl.encode_registration_result(result) == opened

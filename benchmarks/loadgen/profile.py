@@ -74,11 +74,17 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
             r"kaa_wire/_registration\.py|_load_endpoint_key)"
         ),
     ),
-    ("open", re.compile(r"^(server_session|unseal|SessionKeys\.__init__|X25519\w*) ")),
+    (
+        "open",
+        re.compile(
+            r"^(RegistrationOpener\.open|server_session|unseal|SessionKeys\.__init__|X25519\w*) "
+        ),
+    ),
     (
         "respond",
         re.compile(
             r"^(OperationsServerConnection\.(send_result|send_error|_sealed)|_frame_header|seal|"
+            r"seal_response|"
             r"encode_registration_result|RegistrationResult\.__init__|"
             r"BootstrapServerConnection\.(data_to_sign|send_response|send_presigned|send_error)|"
             r"resolve_response_signed_part|resolve_signed_data|encode_resolve_response) "

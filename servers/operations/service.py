@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from kaa_wire import (
     OperationsServerConnection,
     Overloaded,
+    RegistrationOpener,
     RegistrationPayload,
     RegistrationResult,
     RegistrationStatus,
@@ -31,7 +32,6 @@ from kaa_wire import (
     UnknownSdkToken,
     check_freshness,
 )
-from kaa_wire._crypto import x25519_public_bytes
 from servers import logs
 from servers.caching import MISS
 from servers.clock import wall_ms
@@ -84,8 +84,7 @@ class OperationsService:
     ) -> None:
         self._store = store
         self._directory = directory
-        self._static_key = static_key
-        self._static_public = x25519_public_bytes(static_key)
+        self._opener = RegistrationOpener(static_key)
         self._verifier = RegistrationVerifier()
         self._verify_pool = verify_pool
         self._metrics = metrics
@@ -99,14 +98,11 @@ class OperationsService:
 
     @property
     def public_key(self) -> bytes:
-        return self._static_public
+        return self._opener.public_key
 
     def new_connection(self) -> OperationsServerConnection:
         return OperationsServerConnection(
-            self._static_key,
-            self._verifier,
-            max_frame_size=self._max_frame_size,
-            static_public_key=self._static_public,
+            self._opener, self._verifier, max_frame_size=self._max_frame_size
         )
 
     def handle(

@@ -23,6 +23,7 @@ from kaa_wire import (
     OperationsNode,
     OperationsServerConnection,
     Overloaded,
+    RegistrationOpener,
     RegistrationResult,
     RegistrationStatus,
     RegistrationVerifier,
@@ -92,14 +93,14 @@ class FakeBootstrap:
 @dataclasses.dataclass
 class FakeOperations:
     node: OperationsNode
-    static_key: Any
+    opener: Any
     cluster: Cluster
     overloaded_ms: int | None = None
     forged_revocation: bool = False
     wrong_endpoint_id: bool = False
 
     def respond(self, request: bytes) -> bytes:
-        conn = OperationsServerConnection(self.static_key, RegistrationVerifier())
+        conn = OperationsServerConnection(self.opener, RegistrationVerifier())
         if self.forged_revocation:  # what anyone on the path could send: a plain error
             return conn.send_error(RevokedEndpoint("forged"))
         if self.overloaded_ms is not None:  # refused before opening: a plain error
@@ -178,7 +179,7 @@ class Cluster:
         node = OperationsNode(
             priority, weight, port, "127.0.0.1", port, _crypto.x25519_public_bytes(static)
         )
-        operations = FakeOperations(node, static, self, **knobs)
+        operations = FakeOperations(node, RegistrationOpener(static), self, **knobs)
         self.operations[port] = operations
         return operations
 

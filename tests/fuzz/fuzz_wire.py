@@ -1,4 +1,5 @@
-"""Coverage-guided fuzzing of the framer, codec and payload parser, both implementations.
+"""Coverage-guided fuzzing of the framer, codec, payload parser and registration opener, both
+implementations.
 
     python tests/fuzz/fuzz_wire.py tests/fuzz/corpus -runs=10000000
 

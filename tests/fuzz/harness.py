@@ -1,5 +1,5 @@
-"""What every fuzz input is put through: both framers, the codec, both payload parsers and
-both RESOLVE_REQUEST body decoders.
+"""What every fuzz input is put through: both framers, the codec, both payload parsers,
+both RESOLVE_REQUEST body decoders and both registration openers.
 
 ``check`` raises AssertionError when the implementations disagree, and lets any exception
 other than a RemoteProtocolError escape: to a fuzzer, both are crashes.
@@ -7,12 +7,15 @@ other than a RemoteProtocolError escape: to a fuzzer, both are crashes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from kaa_wire import _codec
+from kaa_wire import _codec, _crypto
 from kaa_wire._errors import RemoteProtocolError
 from kaa_wire._framing import Framer as PureFramer
+from kaa_wire._opener import RegistrationOpener as PureOpener
 from kaa_wire._registration import parse_registration_payload as pure_parse
 
 try:
@@ -23,7 +26,14 @@ except ImportError:  # the fuzz run then checks the pure path alone
 #: First byte that routes an input to the registration payload parsers instead.
 PAYLOAD_SELECTOR = 0xFF
 #: First byte that routes an input to the RESOLVE_REQUEST body decoders instead.
-RESOLVE_SELECTOR = 0xFE
+RESOLVE_SELECTOR = 0xFD
+#: First byte that routes an input to the openers, as a REGISTER_REQUEST body.
+OPEN_SELECTOR = 0xFE
+#: The openers hold the vectors' Operations key, so the vectors' requests open (good seeds).
+_KEYS = json.loads((Path(__file__).parents[1] / "vectors" / "keys.json").read_text())
+_STATIC_KEY = _crypto.load_private_key(_KEYS["operations_x25519"].encode())
+PURE_OPENER = PureOpener(_STATIC_KEY)  # type: ignore[arg-type]
+EXT_OPENER = None if _ext is None else _ext.RegistrationOpener(_STATIC_KEY)
 #: A small limit as well as the default, so both sides of the size check get exercised.
 FRAME_LIMITS = (65536, 64)
 
@@ -60,7 +70,21 @@ def request_outcome(decode: Callable[[bytes], Any], data: bytes) -> Any:
         return type(exc)
 
 
+def open_outcome(opener: Any, body: bytes) -> Any:
+    """The opened request (REGISTER_REQUEST header for this body length), or the error class."""
+    header = bytes([1, 3, 0]) + len(body).to_bytes(3, "big")
+    try:
+        return opener.open(header, body)
+    except RemoteProtocolError as exc:
+        return type(exc)
+
+
 def check(data: bytes) -> None:
+    if data[:1] == bytes([OPEN_SELECTOR]):
+        ours = open_outcome(PURE_OPENER, data[1:])
+        if EXT_OPENER is not None:
+            assert open_outcome(EXT_OPENER, data[1:]) == ours
+        return
     if data[:1] == bytes([PAYLOAD_SELECTOR]):
         ours = payload_outcome(pure_parse, data[1:])
         if _ext is not None:

@@ -28,6 +28,7 @@ from kaa_wire._connection import (  # noqa: E402
 from kaa_wire._errors import KaaWireError, ReplayedRequest, RevokedEndpoint  # noqa: E402
 from kaa_wire._framing import Framer, encode_frame  # noqa: E402
 from kaa_wire._messages import OperationsNode, RegistrationResult, Topic  # noqa: E402
+from kaa_wire._opener import RegistrationOpener  # noqa: E402
 from kaa_wire._registration import RegistrationVerifier, parse_registration_payload  # noqa: E402
 
 SERVER_TIME_MS = 1_795_000_000_000  # 2026-11-18T09:46:40Z
@@ -281,7 +282,7 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
             ephemeral_key=ephemeral,
         )
         frame = reg.send_request()
-        ops = OperationsServerConnection(operations, RegistrationVerifier())
+        ops = OperationsServerConnection(RegistrationOpener(operations), RegistrationVerifier())
         ops.receive_data(frame)
         ops.next_event()
         return frame, ops

@@ -1,0 +1,53 @@
+"""Opening a registration request on the Operations side, pure-Python implementation.
+
+``kaa_wire_ext`` provides the same two names with identical behaviour (same results, same
+exception classes and messages, checks in the same order); ``kaa_wire`` exports whichever
+implementation is active.
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from kaa_wire import _codec, _crypto
+from kaa_wire._constants import AeadAlgorithm, KeyExchangeAlgorithm
+from kaa_wire._errors import UnsupportedAlgorithm
+
+__all__ = ["RegistrationOpener", "seal_response"]
+
+
+class RegistrationOpener:
+    """An Operations node's static X25519 key, ready to open REGISTER_REQUEST bodies.
+
+    Built once per node; ``open`` keeps no state, so one opener serves every connection.
+    """
+
+    def __init__(self, static_key: x25519.X25519PrivateKey) -> None:
+        if not isinstance(static_key, x25519.X25519PrivateKey):
+            raise TypeError("an opener needs an X25519 private key")
+        self._static_key = static_key
+        self.public_key = _crypto.x25519_public_bytes(static_key)
+
+    def open(self, header: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
+        """``(payload plaintext, ephemeral public key, response key)`` of one request.
+
+        ``header`` and ``body`` are the request frame's; the header is part of the AAD.
+        Raises MalformedFrame, UnsupportedAlgorithm or BadSeal, checked in that order.
+        """
+        envelope = _codec.decode_register_envelope(body)
+        if envelope.kex_algorithm != KeyExchangeAlgorithm.X25519:
+            raise UnsupportedAlgorithm(f"key exchange {envelope.kex_algorithm} is not supported")
+        if envelope.aead_algorithm != AeadAlgorithm.CHACHA20_POLY1305:
+            raise UnsupportedAlgorithm(f"AEAD {envelope.aead_algorithm} is not supported")
+        session = _crypto.server_session(
+            self._static_key, self.public_key, envelope.ephemeral_public_key
+        )
+        aad = header + body[: _codec.ENVELOPE_SIZE]
+        plaintext = _crypto.unseal(session.request, envelope.sealed_payload, aad)
+        return plaintext, envelope.ephemeral_public_key, session.response_key
+
+
+def seal_response(response_key: bytes, plaintext: bytes, header: bytes) -> bytes:
+    """The sealed body (ciphertext and tag) of the one response or error to a request."""
+    return _crypto.seal(ChaCha20Poly1305(response_key), plaintext, header)
