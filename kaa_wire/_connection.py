@@ -445,15 +445,18 @@ class OperationsServerConnection(_Endpoint):
 
     def send_result(self, result: RegistrationResult) -> bytes:
         self._expect(_State.RECEIVED, "send a result")
-        assert self._response_key is not None
+        response_key, self._response_key = self._response_key, None
+        assert response_key is not None
         self.state = _State.DONE
         return self._sealed(
-            MessageType.REGISTER_RESPONSE, 0, encode_registration_result(result),
-            self._response_key,
+            MessageType.REGISTER_RESPONSE, 0, encode_registration_result(result), response_key
         )
 
     def send_error(self, error: KaaWireError) -> bytes:
         """The ERROR frame for ``error``: sealed once the request opened, plain before."""
+        if self.state is _State.DONE:
+            # A second message under the single-use response key would reuse its nonce.
+            raise LocalProtocolError("this exchange was already answered")
         body = _codec.encode_error(_error_message(error))
         response_key, self._response_key = self._response_key, None
         self.state = _State.DONE

@@ -280,6 +280,20 @@ def test_errors_after_opening_are_sealed(keys: dict[str, Any]) -> None:
     assert info.value.sealed
 
 
+def test_no_second_message_after_the_result(keys: dict[str, Any]) -> None:
+    """The response key seals one message: an error after the result would reuse its nonce."""
+    _, server = _register(keys)
+    server.next_event()
+    result = RegistrationResult(
+        status=1, endpoint_id=server.verify(), server_time_ms=NOW_MS, config_version=1, config=b""
+    )
+    server.send_result(result)
+    with pytest.raises(LocalProtocolError):
+        server.send_error(RevokedEndpoint("too late"))
+    with pytest.raises(LocalProtocolError):
+        server.send_result(result)
+
+
 def test_plain_error_is_not_authentic(keys: dict[str, Any]) -> None:
     client, _ = _register(keys)
     forged = BootstrapServerConnection().send_error(RevokedEndpoint("forged"))
