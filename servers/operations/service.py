@@ -170,6 +170,7 @@ class OperationsService:
             profile_hash=hashlib.sha256(payload.profile).digest(),
             request_ms=payload.timestamp_ms,
             now_ms=wall_ms(),
+            carried_key=key_der is None,
         )
         try:
             stored = self._store.register_endpoint(write)

@@ -127,6 +127,10 @@ class EndpointWrite:
     profile_hash: bytes
     request_ms: int
     now_ms: int
+    #: The request carried the full key (a first registration, or one after
+    #: UNKNOWN_KEY_HASH), so the endpoint is most likely new. Only an ordering hint for
+    #: the store: the outcome never depends on it.
+    carried_key: bool = False
 
 
 class WriteOutcome(enum.Enum):

@@ -287,43 +287,49 @@ _INSERT_NEW = (
 
 
 def _register_endpoint(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
-    # Told apart by row counts alone: a reconnect is one UPDATE; a new endpoint is an UPDATE
-    # that matches nothing, then an INSERT. (A SELECT first cost every registration one more
-    # statement; an upsert with RETURNING costs SQLite more than the statement it saves.)
-    # Every statement before the last one changes nothing, so a failing job leaves nothing
-    # behind without a SAVEPOINT (GroupCommitWriter.submit). The constants are SQL
-    # literals: an enum's .value and .name are Python-level lookups, per registration.
-    existing = conn.execute(
-        _UPDATE_EXISTING,
-        (
-            w.sdk_token_hash,
-            w.now_ms,
-            w.request_ms,
-            w.endpoint_id,
-            w.application,
-            w.request_ms,
-            w.profile_hash,
-        ),
-    )
-    if existing.rowcount:
+    # Told apart by row counts alone: a reconnect is one UPDATE, a new endpoint one INSERT;
+    # which goes first follows ``w.carried_key``, so the common case of each is one
+    # statement, and the other statement, tried second, finds nothing to do. (A SELECT first
+    # cost every registration one more statement; an upsert with RETURNING costs SQLite
+    # more than the statement it saves.) Every statement before the last one changes
+    # nothing, so a failing job leaves nothing behind without a SAVEPOINT
+    # (GroupCommitWriter.submit). The constants are SQL literals: an enum's .value and
+    # .name are Python-level lookups, per registration.
+    if w.carried_key and _insert_new(conn, w):
+        return WriteOutcome.NEW
+    if _update_existing(conn, w):
         return WriteOutcome.EXISTING
-    new = conn.execute(
-        _INSERT_NEW,
-        (
-            w.endpoint_id,
-            w.public_key,
-            w.sdk_token_hash,
-            w.application,
-            w.profile,
-            w.profile_hash,
-            w.now_ms,
-            w.now_ms,
-            w.request_ms,
-        ),
-    )
-    if new.rowcount:
+    if not w.carried_key and _insert_new(conn, w):
         return WriteOutcome.NEW
     return _register_known(conn, w)
+
+
+def _update_existing(conn: sqlite3.Connection, w: EndpointWrite) -> bool:
+    params = (
+        w.sdk_token_hash,
+        w.now_ms,
+        w.request_ms,
+        w.endpoint_id,
+        w.application,
+        w.request_ms,
+        w.profile_hash,
+    )
+    return conn.execute(_UPDATE_EXISTING, params).rowcount == 1
+
+
+def _insert_new(conn: sqlite3.Connection, w: EndpointWrite) -> bool:
+    params = (
+        w.endpoint_id,
+        w.public_key,
+        w.sdk_token_hash,
+        w.application,
+        w.profile,
+        w.profile_hash,
+        w.now_ms,
+        w.now_ms,
+        w.request_ms,
+    )
+    return conn.execute(_INSERT_NEW, params).rowcount == 1
 
 
 def _register_known(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:

@@ -56,6 +56,7 @@ def _write(
     profile: bytes = b'{"model": "a"}',
     application: str = "app-1",
     sdk_token: bytes = b"sdk",
+    carried_key: bool = False,
 ) -> EndpointWrite:
     key = f"key-{endpoint}".encode()
     return EndpointWrite(
@@ -67,7 +68,13 @@ def _write(
         profile_hash=hashlib.sha256(profile).digest(),
         request_ms=request_ms,
         now_ms=request_ms + 5,
+        carried_key=carried_key,
     )
+
+
+#: The store's statement-order hint must never change an outcome: the outcome tests run
+#: with both values.
+HINTS = pytest.mark.parametrize("carried_key", [False, True], ids=["update-first", "insert-first"])
 
 
 async def _with_app(store: RegistryStore) -> None:
@@ -126,13 +133,19 @@ def test_sdk_tokens_are_found_by_hash(store_backend: StoreBackend) -> None:
     store_backend.run(body)
 
 
-def test_register_new_existing_and_profile_updated(store_backend: StoreBackend) -> None:
+@HINTS
+def test_register_new_existing_and_profile_updated(
+    store_backend: StoreBackend, carried_key: bool
+) -> None:
     async def body(store: RegistryStore) -> None:
         await _with_app(store)
-        first = _write(request_ms=T0)
+        first = _write(carried_key=carried_key, request_ms=T0)
         assert await store.register_endpoint(first) is WriteOutcome.NEW
-        assert await store.register_endpoint(_write(request_ms=T0 + 1)) is WriteOutcome.EXISTING
-        changed = _write(request_ms=T0 + 2, profile=b'{"model": "b"}')
+        assert (
+            await store.register_endpoint(_write(carried_key=carried_key, request_ms=T0 + 1))
+            is WriteOutcome.EXISTING
+        )
+        changed = _write(carried_key=carried_key, request_ms=T0 + 2, profile=b'{"model": "b"}')
         assert await store.register_endpoint(changed) is WriteOutcome.PROFILE_UPDATED
 
         stored = await store.get_endpoint(first.endpoint_id)
@@ -150,12 +163,14 @@ def test_register_new_existing_and_profile_updated(store_backend: StoreBackend) 
     store_backend.run(body)
 
 
+@HINTS
 def test_existing_reconnect_updates_the_visit_and_keeps_the_rest(
+    carried_key: bool,
     store_backend: StoreBackend,
 ) -> None:
     async def body(store: RegistryStore) -> None:
         await _with_app(store)
-        first = _write(request_ms=T0)
+        first = _write(carried_key=carried_key, request_ms=T0)
         assert await store.register_endpoint(first) is WriteOutcome.NEW
         created = await store.get_endpoint(first.endpoint_id)
         assert created is not None
@@ -163,7 +178,7 @@ def test_existing_reconnect_updates_the_visit_and_keeps_the_rest(
         assert (created.first_seen_ms, created.last_seen_ms) == (T0 + 5, T0 + 5)
         assert created.revoked_ms is None
 
-        again = _write(request_ms=T0 + 7, sdk_token=b"rotated")
+        again = _write(carried_key=carried_key, request_ms=T0 + 7, sdk_token=b"rotated")
         assert await store.register_endpoint(again) is WriteOutcome.EXISTING
         stored = await store.get_endpoint(first.endpoint_id)
         assert stored is not None
@@ -177,19 +192,29 @@ def test_existing_reconnect_updates_the_visit_and_keeps_the_rest(
     store_backend.run(body)
 
 
+@HINTS
 def test_updated_profile_is_the_one_later_reconnects_compare(
+    carried_key: bool,
     store_backend: StoreBackend,
 ) -> None:
     async def body(store: RegistryStore) -> None:
         await _with_app(store)
-        assert await store.register_endpoint(_write(request_ms=T0)) is WriteOutcome.NEW
-        changed = _write(request_ms=T0 + 1, profile=b'{"model": "b"}', sdk_token=b"rotated")
+        assert (
+            await store.register_endpoint(_write(carried_key=carried_key, request_ms=T0))
+            is WriteOutcome.NEW
+        )
+        changed = _write(
+            carried_key=carried_key,
+            request_ms=T0 + 1,
+            profile=b'{"model": "b"}',
+            sdk_token=b"rotated",
+        )
         assert await store.register_endpoint(changed) is WriteOutcome.PROFILE_UPDATED
         stored = await store.get_endpoint(changed.endpoint_id)
         assert stored is not None and stored.sdk_token_hash == changed.sdk_token_hash
-        same = _write(request_ms=T0 + 2, profile=b'{"model": "b"}')
+        same = _write(carried_key=carried_key, request_ms=T0 + 2, profile=b'{"model": "b"}')
         assert await store.register_endpoint(same) is WriteOutcome.EXISTING
-        back = _write(request_ms=T0 + 3)
+        back = _write(carried_key=carried_key, request_ms=T0 + 3)
         assert await store.register_endpoint(back) is WriteOutcome.PROFILE_UPDATED
         stored = await store.get_endpoint(back.endpoint_id)
         assert stored is not None
@@ -214,21 +239,29 @@ REFUSALS = {
 
 
 @pytest.mark.parametrize("case", REFUSALS)
+@HINTS
 def test_refused_registrations_leave_the_row_unchanged(
-    store_backend: StoreBackend, case: str
+    carried_key: bool, store_backend: StoreBackend, case: str
 ) -> None:
     revoke, application, request_ms, profile, expected = REFUSALS[case]
 
     async def body(store: RegistryStore) -> None:
         await _with_app(store)
         await store.create_application(_app("app-2"), _audit("app.create"))
-        assert await store.register_endpoint(_write(request_ms=T0)) is WriteOutcome.NEW
-        endpoint_id = _write().endpoint_id
+        assert (
+            await store.register_endpoint(_write(carried_key=carried_key, request_ms=T0))
+            is WriteOutcome.NEW
+        )
+        endpoint_id = _write(carried_key=carried_key).endpoint_id
         if revoke:
             await store.revoke_endpoint(endpoint_id, _audit("endpoint.revoke"))
         before = await store.get_endpoint(endpoint_id)
         refused = _write(
-            request_ms=request_ms, profile=profile, application=application, sdk_token=b"x"
+            carried_key=carried_key,
+            request_ms=request_ms,
+            profile=profile,
+            application=application,
+            sdk_token=b"x",
         )
         assert await store.register_endpoint(refused) is expected
         assert await store.get_endpoint(endpoint_id) == before
@@ -236,12 +269,18 @@ def test_refused_registrations_leave_the_row_unchanged(
     store_backend.run(body)
 
 
-def test_replayed_timestamps_are_refused_and_write_nothing(store_backend: StoreBackend) -> None:
+@HINTS
+def test_replayed_timestamps_are_refused_and_write_nothing(
+    store_backend: StoreBackend, carried_key: bool
+) -> None:
     async def body(store: RegistryStore) -> None:
         await _with_app(store)
-        assert await store.register_endpoint(_write(request_ms=T0 + 10)) is WriteOutcome.NEW
-        same = _write(request_ms=T0 + 10, profile=b"changed")
-        older = _write(request_ms=T0 + 9, profile=b"changed")
+        assert (
+            await store.register_endpoint(_write(carried_key=carried_key, request_ms=T0 + 10))
+            is WriteOutcome.NEW
+        )
+        same = _write(carried_key=carried_key, request_ms=T0 + 10, profile=b"changed")
+        older = _write(carried_key=carried_key, request_ms=T0 + 9, profile=b"changed")
         assert await store.register_endpoint(same) is WriteOutcome.REPLAYED
         assert await store.register_endpoint(older) is WriteOutcome.REPLAYED
         stored = await store.get_endpoint(same.endpoint_id)
@@ -251,10 +290,15 @@ def test_replayed_timestamps_are_refused_and_write_nothing(store_backend: StoreB
     store_backend.run(body)
 
 
-def test_concurrent_copies_of_one_request_are_accepted_once(store_backend: StoreBackend) -> None:
+@HINTS
+def test_concurrent_copies_of_one_request_are_accepted_once(
+    store_backend: StoreBackend, carried_key: bool
+) -> None:
     async def body(store: RegistryStore) -> None:
         await _with_app(store)
-        outcomes = await asyncio.gather(*(store.register_endpoint(_write()) for _ in range(20)))
+        outcomes = await asyncio.gather(
+            *(store.register_endpoint(_write(carried_key=carried_key)) for _ in range(20))
+        )
         assert sorted(o.value for o in outcomes) == ["NEW"] + ["REPLAYED"] * 19
 
     store_backend.run(body)
