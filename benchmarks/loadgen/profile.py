@@ -75,12 +75,6 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     (
-        "open",
-        re.compile(
-            r"^(RegistrationOpener\.open|server_session|unseal|SessionKeys\.__init__|X25519\w*) "
-        ),
-    ),
-    (
         "respond",
         re.compile(
             r"^(OperationsServerConnection\.(send_result|send_error|_sealed)|_frame_header|seal|"
@@ -88,6 +82,15 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
             r"encode_registration_result|RegistrationResult\.__init__|"
             r"BootstrapServerConnection\.(data_to_sign|send_response|send_presigned|send_error)|"
             r"resolve_response_signed_part|resolve_signed_data|encode_resolve_response) "
+        ),
+    ),
+    (
+        # The extension's opener shows as its .pyx frames (seal_response lives there too,
+        # but its stacks hold send_result: "respond" above takes them first).
+        "open",
+        re.compile(
+            r"(^(RegistrationOpener\.open|server_session|unseal|SessionKeys\.__init__|X25519\w*) "
+            r"|\(kaa_wire_ext/opener\.pyx|\(kaa_wire/_opener\.py)"
         ),
     ),
     (
