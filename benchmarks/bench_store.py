@@ -41,7 +41,7 @@ T0 = 1_767_225_600_000
 PHASES = {"new": (WriteOutcome.NEW, T0), "reconnect": (WriteOutcome.EXISTING, T0 + 1)}
 
 
-def _writes(count: int, request_ms: int) -> list[EndpointWrite]:
+def _writes(count: int, request_ms: int, carried_key: bool) -> list[EndpointWrite]:
     """``count`` endpoints' registrations, built before any timing (hashing included)."""
     profile_hash = hashlib.sha256(PROFILE).digest()
     token_hash = hashlib.sha256(b"sdk-7f3a9c").digest()
@@ -58,6 +58,7 @@ def _writes(count: int, request_ms: int) -> list[EndpointWrite]:
                 profile_hash=profile_hash,
                 request_ms=request_ms,
                 now_ms=request_ms + 5,
+                carried_key=carried_key,  # as the server sets it for a first registration
             )
         )
     return writes
@@ -91,7 +92,7 @@ async def _one_run(directory: Path, count: int, concurrency: int) -> dict[str, f
     try:
         writer_clock = _writer_cpu_clock()
         for phase, (expected, request_ms) in PHASES.items():
-            writes = _writes(count, request_ms)
+            writes = _writes(count, request_ms, carried_key=phase == "new")
             batches = store.writer_stats().batches
             process, writer = time.process_time(), time.clock_gettime(writer_clock)
             outcomes = await _register_all(store, writes, concurrency)
