@@ -129,10 +129,11 @@ class BootstrapService:
     ) -> None:
         if signature.cancelled():
             answer.cancel()
-        elif signature.exception() is not None:
-            answer.set_exception(signature.exception())  # type: ignore[arg-type]
-        else:
+            return
+        try:  # nothing may escape a done callback: the connection would wait forever
             answer.set_result(self._send_signed(conn, app, signature.result()))
+        except Exception as exc:
+            answer.set_exception(exc)
 
     def _send_signed(
         self, conn: BootstrapServerConnection, app: Application, signature: bytes

@@ -177,9 +177,7 @@ class OperationsService:
         except StoreBusy as exc:
             raise self._busy() from exc
         answer: asyncio.Future[bytes] = stored.get_loop().create_future()
-        stored.add_done_callback(
-            functools.partial(self._answer, answer, conn, app, write, key_der is None)
-        )
+        stored.add_done_callback(functools.partial(self._answer, answer, conn, app, write))
         return answer
 
     def _answer(
@@ -188,20 +186,35 @@ class OperationsService:
         conn: OperationsServerConnection,
         app: Application,
         write: EndpointWrite,
-        new_key: bool,
         stored: asyncio.Future[WriteOutcome],
     ) -> None:
+        """Hand the stored write's outcome on: the answer frame, or what refuses it.
+
+        Nothing may escape a done callback: the connection would wait for an answer forever.
+        """
         if stored.cancelled():
             answer.cancel()
             return
-        error = stored.exception()
-        if isinstance(error, StoreBusy):
-            error = self._busy()
-        status = None if error is not None else _STATUS.get(stored.result())
+        try:
+            answer.set_result(self._registered(conn, app, write, stored.result()))
+        except StoreBusy as exc:
+            busy = self._busy()
+            busy.__cause__ = exc
+            answer.set_exception(busy)
+        except Exception as exc:
+            answer.set_exception(exc)
+
+    def _registered(
+        self,
+        conn: OperationsServerConnection,
+        app: Application,
+        write: EndpointWrite,
+        outcome: WriteOutcome,
+    ) -> bytes:
+        status = _STATUS.get(outcome)
         if status is None:
-            answer.set_exception(error or self._refusal(stored.result()))
-            return
-        if new_key:
+            raise self._refusal(outcome)
+        if write.carried_key:
             self._directory.remember_key(write.endpoint_id, write.public_key)
         self.load.count += 1
         self._metrics.registrations.inc(status.name)
@@ -213,18 +226,16 @@ class OperationsService:
             status=status.name,
             application=app.name,
         )
-        answer.set_result(
-            conn.send_result(
-                RegistrationResult(
-                    status=status,
-                    endpoint_id=write.endpoint_id,
-                    server_time_ms=wall_ms(),
-                    config_version=app.config_version,
-                    config=app.config,
-                    topics=app.topics,
-                    reconnect_after_s=self._reconnect_after_s,
-                    retry_base_ms=self._retry_base_ms,
-                )
+        return conn.send_result(
+            RegistrationResult(
+                status=status,
+                endpoint_id=write.endpoint_id,
+                server_time_ms=wall_ms(),
+                config_version=app.config_version,
+                config=app.config,
+                topics=app.topics,
+                reconnect_after_s=self._reconnect_after_s,
+                retry_base_ms=self._retry_base_ms,
             )
         )
 
