@@ -61,6 +61,12 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
             )  # fmt: skip
         floor = result["implementations"][impls[0]][floor_key] * result["server_cores"]
         ax.axhline(floor * factor, linestyle="--", color="grey", label=target_text)
+        ceiling = result["implementations"][impls[0]].get("registration_ceiling_per_s")
+        if key == "registration_sweep" and ceiling:
+            ax.axhline(
+                ceiling, linestyle=":", color="black",
+                label="ceiling: 1 / (crypto + connection floor)",
+            )  # fmt: skip
         ax.set_xscale("log", base=2)
         levels = sorted({x for impl in impls for x in _sweep(result, impl, key)[0]})
         ax.set_xticks(levels)
