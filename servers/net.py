@@ -22,13 +22,63 @@ from servers import logs
 from servers.limits import Gate
 from servers.metrics import Metrics
 
-__all__ = ["ServiceContext", "SansIOConnection", "ExchangeProtocol"]
+__all__ = ["ServiceContext", "SansIOConnection", "ExchangeProtocol", "ReadDeadlines"]
 
 
 class SansIOConnection(Protocol):
     def receive_data(self, data: bytes) -> None: ...
     def next_event(self) -> Any: ...
     def send_error(self, error: KaaWireError) -> bytes: ...
+
+
+class Reading(Protocol):
+    """A connection still reading its request, as ReadDeadlines sees it."""
+
+    def read_timed_out(self) -> None: ...
+
+
+class ReadDeadlines:
+    """The read deadlines of one service's connections, on one timer.
+
+    Every connection gets the same timeout, so arrival order is deadline order: a dict
+    (insertion-ordered) holds the connections still reading, and one timer fires at the
+    earliest deadline. A connection that finishes reading just leaves the dict; under load
+    the timer then fires about once per timeout instead of a timer per connection (a uvloop
+    TimerHandle is a libuv handle to create, start, stop and close).
+    """
+
+    __slots__ = ("_loop", "_timeout_s", "_timer", "_waiting")
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._waiting: dict[Reading, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, protocol: Reading) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        deadline = self._loop.time() + self._timeout_s
+        self._waiting[protocol] = deadline
+        if self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._expire)
+
+    def discard(self, protocol: Reading) -> None:
+        self._waiting.pop(protocol, None)
+
+    def _expire(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        now = self._loop.time()
+        expired = []
+        for protocol, deadline in self._waiting.items():
+            if deadline > now:
+                self._timer = self._loop.call_at(deadline, self._expire)
+                break
+            expired.append(protocol)
+        for protocol in expired:
+            del self._waiting[protocol]
+            protocol.read_timed_out()
 
 
 @dataclasses.dataclass(slots=True)
@@ -45,6 +95,10 @@ class ServiceContext:
     read_timeout_s: float
     retry_after_ms: int
     log: logging.Logger
+    deadlines: ReadDeadlines = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadlines = ReadDeadlines(self.read_timeout_s)
 
 
 class _Phase(enum.Enum):
@@ -60,7 +114,6 @@ class ExchangeProtocol(asyncio.Protocol):
         "_ctx",
         "_phase",
         "_started",
-        "_timer",
         "_transport",
     )
 
@@ -70,7 +123,6 @@ class ExchangeProtocol(asyncio.Protocol):
         self._conn = ctx.new_connection()
         self._phase = _Phase.READING
         self._admitted = False
-        self._timer: asyncio.TimerHandle | None = None
         self._started = 0.0
 
     # -- asyncio callbacks --------------------------------------------------------------
@@ -84,8 +136,7 @@ class ExchangeProtocol(asyncio.Protocol):
             return
         self._admitted = True
         ctx.metrics.connections_open.inc(ctx.name)
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(ctx.read_timeout_s, self._read_timed_out)
+        ctx.deadlines.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self._phase is not _Phase.READING:
@@ -147,8 +198,8 @@ class ExchangeProtocol(asyncio.Protocol):
                     self._transport.pause_reading()
                 result.add_done_callback(self._served)
 
-    def _read_timed_out(self) -> None:
-        self._timer = None
+    def read_timed_out(self) -> None:
+        """Called by the service's ReadDeadlines when this connection's deadline passed."""
         if self._phase is _Phase.READING:
             seconds = self._ctx.read_timeout_s
             self._refuse(Timeout(f"no whole request within {seconds:g} s"))
@@ -187,6 +238,4 @@ class ExchangeProtocol(asyncio.Protocol):
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._ctx.deadlines.discard(self)

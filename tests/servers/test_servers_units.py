@@ -21,6 +21,7 @@ from servers.admin import AdminServer
 from servers.caching import LookupCache
 from servers.limits import Gate, WorkerPool
 from servers.metrics import Counter, Histogram, Metrics, Registry
+from servers.net import ReadDeadlines
 from servers.store.base import (
     Application,
     AuditEntry,
@@ -224,7 +225,7 @@ def _endpoint_write(n: int) -> EndpointWrite:
 
 
 async def _store_with_app(path: Path, **options: float) -> SqliteStore:
-    store = SqliteStore(path, **options)  # type: ignore[arg-type]
+    store = SqliteStore(path, **options)
     await store.open()
     app = Application("app", "n", b"", 1, (), Balancing.STATIC, False, 0)
     await store.create_application(app, AuditEntry(0, "t", "app.create", "n"))
@@ -278,5 +279,37 @@ def test_store_is_wal_with_full_sync(tmp_path: Path) -> None:
         finally:
             conn.close()
         await store.close()
+
+    asyncio.run(main())
+
+
+class _Reading:
+    """What ReadDeadlines calls: records when its deadline passed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.timed_out_at: float | None = None
+
+    def read_timed_out(self) -> None:
+        self.timed_out_at = self._loop.time()
+
+
+def test_read_deadlines_time_out_only_the_connections_still_reading() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = ReadDeadlines(0.2)
+        done, slow, later = _Reading(loop), _Reading(loop), _Reading(loop)
+        began = loop.time()
+        deadlines.add(done)
+        deadlines.add(slow)
+        deadlines.discard(done)  # read its request: never times out
+        await asyncio.sleep(0.1)
+        deadlines.add(later)
+        await asyncio.sleep(0.15)  # past slow's deadline, not later's
+        assert done.timed_out_at is None and later.timed_out_at is None
+        assert slow.timed_out_at is not None and 0.2 <= slow.timed_out_at - began < 0.25
+        await asyncio.sleep(0.1)
+        assert later.timed_out_at is not None and later.timed_out_at - began >= 0.3
+        assert done.timed_out_at is None
 
     asyncio.run(main())
