@@ -42,8 +42,6 @@ import collections
 import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
 import time
 import urllib.parse
@@ -52,15 +50,15 @@ from typing import TypeVar
 
 import asyncpg
 
-from kaa_wire import RegistrationStatus, Topic
+from kaa_wire import RegistrationStatus
 from servers import logs
+from servers.store import _rows
 from servers.store._group_commit import WriterStats
 from servers.store.base import (
     AlreadyExists,
     Application,
     ApplicationChanges,
     AuditEntry,
-    Balancing,
     Endpoint,
     EndpointStatus,
     EndpointWrite,
@@ -100,17 +98,6 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 #: nothing of it committed).
 _BATCH_ATTEMPTS = 3
 
-_APP_COLUMNS = (
-    "token, name, config, config_version, topics, balancing, cached_signature, created_ms"
-)
-_ENDPOINT_COLUMNS = (
-    "endpoint_id, public_key, sdk_token_hash, application, profile, profile_hash, "
-    "first_seen_ms, last_seen_ms, status, registration_status, last_request_ms, revoked_ms"
-)
-_NODE_COLUMNS = (
-    "node_id, host, port, kex_public_key, priority, weight, load, lease_expires_ms, "
-    "started_ms, renewed_ms"
-)
 
 _LOCK_ENDPOINTS = (
     "SELECT endpoint_id, status, application, profile_hash, last_request_ms FROM endpoints "
@@ -162,61 +149,8 @@ def _store_error(exc: Exception, conn: asyncpg.Connection | None) -> StoreError:
     return StoreError(f"database error: {exc!r}")
 
 
-def _topics_json(topics: Sequence[Topic]) -> str:
-    return json.dumps([[t.topic_id, t.name] for t in topics])
-
-
-def _application(row: asyncpg.Record) -> Application:
-    return Application(
-        token=row["token"],
-        name=row["name"],
-        config=bytes(row["config"]),
-        config_version=row["config_version"],
-        topics=tuple(Topic(int(i), str(n)) for i, n in json.loads(row["topics"])),
-        balancing=Balancing(row["balancing"]),
-        cached_signature=bool(row["cached_signature"]),
-        created_ms=row["created_ms"],
-    )
-
-
-def _endpoint(row: asyncpg.Record) -> Endpoint:
-    return Endpoint(
-        endpoint_id=bytes(row["endpoint_id"]),
-        public_key=bytes(row["public_key"]),
-        sdk_token_hash=bytes(row["sdk_token_hash"]),
-        application=row["application"],
-        profile=bytes(row["profile"]),
-        profile_hash=bytes(row["profile_hash"]),
-        first_seen_ms=row["first_seen_ms"],
-        last_seen_ms=row["last_seen_ms"],
-        status=EndpointStatus(row["status"]),
-        registration_status=RegistrationStatus[row["registration_status"]],
-        last_request_ms=row["last_request_ms"],
-        revoked_ms=row["revoked_ms"],
-    )
-
-
-def _node(row: asyncpg.Record) -> Node:
-    return Node(
-        node_id=row["node_id"],
-        host=row["host"],
-        port=row["port"],
-        kex_public_key=bytes(row["kex_public_key"]),
-        priority=row["priority"],
-        weight=row["weight"],
-        load=row["load"],
-        lease_expires_ms=row["lease_expires_ms"],
-        started_ms=row["started_ms"],
-        renewed_ms=row["renewed_ms"],
-    )
-
-
 def _set_event(event: asyncio.Event, *_: object) -> None:
     event.set()
-
-
-def _sdk_token(row: asyncpg.Record) -> SdkToken:
-    return SdkToken(bytes(row["token_hash"]), row["application"], row["created_ms"])
 
 
 async def _insert_audit(conn: asyncpg.Connection, entry: AuditEntry) -> None:
@@ -703,13 +637,13 @@ class PostgresStore(RegistryStore):
         async def work(conn: asyncpg.Connection) -> None:
             try:
                 await conn.execute(
-                    f"INSERT INTO applications ({_APP_COLUMNS}) "
+                    f"INSERT INTO applications ({_rows.APP_COLUMNS}) "
                     "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)",
                     app.token,
                     app.name,
                     app.config,
                     app.config_version,
-                    _topics_json(app.topics),
+                    _rows.topics_json(app.topics),
                     str(app.balancing),
                     app.cached_signature,
                     app.created_ms,
@@ -725,11 +659,11 @@ class PostgresStore(RegistryStore):
     ) -> Application:
         async def work(conn: asyncpg.Connection) -> Application:
             row = await conn.fetchrow(
-                f"SELECT {_APP_COLUMNS} FROM applications WHERE token = $1 FOR UPDATE", token
+                f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = $1 FOR UPDATE", token
             )
             if row is None:
                 raise NotFound("no such application")
-            app = _application(row)
+            app = _rows.application(row)
             version = changes.config_version
             if version is None:
                 version = app.config_version + (1 if changes.config is not None else 0)
@@ -753,7 +687,7 @@ class PostgresStore(RegistryStore):
                 updated.name,
                 updated.config,
                 updated.config_version,
-                _topics_json(updated.topics),
+                _rows.topics_json(updated.topics),
                 str(updated.balancing),
                 updated.cached_signature,
                 token,
@@ -766,16 +700,16 @@ class PostgresStore(RegistryStore):
     async def get_application(self, token: str) -> Application | None:
         async def work(conn: asyncpg.Connection) -> Application | None:
             row = await conn.fetchrow(
-                f"SELECT {_APP_COLUMNS} FROM applications WHERE token = $1", token
+                f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = $1", token
             )
-            return None if row is None else _application(row)
+            return None if row is None else _rows.application(row)
 
         return await self._read(work)
 
     async def list_applications(self) -> list[Application]:
         async def work(conn: asyncpg.Connection) -> list[Application]:
-            rows = await conn.fetch(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY seq")
-            return [_application(r) for r in rows]
+            rows = await conn.fetch(f"SELECT {_rows.APP_COLUMNS} FROM applications ORDER BY seq")
+            return [_rows.application(r) for r in rows]
 
         return await self._read(work)
 
@@ -791,7 +725,7 @@ class PostgresStore(RegistryStore):
                 raise NotFound("no such application")
             try:
                 await conn.execute(
-                    "INSERT INTO sdk_tokens (token_hash, application, created_ms) "
+                    f"INSERT INTO sdk_tokens ({_rows.SDK_TOKEN_COLUMNS}) "
                     "VALUES ($1, $2, $3)",
                     token.token_hash,
                     token.application,
@@ -806,37 +740,37 @@ class PostgresStore(RegistryStore):
     async def find_sdk_token(self, token_hash: bytes) -> SdkToken | None:
         async def work(conn: asyncpg.Connection) -> SdkToken | None:
             row = await conn.fetchrow(
-                "SELECT token_hash, application, created_ms FROM sdk_tokens WHERE token_hash = $1",
+                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = $1",
                 token_hash,
             )
-            return None if row is None else _sdk_token(row)
+            return None if row is None else _rows.sdk_token(row)
 
         return await self._read(work)
 
     async def list_sdk_tokens(self, application: str) -> list[SdkToken]:
         async def work(conn: asyncpg.Connection) -> list[SdkToken]:
             rows = await conn.fetch(
-                "SELECT token_hash, application, created_ms FROM sdk_tokens "
+                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens "
                 "WHERE application = $1 ORDER BY seq",
                 application,
             )
-            return [_sdk_token(r) for r in rows]
+            return [_rows.sdk_token(r) for r in rows]
 
         return await self._read(work)
 
     # -- endpoints ----------------------------------------------------------------------
 
     def register_endpoint(self, write: EndpointWrite) -> asyncio.Future[WriteOutcome]:
-        if hashlib.sha256(write.profile).digest() != write.profile_hash:
-            raise StoreError("profile_hash is not the SHA-256 of the profile")
+        _rows.check_write(write)
         return self._submit(write)
 
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
         async def work(conn: asyncpg.Connection) -> Endpoint | None:
             row = await conn.fetchrow(
-                f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = $1", endpoint_id
+                f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = $1",
+                endpoint_id,
             )
-            return None if row is None else _endpoint(row)
+            return None if row is None else _rows.endpoint(row)
 
         return await self._read(work)
 
@@ -846,19 +780,20 @@ class PostgresStore(RegistryStore):
         async def work(conn: asyncpg.Connection) -> list[Endpoint]:
             if application is None:
                 rows = await conn.fetch(
-                    f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints ORDER BY seq LIMIT $1 OFFSET $2",
+                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints "
+                    "ORDER BY seq LIMIT $1 OFFSET $2",
                     limit,
                     offset,
                 )
             else:
                 rows = await conn.fetch(
-                    f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE application = $1 "
+                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE application = $1 "
                     "ORDER BY seq LIMIT $2 OFFSET $3",
                     application,
                     limit,
                     offset,
                 )
-            return [_endpoint(r) for r in rows]
+            return [_rows.endpoint(r) for r in rows]
 
         return await self._read(work)
 
@@ -867,7 +802,7 @@ class PostgresStore(RegistryStore):
             # The row lock orders this against any registration transaction of the endpoint.
             row = await conn.fetchrow(
                 "UPDATE endpoints SET status = $1, revoked_ms = COALESCE(revoked_ms, $2) "
-                f"WHERE endpoint_id = $3 RETURNING {_ENDPOINT_COLUMNS}",
+                f"WHERE endpoint_id = $3 RETURNING {_rows.ENDPOINT_COLUMNS}",
                 EndpointStatus.REVOKED.value,
                 audit.at_ms,
                 endpoint_id,
@@ -875,7 +810,7 @@ class PostgresStore(RegistryStore):
             if row is None:
                 raise NotFound("no such endpoint")
             await _insert_audit(conn, audit)
-            return _endpoint(row)
+            return _rows.endpoint(row)
 
         return await self._transaction(work)
 
@@ -889,7 +824,7 @@ class PostgresStore(RegistryStore):
                 node.node_id,
             )
             await conn.execute(
-                f"INSERT INTO nodes ({_NODE_COLUMNS}) "
+                f"INSERT INTO nodes ({_rows.NODE_COLUMNS}) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
                 "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, "
                 "port = excluded.port, kex_public_key = excluded.kex_public_key, "
@@ -931,20 +866,20 @@ class PostgresStore(RegistryStore):
     async def live_nodes(self, now_ms: int) -> list[Node]:
         async def work(conn: asyncpg.Connection) -> list[Node]:
             rows = await conn.fetch(
-                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE lease_expires_ms > $1 "
+                f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE lease_expires_ms > $1 "
                 'ORDER BY node_id COLLATE "C"',
                 now_ms,
             )
-            return [_node(r) for r in rows]
+            return [_rows.node(r) for r in rows]
 
         return await self._read(work)
 
     async def list_nodes(self) -> list[Node]:
         async def work(conn: asyncpg.Connection) -> list[Node]:
             rows = await conn.fetch(
-                f'SELECT {_NODE_COLUMNS} FROM nodes ORDER BY node_id COLLATE "C"'
+                f'SELECT {_rows.NODE_COLUMNS} FROM nodes ORDER BY node_id COLLATE "C"'
             )
-            return [_node(r) for r in rows]
+            return [_rows.node(r) for r in rows]
 
         return await self._read(work)
 

@@ -18,24 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from kaa_wire import RegistrationStatus, Topic
+from kaa_wire import RegistrationStatus
+from servers.store import _rows
 from servers.store._group_commit import GroupCommitWriter, WriterStats
 from servers.store.base import (
     AlreadyExists,
     Application,
     ApplicationChanges,
     AuditEntry,
-    Balancing,
     Endpoint,
     EndpointStatus,
     EndpointWrite,
@@ -113,68 +111,6 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 """
 
-_APP_COLUMNS = (
-    "token, name, config, config_version, topics, balancing, cached_signature, created_ms"
-)
-_ENDPOINT_COLUMNS = (
-    "endpoint_id, public_key, sdk_token_hash, application, profile, profile_hash, "
-    "first_seen_ms, last_seen_ms, status, registration_status, last_request_ms, revoked_ms"
-)
-_NODE_COLUMNS = (
-    "node_id, host, port, kex_public_key, priority, weight, load, lease_expires_ms, "
-    "started_ms, renewed_ms"
-)
-
-
-def _topics_json(topics: Sequence[Topic]) -> str:
-    return json.dumps([[t.topic_id, t.name] for t in topics])
-
-
-def _application(row: Sequence[Any]) -> Application:
-    token, name, config, version, topics, balancing, cached, created = row
-    return Application(
-        token=token,
-        name=name,
-        config=bytes(config),
-        config_version=version,
-        topics=tuple(Topic(int(i), str(n)) for i, n in json.loads(topics)),
-        balancing=Balancing(balancing),
-        cached_signature=bool(cached),
-        created_ms=created,
-    )
-
-
-def _endpoint(row: Sequence[Any]) -> Endpoint:
-    return Endpoint(
-        endpoint_id=bytes(row[0]),
-        public_key=bytes(row[1]),
-        sdk_token_hash=bytes(row[2]),
-        application=row[3],
-        profile=bytes(row[4]),
-        profile_hash=bytes(row[5]),
-        first_seen_ms=row[6],
-        last_seen_ms=row[7],
-        status=EndpointStatus(row[8]),
-        registration_status=RegistrationStatus[row[9]],
-        last_request_ms=row[10],
-        revoked_ms=row[11],
-    )
-
-
-def _node(row: Sequence[Any]) -> Node:
-    return Node(
-        node_id=row[0],
-        host=row[1],
-        port=row[2],
-        kex_public_key=bytes(row[3]),
-        priority=row[4],
-        weight=row[5],
-        load=row[6],
-        lease_expires_ms=row[7],
-        started_ms=row[8],
-        renewed_ms=row[9],
-    )
-
 
 def _insert_audit(conn: sqlite3.Connection, entry: AuditEntry) -> None:
     conn.execute(
@@ -199,13 +135,13 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 def _create_application(conn: sqlite3.Connection, app: Application, audit: AuditEntry) -> None:
     try:
         conn.execute(
-            f"INSERT INTO applications ({_APP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO applications ({_rows.APP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 app.token,
                 app.name,
                 app.config,
                 app.config_version,
-                _topics_json(app.topics),
+                _rows.topics_json(app.topics),
                 str(app.balancing),
                 int(app.cached_signature),
                 app.created_ms,
@@ -219,11 +155,11 @@ def _create_application(conn: sqlite3.Connection, app: Application, audit: Audit
 def _update_application(
     conn: sqlite3.Connection, token: str, changes: ApplicationChanges, audit: AuditEntry
 ) -> Application:
-    row = conn.execute(f"SELECT {_APP_COLUMNS} FROM applications WHERE token = ?", (token,))
+    row = conn.execute(f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = ?", (token,))
     found = row.fetchone()
     if found is None:
         raise NotFound("no such application")
-    app = _application(found)
+    app = _rows.application(found)
     version = changes.config_version
     if version is None:
         version = app.config_version + (1 if changes.config is not None else 0)
@@ -246,7 +182,7 @@ def _update_application(
             updated.name,
             updated.config,
             updated.config_version,
-            _topics_json(updated.topics),
+            _rows.topics_json(updated.topics),
             str(updated.balancing),
             int(updated.cached_signature),
             token,
@@ -262,7 +198,7 @@ def _add_sdk_token(conn: sqlite3.Connection, token: SdkToken, audit: AuditEntry)
         raise NotFound("no such application")
     try:
         conn.execute(
-            "INSERT INTO sdk_tokens (token_hash, application, created_ms) VALUES (?, ?, ?)",
+            f"INSERT INTO sdk_tokens ({_rows.SDK_TOKEN_COLUMNS}) VALUES (?, ?, ?)",
             (token.token_hash, token.application, token.created_ms),
         )
     except sqlite3.IntegrityError:
@@ -280,7 +216,7 @@ _UPDATE_EXISTING = (
 )
 #: A new endpoint; an endpoint id already stored leaves it unchanged (and the row count 0).
 _INSERT_NEW = (
-    f"INSERT INTO endpoints ({_ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+    f"INSERT INTO endpoints ({_rows.ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
     f"'{EndpointStatus.ACTIVE.value}', '{RegistrationStatus.NEW.name}', ?, NULL) "
     "ON CONFLICT(endpoint_id) DO NOTHING"
 )
@@ -372,17 +308,17 @@ def _revoke_endpoint(conn: sqlite3.Connection, endpoint_id: bytes, audit: AuditE
         (EndpointStatus.REVOKED.value, audit.at_ms, endpoint_id),
     )
     row = conn.execute(
-        f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?", (endpoint_id,)
+        f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?", (endpoint_id,)
     ).fetchone()
     if row is None:
         raise NotFound("no such endpoint")
     _insert_audit(conn, audit)
-    return _endpoint(row)
+    return _rows.endpoint(row)
 
 
 def _put_node(conn: sqlite3.Connection, node: Node) -> None:
     conn.execute(
-        f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO nodes ({_rows.NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT(node_id) DO UPDATE SET host = excluded.host, port = excluded.port, "
         "kex_public_key = excluded.kex_public_key, priority = excluded.priority, "
         "weight = excluded.weight, load = excluded.load, "
@@ -544,16 +480,18 @@ class SqliteStore(RegistryStore):
 
     async def get_application(self, token: str) -> Application | None:
         def query(conn: sqlite3.Connection) -> Application | None:
-            cur = conn.execute(f"SELECT {_APP_COLUMNS} FROM applications WHERE token = ?", (token,))
+            cur = conn.execute(
+                f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = ?", (token,)
+            )
             row = cur.fetchone()
-            return None if row is None else _application(row)
+            return None if row is None else _rows.application(row)
 
         return await self._read(query)
 
     async def list_applications(self) -> list[Application]:
         def query(conn: sqlite3.Connection) -> list[Application]:
-            cur = conn.execute(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY id")
-            return [_application(row) for row in cur]
+            cur = conn.execute(f"SELECT {_rows.APP_COLUMNS} FROM applications ORDER BY id")
+            return [_rows.application(row) for row in cur]
 
         return await self._read(query)
 
@@ -566,29 +504,28 @@ class SqliteStore(RegistryStore):
     async def find_sdk_token(self, token_hash: bytes) -> SdkToken | None:
         def query(conn: sqlite3.Connection) -> SdkToken | None:
             row = conn.execute(
-                "SELECT token_hash, application, created_ms FROM sdk_tokens WHERE token_hash = ?",
+                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = ?",
                 (token_hash,),
             ).fetchone()
-            return None if row is None else SdkToken(bytes(row[0]), row[1], row[2])
+            return None if row is None else _rows.sdk_token(row)
 
         return await self._read(query)
 
     async def list_sdk_tokens(self, application: str) -> list[SdkToken]:
         def query(conn: sqlite3.Connection) -> list[SdkToken]:
             cur = conn.execute(
-                "SELECT token_hash, application, created_ms FROM sdk_tokens "
+                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens "
                 "WHERE application = ? ORDER BY id",
                 (application,),
             )
-            return [SdkToken(bytes(r[0]), r[1], r[2]) for r in cur]
+            return [_rows.sdk_token(r) for r in cur]
 
         return await self._read(query)
 
     # -- endpoints ----------------------------------------------------------------------
 
     def register_endpoint(self, write: EndpointWrite) -> asyncio.Future[WriteOutcome]:
-        if hashlib.sha256(write.profile).digest() != write.profile_hash:
-            raise StoreError("profile_hash is not the SHA-256 of the profile")
+        _rows.check_write(write)
         # Only its last statement may change a row (see _register_endpoint): no SAVEPOINT.
         future: asyncio.Future[WriteOutcome] = self._writer.submit(
             functools.partial(_register_endpoint, w=write), savepoint=False
@@ -598,9 +535,10 @@ class SqliteStore(RegistryStore):
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
         def query(conn: sqlite3.Connection) -> Endpoint | None:
             row = conn.execute(
-                f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?", (endpoint_id,)
+                f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?",
+                (endpoint_id,),
             ).fetchone()
-            return None if row is None else _endpoint(row)
+            return None if row is None else _rows.endpoint(row)
 
         return await self._read(query)
 
@@ -610,16 +548,16 @@ class SqliteStore(RegistryStore):
         def query(conn: sqlite3.Connection) -> list[Endpoint]:
             if application is None:
                 cur = conn.execute(
-                    f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints ORDER BY id LIMIT ? OFFSET ?",
+                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints ORDER BY id LIMIT ? OFFSET ?",
                     (limit, offset),
                 )
             else:
                 cur = conn.execute(
-                    f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE application = ? "
+                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE application = ? "
                     "ORDER BY id LIMIT ? OFFSET ?",
                     (application, limit, offset),
                 )
-            return [_endpoint(row) for row in cur]
+            return [_rows.endpoint(row) for row in cur]
 
         return await self._read(query)
 
@@ -641,17 +579,18 @@ class SqliteStore(RegistryStore):
     async def live_nodes(self, now_ms: int) -> list[Node]:
         def query(conn: sqlite3.Connection) -> list[Node]:
             cur = conn.execute(
-                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE lease_expires_ms > ? ORDER BY node_id",
+                f"SELECT {_rows.NODE_COLUMNS} FROM nodes "
+                "WHERE lease_expires_ms > ? ORDER BY node_id",
                 (now_ms,),
             )
-            return [_node(row) for row in cur]
+            return [_rows.node(row) for row in cur]
 
         return await self._read(query)
 
     async def list_nodes(self) -> list[Node]:
         def query(conn: sqlite3.Connection) -> list[Node]:
-            cur = conn.execute(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY node_id")
-            return [_node(row) for row in cur]
+            cur = conn.execute(f"SELECT {_rows.NODE_COLUMNS} FROM nodes ORDER BY node_id")
+            return [_rows.node(row) for row in cur]
 
         return await self._read(query)
 
