@@ -44,8 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +54,7 @@ from benchmarks.loadgen.pool import GeneratorPool
 from benchmarks.loadgen.requests import Target, best_node, resolve_blocking
 from benchmarks.loadgen.servers import loaded_implementation
 from benchmarks.loadgen.suite import layout, machine_info, wait_quiet
+from benchmarks.throwaway_db import fresh_database
 from kaa_wire import KaaWireError
 from servers.config import child_environment
 
@@ -118,30 +117,6 @@ def _pin_tree(pid: int, cpus: list[int]) -> None:
     for each in _descendants(pid):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(each, cpus)
-
-
-def _admin(dsn: str, statement: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(dsn, timeout=30)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
-@contextlib.contextmanager
-def fresh_database(server_dsn: str) -> Iterator[str]:
-    name = f"kaa_bench_{uuid.uuid4().hex[:12]}"
-    _admin(server_dsn, f'CREATE DATABASE "{name}"')
-    parts = urllib.parse.urlsplit(server_dsn)
-    try:
-        yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-    finally:
-        _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- servers ----------------------------------------------------------------------------------
@@ -265,7 +240,7 @@ def run_layout(
         _pin_tree(postmaster, server_cpus)
     data = workdir / "data"
     servers: list[_Server] = []
-    with fresh_database(server_dsn) as dsn:
+    with fresh_database(server_dsn, "kaa_bench_") as dsn:
         try:
             from servers.datadir import DataDir
             from servers.store.postgres import PostgresStore

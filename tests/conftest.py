@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.throwaway_db import fresh_database
 from kaa_wire import _codec, _framing, _opener, _registration, _signer
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -108,42 +109,8 @@ def postgres_dsn() -> str:
     return dsn
 
 
-def _postgres_admin(dsn: str, statement: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(dsn, timeout=30)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
-def new_postgres_database(server_dsn: str) -> str:
-    """Create an empty database on the server of ``server_dsn``; returns its DSN."""
-    import urllib.parse
-    import uuid
-
-    name = f"kaa_test_{uuid.uuid4().hex[:16]}"
-    _postgres_admin(server_dsn, f'CREATE DATABASE "{name}"')
-    parts = urllib.parse.urlsplit(server_dsn)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def drop_postgres_database(server_dsn: str, database_dsn: str) -> None:
-    import urllib.parse
-
-    name = urllib.parse.urlsplit(database_dsn).path.lstrip("/")
-    _postgres_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def postgres_database(postgres_dsn: str) -> Iterator[str]:
     """The DSN of a new, empty database on the test server, dropped after the test."""
-    dsn = new_postgres_database(postgres_dsn)
-    yield dsn
-    drop_postgres_database(postgres_dsn, dsn)
+    with fresh_database(postgres_dsn, "kaa_test_") as dsn:
+        yield dsn

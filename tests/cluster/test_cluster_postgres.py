@@ -33,6 +33,7 @@ from servers_harness import (
     wait_until,
 )
 
+from benchmarks.throwaway_db import drop_database, new_database
 from client import Attempt, Connected, Device, Event, Revoked
 from kaa_wire import (
     RegistrationStatus,
@@ -42,7 +43,6 @@ from kaa_wire import (
     _crypto,
 )
 from kaa_wire.sdk_config import SdkConfig
-from tests.conftest import drop_postgres_database, new_postgres_database
 
 pytestmark = pytest.mark.postgres
 
@@ -97,7 +97,7 @@ def _start(name: str, module: str, host: str, cluster_args: list[str], root: Pat
 def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_dsn: str) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cluster")
     data = root / "data"
-    dsn = new_postgres_database(postgres_dsn)
+    dsn = new_database(postgres_dsn, "kaa_test_")
     processes: dict[str, ServerProcess] = {}
     try:
         store = ["--data", str(data), "--store", dsn]
@@ -143,7 +143,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_dsn: str) -> Iter
         for process in processes.values():
             if process.proc.poll() is None:
                 process.kill()
-        drop_postgres_database(postgres_dsn, dsn)
+        drop_database(postgres_dsn, dsn)
 
 
 def resolve_via(sdk: SdkConfig, index: int) -> Resolved:
