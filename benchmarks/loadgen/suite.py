@@ -195,6 +195,41 @@ def _slim(point: dict[str, Any], keep_histogram: bool = False) -> dict[str, Any]
     return point
 
 
+def _closed_sweep(
+    pool: GeneratorPool,
+    plan: Plan,
+    service: str,
+    levels: tuple[int, ...],
+    cap: int,
+    *,
+    cursor: int,
+    label: str | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """One closed-loop point per concurrency level, each sized from the one before.
+
+    Registrations take first-time keys from ``cursor`` on; returns the points and where the
+    next unused key is. ``label``: log each point under it (None: quiet).
+    """
+    points: list[dict[str, Any]] = []
+    last = None
+    for concurrency in levels:
+        count = _estimate(last, concurrency, plan, cap)
+        point = pool.point(
+            service,
+            count=count,
+            max_seconds=plan.point_seconds * 2,
+            concurrency=concurrency,
+            first_keys=range(cursor, cursor + count),
+            first_share=plan.first_share,
+        )
+        cursor += point["first_keys_used"]
+        if label is not None:
+            _log(f"[{label}] " + format_point(point))
+        points.append(_slim(point))
+        last = point
+    return points, cursor
+
+
 def run_implementation(
     implementation: str,
     plan: Plan,
@@ -223,24 +258,10 @@ def run_implementation(
         ) as pool:
             warm = pool.warmup()
             out["warmup_outcomes"] = warm
-            cursor = plan.reconnect_pool
-            points = []
-            last = None
-            for concurrency in plan.registration_concurrency:
-                count = _estimate(last, concurrency, plan, plan.registration_cap)
-                point = pool.point(
-                    "operations",
-                    count=count,
-                    max_seconds=plan.point_seconds * 2,
-                    concurrency=concurrency,
-                    first_keys=range(cursor, cursor + count),
-                    first_share=plan.first_share,
-                )
-                cursor += point["first_keys_used"]
-                if verbose:
-                    _log(f"[{implementation}] " + format_point(point))
-                points.append(_slim(point))
-                last = point
+            points, cursor = _closed_sweep(
+                pool, plan, "operations", plan.registration_concurrency, plan.registration_cap,
+                cursor=plan.reconnect_pool, label=implementation if verbose else None,
+            )  # fmt: skip
             out["registration_sweep"] = points
             peak = max(points, key=lambda p: p["per_s"])
             out["registration_peak"] = peak
@@ -258,20 +279,10 @@ def run_implementation(
             if verbose:
                 _log(f"[{implementation}] " + format_point(opened))
             out["registration_open_loop"] = _slim(opened, keep_histogram=True)
-            points = []
-            last = None
-            for concurrency in plan.resolution_concurrency:
-                count = _estimate(last, concurrency, plan, plan.resolution_cap)
-                point = pool.point(
-                    "bootstrap",
-                    count=count,
-                    max_seconds=plan.point_seconds * 2,
-                    concurrency=concurrency,
-                )
-                if verbose:
-                    _log(f"[{implementation}] " + format_point(point))
-                points.append(_slim(point))
-                last = point
+            points, _ = _closed_sweep(
+                pool, plan, "bootstrap", plan.resolution_concurrency, plan.resolution_cap,
+                cursor=cursor, label=implementation if verbose else None,
+            )  # fmt: skip
             out["resolution_sweep"] = points
             out["resolution_peak"] = max(points, key=lambda p: p["per_s"])
             out["first_keys_used"] = cursor - plan.reconnect_pool
