@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from client import Connected, Device, RetryPolicy, Revoked, StateDir
+from client import Connected, Device, Revoked, StateDir
 from kaa_wire import BadSignature, RevokedEndpoint, UnknownKeyHash
 from tests.client.conftest import (
     ROOT,
@@ -29,20 +29,13 @@ from tests.client.conftest import (
     sdk_with_bootstraps,
     wait_until,
 )
+from tests.servers.servers_harness import FAST_RETRIES
 
-#: Quick retries for tests; generous timeouts, since a slow machine must not fail a test.
-FAST = RetryPolicy(
-    base_delay_s=0.02,
-    max_delay_s=0.2,
-    exchange_timeout_s=20,
-    deadline_s=120,
-    use_server_hints=False,
-)
 PROFILE = b'{"model":"t1000","fw":"1.0.0"}'
 
 
 def _open(directory: Path, sdk: Any, **options: Any) -> Device:
-    options.setdefault("policy", FAST)
+    options.setdefault("policy", FAST_RETRIES)
     return Device.open(directory, sdk, **options)
 
 

@@ -38,6 +38,7 @@ from tests.hardening.tools import (
     plain_error_code,
     probe,
     raise_fd_limit,
+    request_frame,
     rss_bytes,
     soft_fd_limit,
     split_frames,
@@ -110,15 +111,8 @@ def test_a_frame_cut_in_the_middle_gets_a_typed_error(server: MainServer, servic
     """The proxy forwards half a request, then EOF: the server answers MALFORMED_FRAME
     and closes; the client sees that typed error; the server serves the next one."""
     endpoint = fresh_endpoint(server.sdk)
-    resolved = endpoint.resolve()
-    if service == "bootstrap":
-        request = ResolveClient(
-            server.sdk.application_token,
-            server.sdk.bootstrap_servers[0].public_key(),
-            nonce=bytes(range(16)),
-        ).send_request()
-    else:
-        request = endpoint.client(top_nodes(resolved)[0], PROFILE).send_request()
+    node = top_nodes(endpoint.resolve())[0]
+    request = request_frame(server.sdk, service, endpoint, node, PROFILE)
     cuts = sorted({1, 3, 5, 6, 7, len(request) // 2, len(request) - 1})
     port = server.listeners[f"{service}_port"]
     rss_before = rss_bytes(_pid(server))

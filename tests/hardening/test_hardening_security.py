@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from client import Connected, Device, RetryPolicy
+from client import Connected, Device
 from kaa_wire import (
     BadSeal,
     BadSignature,
@@ -36,7 +36,6 @@ from kaa_wire import (
     OperationsNode,
     RegistrationStatus,
     ReplayedRequest,
-    ResolveClient,
     StaleRequest,
     UnsupportedAlgorithm,
     _codec,
@@ -46,8 +45,9 @@ from kaa_wire._constants import REGISTER_SIGNATURE_CONTEXT
 from kaa_wire.sdk_config import BootstrapServer, SdkConfig
 from tests.conftest import load_vectors
 from tests.hardening.faultproxy import FaultProxy
-from tests.hardening.tools import plain_error_code, probe, split_frames
+from tests.hardening.tools import plain_error_code, probe, request_frame, split_frames
 from tests.servers.servers_harness import (
+    FAST_RETRIES,
     Endpoint,
     MainServer,
     control,
@@ -377,14 +377,7 @@ def test_unknown_protocol_versions_are_refused(
     """A valid request with another version byte: UNSUPPORTED_VERSION, never a fallback."""
     endpoint = Endpoint(server.sdk, _crypto.generate_ed25519_key())
     node = top_nodes(endpoint.resolve())[0]
-    if service == "bootstrap":
-        request = ResolveClient(
-            server.sdk.application_token,
-            server.sdk.bootstrap_servers[0].public_key(),
-            nonce=bytes(range(16)),
-        ).send_request()
-    else:
-        request = endpoint.client(node, PROFILE).send_request()
+    request = request_frame(server.sdk, service, endpoint, node, PROFILE)
     answer = exchange(
         "127.0.0.1", server.listeners[f"{service}_port"], bytes([version]) + request[1:]
     )
@@ -442,13 +435,6 @@ def test_unknown_or_weak_algorithms_are_refused(
 
 # -- resolution answers rewritten on the path ---------------------------------------------------
 
-FAST = RetryPolicy(
-    base_delay_s=0.02,
-    max_delay_s=0.2,
-    exchange_timeout_s=20,
-    deadline_s=120,
-    use_server_hints=False,
-)
 
 #: Offsets in a RESOLVE_RESPONSE frame (docs/protocol.md 4.2): header 6, nonce 16, server
 #: time 8, validity 4, signature algorithm 1, node count 1, then the first node record.
@@ -490,7 +476,9 @@ def test_rewritten_resolution_answers_are_refused_and_the_client_moves_on(
             ),
         )
         seed = next(s for s in range(1000) if random.Random(s).randrange(2) == 0)
-        with Device.open(tmp_path / "device", sdk, policy=FAST, rng=random.Random(seed)) as dev:
+        with Device.open(
+            tmp_path / "device", sdk, policy=FAST_RETRIES, rng=random.Random(seed)
+        ) as dev:
             result = dev.register(PROFILE)
         assert len(proxy.carried) == 1
     assert isinstance(result, Connected), result
@@ -528,7 +516,7 @@ def test_no_secret_reaches_the_logs(
     and a refusal of every kind this module makes), then a search of the server's logs and
     output for tokens, private-key PEM lines, raw key bytes and profile bodies."""
     device_dir = tmp_path / "device"
-    with Device.open(device_dir, server.sdk, policy=FAST) as device:
+    with Device.open(device_dir, server.sdk, policy=FAST_RETRIES) as device:
         assert device.register(PROFILE).status == "new"
         assert device.register(PROFILE).status == "existing"
         updated = PROFILE.replace(b"secret-room-7f3a", b"secret-floor-0b9e")

@@ -14,6 +14,7 @@ from kaa_wire import (
     OperationsNode,
     RegistrationResult,
     RegistrationStatus,
+    ResolveClient,
     _codec,
     _crypto,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "soft_fd_limit",
     "probe",
     "fresh_endpoint",
+    "request_frame",
     "split_frames",
     "plain_error_code",
 ]
@@ -94,6 +96,17 @@ def probe(sdk: SdkConfig, *, node: OperationsNode | None = None) -> Registration
     assert result.status == RegistrationStatus.NEW
     assert result.endpoint_id == endpoint.endpoint_id
     return result
+
+
+def request_frame(
+    sdk: SdkConfig, service: str, endpoint: Endpoint, node: OperationsNode, profile: bytes
+) -> bytes:
+    """A valid request frame for ``service`` ("bootstrap" or "operations"), not yet sent."""
+    if service == "bootstrap":
+        return ResolveClient(
+            sdk.application_token, sdk.bootstrap_servers[0].public_key(), nonce=bytes(range(16))
+        ).send_request()
+    return endpoint.client(node, profile).send_request()
 
 
 def split_frames(data: bytes) -> list[bytes]:

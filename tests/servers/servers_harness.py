@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from client import RetryPolicy
 from kaa_wire import (
     OperationsNode,
     RegisterClient,
@@ -34,6 +35,15 @@ REPO = Path(__file__).resolve().parents[2]
 #: Generous upper bounds for waiting on processes; tests never assert durations.
 START_TIMEOUT_S = 60.0
 IO_TIMEOUT_S = 20.0
+#: A device's retries against the test servers: quick, with generous timeouts (a slow
+#: machine must not fail a test), and no waiting for the servers' retry-after hints.
+FAST_RETRIES = RetryPolicy(
+    base_delay_s=0.02,
+    max_delay_s=0.2,
+    exchange_timeout_s=20,
+    deadline_s=120,
+    use_server_hints=False,
+)
 
 
 @dataclasses.dataclass
