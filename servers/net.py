@@ -15,20 +15,46 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kaa_wire import NEED_DATA, InternalError, KaaWireError, Overloaded, Timeout
 from servers import logs
 from servers.limits import Gate
 from servers.metrics import Metrics
 
-__all__ = ["ServiceContext", "SansIOConnection", "ExchangeProtocol", "ReadDeadlines"]
+__all__ = ["ServiceContext", "SansIOConnection", "ExchangeProtocol", "ReadDeadlines", "chain"]
+
+T = TypeVar("T")
 
 
 class SansIOConnection(Protocol):
     def receive_data(self, data: bytes) -> None: ...
     def next_event(self) -> Any: ...
     def send_error(self, error: KaaWireError) -> bytes: ...
+
+
+def chain(
+    source: asyncio.Future[T], finish: Callable[[asyncio.Future[T]], bytes]
+) -> asyncio.Future[bytes]:
+    """The future of ``finish(source)`` once ``source`` is done, without a task.
+
+    ``finish`` reads ``source.result()`` (its exception then propagates); what it raises
+    becomes the answer's exception, and a cancelled source cancels the answer: nothing
+    escapes the done callback, where it would leave a connection waiting forever.
+    """
+    answer: asyncio.Future[bytes] = source.get_loop().create_future()
+
+    def done(_: asyncio.Future[T]) -> None:
+        if source.cancelled():
+            answer.cancel()
+            return
+        try:
+            answer.set_result(finish(source))
+        except Exception as exc:
+            answer.set_exception(exc)
+
+    source.add_done_callback(done)
+    return answer
 
 
 class Reading(Protocol):

@@ -10,7 +10,6 @@ variant signed in advance.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 
@@ -29,6 +28,7 @@ from servers.caching import MISS
 from servers.clock import wall_ms
 from servers.limits import WorkerPool
 from servers.metrics import Metrics
+from servers.net import chain
 from servers.store.base import Application, StoreBusy
 
 __all__ = ["BootstrapService"]
@@ -116,24 +116,7 @@ class BootstrapService:
         signature = self._pool.start(self._signer.sign, data)
         if not isinstance(signature, asyncio.Future):
             return self._send_signed(conn, app, signature)
-        answer: asyncio.Future[bytes] = signature.get_loop().create_future()
-        signature.add_done_callback(functools.partial(self._signed, conn, app, answer))
-        return answer
-
-    def _signed(
-        self,
-        conn: BootstrapServerConnection,
-        app: Application,
-        answer: asyncio.Future[bytes],
-        signature: asyncio.Future[bytes],
-    ) -> None:
-        if signature.cancelled():
-            answer.cancel()
-            return
-        try:  # nothing may escape a done callback: the connection would wait forever
-            answer.set_result(self._send_signed(conn, app, signature.result()))
-        except Exception as exc:
-            answer.set_exception(exc)
+        return chain(signature, lambda signed: self._send_signed(conn, app, signed.result()))
 
     def _send_signed(
         self, conn: BootstrapServerConnection, app: Application, signature: bytes

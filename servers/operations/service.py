@@ -37,6 +37,7 @@ from servers.caching import MISS
 from servers.clock import wall_ms
 from servers.limits import WorkerPool
 from servers.metrics import Metrics
+from servers.net import chain
 from servers.operations.directory import Directory, Found
 from servers.store.base import (
     Application,
@@ -118,15 +119,20 @@ class OperationsService:
         reconnect_id = payload.key if payload.key_is_hash else None
         found = self._directory.cached(token_hash, reconnect_id)
         if found is MISS or self._verify_pool is not None:
-            return asyncio.ensure_future(self._register_loading(conn, payload, token_hash))
+            return asyncio.ensure_future(
+                self._register_loading(conn, payload, token_hash, reconnect_id)
+            )
         app = self._check(found, token_hash, payload)
         return self._store_and_answer(conn, payload, token_hash, app, found.key_der)
 
     async def _register_loading(
-        self, conn: OperationsServerConnection, payload: RegistrationPayload, token_hash: bytes
+        self,
+        conn: OperationsServerConnection,
+        payload: RegistrationPayload,
+        token_hash: bytes,
+        reconnect_id: bytes | None,
     ) -> bytes:
         """:meth:`handle` when a lookup must wait for the store or the verify for a thread."""
-        reconnect_id = payload.key if payload.key_is_hash else None
         found = await self._directory.lookup(token_hash, reconnect_id)
         app = self._check(found, token_hash, payload)
         verified = None
@@ -176,41 +182,20 @@ class OperationsService:
             stored = self._store.register_endpoint(write)
         except StoreBusy as exc:
             raise self._busy() from exc
-        answer: asyncio.Future[bytes] = stored.get_loop().create_future()
-        stored.add_done_callback(functools.partial(self._answer, answer, conn, app, write))
-        return answer
-
-    def _answer(
-        self,
-        answer: asyncio.Future[bytes],
-        conn: OperationsServerConnection,
-        app: Application,
-        write: EndpointWrite,
-        stored: asyncio.Future[WriteOutcome],
-    ) -> None:
-        """Hand the stored write's outcome on: the answer frame, or what refuses it.
-
-        Nothing may escape a done callback: the connection would wait for an answer forever.
-        """
-        if stored.cancelled():
-            answer.cancel()
-            return
-        try:
-            answer.set_result(self._registered(conn, app, write, stored.result()))
-        except StoreBusy as exc:
-            busy = self._busy()
-            busy.__cause__ = exc
-            answer.set_exception(busy)
-        except Exception as exc:
-            answer.set_exception(exc)
+        return chain(stored, functools.partial(self._registered, conn, app, write))
 
     def _registered(
         self,
         conn: OperationsServerConnection,
         app: Application,
         write: EndpointWrite,
-        outcome: WriteOutcome,
+        stored: asyncio.Future[WriteOutcome],
     ) -> bytes:
+        """The answer frame once the write committed, or what refuses the registration."""
+        try:
+            outcome = stored.result()
+        except StoreBusy as exc:
+            raise self._busy() from exc
         status = _STATUS.get(outcome)
         if status is None:
             raise self._refusal(outcome)

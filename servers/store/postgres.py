@@ -725,8 +725,7 @@ class PostgresStore(RegistryStore):
                 raise NotFound("no such application")
             try:
                 await conn.execute(
-                    f"INSERT INTO sdk_tokens ({_rows.SDK_TOKEN_COLUMNS}) "
-                    "VALUES ($1, $2, $3)",
+                    f"INSERT INTO sdk_tokens ({_rows.SDK_TOKEN_COLUMNS}) VALUES ($1, $2, $3)",
                     token.token_hash,
                     token.application,
                     token.created_ms,
