@@ -52,7 +52,6 @@ class WorkerPool:
 
     def __init__(self, name: str, threads: int, max_pending: int, retry_after_ms: int) -> None:
         self.gate = Gate(name, max_pending)
-        self.threads = threads
         self._executor = (
             ThreadPoolExecutor(threads, thread_name_prefix=f"kaa-{name}") if threads else None
         )

@@ -179,7 +179,7 @@ class ExchangeProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._phase = _Phase.DONE
-        self._cancel_timer()
+        self._drop_read_deadline()
         if self._admitted:
             self._admitted = False
             self._ctx.connections.leave()
@@ -196,7 +196,7 @@ class ExchangeProtocol(asyncio.Protocol):
         if event is NEED_DATA:
             return
         self._phase = _Phase.SERVING
-        self._cancel_timer()
+        self._drop_read_deadline()
         self._started = time.perf_counter()
         self._settle(functools.partial(self._ctx.handle, self._conn, event))
 
@@ -247,7 +247,7 @@ class ExchangeProtocol(asyncio.Protocol):
         if self._phase is _Phase.SERVING:
             self._ctx.metrics.latency.observe(time.perf_counter() - self._started, self._ctx.name)
         self._phase = _Phase.DONE
-        self._cancel_timer()
+        self._drop_read_deadline()
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -263,5 +263,5 @@ class ExchangeProtocol(asyncio.Protocol):
         peer = None if self._transport is None else self._transport.get_extra_info("peername")
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
-    def _cancel_timer(self) -> None:
+    def _drop_read_deadline(self) -> None:
         self._ctx.deadlines.discard(self)

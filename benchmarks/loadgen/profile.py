@@ -139,7 +139,7 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
     (
         "respond",
         re.compile(
-            r"^(ExchangeProtocol\.(_finish|_refuse|connection_lost|_cancel_timer)|write|writev|"
+            r"^(ExchangeProtocol\.(_finish|_refuse|connection_lost|_drop_read_deadline)|write|writev|"
             r"send|sendmsg|\w*UVStream__try_write\w*|\w*exec_write\w*|uv__close\w*|close|"
             r"shutdown|uv__stream_close|uv__platform_invalidate_fd|\w*UVHandle__close\w*|"
             r"\w*_call_connection_lost\w*|\w*__on_uvhandle_close\w*) "
@@ -149,7 +149,7 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
         "event loop",
         re.compile(
             r"(^task_step\w* |^\w*Handle__run\w* |^uv_run |^uv__io_poll |^uv__run_\w+ |"
-            r"asyncio/|^ExchangeProtocol\._serve )"
+            r"asyncio/|^ExchangeProtocol\.(_settle|_served) )"
         ),
     ),
 ]
