@@ -128,9 +128,7 @@ class _Server:
     def __init__(self, service: str, args: list[str], workdir: Path, name: str,
                  cpus: list[int] | None) -> None:  # fmt: skip
         env = child_environment(REPO)
-        command = [sys.executable, "-m", f"servers.{service}", *args]
-        if cpus:
-            command = ["taskset", "-c", ",".join(map(str, cpus)), *command]
+        command = cpu.pinned([sys.executable, "-m", f"servers.{service}", *args], cpus)
         self.name = name
         self.out = workdir / f"{name}.out"
         self.err = workdir / f"{name}.err"

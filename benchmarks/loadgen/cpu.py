@@ -22,12 +22,20 @@ __all__ = [
     "CpuSample",
     "core_busy",
     "core_times",
+    "pinned",
     "sample",
     "thread_times",
     "usage",
 ]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def pinned(command: list[str], cpus: list[int] | None) -> list[str]:
+    """``command`` run under ``taskset`` on ``cpus``; unchanged when there is nothing to pin."""
+    return ["taskset", "-c", ",".join(map(str, cpus)), *command] if cpus else command
+
+
 #: A process at or above this share of one core over a window counts as saturated.
 SATURATED = 0.90
 

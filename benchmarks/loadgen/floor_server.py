@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -26,7 +25,9 @@ from pathlib import Path
 
 import uvloop
 
+from benchmarks.loadgen import cpu
 from kaa_wire import Framer, KaaWireError
+from servers.config import child_environment
 
 __all__ = ["ANSWER_SIZE", "FloorServer"]
 
@@ -82,11 +83,9 @@ class FloorServer:
     def __enter__(self) -> FloorServer:
         command = [sys.executable, "-m", "benchmarks.loadgen.floor_server"]
         command += ["--port-file", str(self._port_file)]
-        if self._cpus:
-            command = ["taskset", "-c", ",".join(map(str, self._cpus)), *command]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
-        self.process = subprocess.Popen(command, env=env)
+        self.process = subprocess.Popen(
+            cpu.pinned(command, self._cpus), env=child_environment(_REPO)
+        )
         deadline = time.monotonic() + 30
         while not self._port_file.exists() or not self._port_file.read_text():
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks.loadgen import cpu
 from benchmarks.loadgen.keys import KeyCache
 from benchmarks.loadgen.pool import GeneratorPool
 from benchmarks.loadgen.report import format_point
@@ -315,10 +316,12 @@ def profile_service(
                     str(max(1, int(seconds))), "--rate", str(rate), "--format", "raw",
                     "--output", str(stacks), "--native", "--idle", "--threads",
                 ]  # fmt: skip
-                if generator_cpus:
-                    command = ["taskset", "-c", ",".join(map(str, generator_cpus)), *command]
                 spy.append(
-                    subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    subprocess.Popen(
+                        cpu.pinned(command, generator_cpus),
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                    )
                 )
 
             profiled = pool.point(

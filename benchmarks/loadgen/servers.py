@@ -11,7 +11,6 @@ process's memory map (is ``kaa_wire_ext/_ext*.so`` loaded?).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.loadgen import cpu
+from servers.config import child_environment
 
 __all__ = ["ServerUnderTest", "loaded_implementation"]
 
@@ -69,17 +71,13 @@ class ServerUnderTest:
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="kaa-bench-")
             self.workdir = Path(self._tmp.name)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KAA_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        if self.implementation == "py":
-            env["KAA_WIRE_PUREPYTHON"] = "1"
+        env = child_environment(REPO, pure_python=self.implementation == "py")
         command = [
             sys.executable, "-m", "servers", "--data", str(self.data),
             "--host", "127.0.0.1", "--bootstrap-port", "0", "--operations-port", "0",
             "--admin-port", "0", *self.extra_args,
         ]  # fmt: skip
-        if self.cpus:
-            command = ["taskset", "-c", ",".join(map(str, self.cpus)), *command]
+        command = cpu.pinned(command, self.cpus)
         began = time.monotonic()
         with (
             open(self.workdir / "server.out", "wb") as out,
