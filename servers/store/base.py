@@ -82,6 +82,24 @@ class ApplicationChanges:
     balancing: Balancing | None = None
     cached_signature: bool | None = None
 
+    def applied_to(self, app: Application) -> Application:
+        """``app`` with these changes: what every backend stores."""
+        version = self.config_version
+        if version is None:
+            version = app.config_version + (1 if self.config is not None else 0)
+        return Application(
+            token=app.token,
+            name=app.name if self.name is None else self.name,
+            config=app.config if self.config is None else self.config,
+            config_version=version,
+            topics=app.topics if self.topics is None else self.topics,
+            balancing=app.balancing if self.balancing is None else self.balancing,
+            cached_signature=(
+                app.cached_signature if self.cached_signature is None else self.cached_signature
+            ),
+            created_ms=app.created_ms,
+        )
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SdkToken:

@@ -663,24 +663,7 @@ class PostgresStore(RegistryStore):
             )
             if row is None:
                 raise NotFound("no such application")
-            app = _rows.application(row)
-            version = changes.config_version
-            if version is None:
-                version = app.config_version + (1 if changes.config is not None else 0)
-            updated = Application(
-                token=app.token,
-                name=app.name if changes.name is None else changes.name,
-                config=app.config if changes.config is None else changes.config,
-                config_version=version,
-                topics=app.topics if changes.topics is None else changes.topics,
-                balancing=app.balancing if changes.balancing is None else changes.balancing,
-                cached_signature=(
-                    app.cached_signature
-                    if changes.cached_signature is None
-                    else changes.cached_signature
-                ),
-                created_ms=app.created_ms,
-            )
+            updated = changes.applied_to(_rows.application(row))
             await conn.execute(
                 "UPDATE applications SET name = $1, config = $2, config_version = $3, "
                 "topics = $4::jsonb, balancing = $5, cached_signature = $6 WHERE token = $7",
