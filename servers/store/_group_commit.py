@@ -56,6 +56,17 @@ class WriterStats:
     max_batch_seen: int = 0
     pending: int = 0
 
+    def counters(self) -> dict[str, float]:
+        """The store counters of /metrics these totals give (``RegistryStore.stats``)."""
+        return {
+            "commits_total": self.batches,
+            "committed_writes_total": self.jobs,
+            "failed_commits_total": self.failed_commits,
+            "refused_writes_total": self.refused,
+            "commit_seconds_total": self.commit_seconds,
+            "pending_writes": self.pending,
+        }
+
 
 class GroupCommitWriter:
     def __init__(

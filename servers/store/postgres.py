@@ -457,16 +457,7 @@ class PostgresStore(RegistryStore):
         return dataclasses.replace(self._stats)
 
     def stats(self) -> dict[str, float]:
-        w = self._stats
-        return {
-            "commits_total": w.batches,
-            "committed_writes_total": w.jobs,
-            "failed_commits_total": w.failed_commits,
-            "refused_writes_total": w.refused,
-            "commit_seconds_total": w.commit_seconds,
-            "pending_writes": w.pending,
-            "pending_reads": self._pending_reads,
-        }
+        return {**self.writer_stats().counters(), "pending_reads": self._pending_reads}
 
     # -- plumbing -----------------------------------------------------------------------
 

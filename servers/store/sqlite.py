@@ -406,20 +406,7 @@ class SqliteStore(RegistryStore):
         return self._writer.stats()
 
     def stats(self) -> dict[str, float]:
-        w = self._writer.stats()
-        return {
-            "commits_total": w.batches,
-            "committed_writes_total": w.jobs,
-            "failed_commits_total": w.failed_commits,
-            "refused_writes_total": w.refused,
-            "commit_seconds_total": w.commit_seconds,
-            "pending_writes": w.pending,
-            "pending_reads": self._pending_reads,
-        }
-
-    @property
-    def pending_reads(self) -> int:
-        return self._pending_reads
+        return {**self.writer_stats().counters(), "pending_reads": self._pending_reads}
 
     # -- plumbing -----------------------------------------------------------------------
 
