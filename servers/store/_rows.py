@@ -32,6 +32,7 @@ __all__ = [
     "check_write",
     "endpoint",
     "node",
+    "node_values",
     "sdk_token",
     "topics_json",
 ]
@@ -99,6 +100,22 @@ def node(row: Sequence[Any]) -> Node:
         lease_expires_ms=row[7],
         started_ms=row[8],
         renewed_ms=row[9],
+    )
+
+
+def node_values(node: Node) -> tuple[Any, ...]:
+    """The inverse of :func:`node`: ``node``'s values in ``NODE_COLUMNS`` order."""
+    return (
+        node.node_id,
+        node.host,
+        node.port,
+        node.kex_public_key,
+        node.priority,
+        node.weight,
+        node.load,
+        node.lease_expires_ms,
+        node.started_ms,
+        node.renewed_ms,
     )
 
 

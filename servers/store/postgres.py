@@ -803,16 +803,7 @@ class PostgresStore(RegistryStore):
                 "port = excluded.port, kex_public_key = excluded.kex_public_key, "
                 "priority = excluded.priority, weight = excluded.weight, load = excluded.load, "
                 "lease_expires_ms = excluded.lease_expires_ms, renewed_ms = excluded.renewed_ms",
-                node.node_id,
-                node.host,
-                node.port,
-                node.kex_public_key,
-                node.priority,
-                node.weight,
-                node.load,
-                node.lease_expires_ms,
-                node.started_ms,
-                node.renewed_ms,
+                *_rows.node_values(node),
             )
             # A renewal of a live, unchanged lease is no news; anything else is.
             if (
