@@ -1,6 +1,6 @@
 """Sans-IO connections for both roles of both services.
 
-Theory of operation. Protocol v1 carries exactly one exchange per TCP connection: the
+Theory of operation. The protocol carries exactly one exchange per TCP connection: the
 endpoint sends one request frame, the server answers with one response or one ERROR frame
 and closes. Each class below is the state of one side of one connection:
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import x25519
@@ -28,6 +29,8 @@ from kaa_wire._constants import (
     DEFAULT_MAX_FRAME_SIZE,
     HEADER_SIZE,
     NONCE_SIZE,
+    RESPONSE_NONCE_SIZE,
+    SEALED_ERROR_MESSAGE_SIZE,
     FrameFlag,
     KeyExchangeAlgorithm,
     MessageType,
@@ -76,6 +79,8 @@ __all__ = [
     "RegisterClient",
     "OperationsServerConnection",
     "check_freshness",
+    "error_body",
+    "sealed_frame",
     "UNBOUND_NONCE",
 ]
 
@@ -288,12 +293,20 @@ class BootstrapServerConnection(_Endpoint):
     def send_error(self, error: KaaWireError) -> bytes:
         """The ERROR frame for ``error``; the connection is over after it."""
         self.state = _State.DONE
-        return self._frame(MessageType.ERROR, _codec.encode_error(_error_message(error)))
+        return self._frame(MessageType.ERROR, error_body(error))
 
 
-def _error_message(error: KaaWireError) -> ErrorMessage:
-    text = error.message.encode()[:255].decode(errors="ignore")
-    return ErrorMessage(int(error.code), text, error.retry_after_ms)
+def error_body(error: KaaWireError, sealed: bool = False) -> bytes:
+    """The ERROR body of ``error`` (the plaintext, when ``sealed``).
+
+    A sealed one carries a message of exactly SEALED_ERROR_MESSAGE_SIZE bytes, cut or padded
+    with spaces: its length must not tell the path which refusal it holds.
+    """
+    size = SEALED_ERROR_MESSAGE_SIZE if sealed else 255
+    text = error.message.encode()[:size].decode(errors="ignore")
+    if sealed:
+        text += " " * (size - len(text.encode()))
+    return _codec.encode_error(ErrorMessage(int(error.code), text, error.retry_after_ms))
 
 
 # -- registration -------------------------------------------------------------------------
@@ -376,12 +389,16 @@ class RegisterClient(_Endpoint):
         if frame.msg_type == MessageType.ERROR:
             if not frame.flags & FrameFlag.SEALED:
                 _raise_plain_error(frame)
-            plaintext = _crypto.unseal(self._session.response, frame.body, frame.header)
+            plaintext = _crypto.open_answer(
+                self._session.response_secret, frame.body, frame.header
+            )
             error = _codec.decode_error(plaintext, sealed=True)
-            raise error_for_code(error.code, error.message, error.retry_after_ms, sealed=True)
+            # (The padding of a sealed message is not part of what it says.)
+            message = error.message.rstrip(" ")
+            raise error_for_code(error.code, message, error.retry_after_ms, sealed=True)
         if frame.msg_type != MessageType.REGISTER_RESPONSE:
             raise UnexpectedMessage(f"expected REGISTER_RESPONSE, got type 0x{frame.msg_type:02x}")
-        plaintext = _crypto.unseal(self._session.response, frame.body, frame.header)
+        plaintext = _crypto.open_answer(self._session.response_secret, frame.body, frame.header)
         self.state = _State.DONE
         return Registered(_codec.decode_registration_result(plaintext))
 
@@ -414,7 +431,7 @@ class OperationsServerConnection(_Endpoint):
         self._opener = opener
         self._verifier = verifier
         self._ephemeral_public = b""
-        self._response_key: bytes | None = None  # set once the request opened
+        self._response_secret: bytes | None = None  # set once the request opened
         self.payload: RegistrationPayload | None = None
 
     def next_event(self) -> RegistrationPayload | NeedData:
@@ -427,7 +444,7 @@ class OperationsServerConnection(_Endpoint):
             raise UnexpectedMessage("an Operations service takes REGISTER_REQUEST only")
         if self._framer.buffered:
             raise UnexpectedMessage("bytes after the request: one exchange per connection")
-        plaintext, self._ephemeral_public, self._response_key = self._opener.open(
+        plaintext, self._ephemeral_public, self._response_secret = self._opener.open(
             frame.header, frame.body
         )
         self.payload = parse_registration_payload(plaintext)
@@ -445,27 +462,52 @@ class OperationsServerConnection(_Endpoint):
 
     def send_result(self, result: RegistrationResult) -> bytes:
         self._expect(_State.RECEIVED, "send a result")
-        response_key, self._response_key = self._response_key, None
-        assert response_key is not None
+        response_secret, self._response_secret = self._response_secret, None
+        assert response_secret is not None
         self.state = _State.DONE
         return self._sealed(
-            MessageType.REGISTER_RESPONSE, 0, encode_registration_result(result), response_key
+            MessageType.REGISTER_RESPONSE, 0, encode_registration_result(result), response_secret
         )
 
     def send_error(self, error: KaaWireError) -> bytes:
         """The ERROR frame for ``error``: sealed once the request opened, plain before."""
         if self.state is _State.DONE:
-            # A second message under the single-use response key would reuse its nonce.
+            # One exchange, one answer (docs/protocol.md section 2).
             raise LocalProtocolError("this exchange was already answered")
-        body = _codec.encode_error(_error_message(error))
-        response_key, self._response_key = self._response_key, None
+        response_secret, self._response_secret = self._response_secret, None
         self.state = _State.DONE
-        if response_key is None:
-            return self._frame(MessageType.ERROR, body)
-        return self._sealed(MessageType.ERROR, FrameFlag.SEALED, body, response_key)
+        if response_secret is None:
+            return self._frame(MessageType.ERROR, error_body(error))
+        body = error_body(error, sealed=True)
+        return self._sealed(MessageType.ERROR, FrameFlag.SEALED, body, response_secret)
 
-    def _sealed(self, msg_type: int, flags: int, plaintext: bytes, response_key: bytes) -> bytes:
-        header = _frame_header(
-            msg_type, flags, len(plaintext) + AEAD_TAG_SIZE, self._max_frame_size
+    def _sealed(
+        self, msg_type: int, flags: int, plaintext: bytes, response_secret: bytes
+    ) -> bytes:
+        # The server's own randomness: a replayed request gets an answer under a new key.
+        return sealed_frame(
+            msg_type,
+            flags,
+            plaintext,
+            response_secret,
+            os.urandom(RESPONSE_NONCE_SIZE),
+            self._max_frame_size,
         )
-        return header + seal_response(response_key, plaintext, header)
+
+
+def sealed_frame(
+    msg_type: int,
+    flags: int,
+    plaintext: bytes,
+    response_secret: bytes,
+    response_nonce: bytes,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+) -> bytes:
+    """A whole sealed answer frame (docs/protocol.md 5.1, 5.5 and 7).
+
+    ``response_nonce`` must be fresh random bytes; only the test vectors fix it.
+    """
+    header = _frame_header(
+        msg_type, flags, RESPONSE_NONCE_SIZE + len(plaintext) + AEAD_TAG_SIZE, max_frame_size
+    )
+    return header + seal_response(response_secret, plaintext, header, response_nonce)

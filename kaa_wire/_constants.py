@@ -1,10 +1,11 @@
-"""Numbers fixed by protocol v1 (docs/protocol.md). The extension's .pxd mirrors them."""
+"""Numbers fixed by protocol v2 (docs/protocol.md). The extension's .pxd mirrors them."""
 
 from __future__ import annotations
 
 import enum
 
-PROTOCOL_VERSION = 1
+#: Version 2 replaced version 1's response sealing (docs/protocol-decisions.md).
+PROTOCOL_VERSION = 2
 HEADER_SIZE = 6
 #: Default and absolute limits on a whole frame (header + body), in bytes.
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024
@@ -17,10 +18,19 @@ AEAD_TAG_SIZE = 16
 MAX_TOKEN_SIZE = 64
 MAX_HOST_SIZE = 255
 
-#: Domain-separation prefixes: a signature or key made for one purpose never fits another.
-RESOLVE_SIGNATURE_CONTEXT = b"KAA-WIRE/1 RESOLVE\x00"
-REGISTER_SIGNATURE_CONTEXT = b"KAA-WIRE/1 REGISTER\x00"
-SEAL_KDF_INFO = b"KAA-WIRE/1 SEAL"
+#: The server's fresh random bytes at the head of every sealed answer (docs/protocol.md 5.1).
+RESPONSE_NONCE_SIZE = 32
+#: A sealed ERROR's message is exactly this many bytes (space-padded or cut), so the length
+#: of a refusal tells the path nothing about which refusal it is.
+SEALED_ERROR_MESSAGE_SIZE = 48
+
+#: Domain-separation prefixes: a signature or key made for one purpose, or for another
+#: protocol version, never fits another.
+_CONTEXT_PREFIX = f"KAA-WIRE/{PROTOCOL_VERSION} ".encode()
+RESOLVE_SIGNATURE_CONTEXT = _CONTEXT_PREFIX + b"RESOLVE\x00"
+REGISTER_SIGNATURE_CONTEXT = _CONTEXT_PREFIX + b"REGISTER\x00"
+SEAL_KDF_INFO = _CONTEXT_PREFIX + b"SEAL"
+RESPONSE_KDF_INFO = _CONTEXT_PREFIX + b"RESPONSE"
 
 
 class MessageType(enum.IntEnum):

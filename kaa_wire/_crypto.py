@@ -19,7 +19,10 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kaa_wire._constants import (
+    AEAD_TAG_SIZE,
     REGISTER_SIGNATURE_CONTEXT,
+    RESPONSE_KDF_INFO,
+    RESPONSE_NONCE_SIZE,
     SEAL_KDF_INFO,
     SignatureAlgorithm,
 )
@@ -27,6 +30,7 @@ from kaa_wire._errors import (
     BadSeal,
     BadSignature,
     LocalProtocolError,
+    MalformedFrame,
     UnsupportedAlgorithm,
 )
 
@@ -57,6 +61,9 @@ __all__ = [
     "server_session",
     "seal",
     "unseal",
+    "answer_key",
+    "seal_answer",
+    "open_answer",
 ]
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -227,15 +234,15 @@ def x25519_public_bytes(key: x25519.X25519PrivateKey | x25519.X25519PublicKey) -
 
 
 class SessionKeys:
-    """The two single-use AEAD keys of one registration exchange.
+    """The secrets of one registration exchange.
 
-    Each key seals exactly one message (the request, or the one response or error), so the
-    all-zero nonce is safe: a key is never used twice.
+    ``request`` seals exactly one message, the request, made with a fresh ephemeral key, so
+    its all-zero nonce never repeats. ``response_secret`` is not a key: every answer the
+    server seals under it gets a key and nonce of its own from the server's fresh random
+    ``response_nonce`` (:func:`answer_key`), however often a peer replays the request.
     """
 
-    __slots__ = (
-        "ephemeral_public_key", "request", "response", "response_key", "server_public_key"
-    )
+    __slots__ = ("ephemeral_public_key", "request", "response_secret", "server_public_key")
 
     def __init__(
         self, shared: bytes, ephemeral_public_key: bytes, server_public_key: bytes
@@ -247,11 +254,40 @@ class SessionKeys:
             info=SEAL_KDF_INFO,
         ).derive(shared)
         self.request = ChaCha20Poly1305(okm[:32])
-        # The raw key too: the Operations side keeps only it between open and answer.
-        self.response_key = okm[32:]
-        self.response = ChaCha20Poly1305(self.response_key)
+        self.response_secret = okm[32:]
         self.ephemeral_public_key = ephemeral_public_key
         self.server_public_key = server_public_key
+
+
+def answer_key(response_secret: bytes, response_nonce: bytes) -> tuple[bytes, bytes]:
+    """The AEAD key (32 bytes) and nonce (12) of one sealed answer (docs/protocol.md 5.1)."""
+    okm = HKDF(
+        algorithm=hashes.SHA256(), length=44, salt=response_nonce, info=RESPONSE_KDF_INFO
+    ).derive(response_secret)
+    return okm[:32], okm[32:]
+
+
+def seal_answer(
+    response_secret: bytes, plaintext: bytes, header: bytes, response_nonce: bytes
+) -> bytes:
+    """``response_nonce || ciphertext || tag``: the body of a sealed answer."""
+    if len(response_secret) != 32:
+        raise ValueError("a response secret has 32 bytes")
+    if len(response_nonce) != RESPONSE_NONCE_SIZE:
+        raise ValueError(f"a response nonce has {RESPONSE_NONCE_SIZE} bytes")
+    key, nonce = answer_key(response_secret, response_nonce)
+    return response_nonce + ChaCha20Poly1305(key).encrypt(nonce, plaintext, header)
+
+
+def open_answer(response_secret: bytes, body: bytes, header: bytes) -> bytes:
+    """The plaintext of a sealed answer's ``body``; MalformedFrame or BadSeal."""
+    if len(body) < RESPONSE_NONCE_SIZE + AEAD_TAG_SIZE:
+        raise MalformedFrame("sealed answer too short to hold its nonce and tag")
+    key, nonce = answer_key(response_secret, body[:RESPONSE_NONCE_SIZE])
+    try:
+        return ChaCha20Poly1305(key).decrypt(nonce, body[RESPONSE_NONCE_SIZE:], header)
+    except InvalidTag:
+        raise BadSeal("sealed answer does not authenticate") from None
 
 
 def registration_signature_context(

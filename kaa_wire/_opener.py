@@ -8,7 +8,6 @@ implementation is active.
 from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import x25519
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from kaa_wire import _codec, _crypto
 from kaa_wire._constants import AeadAlgorithm, KeyExchangeAlgorithm
@@ -30,7 +29,7 @@ class RegistrationOpener:
         self.public_key = _crypto.x25519_public_bytes(static_key)
 
     def open(self, header: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
-        """``(payload plaintext, ephemeral public key, response key)`` of one request.
+        """``(payload plaintext, ephemeral public key, response secret)`` of one request.
 
         ``header`` and ``body`` are the request frame's; the header is part of the AAD.
         Raises MalformedFrame, UnsupportedAlgorithm or BadSeal, checked in that order.
@@ -45,9 +44,16 @@ class RegistrationOpener:
         )
         aad = header + body[: _codec.ENVELOPE_SIZE]
         plaintext = _crypto.unseal(session.request, envelope.sealed_payload, aad)
-        return plaintext, envelope.ephemeral_public_key, session.response_key
+        return plaintext, envelope.ephemeral_public_key, session.response_secret
 
 
-def seal_response(response_key: bytes, plaintext: bytes, header: bytes) -> bytes:
-    """The sealed body (ciphertext and tag) of the one response or error to a request."""
-    return _crypto.seal(ChaCha20Poly1305(response_key), plaintext, header)
+def seal_response(
+    response_secret: bytes, plaintext: bytes, header: bytes, response_nonce: bytes
+) -> bytes:
+    """The body of one sealed answer: ``response_nonce || ciphertext || tag``.
+
+    ``response_nonce`` must be fresh random bytes for every answer (the caller draws them):
+    the answer's key and nonce derive from it, so replays of one request never make the
+    server seal twice under one key and nonce.
+    """
+    return _crypto.seal_answer(response_secret, plaintext, header, response_nonce)

@@ -76,9 +76,10 @@ class RegistrationOpener:
     ) -> tuple[bytes, bytes, bytes]: ...
 
 def seal_response(
-    response_key: bytes | bytearray | memoryview,
+    response_secret: bytes | bytearray | memoryview,
     plaintext: bytes | bytearray | memoryview,
     header: bytes | bytearray | memoryview,
+    response_nonce: bytes | bytearray | memoryview,
 ) -> bytes: ...
 
 def encode_registration_result(result: RegistrationResult) -> bytes: ...

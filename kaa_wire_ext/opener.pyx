@@ -6,9 +6,11 @@
 # the key schedule and the AEAD, each on contexts of the call's own; the opener's shared
 # contexts are touched only with the GIL held. So one opener serves several threads at once.
 
-from kaa_wire._constants import SEAL_KDF_INFO
+from kaa_wire._constants import RESPONSE_KDF_INFO, SEAL_KDF_INFO
 
-cdef bytes _SEAL_KDF_INFO = SEAL_KDF_INFO  # a C-level reference: no one can rebind it
+# C-level references: no one can rebind them.
+cdef bytes _SEAL_KDF_INFO = SEAL_KDF_INFO
+cdef bytes _RESPONSE_KDF_INFO = RESPONSE_KDF_INFO
 
 cdef enum:
     _SHA256_BLOCK = 64
@@ -61,15 +63,16 @@ cdef void _hmac_sha256(
     ssl.OPENSSL_cleanse(&sha, sizeof(sha))
 
 
-cdef void _session_keys(
-    const unsigned char *shared,
-    const unsigned char *salt,
+cdef void _hkdf64(
+    const unsigned char *ikm,  # 32 bytes
+    const unsigned char *salt, size_t salt_size,  # at most the SHA-256 block
     const unsigned char *info, size_t info_size,
     unsigned char *okm,
 ) noexcept nogil:
-    """okm (64 bytes) = HKDF-SHA256(shared, salt of 2 X25519 keys, info): RFC 5869, L = 64."""
+    """okm (64 bytes) = HKDF-SHA256(ikm, salt, info) with L = 64 (RFC 5869); a shorter L
+    is its prefix."""
     cdef unsigned char prk[_SHA256_SIZE]
-    _hmac_sha256(salt, 2 * X25519_KEY_SIZE, shared, X25519_KEY_SIZE, NULL, 0, 0, prk)
+    _hmac_sha256(salt, salt_size, ikm, _SHA256_SIZE, NULL, 0, 0, prk)
     _hmac_sha256(prk, _SHA256_SIZE, NULL, 0, info, info_size, 1, okm)
     _hmac_sha256(prk, _SHA256_SIZE, okm, _SHA256_SIZE, info, info_size, 2, okm + _SHA256_SIZE)
     ssl.OPENSSL_cleanse(prk, _SHA256_SIZE)
@@ -78,13 +81,14 @@ cdef void _session_keys(
 cdef int _aead(
     int encrypt,
     const unsigned char *key,
+    const unsigned char *nonce,  # 12 bytes
     const unsigned char *aad1, int aad1_size,
     const unsigned char *aad2, int aad2_size,
     const unsigned char *data, int data_size,
     unsigned char *tag,  # read when decrypting, written when encrypting
     unsigned char *out,
 ) noexcept nogil:
-    """ChaCha20-Poly1305 with the all-zero nonce over aad1 || aad2: _OPENED, _BAD_TAG or
+    """ChaCha20-Poly1305 with aad1 || aad2 as associated data: _OPENED, _BAD_TAG or
     _LIBCRYPTO_FAILED. Empty parts are skipped: the cipher takes an update without input as
     the end of the message. A stream cipher: the update writes all data_size bytes of output,
     and the final call none."""
@@ -99,7 +103,7 @@ cdef int _aead(
         and ssl.EVP_CIPHER_CTX_ctrl(
             ctx, ssl.EVP_CTRL_AEAD_SET_IVLEN, _AEAD_NONCE_SIZE, NULL
         ) == 1
-        and ssl.EVP_CipherInit_ex(ctx, NULL, NULL, key, _ZERO_NONCE, encrypt) == 1
+        and ssl.EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, encrypt) == 1
         and (aad1_size == 0 or ssl.EVP_CipherUpdate(ctx, NULL, &size, aad1, aad1_size) == 1)
         and (aad2_size == 0 or ssl.EVP_CipherUpdate(ctx, NULL, &size, aad2, aad2_size) == 1)
         and (data_size == 0 or ssl.EVP_CipherUpdate(ctx, out, &size, data, data_size) == 1)
@@ -124,7 +128,7 @@ cdef int _open_sealed(
     const unsigned char *header, int header_size,
     const unsigned char *body, int body_size,
     unsigned char *plaintext,
-    unsigned char *response_key,
+    unsigned char *response_secret,
 ) noexcept nogil:
     """X25519 + HKDF + unseal of one request body: _OPENED, _BAD_KEY, _BAD_TAG or
     _LIBCRYPTO_FAILED."""
@@ -135,13 +139,14 @@ cdef int _open_sealed(
     # OpenSSL refuses to derive an all-zero secret (RFC 7748 section 6.1), as cryptography
     # does on the pure path.
     if ssl.EVP_PKEY_derive(agreement, shared, &shared_size) == 1 and shared_size == X25519_KEY_SIZE:
-        _session_keys(shared, salt, info, info_size, okm)
+        _hkdf64(shared, salt, 2 * X25519_KEY_SIZE, info, info_size, okm)
+        # The request key seals one message only (its ephemeral key is fresh): zero nonce.
         result = _aead(
-            0, okm, header, header_size, body, ENVELOPE_SIZE,
+            0, okm, _ZERO_NONCE, header, header_size, body, ENVELOPE_SIZE,
             body + ENVELOPE_SIZE, body_size - ENVELOPE_SIZE - AEAD_TAG_SIZE,
             <unsigned char *>body + body_size - AEAD_TAG_SIZE, plaintext,
         )
-        memcpy(response_key, okm + _AEAD_KEY_SIZE, _AEAD_KEY_SIZE)
+        memcpy(response_secret, okm + _AEAD_KEY_SIZE, _AEAD_KEY_SIZE)
     ssl.OPENSSL_cleanse(shared, X25519_KEY_SIZE)
     ssl.OPENSSL_cleanse(okm, sizeof(okm))
     return result
@@ -220,7 +225,7 @@ cdef class RegistrationOpener:
         return ctx
 
     def open(self, header, body):
-        """``(payload plaintext, ephemeral public key, response key)`` of one request.
+        """``(payload plaintext, ephemeral public key, response secret)`` of one request.
 
         ``header`` and ``body`` are the request frame's; the header is part of the AAD.
         Raises MalformedFrame, UnsupportedAlgorithm or BadSeal, checked in that order.
@@ -228,7 +233,7 @@ cdef class RegistrationOpener:
         cdef Py_buffer header_view, body_view
         cdef const unsigned char *data
         cdef unsigned char *plaintext_out
-        cdef unsigned char *response_key_out
+        cdef unsigned char *response_secret_out
         cdef unsigned char salt[2 * X25519_KEY_SIZE]
         cdef const unsigned char *info = _SEAL_KDF_INFO
         cdef size_t info_size = len(_SEAL_KDF_INFO)
@@ -255,16 +260,16 @@ cdef class RegistrationOpener:
                 plaintext = PyBytes_FromStringAndSize(
                     NULL, body_view.len - ENVELOPE_SIZE - AEAD_TAG_SIZE
                 )
-                response_key = PyBytes_FromStringAndSize(NULL, _AEAD_KEY_SIZE)
+                response_secret = PyBytes_FromStringAndSize(NULL, _AEAD_KEY_SIZE)
                 plaintext_out = <unsigned char *>PyBytes_AS_STRING(plaintext)
-                response_key_out = <unsigned char *>PyBytes_AS_STRING(response_key)
+                response_secret_out = <unsigned char *>PyBytes_AS_STRING(response_secret)
                 agreement = self._agreement_with(salt)
                 if agreement != NULL:
                     with nogil:
                         result = _open_sealed(
                             agreement, salt, info, info_size,
                             <const unsigned char *>header_view.buf, header_view.len,
-                            data, body_view.len, plaintext_out, response_key_out,
+                            data, body_view.len, plaintext_out, response_secret_out,
                         )
                         ssl.EVP_PKEY_CTX_free(agreement)
             finally:
@@ -272,7 +277,7 @@ cdef class RegistrationOpener:
         finally:
             PyBuffer_Release(&header_view)
         if result == _OPENED:
-            return plaintext, ephemeral, response_key
+            return plaintext, ephemeral, response_secret
         ssl.ERR_clear_error()
         if result == _BAD_KEY:
             raise BadSeal("invalid ephemeral X25519 key")
@@ -281,36 +286,62 @@ cdef class RegistrationOpener:
         raise InternalError(_openssl_error("opening a registration failed"))
 
 
-def seal_response(response_key, plaintext, header):
-    """The sealed body (ciphertext and tag) of the one response or error to a request."""
-    cdef Py_buffer key_view, plaintext_view, header_view
+def seal_response(response_secret, plaintext, header, response_nonce):
+    """The body of one sealed answer: ``response_nonce || ciphertext || tag``.
+
+    ``response_nonce`` must be fresh random bytes for every answer: the answer's key and
+    nonce derive from it (docs/protocol.md 5.1).
+    """
+    cdef Py_buffer secret_view, plaintext_view, header_view, nonce_view
+    cdef unsigned char okm[2 * _SHA256_SIZE]
+    cdef const unsigned char *info = _RESPONSE_KDF_INFO
+    cdef size_t info_size = len(_RESPONSE_KDF_INFO)
     cdef unsigned char *out
     cdef int result
-    PyObject_GetBuffer(response_key, &key_view, PyBUF_SIMPLE)
+    PyObject_GetBuffer(response_secret, &secret_view, PyBUF_SIMPLE)
     try:
-        if key_view.len != _AEAD_KEY_SIZE:
-            raise ValueError("ChaCha20Poly1305 key must be 32 bytes.")
-        PyObject_GetBuffer(plaintext, &plaintext_view, PyBUF_SIMPLE)
+        if secret_view.len != _AEAD_KEY_SIZE:
+            raise ValueError("a response secret has 32 bytes")
+        PyObject_GetBuffer(response_nonce, &nonce_view, PyBUF_SIMPLE)
         try:
-            PyObject_GetBuffer(header, &header_view, PyBUF_SIMPLE)
+            if nonce_view.len != RESPONSE_NONCE_SIZE:
+                raise ValueError(f"a response nonce has {RESPONSE_NONCE_SIZE} bytes")
+            PyObject_GetBuffer(plaintext, &plaintext_view, PyBUF_SIMPLE)
             try:
-                if plaintext_view.len > INT_MAX - AEAD_TAG_SIZE or header_view.len > INT_MAX:
-                    raise OverflowError("data or associated data too long")
-                sealed = PyBytes_FromStringAndSize(NULL, plaintext_view.len + AEAD_TAG_SIZE)
-                out = <unsigned char *>PyBytes_AS_STRING(sealed)
-                with nogil:
-                    result = _aead(
-                        1, <const unsigned char *>key_view.buf,
-                        <const unsigned char *>header_view.buf, header_view.len, NULL, 0,
-                        <const unsigned char *>plaintext_view.buf, plaintext_view.len,
-                        out + plaintext_view.len, out,
+                PyObject_GetBuffer(header, &header_view, PyBUF_SIMPLE)
+                try:
+                    if (
+                        plaintext_view.len > INT_MAX - AEAD_TAG_SIZE - RESPONSE_NONCE_SIZE
+                        or header_view.len > INT_MAX
+                    ):
+                        raise OverflowError("data or associated data too long")
+                    sealed = PyBytes_FromStringAndSize(
+                        NULL, RESPONSE_NONCE_SIZE + plaintext_view.len + AEAD_TAG_SIZE
                     )
+                    out = <unsigned char *>PyBytes_AS_STRING(sealed)
+                    with nogil:
+                        memcpy(out, nonce_view.buf, RESPONSE_NONCE_SIZE)
+                        _hkdf64(
+                            <const unsigned char *>secret_view.buf,
+                            <const unsigned char *>nonce_view.buf, RESPONSE_NONCE_SIZE,
+                            info, info_size, okm,
+                        )
+                        out += RESPONSE_NONCE_SIZE
+                        result = _aead(
+                            1, okm, okm + _AEAD_KEY_SIZE,
+                            <const unsigned char *>header_view.buf, header_view.len, NULL, 0,
+                            <const unsigned char *>plaintext_view.buf, plaintext_view.len,
+                            out + plaintext_view.len, out,
+                        )
+                        ssl.OPENSSL_cleanse(okm, sizeof(okm))
+                finally:
+                    PyBuffer_Release(&header_view)
             finally:
-                PyBuffer_Release(&header_view)
+                PyBuffer_Release(&plaintext_view)
         finally:
-            PyBuffer_Release(&plaintext_view)
+            PyBuffer_Release(&nonce_view)
     finally:
-        PyBuffer_Release(&key_view)
+        PyBuffer_Release(&secret_view)
     if result != _OPENED:
         raise InternalError(_openssl_error("sealing a response failed"))
     return sealed

@@ -1,15 +1,16 @@
-# Numbers fixed by protocol v1, mirrored from kaa_wire/_constants.py (and the RSA limits of
+# Numbers fixed by protocol v2, mirrored from kaa_wire/_constants.py (and the RSA limits of
 # kaa_wire/_crypto.py and kaa_wire/_registration.py). tests/test_ext_build.py checks that
 # every value here equals its Python original, so the two cannot drift apart.
 
 cdef enum:
-    PROTOCOL_VERSION = 1
+    PROTOCOL_VERSION = 2
     HEADER_SIZE = 6
     DEFAULT_MAX_FRAME_SIZE = 65536           # 64 * 1024
     ABSOLUTE_MAX_FRAME_SIZE = 16777221       # HEADER_SIZE + 0xFFFFFF
     MAX_BODY_LENGTH = 16777215               # 0xFFFFFF, the 24-bit length field
 
     NONCE_SIZE = 16
+    RESPONSE_NONCE_SIZE = 32
     KEY_HASH_SIZE = 20
     X25519_KEY_SIZE = 32
     AEAD_TAG_SIZE = 16

@@ -146,10 +146,10 @@ def test_decode_hex_input_and_fields() -> None:
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        (b"\x02\x01\x00\x00\x00\x00", "UnsupportedVersion"),
-        (b"\x01\x09\x00\x00\x00\x00", "UnknownMessageType"),
-        (b"\x01\x01\x00\x00\x00\x05ab", "MalformedFrame"),
-        (b"\x01\x01\x00\x00\x00\x01a", "MalformedFrame"),
+        (b"\x01\x01\x00\x00\x00\x00", "UnsupportedVersion"),
+        (b"\x02\x09\x00\x00\x00\x00", "UnknownMessageType"),
+        (b"\x02\x01\x00\x00\x00\x05ab", "MalformedFrame"),
+        (b"\x02\x01\x00\x00\x00\x01a", "MalformedFrame"),
         (b"GET / HTTP/1.1\r\n\r\n", "UnsupportedVersion"),
     ],
 )

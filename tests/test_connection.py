@@ -305,7 +305,7 @@ def test_plain_error_is_not_authentic(keys: dict[str, Any]) -> None:
 
 def test_forged_sealed_error_is_refused(keys: dict[str, Any]) -> None:
     client, _ = _register(keys)
-    client.receive_data(b"\x01\x7f\x01\x00\x00\x20" + bytes(32))
+    client.receive_data(b"\x02\x7f\x01\x00\x00\x40" + bytes(64))
     with pytest.raises(BadSeal):
         client.next_event()
 

@@ -71,5 +71,9 @@ def test_session_keys_agree_and_differ_per_direction(vector_keys: dict[str, Any]
     server = _crypto.server_session(server_key, server_public, client.ephemeral_public_key)
     sealed = _crypto.seal(client.request, b"payload", b"aad")
     assert _crypto.unseal(server.request, sealed, b"aad") == b"payload"
-    with pytest.raises(BadSeal):  # the response key must not open a request
-        _crypto.unseal(server.response, sealed, b"aad")
+    with pytest.raises(BadSeal):  # no key of the response side opens a request
+        _crypto.open_answer(server.response_secret, bytes(32) + sealed, b"aad")
+    answer = _crypto.seal_answer(server.response_secret, b"answer", b"aad", bytes(range(32)))
+    assert _crypto.open_answer(client.response_secret, answer, b"aad") == b"answer"
+    with pytest.raises(BadSeal):  # the request key does not open the answer
+        _crypto.unseal(client.request, answer[32:], b"aad")

@@ -66,6 +66,7 @@ PXD_MIRRORS: dict[str, int] = {
     "ABSOLUTE_MAX_FRAME_SIZE": _constants.ABSOLUTE_MAX_FRAME_SIZE,
     "MAX_BODY_LENGTH": _constants.ABSOLUTE_MAX_FRAME_SIZE - _constants.HEADER_SIZE,
     "NONCE_SIZE": _constants.NONCE_SIZE,
+    "RESPONSE_NONCE_SIZE": _constants.RESPONSE_NONCE_SIZE,
     "KEY_HASH_SIZE": _constants.KEY_HASH_SIZE,
     "X25519_KEY_SIZE": _constants.X25519_KEY_SIZE,
     "AEAD_TAG_SIZE": _constants.AEAD_TAG_SIZE,
@@ -402,19 +403,19 @@ def test_framer_accepts_any_bytes_like(ext: Any) -> None:
 @pytest.mark.parametrize(
     "header",
     [
-        b"\x02\x01\x00\x00\x00\x00",  # version
+        b"\x01\x01\x00\x00\x00\x00",  # version
         b"\x00\x01\x00\x00\x00\x00",
-        b"\x01\x00\x00\x00\x00\x00",  # unknown message types
-        b"\x01\x05\x00\x00\x00\x00",
-        b"\x01\x7e\x00\x00\x00\x00",
-        b"\x01\xff\x00\x00\x00\x00",
-        b"\x01\x01\x01\x00\x00\x00",  # SEALED only on ERROR
-        b"\x01\x03\x80\x00\x00\x00",
-        b"\x01\x7f\x02\x00\x00\x00",
-        b"\x01\x7f\x03\x00\x00\x00",
-        b"\x01\x01\x00\x01\x00\x00",  # too large for the default limit
-        b"\x01\x01\x00\xff\xff\xff",
-        b"\x02\xff\xff\xff\xff\xff",  # every check fails: the first one wins
+        b"\x02\x00\x00\x00\x00\x00",  # unknown message types
+        b"\x02\x05\x00\x00\x00\x00",
+        b"\x02\x7e\x00\x00\x00\x00",
+        b"\x02\xff\x00\x00\x00\x00",
+        b"\x02\x01\x01\x00\x00\x00",  # SEALED only on ERROR
+        b"\x02\x03\x80\x00\x00\x00",
+        b"\x02\x7f\x02\x00\x00\x00",
+        b"\x02\x7f\x03\x00\x00\x00",
+        b"\x02\x01\x00\x01\x00\x00",  # too large for the default limit
+        b"\x02\x01\x00\xff\xff\xff",
+        b"\x03\xff\xff\xff\xff\xff",  # every check fails: the first one wins
     ],
 )
 def test_framer_header_errors_are_identical_and_sticky(ext: Any, header: bytes) -> None:
@@ -1000,26 +1001,48 @@ def test_opener_refuses_other_keys_alike(ext: Any, keys: dict[str, Any]) -> None
 
 
 @SETTINGS
-@given(key=st.binary(min_size=32, max_size=32), plaintext=st.binary(max_size=300),
-       header=st.binary(max_size=8))
+@given(secret=st.binary(min_size=32, max_size=32), plaintext=st.binary(max_size=300),
+       header=st.binary(max_size=8), nonce=st.binary(min_size=32, max_size=32))
 def test_seal_response_like_the_pure_seal(
-    ext: Any, key: bytes, plaintext: bytes, header: bytes
+    ext: Any, secret: bytes, plaintext: bytes, header: bytes, nonce: bytes
 ) -> None:
-    result = same(lambda: _opener.seal_response(key, plaintext, header),
-                  lambda: ext.seal_response(key, plaintext, header))
+    result = same(lambda: _opener.seal_response(secret, plaintext, header, nonce),
+                  lambda: ext.seal_response(secret, plaintext, header, nonce))
     assert result[0] == "ok"
+    assert _crypto.open_answer(secret, result[1], header) == plaintext
 
 
 def test_seal_response_refuses_alike(ext: Any) -> None:
-    for key in (b"", bytes(31), bytes(33), None):
-        result = same(lambda k=key: _opener.seal_response(k, b"p", b"h"),
-                      lambda k=key: ext.seal_response(k, b"p", b"h"))
-        assert result[0] == "raised"
+    nonce = bytes(range(32))
+    for secret in (b"", bytes(31), bytes(33)):
+        result = same(lambda k=secret: _opener.seal_response(k, b"p", b"h", nonce),
+                      lambda k=secret: ext.seal_response(k, b"p", b"h", nonce))
+        assert result == ("raised", ValueError)
+    for bad_nonce in (b"", bytes(16), bytes(31), bytes(33)):
+        result = same(lambda n=bad_nonce: _opener.seal_response(bytes(32), b"p", b"h", n),
+                      lambda n=bad_nonce: ext.seal_response(bytes(32), b"p", b"h", n))
+        assert result == ("raised", ValueError)
     # (No None header: cryptography reads it as empty AAD; the header is typed bytes.)
     for plaintext, header in ((None, b"h"), ("text", b"h"), (b"p", "h")):
-        result = same(lambda p=plaintext, h=header: _opener.seal_response(bytes(32), p, h),
-                      lambda p=plaintext, h=header: ext.seal_response(bytes(32), p, h))
+        result = same(
+            lambda p=plaintext, h=header: _opener.seal_response(bytes(32), p, h, nonce),
+            lambda p=plaintext, h=header: ext.seal_response(bytes(32), p, h, nonce),
+        )
         assert result == ("raised", TypeError)
+
+
+def test_every_answer_to_one_request_has_its_own_key_and_nonce(
+    openers: tuple[Any, Any], keys: dict[str, Any]
+) -> None:
+    """However often one request is answered, on either path, no (key, nonce) repeats."""
+    header, body = sealed_request(keys)
+    seen: set[tuple[bytes, bytes]] = set()
+    for opener in openers:
+        secret = opener.open(header, body)[2]
+        for _ in range(50):
+            response_nonce = os.urandom(32)
+            seen.add(_crypto.answer_key(secret, response_nonce))
+    assert len(seen) == 100
 
 
 def test_opener_from_several_threads(keys: dict[str, Any], openers: tuple[Any, Any]) -> None:

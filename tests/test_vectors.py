@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from kaa_wire import _codec, _crypto
 from kaa_wire._connection import (
@@ -20,7 +19,7 @@ from kaa_wire._connection import (
     RegisterClient,
     ResolveClient,
 )
-from kaa_wire._constants import HEADER_SIZE
+from kaa_wire._constants import HEADER_SIZE, RESPONSE_NONCE_SIZE
 from kaa_wire._errors import KaaWireError, RevokedEndpoint
 from kaa_wire._messages import Frame
 from tests.conftest import load_vectors
@@ -62,7 +61,7 @@ def test_framer_with_trailing_data(impl: types.SimpleNamespace, vector: dict[str
 
 def test_framer_error_is_sticky(impl: types.SimpleNamespace) -> None:
     framer = impl.Framer()
-    framer.receive_data(b"\x02\x01\x00\x00\x00\x00")
+    framer.receive_data(b"\x01\x01\x00\x00\x00\x00")  # version 1, retired
     errors = []
     for _ in range(2):
         with pytest.raises(KaaWireError) as info:
@@ -225,8 +224,12 @@ def test_exchange_opens_on_both_sides() -> None:
         ops.verify(bytes.fromhex(EXCHANGE["endpoint_public_key"])).hex() == EXCHANGE["endpoint_id"]
     )
 
-    # The endpoint opens the sealed answer and the sealed error with its fixed ephemeral key.
-    for frame_name, reconnect in (("register_response_frame", False), ("sealed_error_frame", True)):
+    # The endpoint opens the sealed answer and the sealed error with the ephemeral key of the
+    # request each answers.
+    for frame_name, reconnect, ephemeral in (
+        ("register_response_frame", False, "ephemeral_x25519"),
+        ("sealed_error_frame", True, "ephemeral_x25519_reconnect"),
+    ):
         endpoint = RegisterClient(
             resolved.nodes[0],  # type: ignore[union-attr]
             sdk_token=EXCHANGE["sdk_token"],
@@ -234,7 +237,7 @@ def test_exchange_opens_on_both_sides() -> None:
             profile=bytes.fromhex(EXCHANGE["profile"]),
             timestamp_ms=0,
             reconnect=reconnect,
-            ephemeral_key=keys["ephemeral_x25519"],
+            ephemeral_key=keys[ephemeral],
         )
         endpoint.send_request()
         endpoint.receive_data(bytes.fromhex(EXCHANGE[frame_name]))
@@ -254,22 +257,34 @@ def test_exchange_opens_with_each_opener(impl: types.SimpleNamespace) -> None:
     keys = _keys()
     opener = impl.RegistrationOpener(keys["operations_x25519"])
     assert opener.public_key.hex() == EXCHANGE["operations_public_key"]
-    ephemeral = _crypto.x25519_public_bytes(keys["ephemeral_x25519"])
-    for request_name, answer_name in (
-        ("register_request_frame", "register_response_frame"),
-        ("reconnect_request_frame", "sealed_error_frame"),
+    inputs = EXCHANGE["inputs"]
+    for request_name, answer_name, ephemeral, secret in (
+        (
+            "register_request_frame",
+            "register_response_frame",
+            "ephemeral_x25519",
+            "register_response_secret",
+        ),
+        (
+            "reconnect_request_frame",
+            "sealed_error_frame",
+            "ephemeral_x25519_reconnect",
+            "reconnect_response_secret",
+        ),
     ):
         request = bytes.fromhex(EXCHANGE[request_name])
-        plaintext, ephemeral_public, response_key = opener.open(
+        plaintext, ephemeral_public, response_secret = opener.open(
             request[:HEADER_SIZE], request[HEADER_SIZE:]
         )
-        assert ephemeral_public == ephemeral
+        assert ephemeral_public == _crypto.x25519_public_bytes(keys[ephemeral])
+        assert response_secret.hex() == inputs[secret]
         payload = impl.parse_registration_payload(plaintext)
         assert payload.profile == bytes.fromhex(EXCHANGE["profile"])
         answer = bytes.fromhex(EXCHANGE[answer_name])
         header, sealed = answer[:HEADER_SIZE], answer[HEADER_SIZE:]
-        opened = _crypto.unseal(ChaCha20Poly1305(response_key), sealed, header)
-        assert impl.seal_response(response_key, opened, header) == sealed
+        opened = _crypto.open_answer(response_secret, sealed, header)
+        response_nonce = sealed[:RESPONSE_NONCE_SIZE]
+        assert impl.seal_response(response_secret, opened, header, response_nonce) == sealed
         if answer_name == "register_response_frame":
             result = _codec.decode_registration_result(opened)
             assert impl.encode_registration_result(result) == opened

@@ -1,9 +1,13 @@
 """Writes the shared test vectors in this folder from fixed keys and fixed inputs.
 
 Run ``python tests/vectors/generate.py`` after a deliberate change to the wire format; the
-output is deterministic (RSA PKCS#1 v1.5 and Ed25519 signatures are, and every nonce and
-ephemeral key here is fixed), so an unchanged format rewrites identical files. The keys
-live in keys.json and are made once; they are test keys and protect nothing.
+output is deterministic (RSA PKCS#1 v1.5 and Ed25519 signatures are, and every nonce,
+response nonce and ephemeral key here is fixed), so an unchanged format rewrites identical
+files. The keys live in keys.json and are made once; they are test keys and protect nothing.
+exchange.json states every input of its frames under "inputs". The vectors follow the
+protocol's own rules: each registration has its own ephemeral key and a later timestamp
+than the one before, and each sealed answer its own response nonce. A real server draws
+response nonces at random; fixing them here is what makes the frames reproducible.
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ from kaa_wire._connection import (  # noqa: E402
     OperationsServerConnection,
     RegisterClient,
     ResolveClient,
+    error_body,
+    sealed_frame,
+)
+from kaa_wire._constants import (  # noqa: E402
+    PROTOCOL_VERSION,
+    REGISTER_SIGNATURE_CONTEXT,
+    FrameFlag,
+    MessageType,
 )
 from kaa_wire._errors import KaaWireError, ReplayedRequest, RevokedEndpoint  # noqa: E402
 from kaa_wire._framing import Framer, encode_frame  # noqa: E402
@@ -35,6 +47,13 @@ SERVER_TIME_MS = 1_795_000_000_000  # 2026-11-18T09:46:40Z
 APP_TOKEN = "demo-app-9ZkQ2wX"
 SDK_TOKEN = "sdk-3vJ8pLqR0tYc2NfB6dWe"
 NONCE = bytes(range(16))
+#: The endpoint's timestamps: the registration, then the reconnect, strictly later.
+REGISTER_TIMESTAMP_MS = SERVER_TIME_MS + 120
+RECONNECT_TIMESTAMP_MS = SERVER_TIME_MS + 60_120
+#: The server's response nonces: one per sealed answer, never repeated.
+RESPONSE_NONCE = bytes(range(0x20, 0x40))
+ERROR_RESPONSE_NONCE = bytes(range(0x40, 0x60))
+V = bytes([PROTOCOL_VERSION])
 PROFILE = json.dumps(
     {
         "model": "thermo-9",
@@ -63,6 +82,12 @@ def _keys() -> dict[str, Any]:
             "operations_x25519": _crypto.private_key_pem(_crypto.generate_x25519_key()).decode(),
             "ephemeral_x25519": _crypto.private_key_pem(_crypto.generate_x25519_key()).decode(),
         }
+    # Added later: the reconnect's own ephemeral key (an endpoint never reuses one).
+    if "ephemeral_x25519_reconnect" not in pems:
+        pems["ephemeral_x25519_reconnect"] = _crypto.private_key_pem(
+            _crypto.generate_x25519_key()
+        ).decode()
+    if not path.exists() or json.loads(path.read_text()) != pems:
         path.write_text(json.dumps(pems, indent=2) + "\n")
     return {name: _crypto.load_private_key(pem.encode()) for name, pem in pems.items()}
 
@@ -107,19 +132,20 @@ def frame_vectors(exchange: dict[str, str]) -> list[dict[str, Any]]:
         ("two frames back to back", resolve + resolve, 65536),
         ("frame then a partial header", resolve + resolve[:3], 65536),
         ("version 0", b"\x00" + resolve[1:], 65536),
-        ("version 2", b"\x02" + resolve[1:], 65536),
+        ("version 1 (retired)", b"\x01" + resolve[1:], 65536),
+        ("version 3", b"\x03" + resolve[1:], 65536),
         ("HTTP request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 65536),
-        ("unknown type 0x05", b"\x01\x05\x00\x00\x00\x00", 65536),
-        ("unknown type 0x00", b"\x01\x00\x00\x00\x00\x00", 65536),
-        ("flags on a request", b"\x01\x01\x01" + resolve[3:], 65536),
-        ("reserved flag on error", b"\x01\x7f\x02\x00\x00\x00", 65536),
-        ("sealed flag on error", b"\x01\x7f\x01\x00\x00\x10" + bytes(16), 65536),
-        ("length over the default limit", b"\x01\x03\x00\x00\xff\xfb", 65536),
-        ("length at the default limit", b"\x01\x03\x00\x00\xff\xfa", 65536),
-        ("length at maximum u24", b"\x01\x03\x00\xff\xff\xff", 65536),
+        ("unknown type 0x05", V + b"\x05\x00\x00\x00\x00", 65536),
+        ("unknown type 0x00", V + b"\x00\x00\x00\x00\x00", 65536),
+        ("flags on a request", V + b"\x01\x01" + resolve[3:], 65536),
+        ("reserved flag on error", V + b"\x7f\x02\x00\x00\x00", 65536),
+        ("sealed flag on error", V + b"\x7f\x01\x00\x00\x10" + bytes(16), 65536),
+        ("length over the default limit", V + b"\x03\x00\x00\xff\xfb", 65536),
+        ("length at the default limit", V + b"\x03\x00\x00\xff\xfa", 65536),
+        ("length at maximum u24", V + b"\x03\x00\xff\xff\xff", 65536),
         ("over a small limit", resolve, 32),
         ("exactly a small limit", resolve, len(resolve)),
-        ("empty body", b"\x01\x02\x00\x00\x00\x00", 65536),
+        ("empty body", V + b"\x02\x00\x00\x00\x00", 65536),
     ]
     return [
         {
@@ -174,7 +200,7 @@ def registration_vectors(keys: dict[str, Any]) -> list[dict[str, Any]]:
     endpoint = keys["endpoint_rsa"]
     der = _crypto.public_key_der(endpoint)
     eid = _crypto.endpoint_id(der)
-    context = b"KAA-WIRE/1 REGISTER\x00" + bytes(range(64))
+    context = REGISTER_SIGNATURE_CONTEXT + bytes(range(64))
 
     def payload(key_is_hash: bool = False, owner: Any = endpoint, **overrides: Any) -> bytes:
         fields = {
@@ -254,7 +280,6 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
     """One full resolution and registration with fixed keys, nonce and ephemeral key."""
     bootstrap, endpoint = keys["bootstrap_rsa"], keys["endpoint_rsa"]
     operations: x25519.X25519PrivateKey = keys["operations_x25519"]
-    ephemeral: x25519.X25519PrivateKey = keys["ephemeral_x25519"]
     nodes = (
         OperationsNode(
             200, 10, 1, "ops-1.example.net", 9997, _crypto.x25519_public_bytes(operations)
@@ -271,23 +296,29 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
     )
     resolve_response = server.send_response(_crypto.sign(bootstrap, signed))
 
-    def register(reconnect: bool) -> tuple[bytes, OperationsServerConnection]:
+    def register(
+        reconnect: bool, ephemeral: x25519.X25519PrivateKey, timestamp_ms: int
+    ) -> tuple[bytes, OperationsServerConnection, bytes]:
         reg = RegisterClient(
             nodes[0],
             sdk_token=SDK_TOKEN,
             private_key=endpoint,
             profile=PROFILE,
-            timestamp_ms=SERVER_TIME_MS + 120,
+            timestamp_ms=timestamp_ms,
             reconnect=reconnect,
             ephemeral_key=ephemeral,
         )
         frame = reg.send_request()
-        ops = OperationsServerConnection(RegistrationOpener(operations), RegistrationVerifier())
+        opener = RegistrationOpener(operations)
+        ops = OperationsServerConnection(opener, RegistrationVerifier())
         ops.receive_data(frame)
         ops.next_event()
-        return frame, ops
+        response_secret = opener.open(frame[:6], frame[6:])[2]
+        return frame, ops, response_secret
 
-    register_request, ops = register(reconnect=False)
+    register_request, ops, response_secret = register(
+        False, keys["ephemeral_x25519"], REGISTER_TIMESTAMP_MS
+    )
     eid = ops.verify()
     result = RegistrationResult(
         status=1,
@@ -299,11 +330,45 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
         reconnect_after_s=86400,
         retry_base_ms=500,
     )
-    register_response = ops.send_result(result)
-    reconnect_request, ops_again = register(reconnect=True)
-    sealed_error = ops_again.send_error(RevokedEndpoint("endpoint revoked"))
+    # What OperationsServerConnection.send_result sends, with a fixed response nonce.
+    register_response = sealed_frame(
+        MessageType.REGISTER_RESPONSE,
+        0,
+        _codec.encode_registration_result(result),
+        response_secret,
+        RESPONSE_NONCE,
+    )
+    reconnect_request, _, reconnect_secret = register(
+        True, keys["ephemeral_x25519_reconnect"], RECONNECT_TIMESTAMP_MS
+    )
+    sealed_error = sealed_frame(
+        MessageType.ERROR,
+        FrameFlag.SEALED,
+        error_body(RevokedEndpoint("endpoint revoked"), sealed=True),
+        reconnect_secret,
+        ERROR_RESPONSE_NONCE,
+    )
     plain_error = BootstrapServerConnection().send_error(ReplayedRequest("seen before"))
     return {
+        "inputs": {
+            "keys": "keys.json: bootstrap_rsa signs the resolution answer; operations_x25519 "
+            "is the node key of both nodes; endpoint_rsa is the endpoint key",
+            "resolve_nonce": NONCE.hex(),
+            "resolve_server_time_ms": SERVER_TIME_MS,
+            "resolve_valid_for_s": 300,
+            "register_ephemeral_key": "keys.json ephemeral_x25519, public "
+            + _crypto.x25519_public_bytes(keys["ephemeral_x25519"]).hex(),
+            "register_timestamp_ms": REGISTER_TIMESTAMP_MS,
+            "register_response_nonce": RESPONSE_NONCE.hex(),
+            "register_response_secret": response_secret.hex(),
+            "reconnect_ephemeral_key": "keys.json ephemeral_x25519_reconnect, public "
+            + _crypto.x25519_public_bytes(keys["ephemeral_x25519_reconnect"]).hex(),
+            "reconnect_timestamp_ms": RECONNECT_TIMESTAMP_MS,
+            "sealed_error": "the answer to the reconnect request, sealed under its response "
+            "secret with the error response nonce",
+            "sealed_error_response_nonce": ERROR_RESPONSE_NONCE.hex(),
+            "reconnect_response_secret": reconnect_secret.hex(),
+        },
         "bootstrap_public_key": _crypto.public_key_der(bootstrap).hex(),
         "operations_public_key": _crypto.x25519_public_bytes(operations).hex(),
         "endpoint_public_key": _crypto.public_key_der(endpoint).hex(),
