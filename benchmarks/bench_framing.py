@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from benchmarks import micro
+from kaa_wire._constants import PROTOCOL_VERSION
 
 CASES = [
     "header: construct interpreted",
@@ -24,6 +25,7 @@ def test_framing(measure: Any, case: str) -> None:
         pytest.skip("kaa_wire_ext is not built")
     result = measure(case, cases[case], "framing")
     if case.startswith("header"):
-        assert (result.version, result.msg_type, result.length) == (1, 3, len(micro.FRAME_BODY))
+        expected = (PROTOCOL_VERSION, 3, len(micro.FRAME_BODY))
+        assert (result.version, result.msg_type, result.length) == expected
     else:
         assert result.body == micro.FRAME_BODY

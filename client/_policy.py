@@ -22,7 +22,8 @@ The rules (docs/client.md gives the reasons):
    failure there (no connection, timeout, bad signature, wrong nonce, expired, an ERROR
    frame, an empty list) counts against that Bootstrap: back off, try the next one.
 3. Order the Operations nodes by priority, highest first; among equal priorities at random,
-   weighted by ``weight`` (uniformly if all weights are 0). Try them in that order.
+   weighted by ``weight``; nodes of weight 0 are that priority's standbys, after its other
+   nodes, in uniform random order. Try them in that order (docs/protocol.md 4.2).
 4. A registered device sends its key hash (``reconnect=True``), whether or not the profile
    changed; an ``UnknownKeyHash`` answer makes it retry the same node at once with the full
    key. An unregistered device sends the full key.
@@ -31,7 +32,8 @@ The rules (docs/client.md gives the reasons):
 6. A ``StaleRequest`` or ``ReplayedRequest`` (a failure, so after a backoff), or a
    resolution that expired (no failure, at once), means re-resolve (next Bootstrap).
    Request timestamps are the server time the resolution tells, and always later than
-   the last accepted one (kept in the state), so a device never replays itself.
+   the last accepted one (kept in the state) and than any sent in this plan, so a device
+   never replays itself.
 7. Any other failure: back off, move to the next node; when the list is used up, re-resolve
    through the next Bootstrap.
 8. Backoff is exponential with full jitter: after the n-th consecutive failure (n from 0),
@@ -136,7 +138,7 @@ def backoff_delay(
 
 
 def order_nodes(nodes: Sequence[OperationsNode], rng: random.Random) -> list[OperationsNode]:
-    """Highest priority first; ties in weighted random order (uniform if all weights are 0)."""
+    """Highest priority first; ties in weighted random order, weight-0 standbys last."""
     ordered: list[OperationsNode] = []
     for priority in sorted({node.priority for node in nodes}, reverse=True):
         group = [node for node in nodes if node.priority == priority]
@@ -379,6 +381,7 @@ class RegistrationPlan:
         self._deadline: float | None = None
         #: Send the key hash (the server should hold the key) rather than the key.
         self._reconnect = state.registered
+        self._last_sent_ms = 0
         self._next_bootstrap = rng.randrange(len(config.bootstrap_servers))
 
     def steps(self) -> Generator[Action, Any, Outcome]:
@@ -442,7 +445,14 @@ class RegistrationPlan:
             now = self._clock()
             if self.resolved.expired(now):
                 raise _Reresolve
-            timestamp_ms = max(self.resolved.server_time_at(now), self._state.last_timestamp_ms + 1)
+            # Never a timestamp sent before, even one the server never accepted
+            # (docs/protocol.md section 6).
+            timestamp_ms = max(
+                self.resolved.server_time_at(now),
+                self._state.last_timestamp_ms + 1,
+                self._last_sent_ms + 1,
+            )
+            self._last_sent_ms = timestamp_ms
             reconnect = self._reconnect
             try:
                 conn = RegisterClient(

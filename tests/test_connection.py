@@ -156,7 +156,7 @@ def test_client_needs_data_until_the_whole_frame(keys: dict[str, Any]) -> None:
 
 def test_eof_mid_frame_is_malformed() -> None:
     server = BootstrapServerConnection()
-    server.receive_data(b"\x01\x01\x00\x00")
+    server.receive_data(b"\x02\x01\x00\x00")
     assert server.next_event() is NEED_DATA
     server.receive_data(b"")
     with pytest.raises(MalformedFrame):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kaa_wire import _codec, _crypto
+from kaa_wire._constants import PROTOCOL_VERSION
 from kaa_wire._errors import RemoteProtocolError
 from kaa_wire._framing import Framer as PureFramer
 from kaa_wire._opener import RegistrationOpener as PureOpener
@@ -72,7 +73,7 @@ def request_outcome(decode: Callable[[bytes], Any], data: bytes) -> Any:
 
 def open_outcome(opener: Any, body: bytes) -> Any:
     """The opened request (REGISTER_REQUEST header for this body length), or the error class."""
-    header = bytes([1, 3, 0]) + len(body).to_bytes(3, "big")
+    header = bytes([PROTOCOL_VERSION, 3, 0]) + len(body).to_bytes(3, "big")
     try:
         return opener.open(header, body)
     except RemoteProtocolError as exc:

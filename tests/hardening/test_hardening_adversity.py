@@ -28,6 +28,7 @@ from kaa_wire import (
     ResolveClient,
     _codec,
 )
+from kaa_wire._constants import PROTOCOL_VERSION
 from kaa_wire.sdk_config import BootstrapServer, SdkConfig
 from servers.limits import FD_RESERVE
 from tests.hardening.faultproxy import FaultProxy, Mode
@@ -228,12 +229,13 @@ def _garbage(rng: random.Random, valid: dict[str, bytes]) -> tuple[str, bytes, b
     elif kind == "oversized":
         length = rng.randint(65536 - 6 + 1, 0xFFFFFF)
         msg_type = rng.choice(list(MessageType))
-        data = struct.pack(">BBB", 1, msg_type, 0) + length.to_bytes(3, "big")
+        data = struct.pack(">BBB", PROTOCOL_VERSION, msg_type, 0) + length.to_bytes(3, "big")
         data += rng.randbytes(rng.randint(0, 2000))
     elif kind == "oversized-streamed":
         # A header claiming 16 MiB, then a whole MiB of body: refused from the header,
         # the body is never buffered.
-        data = bytes([1, MessageType.REGISTER_REQUEST, 0]) + (0xFFFFFF).to_bytes(3, "big")
+        data = bytes([PROTOCOL_VERSION, MessageType.REGISTER_REQUEST, 0])
+        data += (0xFFFFFF).to_bytes(3, "big")
         data += bytes(1 << 20)
     elif kind == "mutated":
         name = rng.choice(sorted(valid))
@@ -243,7 +245,8 @@ def _garbage(rng: random.Random, valid: dict[str, bytes]) -> tuple[str, bytes, b
         data = bytes(mutated[: rng.randint(1, len(mutated))] if rng.random() < 0.3 else mutated)
         kind = f"mutated-{name}"
     else:
-        data = bytes([1, rng.choice([1, 3]), 0]) + rng.randint(1, 60000).to_bytes(3, "big")
+        data = bytes([PROTOCOL_VERSION, rng.choice([1, 3]), 0])
+        data += rng.randint(1, 60000).to_bytes(3, "big")
     return kind, data, kind != "oversized-streamed"
 
 

@@ -41,7 +41,7 @@ from kaa_wire import (
     _codec,
     _crypto,
 )
-from kaa_wire._constants import REGISTER_SIGNATURE_CONTEXT
+from kaa_wire._constants import PROTOCOL_VERSION, REGISTER_SIGNATURE_CONTEXT
 from kaa_wire.sdk_config import BootstrapServer, SdkConfig
 from tests.conftest import load_vectors
 from tests.hardening.faultproxy import FaultProxy
@@ -114,7 +114,7 @@ def craft(
     sign: Callable[[bytes], bytes] | None = None,
     kex: int = 1,
     aead: int = 1,
-    version: int = 1,
+    version: int = PROTOCOL_VERSION,
 ) -> Crafted:
     """A REGISTER_REQUEST laid out as RegisterClient does, with every input overridable:
     the key field, what signs and over which context, the algorithms and the version."""
@@ -149,11 +149,13 @@ def outcome(crafted: Crafted, answer: bytes) -> tuple[str, bool]:
     header, body = frame[:6], frame[6:]
     if frame[1] == MessageType.REGISTER_RESPONSE:
         result = _codec.decode_registration_result(
-            _crypto.unseal(crafted.session.response, body, header)
+            _crypto.open_answer(crafted.session.response_secret, body, header)
         )
         return RegistrationStatus(result.status).name, True
     if frame[2] & 1:
-        error = _codec.decode_error(_crypto.unseal(crafted.session.response, body, header))
+        error = _codec.decode_error(
+            _crypto.open_answer(crafted.session.response_secret, body, header)
+        )
         return ErrorCode(error.code).name, True
     return plain_error_code(frame).name, False
 
@@ -287,7 +289,8 @@ def test_tampered_sealed_payloads_are_bad_seal(server: MainServer) -> None:
             assert plain_error_code(answer) == ErrorCode.BAD_SEAL, (position, bit)
     # The tag itself cut off, the header's length matching: no tag, no trust.
     body = request[6:-16]
-    short = bytes([1, MessageType.REGISTER_REQUEST, 0]) + len(body).to_bytes(3, "big") + body
+    short = bytes([PROTOCOL_VERSION, MessageType.REGISTER_REQUEST, 0])
+    short += len(body).to_bytes(3, "big") + body
     assert plain_error_code(exchange(node.host, node.port, short)) == ErrorCode.BAD_SEAL
     shown = control(server.data, "endpoint", "show", endpoint.endpoint_id.hex(), check=False)
     assert shown.returncode != 0
@@ -369,7 +372,7 @@ def test_a_capture_replayed_to_another_node_inside_and_outside_its_window(
 # -- downgrades: versions and algorithms ---------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [0, 2, 0x7F, 0xFF])
+@pytest.mark.parametrize("version", [0, 1, 3, 0x7F, 0xFF])
 @pytest.mark.parametrize("service", ["bootstrap", "operations"])
 def test_unknown_protocol_versions_are_refused(
     server: MainServer, service: str, version: int
@@ -526,7 +529,7 @@ def test_no_secret_reaches_the_logs(
     test_tampered_sealed_payloads_are_bad_seal(server)
     test_an_sdk_token_of_another_application_cannot_move_an_endpoint(server, other_app, keys)
     test_a_degenerate_rsa_key_cannot_forge_a_proof(server)
-    test_unknown_protocol_versions_are_refused(server, "operations", 2)
+    test_unknown_protocol_versions_are_refused(server, "operations", 1)
     test_unknown_or_weak_algorithms_are_refused(server, keys, {"signature_algorithm": 3}, True)
     endpoint = Endpoint(server.sdk, keys["endpoint_rsa"])
     for wrong in ({"sdk_token": "not-a-token-of-this-server"}, {"reconnect": True}):

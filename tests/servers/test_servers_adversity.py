@@ -21,6 +21,7 @@ from servers_harness import (
 )
 
 from kaa_wire import ErrorCode, LocalProtocolError, MessageType, ResolveClient, _codec
+from kaa_wire._constants import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.adversity
 
@@ -51,7 +52,7 @@ def test_garbage_gets_a_typed_error(server: MainServer, service: int) -> None:
 @pytest.mark.parametrize("service", [0, 1], ids=["bootstrap", "operations"])
 def test_oversized_length_is_refused_before_the_body(server: MainServer, service: int) -> None:
     msg_type = (MessageType.RESOLVE_REQUEST, MessageType.REGISTER_REQUEST)[service]
-    header = struct.pack(">BBB", 1, msg_type, 0) + (0xFFFFFF).to_bytes(3, "big")
+    header = struct.pack(">BBB", PROTOCOL_VERSION, msg_type, 0) + (0xFFFFFF).to_bytes(3, "big")
     answer = exchange("127.0.0.1", _ports(server)[service], header)
     assert error_frame(answer) == (MessageType.ERROR, ErrorCode.FRAME_TOO_LARGE)
     _still_serving(server)
@@ -93,7 +94,8 @@ def test_a_peer_that_connects_and_leaves_does_not_hurt(server: MainServer) -> No
 def test_an_invalid_ephemeral_key_is_a_bad_seal(server: MainServer) -> None:
     # A well-formed REGISTER_REQUEST sealed to nothing: the all-zero X25519 point.
     body = bytes([1, 1]) + bytes(32) + bytes(64)
-    frame = bytes([1, MessageType.REGISTER_REQUEST, 0]) + len(body).to_bytes(3, "big") + body
+    frame = bytes([PROTOCOL_VERSION, MessageType.REGISTER_REQUEST, 0])
+    frame += len(body).to_bytes(3, "big") + body
     answer = exchange("127.0.0.1", _ports(server)[1], frame)
     assert error_frame(answer) == (MessageType.ERROR, ErrorCode.BAD_SEAL)
     _still_serving(server)
@@ -108,7 +110,7 @@ def test_slow_sender_gets_timeout_and_others_are_served(
         slow = socket.create_connection(("127.0.0.1", main.listeners["bootstrap_port"]))
         slow.settimeout(IO_TIMEOUT_S)
         with slow:
-            slow.sendall(b"\x01\x01")  # two bytes of a header, then nothing
+            slow.sendall(bytes([PROTOCOL_VERSION, 1]))  # two bytes of a header, then nothing
             _still_serving(main)  # others are served while the slow one waits
             answer = read_to_eof(slow)
         assert error_frame(answer) == (MessageType.ERROR, ErrorCode.TIMEOUT)
@@ -157,7 +159,7 @@ def test_frame_limit_is_configurable(
         client = endpoint.client(node, b"x" * 900)
         with pytest.raises(LocalProtocolError, match="exceeds"):
             client.send_request()  # the client's own limit (from the SDK) refuses first
-        big = bytes([1, MessageType.REGISTER_REQUEST, 0]) + (2000).to_bytes(3, "big")
+        big = bytes([PROTOCOL_VERSION, MessageType.REGISTER_REQUEST, 0]) + (2000).to_bytes(3, "big")
         answer = exchange("127.0.0.1", main.listeners["operations_port"], big)
         assert error_frame(answer) == (MessageType.ERROR, ErrorCode.FRAME_TOO_LARGE)
     finally:

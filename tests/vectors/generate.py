@@ -1,6 +1,7 @@
 """Writes the shared test vectors in this folder from fixed keys and fixed inputs.
 
-Run ``python tests/vectors/generate.py`` after a deliberate change to the wire format; the
+Run ``python tests/vectors/generate.py`` after a deliberate change to the wire format (it
+also rewrites the hex examples of docs/protocol.md); the
 output is deterministic (RSA PKCS#1 v1.5 and Ed25519 signatures are, and every nonce,
 response nonce and ephemeral key here is fixed), so an unchanged format rewrites identical
 files. The keys live in keys.json and are made once; they are test keys and protect nothing.
@@ -13,6 +14,7 @@ response nonces at random; fixing them here is what makes the frames reproducibl
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -386,6 +388,27 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
     }
 
 
+PROTOCOL_DOC = HERE.parents[1] / "docs" / "protocol.md"
+
+
+def hex_block(data: str, width: int = 64) -> str:
+    """A frame as docs/protocol.md prints it: 64 hex digits a line."""
+    return "".join(data[i : i + width] + "\n" for i in range(0, len(data), width))
+
+
+def update_protocol_doc(exchange: dict[str, Any]) -> None:
+    """Rewrite every ```hex NAME block of docs/protocol.md from the exchange vector."""
+    text = PROTOCOL_DOC.read_text()
+    updated = re.sub(
+        r"```hex (\w+)\n[0-9a-f\n]*```",
+        lambda m: f"```hex {m.group(1)}\n{hex_block(exchange[m.group(1)])}```",
+        text,
+    )
+    if updated != text:
+        PROTOCOL_DOC.write_text(updated)
+        print(f"wrote {PROTOCOL_DOC}")
+
+
 def main() -> None:
     keys = _keys()
     exchange = exchange_vectors(keys)
@@ -398,6 +421,7 @@ def main() -> None:
     for name, content in outputs.items():
         (HERE / name).write_text(json.dumps(content, indent=1) + "\n")
         print(f"wrote {HERE / name}")
+    update_protocol_doc(exchange)
 
 
 if __name__ == "__main__":
