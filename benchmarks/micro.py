@@ -56,6 +56,7 @@ from kaa_wire._connection import BootstrapServerConnection, RegisterClient
 from kaa_wire._constants import (
     HEADER_SIZE,
     REGISTER_SIGNATURE_CONTEXT,
+    RESPONSE_NONCE_SIZE,
     MessageType,
     RegistrationStatus,
     SignatureAlgorithm,
@@ -257,8 +258,11 @@ def operations_cases() -> dict[str, Callable[[], Any]]:
         response_key = opener.open(header, body)[2]
         cases[f"open registration ({name})"] = lambda o=opener: o.open(header, body)
         cases[f"encode result ({name})"] = lambda e=encode: e(result)
+        # The server's whole sealing step: its fresh response nonce, then the seal.
         cases[f"seal response ({name})"] = (
-            lambda m=module, k=response_key: m.seal_response(k, answer, header)
+            lambda m=module, k=response_key: m.seal_response(
+                k, answer, header, os.urandom(RESPONSE_NONCE_SIZE)
+            )
         )
     return cases
 

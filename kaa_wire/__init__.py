@@ -1,4 +1,4 @@
-"""kaa-wire protocol v1: a sans-IO core for endpoint bootstrap and registration.
+"""kaa-wire protocol v2: a sans-IO core for endpoint bootstrap and registration.
 
 Nothing here touches sockets, threads or clocks: callers feed bytes in, take bytes and
 events out, and pass the time in. See docs/protocol.md for the byte-level specification.

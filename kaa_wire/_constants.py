@@ -42,7 +42,7 @@ class MessageType(enum.IntEnum):
 
 
 class FrameFlag(enum.IntFlag):
-    #: On ERROR only: the body is sealed with the registration response key.
+    #: On ERROR only: the body is sealed under a key from the registration response secret.
     SEALED = 0x01
 
 

@@ -1,4 +1,4 @@
-"""The normative byte layouts of protocol v1, as construct schemas.
+"""The normative byte layouts of protocol v2, as construct schemas.
 
 Each schema here is the readable specification of one structure in docs/protocol.md. All
 are compilable (no lambdas; lengths use ``this``) and compiled once at import. Compiled

@@ -80,7 +80,7 @@ def test_keygen_writes_0600_private_key(tmp_path: Path) -> None:
 
 
 def test_signatures_verify_with_openssl(openssl_key: Path, tmp_path: Path) -> None:
-    data = b"KAA-WIRE/1 RESOLVE\x00 signed by kaa_wire, checked by openssl"
+    data = b"KAA-WIRE/2 RESOLVE\x00 signed by kaa_wire, checked by openssl"
     signature = Signer(openssl_key.read_bytes()).sign(data)
     (tmp_path / "data").write_bytes(data)
     (tmp_path / "sig").write_bytes(signature)
@@ -105,7 +105,7 @@ def test_signatures_verify_with_openssl(openssl_key: Path, tmp_path: Path) -> No
 def test_ed25519_signatures_verify_with_openssl(tmp_path: Path) -> None:
     key_path = tmp_path / "ed.pem"
     openssl("genpkey", "-algorithm", "ED25519", "-out", str(key_path))
-    data = b"KAA-WIRE/1 RESOLVE\x00 ed25519"
+    data = b"KAA-WIRE/2 RESOLVE\x00 ed25519"
     (tmp_path / "data").write_bytes(data)
     (tmp_path / "sig").write_bytes(Signer(key_path.read_bytes()).sign(data))
     openssl("pkey", "-in", str(key_path), "-pubout", "-out", str(tmp_path / "pub.pem"))

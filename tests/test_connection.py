@@ -281,7 +281,7 @@ def test_errors_after_opening_are_sealed(keys: dict[str, Any]) -> None:
 
 
 def test_no_second_message_after_the_result(keys: dict[str, Any]) -> None:
-    """The response key seals one message: an error after the result would reuse its nonce."""
+    """One exchange, one answer: nothing can follow the result on the same connection."""
     _, server = _register(keys)
     server.next_event()
     result = RegistrationResult(

@@ -98,6 +98,8 @@ class FakeOperations:
     overloaded_ms: int | None = None
     forged_revocation: bool = False
     wrong_endpoint_id: bool = False
+    #: The timestamp of every request this node opened, in order.
+    timestamps: list[int] = dataclasses.field(default_factory=list)
 
     def respond(self, request: bytes) -> bytes:
         conn = OperationsServerConnection(self.opener, RegistrationVerifier())
@@ -107,6 +109,7 @@ class FakeOperations:
             return conn.send_error(Overloaded(retry_after_ms=self.overloaded_ms))
         conn.receive_data(request)
         payload = conn.next_event()
+        self.timestamps.append(payload.timestamp_ms)
         try:
             return self._register(conn, payload)
         except KaaWireError as exc:

@@ -163,6 +163,9 @@ def test_unknown_key_hash_falls_back_to_full_key_on_the_same_node(
         ("register", ops.node.port, False, type(None)),
     ]
     assert not _events(sink, Waiting)  # not a failure: no backoff
+    # The retry came at once (the clock did not move), yet with a timestamp of its own.
+    first, retry = ops.timestamps
+    assert retry == first + 1
 
 
 def test_dead_and_lying_bootstraps_are_skipped_with_backoff(
