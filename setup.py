@@ -1,4 +1,4 @@
-"""Build and install kaa-wire.
+"""Build the optional extension of kaa-wire (the package metadata is in pyproject.toml).
 
 The Cython extension ``kaa_wire_ext`` (the hot paths on OpenSSL 3 libcrypto) is optional. When
 it cannot be built - no C compiler, no OpenSSL 3 headers, no Cython and no generated C - the
@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from setuptools import Extension, find_packages, setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext as _build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -210,51 +210,8 @@ class build_ext(_build_ext):
             self._give_up(f"compiling or linking failed: {type(exc).__name__}: {exc}")
 
 
-def _long_description() -> str:
-    readme = ROOT / "README.md"
-    return readme.read_text(encoding="utf-8") if readme.exists() else ""
-
-
+# The metadata (name, version, dependencies, packages) is in pyproject.toml's [project].
 setup(
-    name="kaa-wire",
-    version="0.1.0",
-    description="Endpoint bootstrap and registration protocol: sans-IO core, servers, client",
-    long_description=_long_description(),
-    long_description_content_type="text/markdown",
-    python_requires=">=3.11",
-    packages=find_packages(
-        include=[
-            "kaa_wire",
-            "kaa_wire.*",
-            "kaa_wire_ext",
-            "servers",
-            "servers.*",
-            "client",
-            "client.*",
-            "benchmarks",
-            "benchmarks.*",
-        ]
-    ),
-    package_data={"kaa_wire_ext": ["*.pyi", "*.pxd", "*.h", "py.typed"]},
-    install_requires=[
-        "cryptography>=47",
-        "construct>=2.10.70",
-        "uvloop>=0.19; sys_platform != 'win32'",
-        "asyncpg>=0.29",
-    ],
-    extras_require={
-        "test": [
-            "pytest",
-            "pytest-benchmark",
-            "hypothesis",
-            "ruff",
-            "mypy",
-            # The coverage-guided fuzzer; wheels exist for Linux, where CI runs.
-            "atheris; sys_platform == 'linux'",
-        ],
-        # python -m benchmarks: the plot of a run, and the profile of a server under load.
-        "bench": ["matplotlib", "py-spy"],
-    },
     ext_modules=[_extension()],
     cmdclass={"build_ext": build_ext},
     zip_safe=False,

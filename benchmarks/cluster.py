@@ -48,6 +48,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.environment import child_environment
 from benchmarks.loadgen import cpu
 from benchmarks.loadgen.keys import DEFAULT_KEYCACHE, KeyCache
 from benchmarks.loadgen.pool import GeneratorPool
@@ -56,7 +57,6 @@ from benchmarks.loadgen.servers import loaded_implementation
 from benchmarks.loadgen.suite import layout, machine_info, wait_quiet
 from benchmarks.throwaway_db import fresh_database
 from kaa_wire import KaaWireError
-from servers.config import child_environment
 
 __all__ = ["main", "run_layout"]
 

@@ -24,7 +24,6 @@ __all__ = [
     "ConfigError",
     "add_arguments",
     "load_settings",
-    "child_environment",
 ]
 
 
@@ -332,25 +331,3 @@ def load_settings(
         else:
             values[key] = defaults.get(key, option.default)
     return Settings(**values)
-
-
-def child_environment(
-    repo: Path | None = None, *, pure_python: bool | None = None
-) -> dict[str, str]:
-    """The environment for a service process that a test or a benchmark starts.
-
-    This process's environment without its ``KAA_*`` service settings, which would override
-    the child's own flags, but with the implementation choice (``KAA_WIRE_*``) kept, so a
-    pure-Python test run starts pure-Python servers. ``pure_python`` forces the choice
-    either way; ``repo`` goes first on PYTHONPATH.
-    """
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("KAA_") or k.startswith("KAA_WIRE_")
-    }
-    if pure_python is not None:
-        env.pop("KAA_WIRE_PUREPYTHON", None)
-        if pure_python:
-            env["KAA_WIRE_PUREPYTHON"] = "1"
-    if repo is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
-    return env

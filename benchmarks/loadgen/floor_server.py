@@ -25,9 +25,9 @@ from pathlib import Path
 
 import uvloop
 
+from benchmarks.environment import child_environment
 from benchmarks.loadgen import cpu
 from kaa_wire import Framer, KaaWireError
-from servers.config import child_environment
 
 __all__ = ["ANSWER_SIZE", "FloorServer"]
 

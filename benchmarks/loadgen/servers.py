@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.environment import child_environment
 from benchmarks.loadgen import cpu
-from servers.config import child_environment
 
 __all__ = ["ServerUnderTest", "loaded_implementation"]
 

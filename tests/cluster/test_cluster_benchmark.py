@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from servers_harness import REPO, START_TIMEOUT_S
 
+from benchmarks.environment import child_environment
 from benchmarks.loadgen.keys import KeyCache
-from servers.config import child_environment
 
 pytestmark = pytest.mark.postgres
 

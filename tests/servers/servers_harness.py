@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.environment import child_environment
 from client import RetryPolicy
 from kaa_wire import (
     OperationsNode,
@@ -28,7 +29,6 @@ from kaa_wire import (
     _crypto,
 )
 from kaa_wire.sdk_config import SdkConfig
-from servers.config import child_environment
 from servers.store import RegistryStore
 
 REPO = Path(__file__).resolve().parents[2]
