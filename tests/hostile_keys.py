@@ -173,7 +173,7 @@ def rsa_key_with_exponent(bits: int, e: int | None = None, *, near: int | None =
         p, q = numbers.p, numbers.q
         lam = math.lcm(p - 1, q - 1)
         if near is not None:
-            e = near | 1
+            e = near if near % 2 else near - 1
             while math.gcd(e, lam) != 1:
                 e -= 2
         assert e is not None
