@@ -135,7 +135,7 @@ class GarbageEd25519Key(ed25519.Ed25519PrivateKey):
     def public_key(self) -> ed25519.Ed25519PublicKey:
         return self._public
 
-    def sign(self, data: bytes) -> bytes:
+    def sign(self, data: bytes | bytearray | memoryview) -> bytes:
         if self._signature is not None:
             return self._signature
         return secrets.token_bytes(32) + secrets.randbelow(ED25519_L).to_bytes(32, "little")
