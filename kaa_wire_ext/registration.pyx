@@ -20,7 +20,7 @@
 # no sign bit on x = 0, and not in kaa_wire._constants.ED25519_SMALL_ORDER_KEYS (copied
 # below at import). Anything else is the pure loader's call, and it refuses it: a wrong
 # copy here could only send a key the pure loader refuses through the fast path, which the
-# differential tests in tests/test_endpoint_keys.py would see.
+# differential tests (tests/test_endpoint_keys.py, tests/test_ext_build.py) would see.
 
 from collections import OrderedDict
 
@@ -49,7 +49,9 @@ cdef int _copy_small_order_points() except -1:
         raise ImportError("kaa_wire._constants.ED25519_SMALL_ORDER_KEYS: expected 8 points")
     for i, point in enumerate(_ED25519_SMALL_ORDER_KEYS):
         if len(point) != _ED25519_KEY_SIZE:
-            raise ImportError("kaa_wire._constants.ED25519_SMALL_ORDER_KEYS: a point is not 32 bytes")
+            raise ImportError(
+                "kaa_wire._constants.ED25519_SMALL_ORDER_KEYS: a point is not 32 bytes"
+            )
         memcpy(_ED25519_SMALL_ORDER[i], PyBytes_AS_STRING(point), _ED25519_KEY_SIZE)
     return 0
 
