@@ -71,3 +71,26 @@ class RegistrationStatus(enum.IntEnum):
 
 #: Registration payload flag: the key field is the 20-byte endpoint id, not the DER key.
 PAYLOAD_FLAG_KEY_IS_HASH = 0x01
+
+#: The one RSA public exponent an endpoint key may have (docs/protocol.md 5.3). Each bit of
+#: e costs a verify one modular squaring: with e ~ 2^3071 one garbage signature costs ~150
+#: verifies of e = 65537, and anyone may send one.
+RSA_PUBLIC_EXPONENT = 65537
+
+#: The canonical encodings of the 8 points of small order on edwards25519, refused as
+#: endpoint keys (docs/protocol.md 5.3): with the identity as the key, R = identity, S = 0
+#: verifies every message, and with the others a forger needs a few tries. This is the one
+#: copy; kaa_wire_ext reads it at import, tests/hostile_keys.py derives it on the curve.
+ED25519_SMALL_ORDER_KEYS: tuple[bytes, ...] = tuple(
+    bytes.fromhex(point)
+    for point in (
+        "0100000000000000000000000000000000000000000000000000000000000000",  # order 1
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # order 2
+        "0000000000000000000000000000000000000000000000000000000000000000",  # order 4
+        "0000000000000000000000000000000000000000000000000000000000000080",  # order 4
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",  # order 8
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",  # order 8
+    )
+)

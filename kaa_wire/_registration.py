@@ -14,7 +14,12 @@ from cryptography.exceptions import UnsupportedAlgorithm as _CryptoUnsupported
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from kaa_wire._constants import PAYLOAD_FLAG_KEY_IS_HASH, SignatureAlgorithm
+from kaa_wire._constants import (
+    ED25519_SMALL_ORDER_KEYS,
+    PAYLOAD_FLAG_KEY_IS_HASH,
+    RSA_PUBLIC_EXPONENT,
+    SignatureAlgorithm,
+)
 from kaa_wire._crypto import MIN_RSA_BITS, PublicKey, public_key_der, signature_valid
 from kaa_wire._errors import (
     BadSignature,
@@ -31,6 +36,10 @@ __all__ = ["parse_registration_payload", "RegistrationVerifier", "verify_batch",
 #: Larger endpoint keys would let one request cost the server many verify times.
 MAX_RSA_BITS = 4096
 _SIGNATURE_LENGTH_PREFIX = 2
+#: edwards25519's field prime, and the sign bit of x in a point's 32-byte encoding.
+_ED25519_P = 2**255 - 19
+_ED25519_SIGN_BIT = 1 << 255
+_ED25519_SMALL_ORDER = frozenset(ED25519_SMALL_ORDER_KEYS)
 
 
 def parse_registration_payload(plaintext: bytes) -> RegistrationPayload:
@@ -55,7 +64,8 @@ def parse_registration_payload(plaintext: bytes) -> RegistrationPayload:
 
 
 def _load_endpoint_key(key_der: bytes) -> PublicKey:
-    """Load and vet an endpoint key: canonical DER, RSA 2048-4096 bits, or Ed25519."""
+    """Load and vet an endpoint key: canonical DER; RSA of 2048-4096 bits with e = 65537, or
+    an Ed25519 point in canonical encoding and not of small order (docs/protocol.md 5.3)."""
     try:
         key = serialization.load_der_public_key(key_der)
     except (ValueError, _CryptoUnsupported):
@@ -66,15 +76,39 @@ def _load_endpoint_key(key_der: bytes) -> PublicKey:
                 f"RSA endpoint keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
             )
         numbers = key.public_numbers()
-        # e = 1 makes every padded digest its own signature; an even e or n is no RSA key.
-        if numbers.e < 3 or numbers.e % 2 == 0 or numbers.n % 2 == 0 or numbers.e >= numbers.n:
+        # One e, so every accepted key verifies at the cost of e = 65537 at its size; it
+        # also shuts out e = 1, with which every padded digest is its own signature.
+        if numbers.e != RSA_PUBLIC_EXPONENT:
+            raise MalformedFrame(
+                f"RSA endpoint keys must have the public exponent {RSA_PUBLIC_EXPONENT}"
+            )
+        if numbers.n % 2 == 0:
             raise MalformedFrame("endpoint key is not a valid RSA public key")
-    elif not isinstance(key, ed25519.Ed25519PublicKey):
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        _vet_ed25519_point(key.public_bytes_raw())
+    else:
         raise UnsupportedAlgorithm("endpoint keys must be RSA or Ed25519")
     # The endpoint id hashes these bytes, so one key must have exactly one encoding.
     if public_key_der(key) != key_der:
         raise MalformedFrame("endpoint key is not canonical DER")
     return key
+
+
+def _vet_ed25519_point(raw: bytes) -> None:
+    """Refuse a non-canonical encoding and the small-order points, as libsodium does.
+
+    A point has one canonical encoding: y < p, and the sign bit clear when x = 0 (which is
+    exactly when y = 1 or y = p - 1), so one key cannot have two endpoint ids. A small-order
+    key lets anyone forge a proof (with the identity, R = identity, S = 0 verifies every
+    message); every non-canonical encoding of a small-order point has y >= p or x = 0 with
+    the sign bit set, so the canonical check and the list of 8 cover them all.
+    """
+    encoded = int.from_bytes(raw, "little")
+    y = encoded & (_ED25519_SIGN_BIT - 1)
+    if y >= _ED25519_P or (encoded & _ED25519_SIGN_BIT and y in (1, _ED25519_P - 1)):
+        raise MalformedFrame("endpoint key is not a canonical Ed25519 point encoding")
+    if raw in _ED25519_SMALL_ORDER:
+        raise MalformedFrame("endpoint key is an Ed25519 point of small order")
 
 
 def _algorithm_matches(key: PublicKey, algorithm: int) -> bool:

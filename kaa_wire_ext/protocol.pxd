@@ -46,3 +46,6 @@ cdef enum:
     # kaa_wire._registration.MAX_RSA_BITS).
     MIN_RSA_BITS = 2048
     MAX_RSA_BITS = 4096
+
+    # The one RSA public exponent an endpoint key may have.
+    RSA_PUBLIC_EXPONENT = 65537

@@ -3,10 +3,11 @@
 # kaa_wire/_registration.py check for check.
 #
 # Endpoint keys. The pure path accepts exactly two shapes of key (it loads the DER with
-# `cryptography`, then demands that re-encoding gives the same bytes back):
-#   * RSA, 2048..4096 bits: SEQUENCE { SEQUENCE { rsaEncryption, NULL },
+# `cryptography`, vets it, then demands that re-encoding gives the same bytes back):
+#   * RSA, 2048..4096 bits, e = 65537: SEQUENCE { SEQUENCE { rsaEncryption, NULL },
 #       BIT STRING { SEQUENCE { INTEGER n, INTEGER e } } }, all in DER;
-#   * Ed25519: the fixed 12-byte prefix and 32 key bytes.
+#   * Ed25519: the fixed 12-byte prefix and 32 key bytes, a canonical point encoding that is
+#       not one of the 8 small-order points.
 # The fast path here recognises the ordinary cases of those shapes directly: the RSA
 # structure is walked to find n and e, re-encoded from them, and must equal the input byte
 # for byte (the pure path's canonical-DER rule, by construction); the key is then built with
@@ -15,12 +16,17 @@
 # rejection raises the pure path's exception (class and message), and a key it accepts is
 # built from the (n, e) or raw bytes it returns. So the acceptance policy lives in one place,
 # kaa_wire/_registration.py, and a rejected key costs the pure loader's few microseconds.
-# "Ordinary" RSA means n odd and e odd, 3 <= e < 2**64: anything odder is the pure loader's
-# call (today it accepts e = 1, for instance; see the report in the commit history).
+# "Ordinary" RSA means n odd and e = RSA_PUBLIC_EXPONENT; "ordinary" Ed25519 means y < p,
+# no sign bit on x = 0, and not in kaa_wire._constants.ED25519_SMALL_ORDER_KEYS (copied
+# below at import). Anything else is the pure loader's call, and it refuses it: a wrong
+# copy here could only send a key the pure loader refuses through the fast path, which the
+# differential tests (tests/test_endpoint_keys.py, tests/test_ext_build.py) would see.
 
 from collections import OrderedDict
 
 from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
+
+from kaa_wire._constants import ED25519_SMALL_ORDER_KEYS as _ED25519_SMALL_ORDER_KEYS
 
 cdef unsigned char _SENTINEL = 0xA5   # kaa_wire._schema.parse_exact's sentinel byte
 
@@ -32,6 +38,26 @@ cdef Py_ssize_t _RSA_ALGORITHM_SIZE = 15
 cdef const unsigned char *_ED25519_PREFIX = b"\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00"
 cdef Py_ssize_t _ED25519_PREFIX_SIZE = 12
 cdef Py_ssize_t _ED25519_KEY_SIZE = 32
+# The small-order points, copied once from their one source (kaa_wire._constants).
+cdef enum:
+    _ED25519_SMALL_ORDER_COUNT = 8
+cdef unsigned char _ED25519_SMALL_ORDER[_ED25519_SMALL_ORDER_COUNT][32]
+
+
+cdef int _copy_small_order_points() except -1:
+    if len(_ED25519_SMALL_ORDER_KEYS) != _ED25519_SMALL_ORDER_COUNT:
+        raise ImportError("kaa_wire._constants.ED25519_SMALL_ORDER_KEYS: expected 8 points")
+    for i, point in enumerate(_ED25519_SMALL_ORDER_KEYS):
+        if len(point) != _ED25519_KEY_SIZE:
+            raise ImportError(
+                "kaa_wire._constants.ED25519_SMALL_ORDER_KEYS: a point is not 32 bytes"
+            )
+        memcpy(_ED25519_SMALL_ORDER[i], PyBytes_AS_STRING(point), _ED25519_KEY_SIZE)
+    return 0
+
+
+_copy_small_order_points()
+
 # Canonical re-encodings up to this size are built on the stack (a 4096-bit key is 550).
 cdef enum:
     _STACK_ENCODING = 1024
@@ -286,21 +312,53 @@ cdef inline int _bit_length(unsigned char byte) noexcept nogil:
     return bits
 
 
+cdef bint _ed25519_point_is_ordinary(const unsigned char *raw) noexcept nogil:
+    """Canonical (y < p = 2^255 - 19; sign bit clear when x = 0, i.e. when y = 1 or p - 1)
+    and not one of the small-order points: what the pure loader accepts."""
+    cdef int i
+    cdef bint sign = raw[31] >> 7
+    # y >= p (ed ff .. ff 7f, little-endian) needs bytes 1..31 all ones, then byte 0 >= 0xed
+    cdef bint high_all_ones = (raw[31] & 0x7F) == 0x7F
+    cdef bint y_is_one, y_is_p_minus_one
+    for i in range(1, 31):
+        if raw[i] != 0xFF:
+            high_all_ones = False
+            break
+    if high_all_ones and raw[0] >= 0xED:  # y >= p
+        return False
+    if sign:
+        y_is_p_minus_one = high_all_ones and raw[0] == 0xEC
+        y_is_one = raw[0] == 1 and (raw[31] & 0x7F) == 0
+        for i in range(1, 31):
+            if raw[i]:
+                y_is_one = False
+                break
+        if y_is_one or y_is_p_minus_one:
+            return False
+    for i in range(_ED25519_SMALL_ORDER_COUNT):
+        if memcmp(raw, _ED25519_SMALL_ORDER[i], _ED25519_KEY_SIZE) == 0:
+            return False
+    return True
+
+
 cdef int _parse_endpoint_key(
     const unsigned char *der, Py_ssize_t size, KeyMaterial *m
 ) noexcept nogil:
     """Fill `m` and return its kind when `der` is an ordinary key the pure path accepts;
     else 0 (then the pure loader decides).
 
-    Only canonical DER of an Ed25519 key, or of an RSA 2048..4096-bit key with n odd and
-    e odd, 3 <= e < 2**64, returns non-zero.
+    Only canonical DER of an Ed25519 key with an ordinary point, or of an RSA
+    2048..4096-bit key with n odd and e = RSA_PUBLIC_EXPONENT, returns non-zero.
     """
-    cdef Py_ssize_t header, length, rest, bits
+    cdef Py_ssize_t header, length, rest, bits, i
     cdef const unsigned char *p
+    cdef uint64_t e = 0
     m.kind = 0
     if size == _ED25519_PREFIX_SIZE + _ED25519_KEY_SIZE and memcmp(
         der, _ED25519_PREFIX, _ED25519_PREFIX_SIZE
     ) == 0:
+        if not _ed25519_point_is_ordinary(der + _ED25519_PREFIX_SIZE):
+            return 0  # the pure loader refuses it, with its message
         m.raw = der + _ED25519_PREFIX_SIZE
         m.kind = SIG_ED25519
         return m.kind
@@ -350,9 +408,11 @@ cdef int _parse_endpoint_key(
     bits = (m.n_len - 1) * 8 + _bit_length(m.n[0])
     if not MIN_RSA_BITS <= bits <= MAX_RSA_BITS:
         return 0  # the pure loader raises UnsupportedAlgorithm for it (or MalformedFrame)
-    if not (m.n[m.n_len - 1] & 1) or not (1 <= m.e_len <= 8) or not (m.e[m.e_len - 1] & 1):
+    if not (m.n[m.n_len - 1] & 1) or not (1 <= m.e_len <= 8):
         return 0  # not an ordinary key: the pure loader's call
-    if m.e_len == 1 and m.e[0] < 3:
+    for i in range(m.e_len):
+        e = (e << 8) | m.e[i]
+    if e != RSA_PUBLIC_EXPONENT:
         return 0
     if not _rsa_spki_is_canonical(der, size, m):
         return 0

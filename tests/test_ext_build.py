@@ -81,6 +81,7 @@ PXD_MIRRORS: dict[str, int] = {
     "PAYLOAD_FLAG_KEY_IS_HASH": _constants.PAYLOAD_FLAG_KEY_IS_HASH,
     "MIN_RSA_BITS": _crypto.MIN_RSA_BITS,
     "MAX_RSA_BITS": _registration.MAX_RSA_BITS,
+    "RSA_PUBLIC_EXPONENT": _constants.RSA_PUBLIC_EXPONENT,
 }
 
 
@@ -666,6 +667,17 @@ def endpoint_key_variants(keys: dict[str, Any]) -> dict[str, bytes]:
         "ed25519 truncated": ed[:-1],
         "ed25519 long": ed + b"\x00",
         "ed25519 zero key": ed[:12] + bytes(32),
+        **{f"ed25519 small order {i}": ed[:12] + point
+           for i, point in enumerate(_constants.ED25519_SMALL_ORDER_KEYS)},
+        "ed25519 y = p": ed[:12] + bytes.fromhex("ed" + "ff" * 30 + "7f"),
+        "ed25519 y = p + 18, sign": ed[:12] + bytes.fromhex("ff" * 32),
+        "ed25519 y = 1, sign": ed[:12] + bytes.fromhex("01" + "00" * 30 + "80"),
+        "ed25519 y = p - 1, sign": ed[:12] + bytes.fromhex("ec" + "ff" * 31),
+        "ed25519 y = p - 2": ed[:12] + bytes.fromhex("eb" + "ff" * 30 + "7f"),
+        "ed25519 sign flipped": ed[:-1] + bytes([ed[-1] ^ 0x80]),
+        "e = 65539": rsa_spki(n, 65539),
+        "e = 2**64 + 1": rsa_spki(n, 2**64 + 1),
+        "e of 3071 bits": rsa_spki(n << 1024 | 1, 2**3070 + 1),
         "ed25519 wrong BIT STRING": ed[:11] + b"\x01" + ed[12:],
         "empty": b"",
         "junk": b"\x30\x00",
@@ -710,9 +722,9 @@ def test_mutated_endpoint_keys(ext: Any, der: bytes) -> None:
 
 
 def test_e_equal_one_keys_are_judged_alike(ext: Any) -> None:
-    """An RSA "key" with e = 1 makes any signature s = EM verify. The pure loader accepts
-    such keys today (see the report: it should refuse e < 3 and even e); whatever it decides,
-    the extension must decide the same, since it leaves every unusual key to the pure loader."""
+    """An RSA "key" with e = 1 makes any signature s = EM verify. The pure loader refuses it
+    (only e = 65537 is accepted); the extension leaves every key whose e is not 65537 to the
+    pure loader, so it must refuse it the same way, with the same message."""
     n = 2**2047 + 2**1000 + 1
     der = rsa_spki(n, 1)
     signed_part = payload_bytes(key=der, algorithm=1, signature=b"")[:-2]

@@ -1,11 +1,13 @@
-"""RSA-2048 endpoint keys, generated once and cached on disk (``benchmarks/.keycache/``).
+"""RSA endpoint keys (2048 bits unless asked), generated once and cached on disk
+(``benchmarks/.keycache/``).
 
 Generating an RSA-2048 key costs tens of milliseconds, far more than registering it, so
 keys are made before any timed window, in parallel on every core, with a progress line on
 stderr, and kept as one PKCS#8 DER file per key (``rsa2048/00042.der``). Each file is
 written to a temporary name and renamed, so concurrent generators never see half a key.
 Keys are numbered: a load uses a known range of them, and a fresh server sees each key
-once as a first-time registration.
+once as a first-time registration. Other sizes (``KeyCache(bits=4096)``, for
+benchmarks/worst_case.py) live beside them in ``rsa4096/``.
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ class EndpointKey:
     endpoint_id: bytes
 
 
-def _generate_one(path: str) -> None:
+def _generate_one(path: str, bits: int = 2048) -> None:
     if os.path.exists(path):  # another generator made it meanwhile: keep that one
         return
-    key = _crypto.generate_rsa_key(2048)
+    key = _crypto.generate_rsa_key(bits)
     der = key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
@@ -51,11 +53,12 @@ def _generate_one(path: str) -> None:
 
 
 class KeyCache:
-    """Numbered RSA-2048 keys under ``root/rsa2048/``."""
+    """Numbered RSA keys of ``bits`` under ``root/rsa<bits>/``."""
 
-    def __init__(self, root: Path | str = DEFAULT_KEYCACHE) -> None:
+    def __init__(self, root: Path | str = DEFAULT_KEYCACHE, bits: int = 2048) -> None:
         self.root = Path(root)
-        self.dir = self.root / "rsa2048"
+        self.bits = bits
+        self.dir = self.root / f"rsa{bits}"
 
     def path(self, index: int) -> Path:
         return self.dir / f"{index:05d}.der"
@@ -82,18 +85,18 @@ class KeyCache:
             width = 30
             filled = width * done // len(todo)
             sys.stderr.write(
-                f"\rRSA-2048 endpoint keys [{'#' * filled}{'.' * (width - filled)}] "
+                f"\rRSA-{self.bits} endpoint keys [{'#' * filled}{'.' * (width - filled)}] "
                 f"{done}/{len(todo)} {rate:5.1f}/s eta {eta:4.0f}s" + ("\n" if final else "")
             )
             sys.stderr.flush()
 
         if not quiet:
             sys.stderr.write(
-                f"generating {len(todo)} RSA-2048 endpoint keys into {self.dir} "
+                f"generating {len(todo)} RSA-{self.bits} endpoint keys into {self.dir} "
                 f"({workers} processes, once; later runs reuse them)\n"
             )
         with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(_generate_one, str(self.path(i))) for i in todo]
+            futures = [pool.submit(_generate_one, str(self.path(i)), self.bits) for i in todo]
             # A redrawn bar on a terminal; a line every 10 % in a log file.
             every = 1.0 if sys.stderr.isatty() else None
             last, shown = 0.0, 0
