@@ -46,6 +46,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
 
+from benchmarks.environment import child_environment
 from benchmarks.loadgen import cpu
 from benchmarks.loadgen.keys import DEFAULT_KEYCACHE, KeyCache
 from benchmarks.loadgen.requests import Target, best_node, profile_for, resolve_blocking
@@ -66,7 +67,6 @@ from kaa_wire import (
     _crypto,
 )
 from kaa_wire._constants import ED25519_SMALL_ORDER_KEYS, RSA_PUBLIC_EXPONENT
-from servers.config import child_environment
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "worst_case.json"
