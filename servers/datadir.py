@@ -3,7 +3,7 @@
     DIR/bootstrap.key     RSA-2048 Bootstrap signing key, PKCS#8 PEM, mode 0600
     DIR/bootstrap.pub     its public key, PEM (what the SDK export embeds)
     DIR/operations.key    X25519 Operations key, PKCS#8 PEM, mode 0600
-    DIR/registry.db       the SQLite registry (+ -wal, -shm), unless ``store`` names a
+    DIR/registry.db       the SQLite registry (+ -wal, -shm), 0600, unless ``store`` names a
                           PostgreSQL database (servers/store/postgres.py)
     DIR/defaults.json     the default application and SDK token of ``python -m servers``, 0600
     DIR/sdk.json, sdk.h   the SDK configuration exported by ``python -m servers``
