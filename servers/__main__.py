@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from servers import config as cfg
 from servers import logs
-from servers.datadir import DataDir
+from servers.datadir import DataDir, DataDirError
 from servers.embedded import Defaults, ensure_defaults, export_for_listeners
-from servers.runtime import Listeners, print_line, run, serve
+from servers.runtime import Listeners, cannot_start, print_line, run, secure_datadir, serve
 from servers.store.base import RegistryStore
 
 
@@ -35,8 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     logs.configure(settings.log_json, settings.log_level)
     datadir = DataDir(settings.data)
-    if datadir.create_keys():
-        print_line(f"initialized {datadir.root}")
+    try:
+        secure_datadir(datadir)  # before a key is written into it
+        if datadir.create_keys():
+            print_line(f"initialized {datadir.root}")
+    except (DataDirError, OSError) as exc:
+        return cannot_start(exc)
     defaults: list[Defaults] = []
     wrote_listeners: list[bool] = []
 
@@ -50,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_line(f"bootstrap  {host}:{listeners.bootstrap_port}")
         print_line(f"operations {host}:{listeners.operations_port}")
         if listeners.admin_port is not None:
-            print_line(f"metrics    http://{host}:{listeners.admin_port}/metrics")
+            print_line(f"metrics    http://{listeners.admin_host}:{listeners.admin_port}/metrics")
         print_line(f"sdk config {datadir.sdk_json}")
         print_line(f"c header   {datadir.sdk_header}")
 
@@ -89,7 +93,9 @@ def _main_workers(
 
         for listeners in each[1:]:  # (worker 0's is printed with the rest below)
             if listeners.admin_port is not None:
-                print_line(f"metrics    http://{settings.host}:{listeners.admin_port}/metrics")
+                print_line(
+                    f"metrics    http://{listeners.admin_host}:{listeners.admin_port}/metrics"
+                )
         if run(with_store(export)):  # writes listeners.json last: the group is ready
             raise RuntimeError("cannot write the SDK export")
 

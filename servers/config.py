@@ -74,7 +74,7 @@ OPTIONS: dict[str, Option] = {
             "DSN postgresql://USER@HOST:PORT/DB (docs/deploy.md)",
             "DSN",
         ),
-        Option("host", str, "127.0.0.1", "address every listener binds to"),
+        Option("host", str, "127.0.0.1", "address the Bootstrap and Operations listeners bind to"),
         Option(
             "advertise_host",
             str,
@@ -88,6 +88,12 @@ OPTIONS: dict[str, Option] = {
             int,
             9899,
             "admin HTTP port serving /metrics and /healthz (0: pick a free port, -1: off)",
+        ),
+        Option(
+            "admin_host",
+            str,
+            "127.0.0.1",
+            "address the admin port binds to; its own, so a wildcard host does not expose it",
         ),
         # -- logs -----------------------------------------------------------------------
         Option(
@@ -107,6 +113,18 @@ OPTIONS: dict[str, Option] = {
             "seconds a connection gets to send its whole request (then Timeout, close)",
         ),
         Option("max_connections", int, 1024, "concurrent connections per service"),
+        Option(
+            "admin_max_connections",
+            int,
+            16,
+            "concurrent admin connections; beyond, a connection gets 503 and is closed at once",
+        ),
+        Option(
+            "admin_timeout_s",
+            float,
+            2.0,
+            "seconds an admin connection may live, request and answer (then it is aborted)",
+        ),
         Option("retry_after_ms", int, 1000, "retry hint sent with Overloaded errors"),
         Option(
             "sign_threads",
@@ -157,12 +175,15 @@ class Settings:
     bootstrap_port: int
     operations_port: int
     admin_port: int
+    admin_host: str
     workers: int
     log_json: bool
     log_level: str
     max_frame_size: int
     read_timeout_s: float
     max_connections: int
+    admin_max_connections: int
+    admin_timeout_s: float
     retry_after_ms: int
     sign_threads: int
     max_pending_signs: int
@@ -195,6 +216,9 @@ class Settings:
             (self.max_frame_size > 6, "max_frame_size is too small"),
             (self.read_timeout_s > 0, "read_timeout_s must be > 0"),
             (self.max_connections >= 1, "max_connections must be >= 1"),
+            (self.admin_max_connections >= 1, "admin_max_connections must be >= 1"),
+            (self.admin_timeout_s > 0, "admin_timeout_s must be > 0"),
+            (bool(self.admin_host), "admin_host must not be empty"),
             (1 <= self.workers <= 256, "workers must be 1-256"),
             (
                 self.store in ("", "sqlite")

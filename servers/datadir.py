@@ -3,18 +3,23 @@
     DIR/bootstrap.key     RSA-2048 Bootstrap signing key, PKCS#8 PEM, mode 0600
     DIR/bootstrap.pub     its public key, PEM (what the SDK export embeds)
     DIR/operations.key    X25519 Operations key, PKCS#8 PEM, mode 0600
-    DIR/registry.db       the SQLite registry (+ -wal, -shm), unless ``store`` names a
+    DIR/registry.db       the SQLite registry (+ -wal, -shm), 0600, unless ``store`` names a
                           PostgreSQL database (servers/store/postgres.py)
     DIR/defaults.json     the default application and SDK token of ``python -m servers``, 0600
     DIR/sdk.json, sdk.h   the SDK configuration exported by ``python -m servers``
     DIR/listeners.json    the bound addresses of the running ``python -m servers``
 
 All services on one machine share one directory (and so one database and one key pair).
+The directory is the owner's alone: a directory that group or others may enter is
+tightened at start (:meth:`DataDir.tighten`), or the start is refused when it cannot be
+(docs/operations.md, "Data directory").
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import x25519
@@ -33,11 +38,22 @@ from servers.config import Settings
 from servers.store.base import RegistryStore
 from servers.store.sqlite import SqliteStore
 
-__all__ = ["DataDir", "NotInitialized"]
+__all__ = ["DataDir", "DataDirError", "NotInitialized", "UnsafeDataDir", "PRIVATE_DIR_MODE"]
+
+#: The data directory's mode: its owner's alone.
+PRIVATE_DIR_MODE = 0o700
 
 
-class NotInitialized(Exception):
+class DataDirError(Exception):
+    """The data directory cannot be used; a process that meets it does not start."""
+
+
+class NotInitialized(DataDirError):
     """The data directory lacks its keys (run ``python -m servers.control init``)."""
+
+
+class UnsafeDataDir(DataDirError):
+    """The data directory is open to group or others and this process cannot tighten it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,9 +95,32 @@ class DataDir:
     def initialized(self) -> bool:
         return self.bootstrap_key.is_file() and self.operations_key.is_file()
 
+    def tighten(self) -> int | None:
+        """Take group and other access away from an existing directory (0755 becomes 0700).
+
+        Returns the old mode when it changed anything, else None (also when the directory
+        does not exist yet: it is created 0700). Raises :class:`UnsafeDataDir` when the
+        mode cannot be changed (another user's directory, a read-only file system): the
+        keys and the registry would be readable by others, so nothing may start on it.
+        """
+        try:
+            mode = stat.S_IMODE(self.root.stat().st_mode)
+        except FileNotFoundError:
+            return None
+        if not mode & 0o077:
+            return None
+        try:
+            os.chmod(self.root, mode & PRIVATE_DIR_MODE)
+        except OSError as exc:
+            raise UnsafeDataDir(
+                f"{self.root} is open to group or others (mode {mode:04o}) and cannot be made "
+                f"{PRIVATE_DIR_MODE:04o}: {exc.strerror}; chmod 700 it as its owner"
+            ) from None
+        return mode
+
     def create_keys(self) -> list[Path]:
         """Create the directory (0700) and any missing key; existing keys are kept."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         created = []
         if not self.bootstrap_key.exists():
             key = generate_rsa_key(2048)

@@ -86,6 +86,7 @@ async def export_for_listeners(
                 "bootstrap_port": listeners.bootstrap_port,
                 "operations_port": listeners.operations_port,
                 "admin_port": listeners.admin_port,
+                "admin_host": listeners.admin_host,
                 "pid": os.getpid(),
             }
         ).encode(),

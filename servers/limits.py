@@ -11,7 +11,7 @@ import os
 import resource
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kaa_wire import Overloaded
 
@@ -71,7 +71,7 @@ class WorkerPool:
         started = self.start(fn, *args)
         return await started if isinstance(started, asyncio.Future) else started
 
-    def _left(self, _: asyncio.Future[object]) -> None:
+    def _left(self, _: asyncio.Future[Any]) -> None:
         self.gate.leave()
 
     def shutdown(self) -> None:
@@ -89,19 +89,22 @@ def auto_threads() -> int:
     return cores if cores > 1 else 0
 
 
-#: File descriptors a process needs besides its connections: listeners, the store's files
-#: (database, WAL and shared memory per connection), the admin port, refused connections
-#: in their last moment, the standard streams.
+#: File descriptors a process needs besides its connections (the services' and the admin
+#: port's, each bounded by its own limit): listeners, the store's files (database, WAL and
+#: shared memory per connection), refused connections in their last moment, the standard
+#: streams.
 FD_RESERVE = 256
 
 
 def ensure_fd_limit(connections: int) -> tuple[int, int]:
     """Raise the soft RLIMIT_NOFILE so ``connections`` sockets fit, up to the hard limit.
 
-    Returns ``(soft limit now, descriptors wanted)``; the caller warns when the first is
-    smaller. A common default soft limit is 1024: with that, 1024 idle connections to one
-    service would exhaust the process's descriptors, and every other service of the
-    process (and the admin port) could accept nothing, long before ``max_connections``.
+    ``connections``: every connection the process may hold at once, the services'
+    ``max_connections`` each plus the admin port's ``admin_max_connections``. Returns
+    ``(soft limit now, descriptors wanted)``; the caller warns when the first is smaller. A
+    common default soft limit is 1024: with that, 1024 idle connections to one service would
+    exhaust the process's descriptors, and every other service of the process (and the
+    admin port) could accept nothing, long before ``max_connections``.
     """
     wanted = connections + FD_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

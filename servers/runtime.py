@@ -27,7 +27,7 @@ from servers.bootstrap.presign import Presigner
 from servers.bootstrap.service import BootstrapService
 from servers.bootstrap.view import RegistryView
 from servers.config import Settings
-from servers.datadir import DataDir, NotInitialized
+from servers.datadir import PRIVATE_DIR_MODE, DataDir, DataDirError
 from servers.limits import Gate, WorkerPool, auto_threads, ensure_fd_limit
 from servers.metrics import Metrics
 from servers.net import ExchangeProtocol, ServiceContext
@@ -36,7 +36,7 @@ from servers.operations.lease import NodeLease
 from servers.operations.service import OperationsService
 from servers.store.base import RegistryStore, StoreError
 
-__all__ = ["Listeners", "serve", "run"]
+__all__ = ["Listeners", "serve", "run", "secure_datadir", "cannot_start"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class Listeners:
     bootstrap_port: int | None = None
     operations_port: int | None = None
     admin_port: int | None = None
+    #: The admin port's own bind address (``admin_host``), when it is on.
+    admin_host: str | None = None
 
 
 Hook = Callable[[RegistryStore, Listeners], Awaitable[None]]
@@ -168,8 +170,14 @@ class _Services:
         return port
 
     async def start_admin(self) -> int:
-        self.admin = AdminServer(self.metrics.render)
-        return await self.admin.start(self.settings.host, self.settings.admin_port)
+        s = self.settings
+        self.admin = AdminServer(
+            self.metrics.render,
+            max_connections=s.admin_max_connections,
+            timeout_s=s.admin_timeout_s,
+        )
+        self.metrics.add_stats("kaa_admin", "Admin port", self.admin.stats)
+        return await self.admin.start(s.admin_host, s.admin_port)
 
     async def stop(self) -> None:
         if self.lease is not None:
@@ -191,6 +199,21 @@ class _Services:
             await self.admin.stop()
 
 
+def secure_datadir(datadir: DataDir) -> None:
+    """Tighten a data directory open to group or others, with one warning; raises
+    :class:`~servers.datadir.UnsafeDataDir` when it cannot be (docs/operations.md)."""
+    old = datadir.tighten()
+    if old is not None:
+        logs.event(
+            logs.get("main"),
+            logging.WARNING,
+            "data directory tightened",
+            path=str(datadir.root),
+            old_mode=f"{old:04o}",
+            new_mode=f"{old & PRIVATE_DIR_MODE:04o}",
+        )
+
+
 async def serve(
     settings: Settings,
     *,
@@ -203,12 +226,14 @@ async def serve(
     """Run the chosen services until ``stop`` is set (by default: SIGINT or SIGTERM)."""
     log = logs.get("main")
     datadir = DataDir(settings.data)
+    secure_datadir(datadir)  # (a no-op when the entry point did it already)
     if bootstrap:  # fail before binding anything when a key is missing
         datadir.signer()
     if operations:
         datadir.operations_private_key()
     services_count = int(bootstrap) + int(operations)
-    fd_limit, fd_wanted = ensure_fd_limit(services_count * settings.max_connections)
+    admin_count = settings.admin_max_connections if settings.admin_port >= 0 else 0
+    fd_limit, fd_wanted = ensure_fd_limit(services_count * settings.max_connections + admin_count)
     if fd_limit < fd_wanted:
         logs.event(
             log,
@@ -229,21 +254,24 @@ async def serve(
         try:
             # Operations first: its lease is in the node table before a Bootstrap reads it.
             operations_port = await services.start_operations() if operations else None
+            admin = settings.admin_port >= 0
             listeners = Listeners(
                 host=settings.host,
                 bootstrap_port=await services.start_bootstrap() if bootstrap else None,
                 operations_port=operations_port,
-                admin_port=await services.start_admin() if settings.admin_port >= 0 else None,
+                admin_port=await services.start_admin() if admin else None,
+                admin_host=settings.admin_host if admin else None,
             )
             for name in ("bootstrap", "operations", "admin"):
                 port = getattr(listeners, f"{name}_port")
                 if port is not None:
+                    host = listeners.admin_host if name == "admin" else settings.host
                     logs.event(
                         log,
                         logging.INFO,
                         "listening",
                         service=name,
-                        address=f"{settings.host}:{port}",
+                        address=f"{host}:{port}",
                         # Which hot path serves: a silent fall-back to pure Python shows here.
                         implementation=kaa_wire.IMPLEMENTATION,
                     )
@@ -264,10 +292,15 @@ def run(main: Coroutine[Any, Any, None]) -> int:
         uvloop.run(main)
     except KeyboardInterrupt:
         return 130
-    except (OSError, NotInitialized, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (OSError, DataDirError, StoreError) as exc:
+        return cannot_start(exc)
     return 0
+
+
+def cannot_start(error: Exception) -> int:
+    """One ``error:`` line on stderr; the exit code of a process that cannot start (1)."""
+    print(f"error: {error}", file=sys.stderr)
+    return 1
 
 
 def print_line(text: str) -> None:

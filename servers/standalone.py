@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from servers import config as cfg
 from servers import logs
-from servers.runtime import Listeners, print_line, run, serve
+from servers.datadir import DataDir, DataDirError
+from servers.runtime import Listeners, cannot_start, print_line, run, secure_datadir, serve
 from servers.store.base import RegistryStore
 
 __all__ = ["main"]
@@ -25,6 +26,9 @@ _COMMON = (
     "workers",
     "host",
     "admin_port",
+    "admin_host",
+    "admin_max_connections",
+    "admin_timeout_s",
     "log_json",
     "log_level",
     "max_frame_size",
@@ -80,11 +84,15 @@ def main(service: str, argv: Sequence[str] | None = None) -> int:
     except cfg.ConfigError as exc:
         parser.error(str(exc))
     logs.configure(settings.log_json, settings.log_level)
+    try:
+        secure_datadir(DataDir(settings.data))  # once, before any worker starts
+    except (DataDirError, OSError) as exc:
+        return cannot_start(exc)
 
     async def on_ready(store: RegistryStore, listeners: Listeners) -> None:
         print_line(f"{service} {settings.host}:{getattr(listeners, port_key)}")
         if listeners.admin_port is not None:
-            print_line(f"metrics http://{settings.host}:{listeners.admin_port}/metrics")
+            print_line(f"metrics http://{listeners.admin_host}:{listeners.admin_port}/metrics")
 
     if settings.workers > 1:
         from servers.workers import serve_workers
@@ -93,7 +101,9 @@ def main(service: str, argv: Sequence[str] | None = None) -> int:
             print_line(f"{service} {settings.host}:{getattr(shared, port_key)}")
             for listeners in each:
                 if listeners.admin_port is not None:
-                    print_line(f"metrics http://{settings.host}:{listeners.admin_port}/metrics")
+                    print_line(
+                        f"metrics http://{listeners.admin_host}:{listeners.admin_port}/metrics"
+                    )
 
         return serve_workers(
             settings,

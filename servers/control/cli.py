@@ -29,7 +29,7 @@ from servers import config as cfg
 from servers.clock import wall_ms
 from servers.control import actions
 from servers.control.export import build_sdk_config, write_export
-from servers.datadir import DataDir, NotInitialized
+from servers.datadir import PRIVATE_DIR_MODE, DataDir, DataDirError, NotInitialized
 from servers.store.base import (
     AlreadyExists,
     Application,
@@ -449,6 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run(args: argparse.Namespace) -> int:
     datadir = DataDir(args.settings.data)
+    old_mode = datadir.tighten()  # as the servers do (docs/operations.md, "Data directory")
+    if old_mode is not None:
+        new_mode = old_mode & PRIVATE_DIR_MODE
+        print(
+            f"warning: {datadir.root} was open to group or others: mode {old_mode:04o}, "
+            f"now {new_mode:04o}",
+            file=sys.stderr,
+        )
     if args.handler is _init:
         datadir.create_keys()
     elif not datadir.initialized():
@@ -466,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args))
     except (UsageError, cfg.ConfigError) as exc:
         parser.error(str(exc))
-    except (NotFound, AlreadyExists, NotInitialized, StoreError, OSError) as exc:
+    except (NotFound, AlreadyExists, DataDirError, StoreError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 2

@@ -12,14 +12,18 @@ One database file, shared by every service and the Control tool on one machine.
   each with its own connection. Both queues are bounded (StoreBusy beyond).
 * Several processes may write the same file: ``BEGIN IMMEDIATE`` takes the write lock for
   the whole transaction, and ``busy_timeout`` waits for the other process.
+* The file and its -wal and -shm files are 0600 (:func:`make_private`): they hold
+  profiles, public keys and token hashes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from kaa_wire import RegistrationStatus
+from servers import logs
 from servers.store import _rows
 from servers.store._group_commit import GroupCommitWriter, WriterStats
 from servers.store.base import (
@@ -312,6 +317,50 @@ def _put_node(conn: sqlite3.Connection, node: Node) -> None:
     )
 
 
+#: The mode of the database and of its side files: the owner's alone.
+PRIVATE_FILE_MODE = 0o600
+#: What SQLite keeps beside the database (the rollback journal only before WAL is set).
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+_log = logging.getLogger("servers.store")
+
+
+def make_private(path: Path) -> None:
+    """Create the database file ``path`` 0600 if missing; tighten an existing one, and
+    its side files, to 0600 (one warning each). Raises StoreError when one cannot be.
+
+    SQLite creates the -wal and -shm files lazily, with the mode of the database file, so
+    a 0600 database is enough for the files still to come; umask only takes bits away.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass  # SQLite takes an empty file for a new database, so one made here is fine
+    except OSError as exc:
+        raise StoreError(f"cannot create {path}: {exc.strerror}") from None
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in _SIDE_FILES)):
+        try:
+            mode = stat.S_IMODE(os.stat(file).st_mode)
+        except FileNotFoundError:
+            continue
+        if not mode & 0o077:
+            continue
+        try:
+            os.chmod(file, mode & PRIVATE_FILE_MODE)
+        except OSError as exc:
+            raise StoreError(
+                f"{file} is readable by group or others (mode {mode:04o}) and cannot be made "
+                f"{PRIVATE_FILE_MODE:04o}: {exc.strerror}"
+            ) from None
+        logs.event(
+            _log,
+            logging.WARNING,
+            "database file tightened",
+            path=str(file),
+            old_mode=f"{mode:04o}",
+            new_mode=f"{mode & PRIVATE_FILE_MODE:04o}",
+        )
+
+
 class SqliteStore(RegistryStore):
     """:class:`RegistryStore` on one SQLite file (see the module docstring)."""
 
@@ -375,7 +424,8 @@ class SqliteStore(RegistryStore):
     # -- lifecycle ----------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private(self.path)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.start)
         self._readers = ThreadPoolExecutor(self._reader_threads, thread_name_prefix="kaa-store-r")
         await self._write(_create_schema, bounded=False)

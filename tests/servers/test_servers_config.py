@@ -68,6 +68,33 @@ def test_a_wildcard_host_needs_an_advertised_host() -> None:
     assert settings.public_host == "10.0.0.5"
 
 
+def test_the_admin_port_has_its_own_host_and_bounds(tmp_path: Path) -> None:
+    """A wildcard host for the services leaves the admin port on loopback; its host, limit
+    and deadline are settings like the others (flag, KAA_*, TOML)."""
+    settings = _settings(["--host", "0.0.0.0", "--advertise-host", "10.0.0.5"])
+    assert (settings.admin_host, settings.admin_max_connections, settings.admin_timeout_s) == (
+        "127.0.0.1",
+        16,
+        2.0,
+    )
+    toml = tmp_path / "kaa.toml"
+    toml.write_text('admin_host = "10.0.0.9"\nadmin_max_connections = 4\nadmin_timeout_s = 1\n')
+    env = {"KAA_CONFIG": str(toml), "KAA_ADMIN_MAX_CONNECTIONS": "8"}
+    settings = _settings(["--admin-timeout-s", "0.5"], env)
+    assert (settings.admin_host, settings.admin_max_connections, settings.admin_timeout_s) == (
+        "10.0.0.9",
+        8,
+        0.5,
+    )
+    for argv, message in (
+        (["--admin-max-connections", "0"], "admin_max_connections must be >= 1"),
+        (["--admin-timeout-s", "0"], "admin_timeout_s must be > 0"),
+        (["--admin-host", ""], "admin_host must not be empty"),
+    ):
+        with pytest.raises(cfg.ConfigError, match=message):
+            _settings(argv)
+
+
 def test_boolean_environment_values() -> None:
     assert _settings([], {"KAA_LOG_JSON": "yes"}).log_json is True
     assert _settings([], {"KAA_LOG_JSON": "0"}).log_json is False

@@ -96,6 +96,70 @@ def test_admin_serves_metrics_and_health() -> None:
     asyncio.run(main())
 
 
+async def _until_closed(reader: asyncio.StreamReader) -> bytes:
+    """What the server sends before it closes (a reset counts as a close)."""
+    try:
+        return await asyncio.wait_for(reader.read(), 30)
+    except ConnectionError:
+        return b""
+
+
+def test_admin_holds_few_connections_each_for_a_short_time() -> None:
+    """Over real sockets: beyond the limit a connection is answered 503 and closed at once;
+    a held one ends at the deadline with 408, silent or trickling bytes (which do not
+    extend it); a peer that never reads a big answer is cut at the deadline too; then the
+    port serves again. A head over 8 KiB is 400."""
+
+    async def main() -> None:
+        big = "x" * (8 << 20)  # far more than the socket buffers hold
+        admin = AdminServer(lambda: big, max_connections=2, timeout_s=1.5)
+        port = await admin.start("127.0.0.1", 0)
+
+        async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection("127.0.0.1", port)
+
+        async def trickle(writer: asyncio.StreamWriter) -> None:
+            for byte in b"GET /healthz HTTP/1.1\r\n" * 10:
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.05)
+
+        try:
+            silent, silent_w = await connect()
+            trickling, trickling_w = await connect()
+            sender = asyncio.create_task(trickle(trickling_w))
+            await asyncio.sleep(0.1)  # both admitted
+            third, third_w = await connect()
+            assert (await _until_closed(third)).startswith(b"HTTP/1.1 503 ")
+            assert (await _until_closed(silent)).startswith(b"HTTP/1.1 408 ")
+            assert (await _until_closed(trickling)).startswith(b"HTTP/1.1 408 ")
+            sender.cancel()
+
+            # A peer that asks for a big answer and never reads it.
+            reader, writer = await connect()
+            writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+            await asyncio.sleep(0.1)
+            assert admin.connections.active == 1  # held, its answer half written
+            while admin.connections.active:
+                await asyncio.sleep(0.05)  # cut at the deadline
+            got = await _until_closed(reader)
+            assert len(got) < len(big)
+
+            oversized, oversized_w = await connect()
+            oversized_w.write(b"GET /" + b"a" * 9000)
+            assert (await _until_closed(oversized)).startswith(b"HTTP/1.1 400 ")
+            healthy, healthy_w = await connect()
+            healthy_w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await _until_closed(healthy)).endswith(b"\r\n\r\nok\n")
+            stats = admin.stats()
+            assert (stats["refused_total"], stats["timed_out_total"]) == (1, 3)
+            for w in (silent_w, trickling_w, third_w, writer, oversized_w, healthy_w):
+                w.close()
+        finally:
+            await admin.stop()
+
+    asyncio.run(main())
+
+
 # -- logs ---------------------------------------------------------------------------------------
 
 
