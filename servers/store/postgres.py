@@ -53,6 +53,7 @@ import asyncpg
 from kaa_wire import RegistrationStatus
 from servers import logs
 from servers.store import _rows
+from servers.store._decision import ACCEPTED, StoredEndpoint, decide, stored_after
 from servers.store._group_commit import WriterStats
 from servers.store.base import (
     AlreadyExists,
@@ -206,16 +207,6 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
 
 
 @dataclasses.dataclass(slots=True)
-class _Stored:
-    """What the checks need of a stored endpoint (kept current through a batch)."""
-
-    status: str
-    application: str
-    profile_hash: bytes
-    last_request_ms: int
-
-
-@dataclasses.dataclass(slots=True)
 class _Row:
     """The final values one batch writes for one endpoint (an INSERT or an UPDATE)."""
 
@@ -234,57 +225,36 @@ class _Row:
 
 
 def _decide(
-    writes: Sequence[EndpointWrite], stored: dict[bytes, _Stored]
+    writes: Sequence[EndpointWrite], stored: dict[bytes, StoredEndpoint]
 ) -> tuple[list[WriteOutcome], dict[bytes, _Row]]:
     """Outcomes of ``writes`` in order, as one transaction each would give, and the rows to
     write. ``stored`` (the locked rows) is updated as the writes are applied."""
     outcomes: list[WriteOutcome] = []
     rows: dict[bytes, _Row] = {}
     for w in writes:
-        current = stored.get(w.endpoint_id)
-        if current is None:
-            stored[w.endpoint_id] = _Stored(
-                EndpointStatus.ACTIVE.value, w.application, w.profile_hash, w.request_ms
-            )
-            rows[w.endpoint_id] = _Row(
-                True, w.endpoint_id, w.public_key, w.sdk_token_hash, w.application,
-                w.profile, w.profile_hash, w.now_ms, w.now_ms, RegistrationStatus.NEW.name,
-                w.request_ms,
-            )  # fmt: skip
-            outcomes.append(WriteOutcome.NEW)
+        outcome = decide(stored.get(w.endpoint_id), w)
+        outcomes.append(outcome)
+        if outcome not in ACCEPTED:
             continue
-        if current.status == EndpointStatus.REVOKED:
-            outcomes.append(WriteOutcome.REVOKED)
-            continue
-        if current.application != w.application:
-            outcomes.append(WriteOutcome.OTHER_APPLICATION)
-            continue
-        if w.request_ms <= current.last_request_ms:
-            outcomes.append(WriteOutcome.REPLAYED)
-            continue
-        changed = current.profile_hash != w.profile_hash
-        outcome = WriteOutcome.PROFILE_UPDATED if changed else WriteOutcome.EXISTING
-        current.last_request_ms = w.request_ms
-        current.profile_hash = w.profile_hash
+        stored[w.endpoint_id] = stored_after(w)
         row = rows.get(w.endpoint_id)
         if row is None:
             row = rows[w.endpoint_id] = _Row(
-                False, w.endpoint_id, w.public_key, w.sdk_token_hash, w.application,
-                None, None, w.now_ms, w.now_ms, outcome.value, w.request_ms,
+                outcome is WriteOutcome.NEW, w.endpoint_id, w.public_key, w.sdk_token_hash,
+                w.application, None, None, w.now_ms, w.now_ms, outcome.value, w.request_ms,
             )  # fmt: skip
         row.sdk_token_hash = w.sdk_token_hash
         row.last_seen_ms = w.now_ms
         row.last_request_ms = w.request_ms
         row.registration_status = RegistrationStatus[outcome.value].name
-        if changed or row.insert:
+        if row.insert or outcome is WriteOutcome.PROFILE_UPDATED:
             row.profile, row.profile_hash = w.profile, w.profile_hash
-        outcomes.append(outcome)
     return outcomes, rows
 
 
-def _stored(records: Sequence[asyncpg.Record]) -> dict[bytes, _Stored]:
+def _stored(records: Sequence[asyncpg.Record]) -> dict[bytes, StoredEndpoint]:
     return {
-        bytes(r["endpoint_id"]): _Stored(
+        bytes(r["endpoint_id"]): StoredEndpoint(
             r["status"], r["application"], bytes(r["profile_hash"]), r["last_request_ms"]
         )
         for r in records

@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from kaa_wire import RegistrationStatus
 from servers.store import _rows
+from servers.store._decision import ACCEPTED, StoredEndpoint, decide
 from servers.store._group_commit import GroupCommitWriter, WriterStats
 from servers.store.base import (
     AlreadyExists,
@@ -192,7 +193,9 @@ def _add_sdk_token(conn: sqlite3.Connection, token: SdkToken, audit: AuditEntry)
 
 
 #: The common reconnect: an active endpoint of the same application, a newer request and the
-#: same profile. It matches no row in every other case, and then writes nothing.
+#: same profile, the EXISTING case of ``_decision.decide`` written as SQL (held to it by
+#: tests/servers/test_servers_store_rule.py). It matches no row in every other case, and
+#: then writes nothing.
 _UPDATE_EXISTING = (
     "UPDATE endpoints SET sdk_token_hash = ?, last_seen_ms = ?, last_request_ms = ?, "
     f"registration_status = '{RegistrationStatus.EXISTING.name}' "
@@ -259,17 +262,15 @@ def _register_known(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
     BEGIN IMMEDIATE holds the database write lock: the row is the one the statements of
     ``_register_endpoint`` saw.
     """
-    status, application, last_request_ms = conn.execute(
-        "SELECT status, application, last_request_ms FROM endpoints WHERE endpoint_id = ?",
+    status, application, profile_hash, last_request_ms = conn.execute(
+        "SELECT status, application, profile_hash, last_request_ms FROM endpoints "
+        "WHERE endpoint_id = ?",
         (w.endpoint_id,),
     ).fetchone()
-    if status == EndpointStatus.REVOKED:
-        return WriteOutcome.REVOKED
-    if application != w.application:
-        return WriteOutcome.OTHER_APPLICATION
-    if w.request_ms <= last_request_ms:
-        return WriteOutcome.REPLAYED
-    # Active, same application, newer: _UPDATE_EXISTING missed it, so the profile changed.
+    outcome = decide(StoredEndpoint(status, application, bytes(profile_hash), last_request_ms), w)
+    if outcome not in ACCEPTED:
+        return outcome
+    # In practice PROFILE_UPDATED: _UPDATE_EXISTING has taken every EXISTING one.
     conn.execute(
         "UPDATE endpoints SET sdk_token_hash = ?, profile = ?, profile_hash = ?, "
         "last_seen_ms = ?, last_request_ms = ?, registration_status = ? WHERE endpoint_id = ?",
@@ -279,11 +280,11 @@ def _register_known(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
             w.profile_hash,
             w.now_ms,
             w.request_ms,
-            RegistrationStatus.PROFILE_UPDATED.name,
+            RegistrationStatus[outcome.value].name,
             w.endpoint_id,
         ),
     )
-    return WriteOutcome.PROFILE_UPDATED
+    return outcome
 
 
 def _revoke_endpoint(conn: sqlite3.Connection, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
