@@ -124,16 +124,8 @@ class DataDir:
         if settings.store.startswith(("postgresql://", "postgres://")):
             from servers.store.postgres import PostgresStore  # asyncpg only when used
 
-            return PostgresStore(
-                settings.store,
-                max_pending_writes=settings.max_pending_writes,
-                group_commit_ms=settings.group_commit_ms,
-            )
-        return SqliteStore(
-            self.database,
-            max_pending_writes=settings.max_pending_writes,
-            group_commit_ms=settings.group_commit_ms,
-        )
+            return PostgresStore(settings.store, limits=settings.store_limits)
+        return SqliteStore(self.database, limits=settings.store_limits)
 
     def store_location(self, settings: Settings) -> str:
         """Where the registry lives, for people (a DSN without its password)."""

@@ -71,6 +71,7 @@ from servers.store.base import (
     StoreError,
     WriteOutcome,
 )
+from servers.store.limits import DEFAULT_LIMITS, StoreLimits
 from servers.store.migrations_postgres import ADVISORY_LOCK_KEY, LATEST, MIGRATIONS
 
 __all__ = ["PostgresStore", "NODES_CHANNEL", "is_postgres_dsn", "redact_dsn", "migrate"]
@@ -328,21 +329,18 @@ class PostgresStore(RegistryStore):
         self,
         dsn: str,
         *,
-        max_pending_writes: int = 4096,
-        group_commit_ms: float = 2.0,
-        max_batch: int = 512,
+        limits: StoreLimits = DEFAULT_LIMITS,
         pool_size: int = 4,
-        max_pending_reads: int = 1024,
         connect_timeout_s: float = 10.0,
     ) -> None:
-        if max_pending_writes < 1 or max_batch < 1 or group_commit_ms < 0 or pool_size < 1:
-            raise ValueError("bad store limits")
+        if pool_size < 1:
+            raise ValueError("pool_size must be >= 1")
         self.dsn = dsn
-        self._max_pending_writes = max_pending_writes
-        self._window_s = group_commit_ms / 1000
-        self._max_batch = max_batch
+        self._max_pending_writes = limits.max_pending_writes
+        self._window_s = limits.window_s
+        self._max_batch = limits.max_batch
         self._pool_size = pool_size
-        self._max_pending_reads = max_pending_reads
+        self._max_pending_reads = limits.max_pending_reads
         self._connect_timeout_s = connect_timeout_s
         self._pool: asyncpg.Pool | None = None
         self._writer_conn: asyncpg.Connection | None = None

@@ -46,6 +46,7 @@ from servers.store.base import (
     StoreError,
     WriteOutcome,
 )
+from servers.store.limits import DEFAULT_LIMITS, StoreLimits
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
 
@@ -320,27 +321,19 @@ class SqliteStore(RegistryStore):
         self,
         path: str | os.PathLike[str],
         *,
-        max_pending_writes: int = 4096,
-        group_commit_ms: float = 2.0,
-        max_batch: int = 512,
+        limits: StoreLimits = DEFAULT_LIMITS,
         reader_threads: int = 2,
-        max_pending_reads: int = 1024,
         busy_timeout_ms: int = 5000,
     ) -> None:
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
-        self._writer = GroupCommitWriter(
-            self._connect_writer,
-            max_pending=max_pending_writes,
-            window_s=group_commit_ms / 1000,
-            max_batch=max_batch,
-        )
+        self._writer = GroupCommitWriter(self._connect_writer, limits)
         self._reader_threads = reader_threads
         self._readers: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self._max_pending_reads = max_pending_reads
+        self._max_pending_reads = limits.max_pending_reads
         self._pending_reads = 0
 
     # -- connections --------------------------------------------------------------------
