@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from servers.store.factory import is_store_setting
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
 
 __all__ = [
@@ -218,8 +219,7 @@ class Settings:
             (self.max_connections >= 1, "max_connections must be >= 1"),
             (1 <= self.workers <= 256, "workers must be 1-256"),
             (
-                self.store in ("", "sqlite")
-                or self.store.startswith(("postgresql://", "postgres://")),
+                is_store_setting(self.store),
                 "store must be empty (SQLite in the data directory) or a postgresql:// DSN",
             ),
             (self.sign_threads >= -1, "sign_threads must be >= -1"),

@@ -4,7 +4,7 @@
     DIR/bootstrap.pub     its public key, PEM (what the SDK export embeds)
     DIR/operations.key    X25519 Operations key, PKCS#8 PEM, mode 0600
     DIR/registry.db       the SQLite registry (+ -wal, -shm), unless ``store`` names a
-                          PostgreSQL database (servers/store/postgres.py)
+                          PostgreSQL database (servers/store/postgres/)
     DIR/defaults.json     the default application and SDK token of ``python -m servers``, 0600
     DIR/sdk.json, sdk.h   the SDK configuration exported by ``python -m servers``
     DIR/listeners.json    the bound addresses of the running ``python -m servers``
@@ -29,9 +29,6 @@ from kaa_wire._crypto import (
     save_public_key,
 )
 from servers.bootstrap.signer import ListSigner
-from servers.config import Settings
-from servers.store.base import RegistryStore
-from servers.store.sqlite import SqliteStore
 
 __all__ = ["DataDir", "NotInitialized"]
 
@@ -115,22 +112,3 @@ class DataDir:
         if not isinstance(key, x25519.X25519PrivateKey):
             raise NotInitialized(f"{self.operations_key} is not an X25519 key")
         return key
-
-    def store(self, settings: Settings | None = None) -> RegistryStore:
-        """The registry store (not yet opened): the PostgreSQL database that the ``store``
-        setting names, else this directory's SQLite file."""
-        if settings is None:
-            return SqliteStore(self.database)
-        if settings.store.startswith(("postgresql://", "postgres://")):
-            from servers.store.postgres import PostgresStore  # asyncpg only when used
-
-            return PostgresStore(settings.store, limits=settings.store_limits)
-        return SqliteStore(self.database, limits=settings.store_limits)
-
-    def store_location(self, settings: Settings) -> str:
-        """Where the registry lives, for people (a DSN without its password)."""
-        if settings.store.startswith(("postgresql://", "postgres://")):
-            from servers.store.postgres import redact_dsn
-
-            return redact_dsn(settings.store)
-        return str(self.database)

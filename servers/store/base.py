@@ -236,6 +236,11 @@ class RegistryStore(abc.ABC):
     async def close(self) -> None:
         """Finish queued writes, then release every resource."""
 
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the registry lives, for people: a file, or a DSN without its password."""
+
     def stats(self) -> dict[str, float]:
         """Backend counters for /metrics, by name (``kaa_store_<name>``)."""
         return {}

@@ -74,7 +74,7 @@ from servers.store.base import (
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
 from servers.store.migrations_postgres import ADVISORY_LOCK_KEY, LATEST, MIGRATIONS
 
-__all__ = ["PostgresStore", "NODES_CHANNEL", "is_postgres_dsn", "redact_dsn", "migrate"]
+__all__ = ["PostgresStore", "NODES_CHANNEL", "redact_dsn", "migrate"]
 
 T = TypeVar("T")
 
@@ -128,10 +128,6 @@ FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6
             $7::text[]) AS u(e, t, p, ph, ls, lr, rs)
 WHERE e.endpoint_id = u.e
 """
-
-
-def is_postgres_dsn(location: str) -> bool:
-    return location.startswith(("postgresql://", "postgres://"))
 
 
 def redact_dsn(dsn: str) -> str:
@@ -357,7 +353,11 @@ class PostgresStore(RegistryStore):
         self._listener_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"PostgresStore({redact_dsn(self.dsn)!r})"
+        return f"PostgresStore({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        return redact_dsn(self.dsn)
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -385,6 +385,10 @@ class SqliteStore(RegistryStore):
                 conn.close()
             self._reader_conns.clear()
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     def writer_stats(self) -> WriterStats:
         return self._writer.stats()
 

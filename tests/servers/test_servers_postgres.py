@@ -32,6 +32,7 @@ from servers.store import (
     StoreError,
     WriteOutcome,
 )
+from servers.store.factory import store_for
 from servers.store.migrations_postgres import LATEST, MIGRATIONS
 from servers.store.postgres import PostgresStore, migrate, redact_dsn
 from servers.store.sqlite import SqliteStore
@@ -268,6 +269,7 @@ def test_dsn_passwords_are_not_shown() -> None:
     dsn = "postgresql://kaa:s3cret@db.example:5432/kaa?sslmode=require"
     assert redact_dsn(dsn) == "postgresql://kaa:***@db.example:5432/kaa?sslmode=require"
     assert "s3cret" not in repr(PostgresStore(dsn))
+    assert PostgresStore(dsn).location == redact_dsn(dsn)
     assert redact_dsn("postgresql://kaa@db/kaa") == "postgresql://kaa@db/kaa"
 
 
@@ -288,8 +290,8 @@ def test_the_store_is_chosen_by_flag_environment_or_toml(tmp_path: Path) -> None
     assert _settings(["--store", "postgres://x/y"], {"KAA_STORE": dsn}).store == "postgres://x/y"
     default = _settings(["--data", str(tmp_path)], {})
     assert (default.store, default.workers) == ("", 1)
-    assert isinstance(DataDir(tmp_path).store(default), SqliteStore)
-    chosen = DataDir(tmp_path).store(from_toml)
+    assert isinstance(store_for(default, DataDir(tmp_path)), SqliteStore)
+    chosen = store_for(from_toml, DataDir(tmp_path))
     assert isinstance(chosen, PostgresStore) and chosen.dsn == dsn
     for bad in (["--store", "mysql://db/kaa"], ["--workers", "0"]):
         with pytest.raises(cfg.ConfigError):

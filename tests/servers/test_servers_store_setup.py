@@ -4,11 +4,16 @@ SQLite schema migrations (PostgreSQL's are in test_servers_postgres.py)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+from pathlib import Path
 
 import pytest
 
 from servers import config as cfg
+from servers.datadir import DataDir
 from servers.store import StoreLimits
+from servers.store.factory import is_postgres_dsn, store_for
+from servers.store.sqlite import SqliteStore
 
 
 def _settings(argv: list[str], environ: dict[str, str] | None = None) -> cfg.Settings:
@@ -42,3 +47,42 @@ def test_bad_store_limits_are_refused(field: str, value: float, message: str) ->
     if field in cfg.OPTIONS:  # a setting: the same words, as a configuration error
         with pytest.raises(cfg.ConfigError, match=message):
             _settings([cfg.OPTIONS[field].flag, str(value)])
+
+
+# -- which backend -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["", "sqlite"])
+def test_no_dsn_is_the_data_directorys_sqlite_file(tmp_path: Path, store: str) -> None:
+    settings = _settings(["--data", str(tmp_path), "--store", store, "--max-pending-writes", "9"])
+    chosen = store_for(settings, DataDir(settings.data))
+    assert isinstance(chosen, SqliteStore)
+    assert chosen.location == str(tmp_path / "registry.db")
+    assert chosen._writer._max_pending == 9  # the settings' limits
+
+    async def opened() -> str:
+        async with chosen as store:
+            return store.location
+
+    assert asyncio.run(opened()) == chosen.location
+    assert (tmp_path / "registry.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("store", "dsn"),
+    [
+        ("postgresql://kaa@db/kaa", True),
+        ("postgres://kaa@db/kaa", True),
+        ("", False),
+        ("sqlite", False),
+        ("mysql://db/kaa", False),
+        ("registry.db", False),
+    ],
+)
+def test_the_store_setting_takes_a_dsn_or_nothing(store: str, dsn: bool) -> None:
+    assert is_postgres_dsn(store) is dsn
+    if dsn or store in ("", "sqlite"):
+        assert _settings(["--store", store]).store == store
+    else:
+        with pytest.raises(cfg.ConfigError, match="store must be empty"):
+            _settings(["--store", store])
