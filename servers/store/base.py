@@ -217,7 +217,11 @@ class RegistryStore(abc.ABC):
     """The async interface every backend implements; use as ``async with store:``."""
 
     async def __aenter__(self) -> RegistryStore:
-        await self.open()
+        try:
+            await self.open()
+        except BaseException:
+            await self.close()  # what a failed open started (a writer thread) must not linger
+            raise
         return self
 
     async def __aexit__(

@@ -55,6 +55,7 @@ from servers import logs
 from servers.store import _rows
 from servers.store._decision import ACCEPTED, StoredEndpoint, decide, stored_after
 from servers.store._group_commit import WriterStats
+from servers.store._migrations import pending
 from servers.store.base import (
     AlreadyExists,
     Application,
@@ -72,7 +73,7 @@ from servers.store.base import (
     WriteOutcome,
 )
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
-from servers.store.migrations_postgres import ADVISORY_LOCK_KEY, LATEST, MIGRATIONS
+from servers.store.migrations_postgres import ADVISORY_LOCK_KEY, MIGRATIONS
 
 __all__ = ["PostgresStore", "NODES_CHANNEL", "redact_dsn", "migrate"]
 
@@ -179,14 +180,8 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
             "applied_at timestamptz NOT NULL DEFAULT now())"
         )
         rows = await conn.fetch("SELECT version FROM kaa_schema_migrations")
-        applied = {r["version"] for r in rows}
-        newest = max(applied, default=0)
-        if newest > LATEST:
-            raise StoreError(f"database schema {newest} is newer than this code ({LATEST})")
         done = []
-        for step in MIGRATIONS:
-            if step.version in applied:
-                continue
+        for step in pending(MIGRATIONS, {r["version"] for r in rows}):
             async with conn.transaction():
                 await conn.execute(step.sql)
                 await conn.execute(

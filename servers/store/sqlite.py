@@ -30,6 +30,7 @@ from kaa_wire import RegistrationStatus
 from servers.store import _rows
 from servers.store._decision import ACCEPTED, StoredEndpoint, decide
 from servers.store._group_commit import GroupCommitWriter, WriterStats
+from servers.store._migrations import Migration, pending
 from servers.store.base import (
     AlreadyExists,
     Application,
@@ -47,71 +48,11 @@ from servers.store.base import (
     WriteOutcome,
 )
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
+from servers.store.migrations_sqlite import MIGRATIONS
 
-__all__ = ["SqliteStore", "SCHEMA_VERSION"]
+__all__ = ["SqliteStore", "migrate"]
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS applications (
-    id INTEGER PRIMARY KEY,
-    token TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    config BLOB NOT NULL,
-    config_version INTEGER NOT NULL,
-    topics TEXT NOT NULL,
-    balancing TEXT NOT NULL,
-    cached_signature INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sdk_tokens (
-    id INTEGER PRIMARY KEY,
-    token_hash BLOB NOT NULL UNIQUE,
-    application TEXT NOT NULL REFERENCES applications(token),
-    created_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sdk_tokens_application ON sdk_tokens(application);
-CREATE TABLE IF NOT EXISTS endpoints (
-    id INTEGER PRIMARY KEY,
-    endpoint_id BLOB NOT NULL,
-    public_key BLOB NOT NULL,
-    sdk_token_hash BLOB NOT NULL,
-    application TEXT NOT NULL,
-    profile BLOB NOT NULL,
-    profile_hash BLOB NOT NULL,
-    first_seen_ms INTEGER NOT NULL,
-    last_seen_ms INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    registration_status TEXT NOT NULL,
-    last_request_ms INTEGER NOT NULL,
-    revoked_ms INTEGER
-);
-CREATE UNIQUE INDEX IF NOT EXISTS endpoints_endpoint_id ON endpoints(endpoint_id);
-CREATE INDEX IF NOT EXISTS endpoints_application ON endpoints(application, id);
-CREATE TABLE IF NOT EXISTS nodes (
-    id INTEGER PRIMARY KEY,
-    node_id TEXT NOT NULL UNIQUE,
-    host TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    kex_public_key BLOB NOT NULL,
-    priority INTEGER NOT NULL,
-    weight INTEGER NOT NULL,
-    load INTEGER NOT NULL,
-    lease_expires_ms INTEGER NOT NULL,
-    started_ms INTEGER NOT NULL,
-    renewed_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY,
-    at_ms INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-"""
 
 
 def _insert_audit(conn: sqlite3.Connection, entry: AuditEntry) -> None:
@@ -124,14 +65,19 @@ def _insert_audit(conn: sqlite3.Connection, entry: AuditEntry) -> None:
 # -- write jobs (run on the writer thread, inside the batch transaction) -------------------
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
+def migrate(conn: sqlite3.Connection, steps: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the steps the database lacks, inside the caller's write transaction; returns
+    the versions applied. ``user_version`` is the last step applied (migrations_sqlite.py).
+    Raises StoreError for a schema newer than this code."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    done = []
+    for step in pending(steps, range(1, version + 1)):
+        for statement in step.sql.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {step.version:d}")
+        done.append(step.version)
+    return done
 
 
 def _create_application(conn: sqlite3.Connection, app: Application, audit: AuditEntry) -> None:
@@ -372,7 +318,7 @@ class SqliteStore(RegistryStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.start)
         self._readers = ThreadPoolExecutor(self._reader_threads, thread_name_prefix="kaa-store-r")
-        await self._write(_create_schema, bounded=False)
+        await self._write(migrate, bounded=False)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
