@@ -12,6 +12,7 @@ import hashlib
 
 import pytest
 from servers_harness import StoreBackend
+from store_records import T0, endpoint_id, endpoint_write
 
 from servers.store import (
     Application,
@@ -24,7 +25,6 @@ from servers.store import (
 )
 from servers.store._decision import ACCEPTED, StoredEndpoint, decide, stored_after
 
-T0 = 1_700_000_000_000
 ACTIVE, REVOKED = EndpointStatus.ACTIVE.value, EndpointStatus.REVOKED.value
 
 
@@ -47,26 +47,11 @@ class Case:
         status, application, profile, last_ms = self.stored
         return StoredEndpoint(status, application, _hash(profile), last_ms)
 
-    def endpoint_write(self, endpoint: int = 1, carried_key: bool = False) -> EndpointWrite:
+    def registration(self, endpoint: int = 1, carried_key: bool = False) -> EndpointWrite:
         application, profile, request_ms = self.write
-        return _write(endpoint, application, profile, request_ms, carried_key)
-
-
-def _write(
-    endpoint: int, application: str, profile: bytes, request_ms: int, carried_key: bool = False
-) -> EndpointWrite:
-    key = f"key-{endpoint}".encode()
-    return EndpointWrite(
-        endpoint_id=hashlib.sha1(key).digest(),
-        public_key=key,
-        sdk_token_hash=_hash(b"sdk"),
-        application=application,
-        profile=profile,
-        profile_hash=_hash(profile),
-        request_ms=request_ms,
-        now_ms=request_ms + 5,
-        carried_key=carried_key,
-    )
+        return endpoint_write(
+            endpoint, request_ms, profile, application=application, carried_key=carried_key
+        )
 
 
 Out = WriteOutcome
@@ -93,16 +78,16 @@ def test_the_table_covers_every_outcome() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_the_rule(case: Case) -> None:
-    assert decide(case.stored_endpoint(), case.endpoint_write()) is case.outcome
+    assert decide(case.stored_endpoint(), case.registration()) is case.outcome
 
 
 def test_an_accepted_write_is_what_the_next_one_is_judged_against() -> None:
-    first = _write(1, "a", b"p", T0)
+    first = endpoint_write(1, T0, b"p", application="a")
     after = stored_after(first)
     assert after == StoredEndpoint(ACTIVE, "a", _hash(b"p"), T0)
     assert decide(after, first) is Out.REPLAYED
-    assert decide(after, _write(1, "a", b"p", T0 + 1)) is Out.EXISTING
-    assert decide(after, _write(1, "a", b"q", T0 + 1)) is Out.PROFILE_UPDATED
+    assert decide(after, endpoint_write(1, T0 + 1, b"p", application="a")) is Out.EXISTING
+    assert decide(after, endpoint_write(1, T0 + 1, b"q", application="a")) is Out.PROFILE_UPDATED
     assert {Out.NEW, Out.EXISTING, Out.PROFILE_UPDATED} == ACCEPTED
 
 
@@ -118,9 +103,10 @@ async def _store_case(store: RegistryStore, endpoint: int, case: Case) -> None:
     if case.stored is None:
         return
     status, application, profile, last_ms = case.stored
-    assert await store.register_endpoint(_write(endpoint, application, profile, last_ms)) is Out.NEW
+    first = endpoint_write(endpoint, last_ms, profile, application=application)
+    assert await store.register_endpoint(first) is Out.NEW
     if status == REVOKED:
-        await store.revoke_endpoint(_write(endpoint, "", b"", 0).endpoint_id, _audit("revoke"))
+        await store.revoke_endpoint(endpoint_id(endpoint), _audit("revoke"))
 
 
 @pytest.mark.parametrize("carried_key", [False, True], ids=["update-first", "insert-first"])
@@ -134,8 +120,8 @@ def test_every_backend_keeps_the_rule(store_backend: StoreBackend, carried_key: 
             await store.create_application(application, _audit("app.create"))
         for endpoint, case in enumerate(CASES):
             await _store_case(store, endpoint, case)
-            before = await store.get_endpoint(case.endpoint_write(endpoint).endpoint_id)
-            write = case.endpoint_write(endpoint, carried_key)
+            before = await store.get_endpoint(case.registration(endpoint).endpoint_id)
+            write = case.registration(endpoint, carried_key)
             outcome = await store.register_endpoint(write)
             assert outcome is case.outcome, case.name
             after = await store.get_endpoint(write.endpoint_id)

@@ -46,6 +46,11 @@ ORDER BY u.e
 ON CONFLICT (endpoint_id) DO NOTHING
 RETURNING endpoint_id
 """
+#: The :class:`Row` field of each parameter of ``INSERT_ENDPOINTS``, in order.
+_INSERT_COLUMNS = (
+    "endpoint_id", "public_key", "sdk_token_hash", "application", "profile", "profile_hash",
+    "first_seen_ms", "last_seen_ms", "registration_status", "last_request_ms",
+)  # fmt: skip
 #: Parameters: :meth:`Batch.update_arrays`. A NULL profile keeps the stored one.
 UPDATE_ENDPOINTS = """
 UPDATE endpoints AS e
@@ -59,6 +64,11 @@ FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6
             $7::text[]) AS u(e, t, p, ph, ls, lr, rs)
 WHERE e.endpoint_id = u.e
 """
+#: The :class:`Row` field of each parameter of ``UPDATE_ENDPOINTS``, in order.
+_UPDATE_COLUMNS = (
+    "endpoint_id", "sdk_token_hash", "profile", "profile_hash", "last_seen_ms",
+    "last_request_ms", "registration_status",
+)  # fmt: skip
 
 
 @dataclasses.dataclass(slots=True)
@@ -77,6 +87,10 @@ class Row:
     last_seen_ms: int
     registration_status: str
     last_request_ms: int
+
+
+def _arrays(rows: Sequence[Row], columns: Sequence[str]) -> tuple[list[Any], ...]:
+    return tuple([getattr(row, column) for row in rows] for column in columns)
 
 
 def locked_rows(records: Iterable[Mapping[str, Any]]) -> dict[bytes, StoredEndpoint]:
@@ -142,32 +156,11 @@ class Batch:
 
     def insert_arrays(self) -> tuple[list[Any], ...]:
         """The parameters of ``INSERT_ENDPOINTS``: a column array each."""
-        rows = self.inserts()
-        return (
-            [r.endpoint_id for r in rows],
-            [r.public_key for r in rows],
-            [r.sdk_token_hash for r in rows],
-            [r.application for r in rows],
-            [r.profile for r in rows],
-            [r.profile_hash for r in rows],
-            [r.first_seen_ms for r in rows],
-            [r.last_seen_ms for r in rows],
-            [r.registration_status for r in rows],
-            [r.last_request_ms for r in rows],
-        )
+        return _arrays(self.inserts(), _INSERT_COLUMNS)
 
     def update_arrays(self) -> tuple[list[Any], ...]:
         """The parameters of ``UPDATE_ENDPOINTS``: a column array each."""
-        rows = self.updates()
-        return (
-            [r.endpoint_id for r in rows],
-            [r.sdk_token_hash for r in rows],
-            [r.profile for r in rows],
-            [r.profile_hash for r in rows],
-            [r.last_seen_ms for r in rows],
-            [r.last_request_ms for r in rows],
-            [r.registration_status for r in rows],
-        )
+        return _arrays(self.updates(), _UPDATE_COLUMNS)
 
     def lost(self, inserted: Iterable[bytes]) -> set[bytes]:
         """The endpoints this batch inserts that ``inserted`` (what the INSERT returned)
