@@ -371,6 +371,23 @@ class SqliteStore(RegistryStore):
         except sqlite3.OperationalError as exc:
             raise StoreBusy(str(exc)) from None
 
+    async def _select(self, convert: Callable[..., T], sql: str, *params: object) -> list[T]:
+        """The rows of one query, each converted (on a reader thread)."""
+
+        def query(conn: sqlite3.Connection) -> list[T]:
+            return [convert(row) for row in conn.execute(sql, params)]
+
+        return await self._read(query)
+
+    async def _select_one(self, convert: Callable[..., T], sql: str, *params: object) -> T | None:
+        """The row of one query, converted; None when there is none."""
+
+        def query(conn: sqlite3.Connection) -> T | None:
+            row = conn.execute(sql, params).fetchone()
+            return None if row is None else convert(row)
+
+        return await self._read(query)
+
     # -- applications -------------------------------------------------------------------
 
     async def create_application(self, app: Application, audit: AuditEntry) -> None:
@@ -384,21 +401,12 @@ class SqliteStore(RegistryStore):
         return await self._write(job, bounded=False)
 
     async def get_application(self, token: str) -> Application | None:
-        def query(conn: sqlite3.Connection) -> Application | None:
-            cur = conn.execute(
-                f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = ?", (token,)
-            )
-            row = cur.fetchone()
-            return None if row is None else _rows.application(row)
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = ?"
+        return await self._select_one(_rows.application, sql, token)
 
     async def list_applications(self) -> list[Application]:
-        def query(conn: sqlite3.Connection) -> list[Application]:
-            cur = conn.execute(f"SELECT {_rows.APP_COLUMNS} FROM applications ORDER BY id")
-            return [_rows.application(row) for row in cur]
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.APP_COLUMNS} FROM applications ORDER BY id"
+        return await self._select(_rows.application, sql)
 
     # -- SDK tokens ---------------------------------------------------------------------
 
@@ -407,25 +415,12 @@ class SqliteStore(RegistryStore):
         await self._write(job, bounded=False)
 
     async def find_sdk_token(self, token_hash: bytes) -> SdkToken | None:
-        def query(conn: sqlite3.Connection) -> SdkToken | None:
-            row = conn.execute(
-                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = ?",
-                (token_hash,),
-            ).fetchone()
-            return None if row is None else _rows.sdk_token(row)
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = ?"
+        return await self._select_one(_rows.sdk_token, sql, token_hash)
 
     async def list_sdk_tokens(self, application: str) -> list[SdkToken]:
-        def query(conn: sqlite3.Connection) -> list[SdkToken]:
-            cur = conn.execute(
-                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens "
-                "WHERE application = ? ORDER BY id",
-                (application,),
-            )
-            return [_rows.sdk_token(r) for r in cur]
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE application = ? ORDER BY id"
+        return await self._select(_rows.sdk_token, sql, application)
 
     # -- endpoints ----------------------------------------------------------------------
 
@@ -438,33 +433,20 @@ class SqliteStore(RegistryStore):
         return future
 
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
-        def query(conn: sqlite3.Connection) -> Endpoint | None:
-            row = conn.execute(
-                f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?",
-                (endpoint_id,),
-            ).fetchone()
-            return None if row is None else _rows.endpoint(row)
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?"
+        return await self._select_one(_rows.endpoint, sql, endpoint_id)
 
     async def list_endpoints(
         self, application: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[Endpoint]:
-        def query(conn: sqlite3.Connection) -> list[Endpoint]:
-            if application is None:
-                cur = conn.execute(
-                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints ORDER BY id LIMIT ? OFFSET ?",
-                    (limit, offset),
-                )
-            else:
-                cur = conn.execute(
-                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE application = ? "
-                    "ORDER BY id LIMIT ? OFFSET ?",
-                    (application, limit, offset),
-                )
-            return [_rows.endpoint(row) for row in cur]
-
-        return await self._read(query)
+        if application is None:
+            sql = f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints ORDER BY id LIMIT ? OFFSET ?"
+            return await self._select(_rows.endpoint, sql, limit, offset)
+        sql = (
+            f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE application = ? "
+            "ORDER BY id LIMIT ? OFFSET ?"
+        )
+        return await self._select(_rows.endpoint, sql, application, limit, offset)
 
     async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
         job = functools.partial(_revoke_endpoint, endpoint_id=endpoint_id, audit=audit)
@@ -482,22 +464,12 @@ class SqliteStore(RegistryStore):
         await self._write(job, bounded=False)
 
     async def live_nodes(self, now_ms: int) -> list[Node]:
-        def query(conn: sqlite3.Connection) -> list[Node]:
-            cur = conn.execute(
-                f"SELECT {_rows.NODE_COLUMNS} FROM nodes "
-                "WHERE lease_expires_ms > ? ORDER BY node_id",
-                (now_ms,),
-            )
-            return [_rows.node(row) for row in cur]
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE lease_expires_ms > ? ORDER BY node_id"
+        return await self._select(_rows.node, sql, now_ms)
 
     async def list_nodes(self) -> list[Node]:
-        def query(conn: sqlite3.Connection) -> list[Node]:
-            cur = conn.execute(f"SELECT {_rows.NODE_COLUMNS} FROM nodes ORDER BY node_id")
-            return [_rows.node(row) for row in cur]
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.NODE_COLUMNS} FROM nodes ORDER BY node_id"
+        return await self._select(_rows.node, sql)
 
     # -- audit log ----------------------------------------------------------------------
 
@@ -505,12 +477,8 @@ class SqliteStore(RegistryStore):
         await self._write(functools.partial(_insert_audit, entry=entry), bounded=False)
 
     async def list_audit(self, limit: int = 100) -> list[AuditEntry]:
-        def query(conn: sqlite3.Connection) -> list[AuditEntry]:
-            cur = conn.execute(
-                "SELECT at_ms, actor, action, subject, detail, id FROM audit_log "
-                "ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-            return [AuditEntry(*row) for row in cur]
-
-        return await self._read(query)
+        sql = (
+            "SELECT at_ms, actor, action, subject, detail, id FROM audit_log "
+            "ORDER BY id DESC LIMIT ?"
+        )
+        return await self._select(lambda row: AuditEntry(*row), sql, limit)

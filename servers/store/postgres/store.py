@@ -173,6 +173,23 @@ class PostgresStore(RegistryStore):
         finally:
             self._pending_reads -= 1
 
+    async def _select(self, convert: Callable[..., T], sql: str, *args: object) -> list[T]:
+        """The rows of one query, each converted."""
+
+        async def work(conn: asyncpg.Connection) -> list[T]:
+            return [convert(row) for row in await conn.fetch(sql, *args)]
+
+        return await self._read(work)
+
+    async def _select_one(self, convert: Callable[..., T], sql: str, *args: object) -> T | None:
+        """The row of one query, converted; None when there is none."""
+
+        async def work(conn: asyncpg.Connection) -> T | None:
+            row = await conn.fetchrow(sql, *args)
+            return None if row is None else convert(row)
+
+        return await self._read(work)
+
     async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """A control write: its own transaction, committed at once (no gathering)."""
 
@@ -238,20 +255,12 @@ class PostgresStore(RegistryStore):
         return await self._transaction(work)
 
     async def get_application(self, token: str) -> Application | None:
-        async def work(conn: asyncpg.Connection) -> Application | None:
-            row = await conn.fetchrow(
-                f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = $1", token
-            )
-            return None if row is None else _rows.application(row)
-
-        return await self._read(work)
+        sql = f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = $1"
+        return await self._select_one(_rows.application, sql, token)
 
     async def list_applications(self) -> list[Application]:
-        async def work(conn: asyncpg.Connection) -> list[Application]:
-            rows = await conn.fetch(f"SELECT {_rows.APP_COLUMNS} FROM applications ORDER BY seq")
-            return [_rows.application(r) for r in rows]
-
-        return await self._read(work)
+        sql = f"SELECT {_rows.APP_COLUMNS} FROM applications ORDER BY seq"
+        return await self._select(_rows.application, sql)
 
     # -- SDK tokens ---------------------------------------------------------------------
 
@@ -277,25 +286,14 @@ class PostgresStore(RegistryStore):
         await self._transaction(work)
 
     async def find_sdk_token(self, token_hash: bytes) -> SdkToken | None:
-        async def work(conn: asyncpg.Connection) -> SdkToken | None:
-            row = await conn.fetchrow(
-                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = $1",
-                token_hash,
-            )
-            return None if row is None else _rows.sdk_token(row)
-
-        return await self._read(work)
+        sql = f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = $1"
+        return await self._select_one(_rows.sdk_token, sql, token_hash)
 
     async def list_sdk_tokens(self, application: str) -> list[SdkToken]:
-        async def work(conn: asyncpg.Connection) -> list[SdkToken]:
-            rows = await conn.fetch(
-                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens "
-                "WHERE application = $1 ORDER BY seq",
-                application,
-            )
-            return [_rows.sdk_token(r) for r in rows]
-
-        return await self._read(work)
+        sql = (
+            f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE application = $1 ORDER BY seq"
+        )
+        return await self._select(_rows.sdk_token, sql, application)
 
     # -- endpoints ----------------------------------------------------------------------
 
@@ -304,37 +302,20 @@ class PostgresStore(RegistryStore):
         return self._writer.submit(write)
 
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
-        async def work(conn: asyncpg.Connection) -> Endpoint | None:
-            row = await conn.fetchrow(
-                f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = $1",
-                endpoint_id,
-            )
-            return None if row is None else _rows.endpoint(row)
-
-        return await self._read(work)
+        sql = f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = $1"
+        return await self._select_one(_rows.endpoint, sql, endpoint_id)
 
     async def list_endpoints(
         self, application: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[Endpoint]:
-        async def work(conn: asyncpg.Connection) -> list[Endpoint]:
-            if application is None:
-                rows = await conn.fetch(
-                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints "
-                    "ORDER BY seq LIMIT $1 OFFSET $2",
-                    limit,
-                    offset,
-                )
-            else:
-                rows = await conn.fetch(
-                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE application = $1 "
-                    "ORDER BY seq LIMIT $2 OFFSET $3",
-                    application,
-                    limit,
-                    offset,
-                )
-            return [_rows.endpoint(r) for r in rows]
-
-        return await self._read(work)
+        if application is None:
+            sql = f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints ORDER BY seq LIMIT $1 OFFSET $2"
+            return await self._select(_rows.endpoint, sql, limit, offset)
+        sql = (
+            f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE application = $1 "
+            "ORDER BY seq LIMIT $2 OFFSET $3"
+        )
+        return await self._select(_rows.endpoint, sql, application, limit, offset)
 
     async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
         async def work(conn: asyncpg.Connection) -> Endpoint:
@@ -387,24 +368,15 @@ class PostgresStore(RegistryStore):
         await self._transaction(work)
 
     async def live_nodes(self, now_ms: int) -> list[Node]:
-        async def work(conn: asyncpg.Connection) -> list[Node]:
-            rows = await conn.fetch(
-                f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE lease_expires_ms > $1 "
-                'ORDER BY node_id COLLATE "C"',
-                now_ms,
-            )
-            return [_rows.node(r) for r in rows]
-
-        return await self._read(work)
+        sql = (
+            f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE lease_expires_ms > $1 "
+            'ORDER BY node_id COLLATE "C"'
+        )
+        return await self._select(_rows.node, sql, now_ms)
 
     async def list_nodes(self) -> list[Node]:
-        async def work(conn: asyncpg.Connection) -> list[Node]:
-            rows = await conn.fetch(
-                f'SELECT {_rows.NODE_COLUMNS} FROM nodes ORDER BY node_id COLLATE "C"'
-            )
-            return [_rows.node(r) for r in rows]
-
-        return await self._read(work)
+        sql = f'SELECT {_rows.NODE_COLUMNS} FROM nodes ORDER BY node_id COLLATE "C"'
+        return await self._select(_rows.node, sql)
 
     # -- audit log ----------------------------------------------------------------------
 
@@ -415,12 +387,8 @@ class PostgresStore(RegistryStore):
         await self._run(work)
 
     async def list_audit(self, limit: int = 100) -> list[AuditEntry]:
-        async def work(conn: asyncpg.Connection) -> list[AuditEntry]:
-            rows = await conn.fetch(
-                "SELECT at_ms, actor, action, subject, detail, seq FROM audit_log "
-                "ORDER BY seq DESC LIMIT $1",
-                limit,
-            )
-            return [AuditEntry(*r) for r in rows]
-
-        return await self._read(work)
+        sql = (
+            "SELECT at_ms, actor, action, subject, detail, seq FROM audit_log "
+            "ORDER BY seq DESC LIMIT $1"
+        )
+        return await self._select(lambda row: AuditEntry(*row), sql, limit)
