@@ -20,6 +20,7 @@ import asyncpg
 
 from servers import logs
 from servers.store.base import Node
+from servers.tasks import cancel_and_wait
 
 __all__ = ["NODES_CHANNEL", "NodeListener", "is_news", "notify_node_change"]
 
@@ -65,11 +66,8 @@ class NodeListener:
             self._task = asyncio.get_running_loop().create_task(self._listen_forever())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def _changed(self, *_: object) -> None:
         for callback in self._callbacks:
