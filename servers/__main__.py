@@ -19,6 +19,7 @@ from servers.datadir import DataDir, DataDirError
 from servers.embedded import Defaults, ensure_defaults, export_for_listeners
 from servers.runtime import Listeners, cannot_start, print_line, run, secure_datadir, serve
 from servers.store.base import RegistryStore
+from servers.store.factory import store_for
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +81,7 @@ def _main_workers(
     from servers.workers import serve_workers
 
     async def with_store(step: Callable[[RegistryStore], Awaitable[None]]) -> None:
-        async with datadir.store(settings) as store:
+        async with store_for(settings, datadir) as store:
             await step(store)
 
     code = run(with_store(prepare))  # before the fork: no thread or loop survives it

@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from servers.store.factory import is_store_setting
+from servers.store.limits import DEFAULT_LIMITS, StoreLimits
+
 __all__ = [
     "Option",
     "OPTIONS",
@@ -141,8 +144,18 @@ OPTIONS: dict[str, Option] = {
             "Operations threads for the proof-of-possession verify (0: on the event loop)",
         ),
         Option("max_pending_crypto", int, 512, "verifies queued or running before Overloaded"),
-        Option("max_pending_writes", int, 4096, "store writes queued before Overloaded"),
-        Option("group_commit_ms", float, 2.0, "how long the store writer gathers a batch"),
+        Option(
+            "max_pending_writes",
+            int,
+            DEFAULT_LIMITS.max_pending_writes,
+            "store writes queued before Overloaded",
+        ),
+        Option(
+            "group_commit_ms",
+            float,
+            DEFAULT_LIMITS.group_commit_ms,
+            "how long the store writer gathers a batch",
+        ),
         # -- protocol policy --------------------------------------------------------------
         Option("replay_window_s", float, 120.0, "accepted request timestamp skew, +/- seconds"),
         Option("resolution_valid_s", int, 300, "validity of per-request signed answers"),
@@ -206,6 +219,14 @@ class Settings:
     def public_host(self) -> str:
         return self.advertise_host or self.host
 
+    @property
+    def store_limits(self) -> StoreLimits:
+        return dataclasses.replace(
+            DEFAULT_LIMITS,
+            max_pending_writes=self.max_pending_writes,
+            group_commit_ms=self.group_commit_ms,
+        )
+
     def __post_init__(self) -> None:
         checks = (
             (0 <= self.bootstrap_port <= 65535, "bootstrap_port must be 0-65535"),
@@ -221,17 +242,15 @@ class Settings:
             (bool(self.admin_host), "admin_host must not be empty"),
             (1 <= self.workers <= 256, "workers must be 1-256"),
             (
-                self.store in ("", "sqlite")
-                or self.store.startswith(("postgresql://", "postgres://")),
+                is_store_setting(self.store),
                 "store must be empty (SQLite in the data directory) or a postgresql:// DSN",
             ),
             (self.sign_threads >= -1, "sign_threads must be >= -1"),
             (self.crypto_threads >= 0, "crypto_threads must be >= 0"),
             (
-                min(self.max_pending_signs, self.max_pending_crypto, self.max_pending_writes) >= 1,
+                min(self.max_pending_signs, self.max_pending_crypto) >= 1,
                 "max_pending_* must be >= 1",
             ),
-            (self.group_commit_ms >= 0, "group_commit_ms must be >= 0"),
             (self.replay_window_s > 0, "replay_window_s must be > 0"),
             (self.resolution_valid_s >= 1, "resolution_valid_s must be >= 1"),
             (self.presigned_valid_s >= 3, "presigned_valid_s must be >= 3"),
@@ -248,6 +267,10 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        try:
+            self.store_limits  # noqa: B018 (built for its checks)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def add_arguments(

@@ -34,9 +34,6 @@ from kaa_wire._crypto import (
     save_public_key,
 )
 from servers.bootstrap.signer import ListSigner
-from servers.config import Settings
-from servers.store.base import RegistryStore
-from servers.store.sqlite import SqliteStore
 
 __all__ = ["DataDir", "DataDirError", "NotInitialized", "UnsafeDataDir", "PRIVATE_DIR_MODE"]
 
@@ -154,30 +151,3 @@ class DataDir:
         if not isinstance(key, x25519.X25519PrivateKey):
             raise NotInitialized(f"{self.operations_key} is not an X25519 key")
         return key
-
-    def store(self, settings: Settings | None = None) -> RegistryStore:
-        """The registry store (not yet opened): the PostgreSQL database that the ``store``
-        setting names, else this directory's SQLite file."""
-        if settings is None:
-            return SqliteStore(self.database)
-        if settings.store.startswith(("postgresql://", "postgres://")):
-            from servers.store.postgres import PostgresStore  # asyncpg only when used
-
-            return PostgresStore(
-                settings.store,
-                max_pending_writes=settings.max_pending_writes,
-                group_commit_ms=settings.group_commit_ms,
-            )
-        return SqliteStore(
-            self.database,
-            max_pending_writes=settings.max_pending_writes,
-            group_commit_ms=settings.group_commit_ms,
-        )
-
-    def store_location(self, settings: Settings) -> str:
-        """Where the registry lives, for people (a DSN without its password)."""
-        if settings.store.startswith(("postgresql://", "postgres://")):
-            from servers.store.postgres import redact_dsn
-
-            return redact_dsn(settings.store)
-        return str(self.database)

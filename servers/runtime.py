@@ -35,6 +35,7 @@ from servers.operations.directory import Directory
 from servers.operations.lease import NodeLease
 from servers.operations.service import OperationsService
 from servers.store.base import RegistryStore, StoreError
+from servers.store.factory import store_for
 
 __all__ = ["Listeners", "serve", "run", "secure_datadir", "cannot_start"]
 
@@ -247,7 +248,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with datadir.store(settings) as store:
+    async with store_for(settings, datadir) as store:
         if prepare is not None:
             await prepare(store)
         services = _Services(settings, datadir, store)

@@ -42,6 +42,7 @@ from servers.store.base import (
     RegistryStore,
     StoreError,
 )
+from servers.store.factory import store_for
 
 __all__ = ["main"]
 
@@ -325,8 +326,7 @@ async def _audit_list(store: RegistryStore, args: argparse.Namespace, _: DataDir
 
 
 async def _init(store: RegistryStore, args: argparse.Namespace, datadir: DataDir) -> int:
-    database = datadir.store_location(args.settings)
-    _print(args, {"data": str(datadir.root), "database": database})
+    _print(args, {"data": str(datadir.root), "database": store.location})
     return 0
 
 
@@ -461,7 +461,7 @@ async def _run(args: argparse.Namespace) -> int:
         datadir.create_keys()
     elif not datadir.initialized():
         raise NotInitialized(f"{datadir.root} is not initialized: run init first")
-    async with datadir.store(args.settings) as store:
+    async with store_for(args.settings, datadir) as store:
         result: int = await args.handler(store, args, datadir)
         return result
 

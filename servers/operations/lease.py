@@ -10,7 +10,6 @@ clean shutdown deletes the row at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -18,6 +17,7 @@ from servers import logs
 from servers.clock import wall_ms
 from servers.operations.service import LoadMeter
 from servers.store.base import Node, RegistryStore
+from servers.tasks import cancel_and_wait
 
 __all__ = ["NodeLease"]
 
@@ -83,10 +83,7 @@ class NodeLease:
         self._task = asyncio.get_running_loop().create_task(self._renew_forever())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         try:
             await self._store.remove_node(self.node_id)
         except Exception as exc:

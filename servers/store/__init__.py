@@ -17,6 +17,7 @@ from servers.store.base import (
     StoreError,
     WriteOutcome,
 )
+from servers.store.limits import StoreLimits
 
 __all__ = [
     "AlreadyExists",
@@ -33,5 +34,6 @@ __all__ = [
     "SdkToken",
     "StoreBusy",
     "StoreError",
+    "StoreLimits",
     "WriteOutcome",
 ]

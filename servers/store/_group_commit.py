@@ -2,7 +2,7 @@
 
 Theory of operation. Callers on an event loop submit *jobs* (functions of a
 ``sqlite3.Connection``). The writer thread takes the first waiting job, keeps collecting
-for ``window_s`` (or until ``max_batch`` jobs; not at all when the first job is a control
+for ``group_commit_ms`` (or until ``max_batch`` jobs; not at all when the first job is a control
 write, which is rare and wants no delay), then runs them all inside one
 ``BEGIN IMMEDIATE ... COMMIT``, each in its own SAVEPOINT so one failing job does not undo
 the others (a job whose only change is made by its last statement, every statement before
@@ -13,9 +13,9 @@ callers' futures resolved, all at once, with one wake-up of their loop. Jobs
 queued while a commit is in flight form the next batch, so under load many registrations
 share one fsync.
 
-The queue is bounded: ``submit`` raises StoreBusy at ``max_pending`` jobs (queued plus in
-flight) instead of growing. Control writes may pass ``bounded=False``: they are rare and
-must not be refused because endpoints are busy.
+The queue is bounded: ``submit`` raises StoreBusy at ``max_pending_writes`` jobs (queued
+plus in flight; ``StoreLimits``) instead of growing. Control writes may pass
+``bounded=False``: they are rare and must not be refused because endpoints are busy.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from servers.store.base import StoreBusy, StoreError
+from servers.store.limits import StoreLimits
 
 __all__ = ["GroupCommitWriter", "WriterStats"]
 
@@ -69,20 +70,11 @@ class WriterStats:
 
 
 class GroupCommitWriter:
-    def __init__(
-        self,
-        connect: Callable[[], sqlite3.Connection],
-        *,
-        max_pending: int,
-        window_s: float,
-        max_batch: int,
-    ) -> None:
-        if max_pending < 1 or max_batch < 1 or window_s < 0:
-            raise ValueError("max_pending and max_batch must be >= 1, window_s >= 0")
+    def __init__(self, connect: Callable[[], sqlite3.Connection], limits: StoreLimits) -> None:
         self._connect = connect
-        self._max_pending = max_pending
-        self._window_s = window_s
-        self._max_batch = max_batch
+        self._max_pending = limits.max_pending_writes
+        self._window_s = limits.window_s
+        self._max_batch = limits.max_batch
         self._jobs: collections.deque[_Queued] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False

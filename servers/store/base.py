@@ -217,7 +217,11 @@ class RegistryStore(abc.ABC):
     """The async interface every backend implements; use as ``async with store:``."""
 
     async def __aenter__(self) -> RegistryStore:
-        await self.open()
+        try:
+            await self.open()
+        except BaseException:
+            await self.close()  # what a failed open started (a writer thread) must not linger
+            raise
         return self
 
     async def __aexit__(
@@ -235,6 +239,11 @@ class RegistryStore(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Finish queued writes, then release every resource."""
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the registry lives, for people: a file, or a DSN without its password."""
 
     def stats(self) -> dict[str, float]:
         """Backend counters for /metrics, by name (``kaa_store_<name>``)."""

@@ -1,10 +1,11 @@
 """The PostgreSQL schema of the registry store, as ordered, versioned migration steps.
 
 Each step runs once, in its own transaction, and records its version in
-``kaa_schema_migrations``. ``servers/store/postgres.py`` applies the missing steps at
-open, under a transaction-level advisory lock, so two processes starting at once apply
-each step exactly once (the second waits, then finds it applied). Never edit a released
-step: add the next one.
+``kaa_schema_migrations``. ``servers.store.postgres.migrate`` applies the missing steps at
+open under a session-level advisory lock (``pg_advisory_lock``), taken before the first
+step and released after the last, so two processes starting at once apply each step
+exactly once (the second waits, then finds it applied). Never edit a released step: add
+the next one.
 
 The endpoint table is keyed by ``endpoint_id`` (the SHA-1 of the key), the column a
 future Citus deployment distributes on (docs/deploy.md); ``seq`` orders listings oldest
@@ -13,20 +14,13 @@ first.
 
 from __future__ import annotations
 
-import dataclasses
+from servers.store._migrations import Migration
 
 __all__ = ["Migration", "MIGRATIONS", "ADVISORY_LOCK_KEY", "LATEST"]
 
-#: pg_advisory_xact_lock key of the migration run ("kaa-wire" as a number; any constant
+#: pg_advisory_lock key of the migration run ("kaa-wire" as a number; any constant
 #: unlikely to collide with another application's lock on the same database).
 ADVISORY_LOCK_KEY = 0x6B61_612D_7769_7265
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
 
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -33,7 +33,9 @@ from typing import TypeVar
 from kaa_wire import RegistrationStatus
 from servers import logs
 from servers.store import _rows
+from servers.store._decision import ACCEPTED, StoredEndpoint, decide
 from servers.store._group_commit import GroupCommitWriter, WriterStats
+from servers.store._migrations import Migration, pending
 from servers.store.base import (
     AlreadyExists,
     Application,
@@ -50,71 +52,12 @@ from servers.store.base import (
     StoreError,
     WriteOutcome,
 )
+from servers.store.limits import DEFAULT_LIMITS, StoreLimits
+from servers.store.migrations_sqlite import MIGRATIONS
 
-__all__ = ["SqliteStore", "SCHEMA_VERSION"]
+__all__ = ["SqliteStore", "migrate"]
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS applications (
-    id INTEGER PRIMARY KEY,
-    token TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    config BLOB NOT NULL,
-    config_version INTEGER NOT NULL,
-    topics TEXT NOT NULL,
-    balancing TEXT NOT NULL,
-    cached_signature INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sdk_tokens (
-    id INTEGER PRIMARY KEY,
-    token_hash BLOB NOT NULL UNIQUE,
-    application TEXT NOT NULL REFERENCES applications(token),
-    created_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sdk_tokens_application ON sdk_tokens(application);
-CREATE TABLE IF NOT EXISTS endpoints (
-    id INTEGER PRIMARY KEY,
-    endpoint_id BLOB NOT NULL,
-    public_key BLOB NOT NULL,
-    sdk_token_hash BLOB NOT NULL,
-    application TEXT NOT NULL,
-    profile BLOB NOT NULL,
-    profile_hash BLOB NOT NULL,
-    first_seen_ms INTEGER NOT NULL,
-    last_seen_ms INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    registration_status TEXT NOT NULL,
-    last_request_ms INTEGER NOT NULL,
-    revoked_ms INTEGER
-);
-CREATE UNIQUE INDEX IF NOT EXISTS endpoints_endpoint_id ON endpoints(endpoint_id);
-CREATE INDEX IF NOT EXISTS endpoints_application ON endpoints(application, id);
-CREATE TABLE IF NOT EXISTS nodes (
-    id INTEGER PRIMARY KEY,
-    node_id TEXT NOT NULL UNIQUE,
-    host TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    kex_public_key BLOB NOT NULL,
-    priority INTEGER NOT NULL,
-    weight INTEGER NOT NULL,
-    load INTEGER NOT NULL,
-    lease_expires_ms INTEGER NOT NULL,
-    started_ms INTEGER NOT NULL,
-    renewed_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY,
-    at_ms INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-"""
 
 
 def _insert_audit(conn: sqlite3.Connection, entry: AuditEntry) -> None:
@@ -127,14 +70,19 @@ def _insert_audit(conn: sqlite3.Connection, entry: AuditEntry) -> None:
 # -- write jobs (run on the writer thread, inside the batch transaction) -------------------
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
+def migrate(conn: sqlite3.Connection, steps: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the steps the database lacks, inside the caller's write transaction; returns
+    the versions applied. ``user_version`` is the last step applied (migrations_sqlite.py).
+    Raises StoreError for a schema newer than this code."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"database schema {version} is newer than this code ({SCHEMA_VERSION})")
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    done = []
+    for step in pending(steps, range(1, version + 1)):
+        for statement in step.sql.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {step.version:d}")
+        done.append(step.version)
+    return done
 
 
 def _create_application(conn: sqlite3.Connection, app: Application, audit: AuditEntry) -> None:
@@ -197,7 +145,9 @@ def _add_sdk_token(conn: sqlite3.Connection, token: SdkToken, audit: AuditEntry)
 
 
 #: The common reconnect: an active endpoint of the same application, a newer request and the
-#: same profile. It matches no row in every other case, and then writes nothing.
+#: same profile, the EXISTING case of ``_decision.decide`` written as SQL (held to it by
+#: tests/servers/test_servers_store_rule.py). It matches no row in every other case, and
+#: then writes nothing.
 _UPDATE_EXISTING = (
     "UPDATE endpoints SET sdk_token_hash = ?, last_seen_ms = ?, last_request_ms = ?, "
     f"registration_status = '{RegistrationStatus.EXISTING.name}' "
@@ -264,17 +214,15 @@ def _register_known(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
     BEGIN IMMEDIATE holds the database write lock: the row is the one the statements of
     ``_register_endpoint`` saw.
     """
-    status, application, last_request_ms = conn.execute(
-        "SELECT status, application, last_request_ms FROM endpoints WHERE endpoint_id = ?",
+    status, application, profile_hash, last_request_ms = conn.execute(
+        "SELECT status, application, profile_hash, last_request_ms FROM endpoints "
+        "WHERE endpoint_id = ?",
         (w.endpoint_id,),
     ).fetchone()
-    if status == EndpointStatus.REVOKED:
-        return WriteOutcome.REVOKED
-    if application != w.application:
-        return WriteOutcome.OTHER_APPLICATION
-    if w.request_ms <= last_request_ms:
-        return WriteOutcome.REPLAYED
-    # Active, same application, newer: _UPDATE_EXISTING missed it, so the profile changed.
+    outcome = decide(StoredEndpoint(status, application, bytes(profile_hash), last_request_ms), w)
+    if outcome not in ACCEPTED:
+        return outcome
+    # In practice PROFILE_UPDATED: _UPDATE_EXISTING has taken every EXISTING one.
     conn.execute(
         "UPDATE endpoints SET sdk_token_hash = ?, profile = ?, profile_hash = ?, "
         "last_seen_ms = ?, last_request_ms = ?, registration_status = ? WHERE endpoint_id = ?",
@@ -284,11 +232,11 @@ def _register_known(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
             w.profile_hash,
             w.now_ms,
             w.request_ms,
-            RegistrationStatus.PROFILE_UPDATED.name,
+            RegistrationStatus[outcome.value].name,
             w.endpoint_id,
         ),
     )
-    return WriteOutcome.PROFILE_UPDATED
+    return outcome
 
 
 def _revoke_endpoint(conn: sqlite3.Connection, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
@@ -368,27 +316,19 @@ class SqliteStore(RegistryStore):
         self,
         path: str | os.PathLike[str],
         *,
-        max_pending_writes: int = 4096,
-        group_commit_ms: float = 2.0,
-        max_batch: int = 512,
+        limits: StoreLimits = DEFAULT_LIMITS,
         reader_threads: int = 2,
-        max_pending_reads: int = 1024,
         busy_timeout_ms: int = 5000,
     ) -> None:
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
-        self._writer = GroupCommitWriter(
-            self._connect_writer,
-            max_pending=max_pending_writes,
-            window_s=group_commit_ms / 1000,
-            max_batch=max_batch,
-        )
+        self._writer = GroupCommitWriter(self._connect_writer, limits)
         self._reader_threads = reader_threads
         self._readers: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self._max_pending_reads = max_pending_reads
+        self._max_pending_reads = limits.max_pending_reads
         self._pending_reads = 0
 
     # -- connections --------------------------------------------------------------------
@@ -428,7 +368,7 @@ class SqliteStore(RegistryStore):
         make_private(self.path)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.start)
         self._readers = ThreadPoolExecutor(self._reader_threads, thread_name_prefix="kaa-store-r")
-        await self._write(_create_schema, bounded=False)
+        await self._write(migrate, bounded=False)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -440,6 +380,10 @@ class SqliteStore(RegistryStore):
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     def writer_stats(self) -> WriterStats:
         return self._writer.stats()
@@ -477,6 +421,23 @@ class SqliteStore(RegistryStore):
         except sqlite3.OperationalError as exc:
             raise StoreBusy(str(exc)) from None
 
+    async def _select(self, convert: Callable[..., T], sql: str, *params: object) -> list[T]:
+        """The rows of one query, each converted (on a reader thread)."""
+
+        def query(conn: sqlite3.Connection) -> list[T]:
+            return [convert(row) for row in conn.execute(sql, params)]
+
+        return await self._read(query)
+
+    async def _select_one(self, convert: Callable[..., T], sql: str, *params: object) -> T | None:
+        """The row of one query, converted; None when there is none."""
+
+        def query(conn: sqlite3.Connection) -> T | None:
+            row = conn.execute(sql, params).fetchone()
+            return None if row is None else convert(row)
+
+        return await self._read(query)
+
     # -- applications -------------------------------------------------------------------
 
     async def create_application(self, app: Application, audit: AuditEntry) -> None:
@@ -490,21 +451,12 @@ class SqliteStore(RegistryStore):
         return await self._write(job, bounded=False)
 
     async def get_application(self, token: str) -> Application | None:
-        def query(conn: sqlite3.Connection) -> Application | None:
-            cur = conn.execute(
-                f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = ?", (token,)
-            )
-            row = cur.fetchone()
-            return None if row is None else _rows.application(row)
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = ?"
+        return await self._select_one(_rows.application, sql, token)
 
     async def list_applications(self) -> list[Application]:
-        def query(conn: sqlite3.Connection) -> list[Application]:
-            cur = conn.execute(f"SELECT {_rows.APP_COLUMNS} FROM applications ORDER BY id")
-            return [_rows.application(row) for row in cur]
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.APP_COLUMNS} FROM applications ORDER BY id"
+        return await self._select(_rows.application, sql)
 
     # -- SDK tokens ---------------------------------------------------------------------
 
@@ -513,25 +465,12 @@ class SqliteStore(RegistryStore):
         await self._write(job, bounded=False)
 
     async def find_sdk_token(self, token_hash: bytes) -> SdkToken | None:
-        def query(conn: sqlite3.Connection) -> SdkToken | None:
-            row = conn.execute(
-                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = ?",
-                (token_hash,),
-            ).fetchone()
-            return None if row is None else _rows.sdk_token(row)
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = ?"
+        return await self._select_one(_rows.sdk_token, sql, token_hash)
 
     async def list_sdk_tokens(self, application: str) -> list[SdkToken]:
-        def query(conn: sqlite3.Connection) -> list[SdkToken]:
-            cur = conn.execute(
-                f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens "
-                "WHERE application = ? ORDER BY id",
-                (application,),
-            )
-            return [_rows.sdk_token(r) for r in cur]
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE application = ? ORDER BY id"
+        return await self._select(_rows.sdk_token, sql, application)
 
     # -- endpoints ----------------------------------------------------------------------
 
@@ -544,33 +483,20 @@ class SqliteStore(RegistryStore):
         return future
 
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
-        def query(conn: sqlite3.Connection) -> Endpoint | None:
-            row = conn.execute(
-                f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?",
-                (endpoint_id,),
-            ).fetchone()
-            return None if row is None else _rows.endpoint(row)
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?"
+        return await self._select_one(_rows.endpoint, sql, endpoint_id)
 
     async def list_endpoints(
         self, application: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[Endpoint]:
-        def query(conn: sqlite3.Connection) -> list[Endpoint]:
-            if application is None:
-                cur = conn.execute(
-                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints ORDER BY id LIMIT ? OFFSET ?",
-                    (limit, offset),
-                )
-            else:
-                cur = conn.execute(
-                    f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE application = ? "
-                    "ORDER BY id LIMIT ? OFFSET ?",
-                    (application, limit, offset),
-                )
-            return [_rows.endpoint(row) for row in cur]
-
-        return await self._read(query)
+        if application is None:
+            sql = f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints ORDER BY id LIMIT ? OFFSET ?"
+            return await self._select(_rows.endpoint, sql, limit, offset)
+        sql = (
+            f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE application = ? "
+            "ORDER BY id LIMIT ? OFFSET ?"
+        )
+        return await self._select(_rows.endpoint, sql, application, limit, offset)
 
     async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
         job = functools.partial(_revoke_endpoint, endpoint_id=endpoint_id, audit=audit)
@@ -588,22 +514,12 @@ class SqliteStore(RegistryStore):
         await self._write(job, bounded=False)
 
     async def live_nodes(self, now_ms: int) -> list[Node]:
-        def query(conn: sqlite3.Connection) -> list[Node]:
-            cur = conn.execute(
-                f"SELECT {_rows.NODE_COLUMNS} FROM nodes "
-                "WHERE lease_expires_ms > ? ORDER BY node_id",
-                (now_ms,),
-            )
-            return [_rows.node(row) for row in cur]
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE lease_expires_ms > ? ORDER BY node_id"
+        return await self._select(_rows.node, sql, now_ms)
 
     async def list_nodes(self) -> list[Node]:
-        def query(conn: sqlite3.Connection) -> list[Node]:
-            cur = conn.execute(f"SELECT {_rows.NODE_COLUMNS} FROM nodes ORDER BY node_id")
-            return [_rows.node(row) for row in cur]
-
-        return await self._read(query)
+        sql = f"SELECT {_rows.NODE_COLUMNS} FROM nodes ORDER BY node_id"
+        return await self._select(_rows.node, sql)
 
     # -- audit log ----------------------------------------------------------------------
 
@@ -611,12 +527,8 @@ class SqliteStore(RegistryStore):
         await self._write(functools.partial(_insert_audit, entry=entry), bounded=False)
 
     async def list_audit(self, limit: int = 100) -> list[AuditEntry]:
-        def query(conn: sqlite3.Connection) -> list[AuditEntry]:
-            cur = conn.execute(
-                "SELECT at_ms, actor, action, subject, detail, id FROM audit_log "
-                "ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-            return [AuditEntry(*row) for row in cur]
-
-        return await self._read(query)
+        sql = (
+            "SELECT at_ms, actor, action, subject, detail, id FROM audit_log "
+            "ORDER BY id DESC LIMIT ?"
+        )
+        return await self._select(lambda row: AuditEntry(*row), sql, limit)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from servers_harness import IO_TIMEOUT_S, StoreBackend
+from store_records import ONE_BATCH, T0, endpoint_id, endpoint_write, node_lease
 
 from kaa_wire import RegistrationStatus
 from servers import config as cfg
@@ -25,18 +25,15 @@ from servers.store import (
     Application,
     AuditEntry,
     Balancing,
-    EndpointWrite,
-    Node,
     RegistryStore,
     StoreBusy,
     StoreError,
     WriteOutcome,
 )
+from servers.store.factory import store_for
 from servers.store.migrations_postgres import LATEST, MIGRATIONS
 from servers.store.postgres import PostgresStore, migrate, redact_dsn
 from servers.store.sqlite import SqliteStore
-
-T0 = 1_700_000_000_000
 
 
 def _run(main: Callable[[], Awaitable[None]]) -> None:
@@ -51,30 +48,6 @@ def _audit(action: str = "app.create") -> AuditEntry:
     return AuditEntry(at_ms=T0, actor="test", action=action, subject="x")
 
 
-def _write(endpoint: int, request_ms: int, profile: bytes = b"p") -> EndpointWrite:
-    key = f"key-{endpoint}".encode()
-    return EndpointWrite(
-        endpoint_id=hashlib.sha1(key).digest(),
-        public_key=key,
-        sdk_token_hash=hashlib.sha256(b"sdk").digest(),
-        application="app-1",
-        profile=profile,
-        profile_hash=hashlib.sha256(profile).digest(),
-        request_ms=request_ms,
-        now_ms=request_ms + 5,
-    )
-
-
-def _node(node_id: str, expires: int, renewed: int = T0, **changes: object) -> Node:
-    fields: dict[str, object] = {
-        "node_id": node_id, "host": "127.0.0.1", "port": 9997, "kex_public_key": bytes(32),
-        "priority": 100, "weight": 100, "load": 0, "lease_expires_ms": expires,
-        "started_ms": T0, "renewed_ms": renewed,
-    }  # fmt: skip
-    fields.update(changes)
-    return Node(**fields)  # type: ignore[arg-type]
-
-
 # -- both backends ----------------------------------------------------------------------------
 
 
@@ -84,19 +57,9 @@ def test_one_batch_decides_like_one_transaction_per_write(store_backend: StoreBa
 
     async def body(store: RegistryStore) -> None:
         await store.create_application(_app(), _audit())
-        writes = [
-            _write(1, T0),  # NEW
-            _write(1, T0 + 1),  # EXISTING
-            _write(1, T0 + 1, b"q"),  # REPLAYED: same timestamp
-            _write(1, T0 + 2, b"q"),  # PROFILE_UPDATED
-            _write(1, T0 + 3, b"q"),  # EXISTING
-            _write(2, T0),  # NEW, another endpoint
-            _write(2, T0 - 1),  # REPLAYED: older
-        ]
+        writes = [w for w, _ in ONE_BATCH]
         outcomes = await asyncio.gather(*(store.register_endpoint(w) for w in writes))
-        assert [o.value for o in outcomes] == [
-            "NEW", "EXISTING", "REPLAYED", "PROFILE_UPDATED", "EXISTING", "NEW", "REPLAYED",
-        ]  # fmt: skip
+        assert outcomes == [outcome for _, outcome in ONE_BATCH]
         one = await store.get_endpoint(writes[0].endpoint_id)
         assert one is not None
         assert (one.profile, one.last_request_ms) == (b"q", T0 + 3)
@@ -163,19 +126,19 @@ def test_node_changes_are_notified_to_other_stores(postgres_database: str) -> No
 
             assert watcher.subscribe_nodes(callback)
             base = await next_call()  # the LISTEN connection is up (and says so)
-            await node.put_node(_node("a", T0 + 1000))  # joins
+            await node.put_node(node_lease("a", T0 + 1000))  # joins
             assert await next_call() == base + 1
-            await node.put_node(_node("a", T0 + 2000, renewed=T0 + 500))  # live renewal
-            await node.put_node(_node("a", T0 + 3000, renewed=T0 + 2500))  # had lapsed
+            await node.put_node(node_lease("a", T0 + 2000, renewed_ms=T0 + 500))  # live renewal
+            await node.put_node(node_lease("a", T0 + 3000, renewed_ms=T0 + 2500))  # had lapsed
             # Notifications arrive in commit order: had the renewal notified, this would
             # be its call.
             assert await next_call() == base + 2
-            await node.put_node(_node("a", T0 + 4000, renewed=T0 + 2600, priority=7))
+            await node.put_node(node_lease("a", T0 + 4000, renewed_ms=T0 + 2600, priority=7))
             assert await next_call() == base + 3
             await node.remove_node("a")
             assert await next_call() == base + 4
             await node.remove_node("a")  # nothing to remove: no news
-            await node.put_node(_node("b", T0 + 1000))
+            await node.put_node(node_lease("b", T0 + 1000))
             assert await next_call() == base + 5
 
     _run(main)
@@ -189,13 +152,13 @@ def test_one_request_on_two_stores_is_accepted_once(postgres_database: str) -> N
     async def main() -> None:
         async with PostgresStore(postgres_database) as a, PostgresStore(postgres_database) as b:
             await a.create_application(_app(), _audit())
-            copies = [s.register_endpoint(_write(1, T0)) for s in (a, b) for _ in range(10)]
+            copies = [s.register_endpoint(endpoint_write(1, T0)) for s in (a, b) for _ in range(10)]
             outcomes = await asyncio.gather(*copies)
             assert sorted(o.value for o in outcomes) == ["NEW"] + ["REPLAYED"] * 19
             # Many new endpoints, each sent to both stores at once, in opposite orders.
             ids = range(2, 60)
-            first = [a.register_endpoint(_write(i, T0)) for i in ids]
-            second = [b.register_endpoint(_write(i, T0 + 1)) for i in reversed(ids)]
+            first = [a.register_endpoint(endpoint_write(i, T0)) for i in ids]
+            second = [b.register_endpoint(endpoint_write(i, T0 + 1)) for i in reversed(ids)]
             outcomes = await asyncio.gather(*first, *second)
             by_endpoint = dict.fromkeys(ids, "")
             for i, o in zip([*ids, *reversed(ids)], outcomes, strict=True):
@@ -219,9 +182,9 @@ def test_revocation_from_another_store_applies_to_the_next_registration(
             PostgresStore(postgres_database) as control,
         ):
             await control.create_application(_app(), _audit())
-            assert await ops.register_endpoint(_write(1, T0)) is WriteOutcome.NEW
-            await control.revoke_endpoint(_write(1, T0).endpoint_id, _audit("endpoint.revoke"))
-            assert await ops.register_endpoint(_write(1, T0 + 1)) is WriteOutcome.REVOKED
+            assert await ops.register_endpoint(endpoint_write(1, T0)) is WriteOutcome.NEW
+            await control.revoke_endpoint(endpoint_id(1), _audit("endpoint.revoke"))
+            assert await ops.register_endpoint(endpoint_write(1, T0 + 1)) is WriteOutcome.REVOKED
 
     _run(main)
 
@@ -236,7 +199,7 @@ def test_the_store_recovers_when_the_server_drops_its_connections(
     async def main() -> None:
         async with PostgresStore(postgres_database) as store:
             await store.create_application(_app(), _audit())
-            assert await store.register_endpoint(_write(1, T0)) is WriteOutcome.NEW
+            assert await store.register_endpoint(endpoint_write(1, T0)) is WriteOutcome.NEW
             admin = await asyncpg.connect(postgres_dsn)
             try:
                 killed = await admin.fetchval(
@@ -251,7 +214,7 @@ def test_the_store_recovers_when_the_server_drops_its_connections(
             outcomes: list[object] = []
             for n in range(1, 20):
                 try:
-                    outcome = await store.register_endpoint(_write(1, T0 + n))
+                    outcome = await store.register_endpoint(endpoint_write(1, T0 + n))
                     app = await store.get_application("app-1")
                 except StoreBusy as exc:
                     outcomes.append(exc)
@@ -268,6 +231,7 @@ def test_dsn_passwords_are_not_shown() -> None:
     dsn = "postgresql://kaa:s3cret@db.example:5432/kaa?sslmode=require"
     assert redact_dsn(dsn) == "postgresql://kaa:***@db.example:5432/kaa?sslmode=require"
     assert "s3cret" not in repr(PostgresStore(dsn))
+    assert PostgresStore(dsn).location == redact_dsn(dsn)
     assert redact_dsn("postgresql://kaa@db/kaa") == "postgresql://kaa@db/kaa"
 
 
@@ -288,8 +252,8 @@ def test_the_store_is_chosen_by_flag_environment_or_toml(tmp_path: Path) -> None
     assert _settings(["--store", "postgres://x/y"], {"KAA_STORE": dsn}).store == "postgres://x/y"
     default = _settings(["--data", str(tmp_path)], {})
     assert (default.store, default.workers) == ("", 1)
-    assert isinstance(DataDir(tmp_path).store(default), SqliteStore)
-    chosen = DataDir(tmp_path).store(from_toml)
+    assert isinstance(store_for(default, DataDir(tmp_path)), SqliteStore)
+    chosen = store_for(from_toml, DataDir(tmp_path))
     assert isinstance(chosen, PostgresStore) and chosen.dsn == dsn
     for bad in (["--store", "mysql://db/kaa"], ["--workers", "0"]):
         with pytest.raises(cfg.ConfigError):

@@ -7,10 +7,12 @@ backends; a PostgreSQL backend adds itself there and inherits all of these tests
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 
 import pytest
 from servers_harness import StoreBackend
+from store_records import T0, endpoint_write
 
 from kaa_wire import RegistrationStatus, Topic
 from servers.store import (
@@ -20,15 +22,12 @@ from servers.store import (
     AuditEntry,
     Balancing,
     EndpointStatus,
-    EndpointWrite,
     Node,
     NotFound,
     RegistryStore,
     SdkToken,
     WriteOutcome,
 )
-
-T0 = 1_700_000_000_000
 
 
 def _app(token: str = "app-1", **overrides: object) -> Application:
@@ -50,26 +49,8 @@ def _audit(action: str, subject: str = "x") -> AuditEntry:
     return AuditEntry(at_ms=T0, actor="test", action=action, subject=subject)
 
 
-def _write(
-    endpoint: int = 1,
-    request_ms: int = T0,
-    profile: bytes = b'{"model": "a"}',
-    application: str = "app-1",
-    sdk_token: bytes = b"sdk",
-    carried_key: bool = False,
-) -> EndpointWrite:
-    key = f"key-{endpoint}".encode()
-    return EndpointWrite(
-        endpoint_id=hashlib.sha1(key).digest(),
-        public_key=key,
-        sdk_token_hash=hashlib.sha256(sdk_token).digest(),
-        application=application,
-        profile=profile,
-        profile_hash=hashlib.sha256(profile).digest(),
-        request_ms=request_ms,
-        now_ms=request_ms + 5,
-        carried_key=carried_key,
-    )
+#: A registration of the tests' endpoint (number 1 unless named) at T0 unless told.
+_write = functools.partial(endpoint_write, profile=b'{"model": "a"}')
 
 
 #: The store's statement-order hint must never change an outcome: the outcome tests run

@@ -30,6 +30,7 @@ from servers.store.base import (
     StoreBusy,
     WriteOutcome,
 )
+from servers.store.limits import StoreLimits
 from servers.store.sqlite import SqliteStore
 
 # -- metrics ----------------------------------------------------------------------------------
@@ -288,8 +289,8 @@ def _endpoint_write(n: int) -> EndpointWrite:
     )
 
 
-async def _store_with_app(path: Path, **options: float) -> SqliteStore:
-    store = SqliteStore(path, **options)
+async def _store_with_app(path: Path, limits: StoreLimits | None = None) -> SqliteStore:
+    store = SqliteStore(path, limits=limits or StoreLimits())
     await store.open()
     app = Application("app", "n", b"", 1, (), Balancing.STATIC, False, 0)
     await store.create_application(app, AuditEntry(0, "t", "app.create", "n"))
@@ -298,7 +299,7 @@ async def _store_with_app(path: Path, **options: float) -> SqliteStore:
 
 def test_store_writer_queue_is_bounded(tmp_path: Path) -> None:
     async def main() -> None:
-        store = await _store_with_app(tmp_path / "r.db", max_pending_writes=2)
+        store = await _store_with_app(tmp_path / "r.db", StoreLimits(max_pending_writes=2))
         release = threading.Event()
         # Hold the writer thread inside a job, so submitted writes stay pending.
         held = store._writer.submit(lambda conn: release.wait(), bounded=False)
@@ -320,7 +321,8 @@ def test_store_writer_queue_is_bounded(tmp_path: Path) -> None:
 def test_store_groups_concurrent_writes_into_few_commits(tmp_path: Path) -> None:
     async def main() -> None:
         # A long gathering window that ends as soon as a batch of 50 is full.
-        store = await _store_with_app(tmp_path / "r.db", group_commit_ms=10_000, max_batch=50)
+        limits = StoreLimits(group_commit_ms=10_000, max_batch=50)
+        store = await _store_with_app(tmp_path / "r.db", limits)
         before = store.stats()["commits_total"]
         outcomes = await asyncio.gather(
             *(store.register_endpoint(_endpoint_write(n)) for n in range(200))

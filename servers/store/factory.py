@@ -1,0 +1,40 @@
+"""Which backend the ``store`` setting names, and the store it makes.
+
+The setting is empty (or ``sqlite``) for the data directory's SQLite file, or a PostgreSQL
+DSN. A backend's module is imported only when it is chosen: asyncpg only with a DSN.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from servers.store.base import RegistryStore
+
+if TYPE_CHECKING:  # both import the store: only their types are needed here
+    from servers.config import Settings
+    from servers.datadir import DataDir
+
+__all__ = ["is_postgres_dsn", "is_store_setting", "store_for"]
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_dsn(location: str) -> bool:
+    return location.startswith(_POSTGRES_SCHEMES)
+
+
+def is_store_setting(location: str) -> bool:
+    """Whether ``location`` is a value the ``store`` setting takes."""
+    return location in ("", "sqlite") or is_postgres_dsn(location)
+
+
+def store_for(settings: Settings, datadir: DataDir) -> RegistryStore:
+    """The registry store ``settings`` name, not yet open (``async with`` opens it): the
+    PostgreSQL database of a DSN, else ``datadir``'s SQLite file."""
+    if is_postgres_dsn(settings.store):
+        from servers.store.postgres import PostgresStore
+
+        return PostgresStore(settings.store, limits=settings.store_limits)
+    from servers.store.sqlite import SqliteStore
+
+    return SqliteStore(datadir.database, limits=settings.store_limits)
