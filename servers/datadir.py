@@ -4,7 +4,7 @@
     DIR/bootstrap.pub     its public key, PEM (what the SDK export embeds)
     DIR/operations.key    X25519 Operations key, PKCS#8 PEM, mode 0600
     DIR/registry.db       the SQLite registry (+ -wal, -shm), 0600, unless ``store`` names a
-                          PostgreSQL database (servers/store/postgres.py)
+                          PostgreSQL database (servers/store/postgres/)
     DIR/defaults.json     the default application and SDK token of ``python -m servers``, 0600
     DIR/sdk.json, sdk.h   the SDK configuration exported by ``python -m servers``
     DIR/listeners.json    the bound addresses of the running ``python -m servers``

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from servers.store.base import RegistryStore
+from servers.store.base import RegistryStore, StoreError
 
 if TYPE_CHECKING:  # both import the store: only their types are needed here
     from servers.config import Settings
@@ -32,8 +32,15 @@ def store_for(settings: Settings, datadir: DataDir) -> RegistryStore:
     """The registry store ``settings`` name, not yet open (``async with`` opens it): the
     PostgreSQL database of a DSN, else ``datadir``'s SQLite file."""
     if is_postgres_dsn(settings.store):
-        from servers.store.postgres import PostgresStore
-
+        try:
+            from servers.store.postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            if exc.name != "asyncpg":
+                raise
+            # A device install has no asyncpg: say what to install, not a traceback.
+            raise StoreError(
+                "a PostgreSQL store needs the postgres extra: pip install 'kaa-wire[postgres]'"
+            ) from None
         return PostgresStore(settings.store, limits=settings.store_limits)
     from servers.store.sqlite import SqliteStore
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from servers.store import (
 from servers.store._migrations import Migration, pending
 from servers.store.factory import is_postgres_dsn, store_for
 from servers.store.sqlite import SqliteStore, migrate
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _settings(argv: list[str], environ: dict[str, str] | None = None) -> cfg.Settings:
@@ -207,3 +211,29 @@ def test_a_sqlite_database_of_newer_code_is_refused(tmp_path: Path) -> None:
         asyncio.run(main())
     # The failed open stopped what it had started.
     assert "kaa-store-writer" not in {t.name for t in threading.enumerate()}
+
+
+@pytest.mark.parametrize("module", ["servers", "servers.control"])
+def test_a_postgres_store_without_asyncpg_is_one_line(tmp_path: Path, module: str) -> None:
+    """A device-style install (no asyncpg) told to use PostgreSQL: one line, what to install."""
+    data = tmp_path / "data"
+    args = ["--data", str(data), "--store", "postgresql://kaa@127.0.0.1:1/kaa"]
+    if module == "servers.control":
+        args += ["app", "list"]
+        subprocess.run(
+            [sys.executable, "-m", "servers.control", "--data", str(data), "init"],
+            check=True, capture_output=True, cwd=REPO,
+        )
+    # sys.modules["asyncpg"] = None makes every import of asyncpg fail as if not installed.
+    code = (
+        "import runpy, sys; sys.modules['asyncpg'] = None; "
+        f"sys.argv = [{module!r}, *{args!r}]; "
+        f"runpy.run_module({module!r}, run_name='__main__')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert out.returncode == 1, out
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "pip install 'kaa-wire[postgres]'" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
