@@ -1,7 +1,7 @@
 # Reference loops for benchmarks/ (private: not part of the kaa_wire API). They time
 # libcrypto alone, with no Python in the loop, so a benchmark can report its own figure as a
-# ratio to the crypto floor measured in the same run (shared/PERF.md). By default they count
-# this thread's CPU time, as `openssl speed` counts CPU time; pass clock=time.perf_counter
+# ratio to the crypto floor measured in the same run (benchmarks/README.md). By default they
+# count this thread's CPU time, as `openssl speed` counts CPU time; pass clock=time.perf_counter
 # for wall-clock time.
 
 import time as _time
