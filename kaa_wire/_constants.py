@@ -17,10 +17,19 @@ AEAD_TAG_SIZE = 16
 MAX_TOKEN_SIZE = 64
 MAX_HOST_SIZE = 255
 
+#: The generation of the Bootstrap key ``servers.control init`` creates; each rotation adds
+#: one. An SDK configuration that names no generation trusts this one.
+FIRST_KEY_GENERATION = 1
+#: At most this many rotation certificates in one RESOLVE_RESPONSE: an endpoint further
+#: behind than that cannot follow the rotations and needs a new SDK configuration.
+MAX_ROTATION_CHAIN = 16
+
 #: Domain-separation prefixes: a signature or key made for one purpose never fits another.
 RESOLVE_SIGNATURE_CONTEXT = b"KAA-WIRE/1 RESOLVE\x00"
 REGISTER_SIGNATURE_CONTEXT = b"KAA-WIRE/1 REGISTER\x00"
 SEAL_KDF_INFO = b"KAA-WIRE/1 SEAL"
+#: What a Bootstrap key signs when it hands over to its successor (docs/protocol.md 4.5).
+ROTATE_SIGNATURE_CONTEXT = f"KAA-WIRE/{PROTOCOL_VERSION} ROTATE\x00".encode("ascii")
 
 
 class MessageType(enum.IntEnum):
