@@ -35,6 +35,7 @@ __all__ = [
     "bootstrap_public_key",
     "certify",
     "follow_chain",
+    "follow_link",
     "key_fingerprint",
 ]
 
@@ -130,21 +131,26 @@ def follow_chain(
         raise BadSignature(f"more than {MAX_ROTATION_CHAIN} rotations")
     current = trusted
     for certificate in rotations:
-        if certificate.generation != current.generation + 1:
-            raise BadSignature(f"rotation to generation {certificate.generation} is out of order")
-        signed = _codec.rotation_signed_data(
-            certificate.signed_part
-            or _codec.rotation_signed_part(
-                certificate.generation, certificate.signature_algorithm, certificate.public_key
-            )
-        )
-        # Verify first, parse the new key second: only a key the trusted one vouched for
-        # is looked at.
-        if not signature_valid(current.public_key, signed, certificate.signature):
-            raise BadSignature(
-                f"rotation to generation {certificate.generation} is not signed by "
-                f"generation {current.generation}"
-            )
-        key = bootstrap_public_key(certificate.public_key, certificate.signature_algorithm)
-        current = TrustedKey(certificate.generation, key)
+        current = follow_link(current, certificate)
     return current
+
+
+def follow_link(current: TrustedKey, certificate: RotationCertificate) -> TrustedKey:
+    """The key ``certificate`` hands over to, once ``current`` is shown to have signed it."""
+    if certificate.generation != current.generation + 1:
+        raise BadSignature(f"rotation to generation {certificate.generation} is out of order")
+    signed = _codec.rotation_signed_data(
+        certificate.signed_part
+        or _codec.rotation_signed_part(
+            certificate.generation, certificate.signature_algorithm, certificate.public_key
+        )
+    )
+    # Verify first, parse the new key second: only a key the trusted one vouched for is
+    # looked at.
+    if not signature_valid(current.public_key, signed, certificate.signature):
+        raise BadSignature(
+            f"rotation to generation {certificate.generation} is not signed by "
+            f"generation {current.generation}"
+        )
+    key = bootstrap_public_key(certificate.public_key, certificate.signature_algorithm)
+    return TrustedKey(certificate.generation, key)

@@ -23,11 +23,13 @@ import uvloop
 import kaa_wire
 from servers import logs
 from servers.admin import AdminServer
+from servers.bootstrap.keys import KeyringWatcher
 from servers.bootstrap.presign import Presigner
 from servers.bootstrap.service import BootstrapService
 from servers.bootstrap.view import RegistryView
 from servers.config import Settings
 from servers.datadir import DataDir, NotInitialized
+from servers.keyring import KeyringError
 from servers.limits import Gate, WorkerPool, auto_threads, ensure_fd_limit
 from servers.metrics import Metrics
 from servers.net import ExchangeProtocol, ServiceContext
@@ -70,6 +72,7 @@ class _Services:
         self.pools: list[WorkerPool] = []
         self.view: RegistryView | None = None
         self.presigner: Presigner | None = None
+        self.keys: KeyringWatcher | None = None
         self.lease: NodeLease | None = None
         self.admin: AdminServer | None = None
 
@@ -111,13 +114,21 @@ class _Services:
         threads = auto_threads() if s.sign_threads < 0 else s.sign_threads
         pool = WorkerPool("sign", threads, s.max_pending_signs, s.retry_after_ms)
         self.pools.append(pool)
-        signer = self.datadir.signer()
+        self.keys = KeyringWatcher(self.datadir.key_files, interval_s=s.refresh_s, log=log)
+        await self.keys.start()
+        logs.event(
+            log,
+            logging.INFO,
+            "bootstrap key loaded",
+            generation=self.keys.current.generation,
+            key_sha256=self.keys.current.fingerprint,
+        )
         self.presigner = Presigner(
-            signer, pool, valid_for_s=s.presigned_valid_s, metrics=self.metrics, log=log
+            pool, valid_for_s=s.presigned_valid_s, metrics=self.metrics, log=log
         )
         service = BootstrapService(
             view=self.view,
-            signer=signer,
+            keys=self.keys,
             pool=pool,
             presigner=self.presigner,
             metrics=self.metrics,
@@ -183,6 +194,8 @@ class _Services:
             await server.wait_closed()
         if self.view is not None:
             await self.view.stop()
+        if self.keys is not None:
+            await self.keys.stop()
         if self.presigner is not None:
             await self.presigner.stop()
         for pool in self.pools:
@@ -203,8 +216,8 @@ async def serve(
     """Run the chosen services until ``stop`` is set (by default: SIGINT or SIGTERM)."""
     log = logs.get("main")
     datadir = DataDir(settings.data)
-    if bootstrap:  # fail before binding anything when a key is missing
-        datadir.signer()
+    if bootstrap:  # fail before binding anything when a key is missing or does not fit
+        datadir.keyring()
     if operations:
         datadir.operations_private_key()
     services_count = int(bootstrap) + int(operations)
@@ -264,7 +277,7 @@ def run(main: Coroutine[Any, Any, None]) -> int:
         uvloop.run(main)
     except KeyboardInterrupt:
         return 130
-    except (OSError, NotInitialized, StoreError) as exc:
+    except (OSError, NotInitialized, KeyringError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -230,7 +230,7 @@ def make_plan(
     config = config or cluster.sdk_config()
     return RegistrationPlan(
         config,
-        [server.public_key() for server in config.bootstrap_servers],
+        [server.trusted_key() for server in config.bootstrap_servers],
         cluster.keys["endpoint_rsa"],
         state,
         profile,
