@@ -121,7 +121,7 @@ def cli_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 class Servers:
     """``python -m servers`` (one Bootstrap + one Operations node on SQLite) in ``data``."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *extra: str) -> None:
         data.mkdir(parents=True, exist_ok=True)
         self.data = data
         self.sdk_path = data / "sdk.json"
@@ -129,7 +129,7 @@ class Servers:
         self.main = ServerProcess(
             "servers",
             ["--data", str(data), "--host", "127.0.0.1", "--bootstrap-port", "0",
-             "--operations-port", "0", "--admin-port", "0"],
+             "--operations-port", "0", "--admin-port", "0", *extra],
             data.parent,
             data.name,
         )  # fmt: skip
