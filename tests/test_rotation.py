@@ -148,7 +148,6 @@ def _certified(signing_key: Any, generation: int, der: bytes, algorithm: int) ->
 
 
 def _rsa_der(bits: int) -> bytes:
-    # 1024 and 8192 bits are refused anyway; generating them is only slow for 8192.
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     return _crypto.public_key_der(key.public_key())
 
