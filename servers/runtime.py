@@ -121,7 +121,7 @@ class _Services:
             logging.INFO,
             "bootstrap key loaded",
             generation=self.keys.current.generation,
-            key_sha256=self.keys.current.fingerprint,
+            key=self.keys.current.fingerprint[:16],  # a short fingerprint: logs hold no key bytes
         )
         self.presigner = Presigner(
             pool, valid_for_s=s.presigned_valid_s, metrics=self.metrics, log=log

@@ -68,7 +68,7 @@ class KeyringWatcher:
             logging.INFO,
             "bootstrap key loaded",
             generation=keyring.generation,
-            key_sha256=keyring.fingerprint,
+            key=keyring.fingerprint[:16],  # short: the logs hold nothing like key bytes
         )
         return True
 
