@@ -116,13 +116,6 @@ class _Services:
         self.pools.append(pool)
         self.keys = KeyringWatcher(self.datadir.key_files, interval_s=s.refresh_s, log=log)
         await self.keys.start()
-        logs.event(
-            log,
-            logging.INFO,
-            "bootstrap key loaded",
-            generation=self.keys.current.generation,
-            key=self.keys.current.fingerprint[:16],  # a short fingerprint: logs hold no key bytes
-        )
         self.presigner = Presigner(
             pool, valid_for_s=s.presigned_valid_s, metrics=self.metrics, log=log
         )
@@ -138,6 +131,14 @@ class _Services:
             retry_after_ms=s.retry_after_ms,
         )
         return await self._listen(self._context(service), s.bootstrap_port)
+
+    def key_fields(self, service: str) -> dict[str, object]:
+        """The Bootstrap key a Bootstrap signs with, for its ``listening`` line."""
+        if service != "bootstrap" or self.keys is None:
+            return {}
+        keyring = self.keys.current
+        # A short fingerprint: the logs hold nothing that looks like key bytes.
+        return {"key_generation": keyring.generation, "key": keyring.fingerprint[:16]}
 
     async def start_operations(self) -> int:
         s = self.settings
@@ -259,6 +260,7 @@ async def serve(
                         address=f"{settings.host}:{port}",
                         # Which hot path serves: a silent fall-back to pure Python shows here.
                         implementation=kaa_wire.IMPLEMENTATION,
+                        **services.key_fields(name),
                     )
             if on_ready is not None:
                 await on_ready(store, listeners)
