@@ -29,7 +29,6 @@ from kaa_wire._crypto import (
     save_private_key,
     save_public_key,
 )
-from servers.bootstrap.signer import ListSigner
 from servers.config import Settings
 from servers.keyring import KeyFiles, Keyring, load_keyring
 from servers.store.base import RegistryStore
@@ -111,10 +110,6 @@ class DataDir:
         (KeyringError when the files do not fit together)."""
         self._require()
         return load_keyring(self.key_files)
-
-    def signer(self) -> ListSigner:
-        """The current Bootstrap key's signer."""
-        return self.keyring().signer
 
     def operations_private_key(self) -> x25519.X25519PrivateKey:
         self._require()

@@ -23,7 +23,12 @@ from kaa_wire import (
     _crypto,
     encode_frame,
 )
-from kaa_wire._constants import MAX_ROTATION_CHAIN, ROTATE_SIGNATURE_CONTEXT, MessageType
+from kaa_wire._constants import (
+    MAX_ROTATION_CHAIN,
+    PROTOCOL_VERSION,
+    ROTATE_SIGNATURE_CONTEXT,
+    MessageType,
+)
 from kaa_wire._messages import ResolveRequest, RotationCertificate
 from kaa_wire._rotation import TrustedKey, bootstrap_public_key, certify, follow_chain
 
@@ -207,7 +212,7 @@ def test_certificate_signs_the_documented_bytes(generations: list[Any]) -> None:
         ROTATE_SIGNATURE_CONTEXT + (2).to_bytes(4, "big") + b"\x02" + len(der).to_bytes(2, "big")
         + der
     )  # fmt: skip
-    assert ROTATE_SIGNATURE_CONTEXT == b"KAA-WIRE/1 ROTATE\x00"
+    assert ROTATE_SIGNATURE_CONTEXT == b"KAA-WIRE/%d ROTATE\x00" % PROTOCOL_VERSION
     assert _crypto.signature_valid(generations[1].public_key(), signed, certificate.signature)
     encoded = _codec.encode_rotation_certificate(certificate)
     assert encoded == signed[len(ROTATE_SIGNATURE_CONTEXT) :] + (256).to_bytes(2, "big") + (
