@@ -167,7 +167,7 @@ def _make_apps(
     from servers.store.base import Balancing
     from servers.store.postgres import PostgresStore
 
-    datadir = DataDir(data)
+    keyring = DataDir(data).keyring()
     chosen: dict[str, tuple[Path, str]] = {}
 
     async def make(name: str) -> Any:
@@ -177,7 +177,7 @@ def _make_apps(
             )
             token = await actions.create_sdk_token(store, app.token)
             return build_sdk_config(
-                app, token, [bootstrap], datadir.bootstrap_public_pem(), 64 * 1024
+                app, token, [bootstrap], keyring.public_key_pem, keyring.generation, 64 * 1024
             )
 
     for attempt in range(40):

@@ -21,6 +21,7 @@ from client._policy import (
     Event,
     Exchange,
     Failed,
+    KeyRotated,
     NoOperationsServers,
     Outcome,
     RegistrationPlan,
@@ -34,6 +35,7 @@ from client._policy import (
 from client._state import (
     ApplicationState,
     CorruptKeyError,
+    CorruptTrustError,
     DeviceState,
     MissingKeyError,
     ServerInfo,
@@ -42,6 +44,7 @@ from client._state import (
     StateError,
     profile_hash,
 )
+from client._trust import BootstrapTrust
 
 __all__ = [
     "Device",
@@ -51,6 +54,7 @@ __all__ = [
     "Event",
     "Exchange",
     "Failed",
+    "KeyRotated",
     "NoOperationsServers",
     "Outcome",
     "RegistrationPlan",
@@ -61,7 +65,9 @@ __all__ = [
     "backoff_delay",
     "order_nodes",
     "ApplicationState",
+    "BootstrapTrust",
     "CorruptKeyError",
+    "CorruptTrustError",
     "DeviceState",
     "MissingKeyError",
     "ServerInfo",

@@ -18,10 +18,26 @@ from pathlib import Path
 from typing import Any
 
 from client._device import Device
-from client._policy import Attempt, Connected, Event, Failed, RetryPolicy, Revoked, Waiting
-from client._state import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, StateError, read_state
+from client._policy import (
+    Attempt,
+    Connected,
+    Event,
+    Failed,
+    KeyRotated,
+    RetryPolicy,
+    Revoked,
+    Waiting,
+)
+from client._state import (
+    PRIVATE_KEY_FILE,
+    PUBLIC_KEY_FILE,
+    StateError,
+    read_state,
+    read_trust,
+)
 from kaa_wire import _crypto
 from kaa_wire._errors import KaaWireError
+from kaa_wire._rotation import key_fingerprint
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -46,7 +62,7 @@ def _profile(arg: str | None) -> bytes:
 
 
 def _print_event(event: Event) -> None:
-    if isinstance(event, Attempt):
+    if isinstance(event, (Attempt, KeyRotated)):
         print(f"client: {event.describe()}", file=sys.stderr)
     elif isinstance(event, Waiting):
         print(f"client: waiting {event.delay_s:.2f} s ({event.reason})", file=sys.stderr)
@@ -112,6 +128,21 @@ def _status(args: argparse.Namespace) -> int:
     del doc["format"]
     doc["revoked"] = state.revoked
     doc["key_present"] = (root / PRIVATE_KEY_FILE).exists()
+    trust, problem = read_trust(root)
+    if trust is None:
+        doc["bootstrap_trust"] = None
+        doc["error"] = problem
+        print(json.dumps(doc))
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    doc["bootstrap_trust"] = [
+        {
+            "anchor_sha256": anchor,
+            "generation": key.generation,
+            "key_sha256": key_fingerprint(key.der),
+        }
+        for anchor, key in sorted(trust.learned.items())
+    ]
     print(json.dumps(doc))
     return EXIT_OK
 

@@ -28,7 +28,8 @@ class Device:
     Open with :meth:`open` (generates the key pair on first boot), then call
     :meth:`register` (blocking sockets) or ``await`` :meth:`register_async` (asyncio). Both
     run the same :class:`RegistrationPlan`; both return an :data:`Outcome` (``Connected``,
-    ``Revoked`` or ``Failed``) and persist what it teaches before returning.
+    ``Revoked`` or ``Failed``) and persist what it teaches before returning: the state,
+    and any Bootstrap key rotation it followed (client/_trust.py).
 
     Injectable for tests and special platforms: ``rng`` (server choice and jitter; never
     used for nonces), ``clock`` (monotonic seconds), ``sleep`` / ``async_sleep``, and
@@ -50,7 +51,7 @@ class Device:
         self._dir = state_dir
         self.config = config
         # Load the build-time keys once: a bad one is a configuration error, raised here.
-        self._bootstrap_keys = tuple(server.public_key() for server in config.bootstrap_servers)
+        self._anchors = tuple(server.trusted_key() for server in config.bootstrap_servers)
         self.policy = policy or RetryPolicy()
         self._rng = rng or random.Random()
         self._clock = clock
@@ -127,7 +128,7 @@ class Device:
     def _plan(self, profile: bytes) -> RegistrationPlan:
         return RegistrationPlan(
             self.config,
-            self._bootstrap_keys,
+            self._anchors,
             self._dir.private_key,
             self._dir.state,
             profile,
@@ -136,10 +137,15 @@ class Device:
             clock=self._clock,
             on_event=self._on_event,
             resolved=self._resolved,
+            trust=self._dir.trust,
         )
 
     def _finish(self, plan: RegistrationPlan, outcome: Outcome, profile: bytes) -> Outcome:
         self._resolved = plan.resolved
+        # Whatever the outcome: a rotation the plan verified is kept (and the retired key
+        # is not trusted again, even after a restart).
+        if plan.trust.to_json() != self._dir.trust.to_json():
+            self._dir.save_trust(plan.trust)
         new_state = updated_state(self._dir.state, outcome, profile)
         if new_state is not None:
             self._dir.save(new_state)

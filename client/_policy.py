@@ -19,8 +19,11 @@ The rules (docs/client.md gives the reasons):
 
 1. Optional random initial hold-off, uniform in [0, ``initial_holdoff_s``].
 2. Resolve through a Bootstrap chosen at random, then the next ones in list order. Any
-   failure there (no connection, timeout, bad signature, wrong nonce, expired, an ERROR
-   frame, an empty list) counts against that Bootstrap: back off, try the next one.
+   failure there (no connection, timeout, bad signature, a retired key or a broken
+   rotation chain, wrong nonce, expired, an ERROR frame, an empty list) counts against
+   that Bootstrap: back off, try the next one. A verified answer signed by a newer key
+   generation makes that key the trusted one, at once (:attr:`RegistrationPlan.trust`;
+   the Device persists it).
 3. Order the Operations nodes by priority, highest first; among equal priorities at random,
    weighted by ``weight``; nodes of weight 0 are that priority's standbys, after its other
    nodes, in uniform random order. Try them in that order (docs/protocol.md 4.2).
@@ -53,10 +56,11 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final
 
 from client._state import ApplicationState, DeviceState, ServerInfo, profile_hash
+from client._trust import BootstrapTrust
 from kaa_wire._connection import NeedData, RegisterClient, Registered, ResolveClient
 from kaa_wire._connection import Resolved as _Resolved
 from kaa_wire._constants import NONCE_SIZE, RegistrationStatus
-from kaa_wire._crypto import PrivateKey, PublicKey
+from kaa_wire._crypto import PrivateKey
 from kaa_wire._errors import (
     KaaWireError,
     LocalProtocolError,
@@ -69,6 +73,7 @@ from kaa_wire._errors import (
     UnknownKeyHash,
 )
 from kaa_wire._messages import OperationsNode, RegistrationResult
+from kaa_wire._rotation import TrustedKey, key_fingerprint
 from kaa_wire.sdk_config import SdkConfig
 
 __all__ = [
@@ -78,6 +83,7 @@ __all__ = [
     "Event",
     "Exchange",
     "Failed",
+    "KeyRotated",
     "NoOperationsServers",
     "Outcome",
     "RegistrationPlan",
@@ -179,6 +185,23 @@ class Attempt:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class KeyRotated:
+    """A verified answer led, through its rotation certificates, to a newer Bootstrap key:
+    the device trusts it (and no longer the one before) from now on."""
+
+    host: str
+    port: int
+    generation: int
+    key_sha256: str
+
+    def describe(self) -> str:
+        return (
+            f"bootstrap key rotated to generation {self.generation} "
+            f"({self.key_sha256[:16]}...) via {self.host}:{self.port}"
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Waiting:
     """The plan waits ``delay_s`` before its next exchange, because of ``reason``."""
 
@@ -260,7 +283,7 @@ class Failed:
 
 
 Outcome = Connected | Revoked | Failed
-Event = Attempt | Waiting | Connected | Revoked | Failed
+Event = Attempt | Waiting | KeyRotated | Connected | Revoked | Failed
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -343,12 +366,14 @@ class RegistrationPlan:
 
     ``resolved`` is a still-valid earlier resolution to start from (the Device keeps the
     last one); after the plan, :attr:`resolved` holds the one it used last, or None.
+    ``anchors`` are the SDK configuration's Bootstrap keys (one per server), ``trust`` what
+    the device learned since; after the plan, :attr:`trust` holds any rotation followed.
     """
 
     def __init__(
         self,
         config: SdkConfig,
-        bootstrap_keys: Sequence[PublicKey],
+        anchors: Sequence[TrustedKey],
         private_key: PrivateKey,
         state: DeviceState,
         profile: bytes,
@@ -358,11 +383,16 @@ class RegistrationPlan:
         clock: Callable[[], float],
         on_event: Callable[[Event], None] | None = None,
         resolved: _Resolved | None = None,
+        trust: BootstrapTrust | None = None,
     ) -> None:
         if len(profile) > _MAX_PROFILE:
             raise LocalProtocolError(f"a profile is at most {_MAX_PROFILE} bytes")
+        if len(anchors) != len(config.bootstrap_servers):
+            raise LocalProtocolError("one anchor key per Bootstrap server")
         self._config = config
-        self._bootstrap_keys = bootstrap_keys
+        self._anchors = anchors
+        #: The Bootstrap keys learned from rotations, including any this plan followed.
+        self.trust = trust or BootstrapTrust()
         self._key = private_key
         self._state = state
         self._profile = profile
@@ -419,10 +449,13 @@ class RegistrationPlan:
         index = self._next_bootstrap
         self._next_bootstrap = (index + 1) % len(self._config.bootstrap_servers)
         server = self._config.bootstrap_servers[index]
+        anchor = self._anchors[index]
+        trusted = self.trust.current(anchor)
         conn = ResolveClient(
             self._config.application_token,
-            self._bootstrap_keys[index],
+            trusted.public_key,
             nonce=os.urandom(NONCE_SIZE),  # never from the injected rng: it must not repeat
+            key_generation=trusted.generation,
             accept_unbound=self._config.accept_unbound_resolution,
             max_frame_size=self._config.max_frame_size,
         )
@@ -432,6 +465,14 @@ class RegistrationPlan:
         except TRANSPORT_ERRORS as exc:
             yield from self._failed(exchange, exc)
             return None
+        signer = resolved.bootstrap_key
+        if signer is not None and signer.generation > trusted.generation:
+            # Verified link by link: from now on only this key signs for the anchor.
+            self.trust = self.trust.learn(anchor, signer)
+            rotated = KeyRotated(
+                server.host, server.port, signer.generation, key_fingerprint(signer.der)
+            )
+            self._emit(rotated)
         if not resolved.nodes:
             empty = NoOperationsServers("the Bootstrap listed no Operations service")
             yield from self._failed(exchange, empty)

@@ -5,6 +5,8 @@ Layout of the state directory (created with mode 0700)::
     key.private   the RSA-2048 private key, PKCS#8 PEM, mode 0600
     key.public    its SubjectPublicKeyInfo PEM (derivable from key.private), mode 0644
     state.json    what the device learned (format below), mode 0600
+    bootstrap-trust.json   the Bootstrap keys learned from rotations (client/_trust.py),
+                  mode 0600; absent until the first rotation the device follows
     .lock         held with flock(2) while a Device has the directory open
 
 Every file is written with :func:`kaa_wire._crypto.atomic_write` (temp file in the same
@@ -21,7 +23,10 @@ Recovery rules, in the order :meth:`StateDir.open` applies them:
 * state.json missing: rebuilt fresh (not registered);
 * state.json unreadable, with a bad checksum, or naming another endpoint id: moved aside to
   ``state.json.corrupt`` and rebuilt fresh. The device then registers in full with its key,
-  which the server answers EXISTING, so nothing is lost but one round of bytes.
+  which the server answers EXISTING, so nothing is lost but one round of bytes;
+* bootstrap-trust.json unreadable or with a bad checksum: :class:`CorruptTrustError`, left
+  as it is. Rebuilding it would make the device trust its build-time Bootstrap key again,
+  which a rotation it followed has retired.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from client._trust import BootstrapTrust, decode_trust, encode_trust
 from kaa_wire import _crypto
 from kaa_wire._errors import KaaWireError
 from kaa_wire._messages import OperationsNode, RegistrationResult
@@ -46,6 +52,7 @@ __all__ = [
     "STATE_FORMAT",
     "ApplicationState",
     "CorruptKeyError",
+    "CorruptTrustError",
     "DeviceState",
     "MissingKeyError",
     "ServerInfo",
@@ -59,6 +66,7 @@ STATE_FORMAT = "kaa-client-state/1"
 PRIVATE_KEY_FILE = "key.private"
 PUBLIC_KEY_FILE = "key.public"
 STATE_FILE = "state.json"
+TRUST_FILE = "bootstrap-trust.json"
 LOCK_FILE = ".lock"
 
 
@@ -72,6 +80,10 @@ class MissingKeyError(StateError):
 
 class CorruptKeyError(StateError):
     """key.private exists but is not a usable private key."""
+
+
+class CorruptTrustError(StateError):
+    """bootstrap-trust.json exists but does not read back intact."""
 
 
 class StateDirBusy(StateError):
@@ -249,10 +261,13 @@ class StateDir:
         *,
         first_boot: bool,
         recovered: str | None,
+        trust: BootstrapTrust | None = None,
     ) -> None:
         self.path = path
         self.private_key = private_key
         self.state = state
+        #: The Bootstrap keys learned from rotations (empty until the first one).
+        self.trust = trust or BootstrapTrust()
         self._lock_fd: int | None = lock_fd
         #: True when this open generated the key pair.
         self.first_boot = first_boot
@@ -274,8 +289,15 @@ class StateDir:
             private_key, first_boot = _load_or_create_keys(root)
             key_id = _crypto.endpoint_id(_crypto.public_key_der(private_key)).hex()
             state, recovered = _load_state(root / STATE_FILE, key_id)
+            trust = _load_trust(root / TRUST_FILE)
             opened = cls(
-                root, private_key, state, lock_fd, first_boot=first_boot, recovered=recovered
+                root,
+                private_key,
+                state,
+                lock_fd,
+                first_boot=first_boot,
+                recovered=recovered,
+                trust=trust,
             )
             if recovered is not None or not (root / STATE_FILE).exists():
                 opened.save(state)
@@ -292,6 +314,13 @@ class StateDir:
             raise StateError("the state directory is closed")
         _crypto.atomic_write(self.path / STATE_FILE, encode_state(state), 0o600)
         self.state = state
+
+    def save_trust(self, trust: BootstrapTrust) -> None:
+        """Make ``trust`` the Bootstrap keys the device trusts, durably (atomic replace)."""
+        if self._lock_fd is None:
+            raise StateError("the state directory is closed")
+        _crypto.atomic_write(self.path / TRUST_FILE, encode_trust(trust), 0o600)
+        self.trust = trust
 
     def close(self) -> None:
         if self._lock_fd is not None:
@@ -320,6 +349,30 @@ def read_state(path: str | os.PathLike[str]) -> tuple[DeviceState | None, str | 
         return None, f"state file is corrupt: {exc}"
 
 
+def read_trust(path: str | os.PathLike[str]) -> tuple[BootstrapTrust | None, str | None]:
+    """The trust file of a directory, without the lock: ``(trust, None)`` (empty when there
+    is none), or ``(None, reason)`` when it is not intact."""
+    try:
+        return _load_trust(Path(path) / TRUST_FILE), None
+    except CorruptTrustError as exc:
+        return None, str(exc)
+
+
+def _load_trust(path: Path) -> BootstrapTrust:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return BootstrapTrust()
+    try:
+        return decode_trust(data)
+    except ValueError as exc:
+        raise CorruptTrustError(
+            f"{path} is corrupt ({exc}); it is left as it is. Restore it from a backup, or "
+            "delete it to trust the SDK configuration's Bootstrap keys again (only safe "
+            "when none of them was retired)."
+        ) from None
+
+
 def _lock(path: Path) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -333,7 +386,7 @@ def _lock(path: Path) -> int:
 def _remove_stale_temp_files(root: Path) -> None:
     # atomic_write names its temp files ".NAME.<random>"; under the lock, any left over are
     # from a writer that died before its rename, and the file it meant to replace is intact.
-    for name in (PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, STATE_FILE):
+    for name in (PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, STATE_FILE, TRUST_FILE):
         for stale in root.glob(f".{name}.*"):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()

@@ -13,6 +13,7 @@ from kaa_wire._constants import (
     AEAD_TAG_SIZE,
     PAYLOAD_FLAG_KEY_IS_HASH,
     RESOLVE_SIGNATURE_CONTEXT,
+    ROTATE_SIGNATURE_CONTEXT,
     FrameFlag,
     MessageType,
 )
@@ -25,6 +26,7 @@ from kaa_wire._messages import (
     RegistrationResult,
     ResolveRequest,
     ResolveResponse,
+    RotationCertificate,
     Topic,
 )
 from kaa_wire._schema import (
@@ -34,6 +36,7 @@ from kaa_wire._schema import (
     REGISTER_RESULT,
     RESOLVE_REQUEST,
     RESOLVE_RESPONSE,
+    ROTATION_CERTIFICATE,
     parse_exact,
 )
 
@@ -44,6 +47,10 @@ __all__ = [
     "resolve_signed_data",
     "encode_resolve_response",
     "decode_resolve_response",
+    "rotation_signed_part",
+    "rotation_signed_data",
+    "encode_rotation_certificate",
+    "decode_rotation_certificate",
     "encode_register_envelope",
     "decode_register_envelope",
     "ENVELOPE_SIZE",
@@ -85,6 +92,7 @@ def encode_resolve_request(request: ResolveRequest) -> bytes:
     return RESOLVE_REQUEST.build(
         {
             "nonce": request.nonce,
+            "key_generation": request.key_generation,
             "app_token": request.app_token.encode("ascii"),
             "transports": list(request.transports),
         }
@@ -92,6 +100,8 @@ def encode_resolve_request(request: ResolveRequest) -> bytes:
 
 
 def decode_resolve_request(body: bytes) -> ResolveRequest:
+    """The request, or MalformedFrame: also for an all-zero nonce, no transport, or key
+    generation 0 (ResolveRequest refuses them)."""
     fields = parse_exact(RESOLVE_REQUEST, body, "resolve request")
     return _build(
         ResolveRequest,
@@ -99,6 +109,7 @@ def decode_resolve_request(body: bytes) -> ResolveRequest:
         app_token=_text(fields.app_token, "app_token"),
         nonce=fields.nonce,
         transports=tuple(fields.transports),
+        key_generation=fields.key_generation,
     )
 
 
@@ -114,24 +125,46 @@ def _node_fields(node: OperationsNode) -> dict[str, Any]:
     }
 
 
+def _certificate_fields(certificate: RotationCertificate) -> dict[str, Any]:
+    return {
+        "generation": certificate.generation,
+        "signature_algorithm": certificate.signature_algorithm,
+        "public_key": certificate.public_key,
+        "signature": certificate.signature,
+    }
+
+
 def resolve_response_signed_part(
     nonce: bytes,
     server_time_ms: int,
     valid_for_s: int,
+    key_generation: int,
     signature_algorithm: int,
     nodes: tuple[OperationsNode, ...],
+    rotations: tuple[RotationCertificate, ...],
 ) -> bytes:
     """The body bytes the Bootstrap signature covers (everything before the signature)."""
     # Validate through the message type, then build with an empty signature and drop its
     # 2-byte length: what remains is exactly the signed prefix of the body.
-    ResolveResponse(nonce, server_time_ms, valid_for_s, signature_algorithm, nodes, b"")
+    ResolveResponse(
+        nonce,
+        server_time_ms,
+        valid_for_s,
+        key_generation,
+        signature_algorithm,
+        tuple(nodes),
+        tuple(rotations),
+        b"",
+    )
     body = RESOLVE_RESPONSE.build(
         {
             "nonce": nonce,
             "server_time_ms": server_time_ms,
             "valid_for_s": valid_for_s,
+            "key_generation": key_generation,
             "signature_algorithm": signature_algorithm,
             "nodes": [_node_fields(node) for node in nodes],
+            "rotations": [_certificate_fields(c) for c in rotations],
             "signature": b"",
         }
     )
@@ -150,8 +183,34 @@ def encode_resolve_response(signed_part: bytes, signature: bytes) -> bytes:
     return signed_part + len(signature).to_bytes(2, "big") + signature
 
 
+def _certificate(fields: Any, signed_part: bytes) -> RotationCertificate:
+    return _build(
+        RotationCertificate,
+        "rotation certificate",
+        generation=fields.generation,
+        signature_algorithm=fields.signature_algorithm,
+        public_key=fields.public_key,
+        signature=fields.signature,
+        signed_part=signed_part,
+    )
+
+
+def _certificate_signed_length(fields: Any) -> int:
+    # generation, algorithm, then the key as bytes16: the bytes before the signature.
+    return 4 + 1 + 2 + len(fields.public_key)
+
+
 def decode_resolve_response(body: bytes) -> ResolveResponse:
     fields = parse_exact(RESOLVE_RESPONSE, body, "resolve response")
+    signed_length = len(body) - _SIGNATURE_LENGTH_PREFIX - len(fields.signature)
+    # The certificates sit just before the signature: find each one's bytes from the end.
+    sizes = [_certificate_signed_length(c) + 2 + len(c.signature) for c in fields.rotations]
+    offset = signed_length - sum(sizes)
+    rotations = []
+    for certificate, size in zip(fields.rotations, sizes, strict=True):
+        signed = body[offset : offset + _certificate_signed_length(certificate)]
+        rotations.append(_certificate(certificate, signed))
+        offset += size
     nodes = tuple(
         _build(
             OperationsNode,
@@ -166,18 +225,49 @@ def decode_resolve_response(body: bytes) -> ResolveResponse:
         )
         for node in fields.nodes
     )
-    signed_length = len(body) - _SIGNATURE_LENGTH_PREFIX - len(fields.signature)
     return _build(
         ResolveResponse,
         "resolve response",
         nonce=fields.nonce,
         server_time_ms=fields.server_time_ms,
         valid_for_s=fields.valid_for_s,
+        key_generation=fields.key_generation,
         signature_algorithm=fields.signature_algorithm,
         nodes=nodes,
+        rotations=tuple(rotations),
         signature=fields.signature,
         signed_part=body[:signed_length],
     )
+
+
+# -- Bootstrap key rotation ----------------------------------------------------------------
+
+
+def rotation_signed_part(generation: int, signature_algorithm: int, public_key: bytes) -> bytes:
+    """The certificate bytes the previous key signs (everything before the signature)."""
+    RotationCertificate(generation, signature_algorithm, public_key, b"")
+    return ROTATION_CERTIFICATE.build(
+        {
+            "generation": generation,
+            "signature_algorithm": signature_algorithm,
+            "public_key": public_key,
+            "signature": b"",
+        }
+    )[:-_SIGNATURE_LENGTH_PREFIX]
+
+
+def rotation_signed_data(signed_part: bytes) -> bytes:
+    """What the key of the previous generation signs: the context, then the signed part."""
+    return ROTATE_SIGNATURE_CONTEXT + signed_part
+
+
+def encode_rotation_certificate(certificate: RotationCertificate) -> bytes:
+    return ROTATION_CERTIFICATE.build(_certificate_fields(certificate))
+
+
+def decode_rotation_certificate(data: bytes) -> RotationCertificate:
+    fields = parse_exact(ROTATION_CERTIFICATE, data, "rotation certificate")
+    return _certificate(fields, data[: _certificate_signed_length(fields)])
 
 
 # -- registration -------------------------------------------------------------------------
@@ -307,17 +397,32 @@ def describe_frame(frame: Frame) -> dict[str, Any]:
     out: dict[str, Any] = {"type": MessageType(frame.msg_type).name, "flags": frame.flags}
     if frame.msg_type == MessageType.RESOLVE_REQUEST:
         req = decode_resolve_request(frame.body)
-        out.update(app_token=req.app_token, nonce=req.nonce.hex(), transports=list(req.transports))
+        out.update(
+            app_token=req.app_token,
+            nonce=req.nonce.hex(),
+            key_generation=req.key_generation,
+            transports=list(req.transports),
+        )
     elif frame.msg_type == MessageType.RESOLVE_RESPONSE:
         res = decode_resolve_response(frame.body)
         out.update(
             nonce=res.nonce.hex(),
             server_time_ms=res.server_time_ms,
             valid_for_s=res.valid_for_s,
+            key_generation=res.key_generation,
             signature_algorithm=res.signature_algorithm,
             nodes=[
                 {**_node_fields(n), "host": n.host, "kex_public_key": n.kex_public_key.hex()}
                 for n in res.nodes
+            ],
+            rotations=[
+                {
+                    "generation": c.generation,
+                    "signature_algorithm": c.signature_algorithm,
+                    "public_key": c.public_key.hex(),
+                    "signature": c.signature.hex(),
+                }
+                for c in res.rotations
             ],
             signature=res.signature.hex(),
         )

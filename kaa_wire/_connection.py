@@ -27,6 +27,7 @@ from kaa_wire import _codec, _crypto
 from kaa_wire._constants import (
     AEAD_TAG_SIZE,
     DEFAULT_MAX_FRAME_SIZE,
+    FIRST_KEY_GENERATION,
     HEADER_SIZE,
     NONCE_SIZE,
     RESPONSE_NONCE_SIZE,
@@ -34,6 +35,7 @@ from kaa_wire._constants import (
     FrameFlag,
     KeyExchangeAlgorithm,
     MessageType,
+    Transport,
 )
 from kaa_wire._errors import (
     KaaWireError,
@@ -65,9 +67,11 @@ from kaa_wire._messages import (
     RegistrationPayload,
     RegistrationResult,
     ResolveRequest,
+    RotationCertificate,
 )
 from kaa_wire._opener import RegistrationOpener  # the types; either implementation
 from kaa_wire._registration import RegistrationVerifier
+from kaa_wire._rotation import TrustedKey, follow_chain
 
 __all__ = [
     "NEED_DATA",
@@ -98,12 +102,15 @@ class Resolved:
 
     ``received_at`` is the caller's monotonic clock (seconds) when the answer arrived; with
     ``server_time_ms`` it lets a device without a real-time clock tell the server's time.
+    ``bootstrap_key`` is the key that signed it: when its generation is above the one the
+    endpoint trusted, the endpoint has followed a rotation and trusts this key from now on.
     """
 
     nodes: tuple[OperationsNode, ...]
     server_time_ms: int
     valid_for_s: int
     received_at: float
+    bootstrap_key: TrustedKey | None = None
 
     def server_time_at(self, now: float) -> int:
         """The server's clock, in ms, at monotonic time ``now``."""
@@ -179,8 +186,11 @@ UNBOUND_NONCE = bytes(NONCE_SIZE)
 class ResolveClient(_Endpoint):
     """The endpoint's side of a resolution: ask, then verify the signed answer.
 
-    ``accept_unbound`` also accepts answers signed in advance (nonce :data:`UNBOUND_NONCE`)
-    by a Bootstrap in cached-signature mode; docs/protocol.md gives the trade-off.
+    ``bootstrap_key`` of generation ``key_generation`` is the Bootstrap key the endpoint
+    trusts; an answer signed by a later generation must carry the rotation certificates
+    that lead to it (docs/protocol.md 4.5). ``accept_unbound`` also accepts answers signed
+    in advance (nonce :data:`UNBOUND_NONCE`) by a Bootstrap in cached-signature mode;
+    docs/protocol.md gives the trade-off.
     """
 
     def __init__(
@@ -189,12 +199,13 @@ class ResolveClient(_Endpoint):
         bootstrap_key: _crypto.PublicKey,
         *,
         nonce: bytes,
+        key_generation: int = FIRST_KEY_GENERATION,
         accept_unbound: bool = False,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         super().__init__(max_frame_size)
-        self.request = ResolveRequest(app_token, nonce)
-        self._bootstrap_key = bootstrap_key
+        self._trusted = TrustedKey(key_generation, bootstrap_key)
+        self.request = ResolveRequest(app_token, nonce, key_generation=key_generation)
         self._accept_unbound = accept_unbound
 
     def send_request(self) -> bytes:
@@ -214,9 +225,12 @@ class ResolveClient(_Endpoint):
         if frame.msg_type != MessageType.RESOLVE_RESPONSE:
             raise UnexpectedMessage(f"expected RESOLVE_RESPONSE, got type 0x{frame.msg_type:02x}")
         response = _codec.decode_resolve_response(frame.body)
+        # The chain from the trusted key to the signer first, then the answer with the
+        # signer: a retired key, or a chain with a gap, fails here.
+        signer = follow_chain(self._trusted, response.key_generation, response.rotations)
         signed = resolve_signed_data(self.request.app_token, response.signed_part)
         _crypto.verify_signature(
-            self._bootstrap_key, response.signature_algorithm, signed, response.signature
+            signer.public_key, response.signature_algorithm, signed, response.signature
         )
         # Only now is the content trusted; the nonce proves it answers this request.
         unbound = response.nonce == UNBOUND_NONCE and self._accept_unbound
@@ -225,7 +239,9 @@ class ResolveClient(_Endpoint):
         if response.valid_for_s == 0:
             raise StaleRequest("resolution answer is already expired")
         self.state = _State.DONE
-        return Resolved(response.nodes, response.server_time_ms, response.valid_for_s, now)
+        return Resolved(
+            response.nodes, response.server_time_ms, response.valid_for_s, now, signer
+        )
 
 
 class BootstrapServerConnection(_Endpoint):
@@ -251,9 +267,13 @@ class BootstrapServerConnection(_Endpoint):
             raise UnexpectedMessage("a Bootstrap service takes RESOLVE_REQUEST only")
         if self._framer.buffered:
             raise UnexpectedMessage("bytes after the request: one exchange per connection")
-        self.request = decode_resolve_request(frame.body)
+        request = decode_resolve_request(frame.body)
+        # Every node record is a TCP service: a request that cannot use TCP gets nothing.
+        if Transport.TCP not in request.transports:
+            raise UnsupportedAlgorithm("no transport this Bootstrap serves (TCP, id 1)")
+        self.request = request
         self.state = _State.RECEIVED
-        return self.request
+        return request
 
     def data_to_sign(
         self,
@@ -262,12 +282,29 @@ class BootstrapServerConnection(_Endpoint):
         server_time_ms: int,
         valid_for_s: int,
         signature_algorithm: int,
+        key_generation: int = FIRST_KEY_GENERATION,
+        rotations: tuple[RotationCertificate, ...] = (),
     ) -> bytes:
-        """The bytes the Bootstrap key must sign for an answer bound to this request."""
+        """The bytes the Bootstrap key must sign for an answer bound to this request.
+
+        ``key_generation`` is the signing key's; ``rotations`` the certificates from the
+        generation the request trusts to it.
+        """
         self._expect(_State.RECEIVED, "build a response")
         assert self.request is not None
+        if key_generation - len(rotations) != self.request.key_generation:
+            raise LocalProtocolError(
+                f"rotations must lead from the request's generation "
+                f"{self.request.key_generation} to {key_generation}"
+            )
         self._signed_part = resolve_response_signed_part(
-            self.request.nonce, server_time_ms, valid_for_s, signature_algorithm, nodes
+            self.request.nonce,
+            server_time_ms,
+            valid_for_s,
+            key_generation,
+            signature_algorithm,
+            nodes,
+            rotations,
         )
         return resolve_signed_data(self.request.app_token, self._signed_part)
 
@@ -275,7 +312,8 @@ class BootstrapServerConnection(_Endpoint):
         """Answer with a list signed in advance for this request's app token.
 
         ``signed_part`` comes from :func:`kaa_wire._codec.resolve_response_signed_part`
-        with nonce :data:`UNBOUND_NONCE` (cached-signature mode).
+        with nonce :data:`UNBOUND_NONCE` (cached-signature mode), and the rotations from
+        this request's key generation.
         """
         self._expect(_State.RECEIVED, "send a response")
         self.state = _State.DONE

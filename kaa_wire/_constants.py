@@ -24,6 +24,13 @@ RESPONSE_NONCE_SIZE = 32
 #: of a refusal tells the path nothing about which refusal it is.
 SEALED_ERROR_MESSAGE_SIZE = 48
 
+#: The generation of the Bootstrap key ``servers.control init`` creates; each rotation adds
+#: one. An SDK configuration that names no generation trusts this one.
+FIRST_KEY_GENERATION = 1
+#: At most this many rotation certificates in one RESOLVE_RESPONSE: an endpoint further
+#: behind than that cannot follow the rotations and needs a new SDK configuration.
+MAX_ROTATION_CHAIN = 16
+
 #: Domain-separation prefixes: a signature or key made for one purpose, or for another
 #: protocol version, never fits another.
 _CONTEXT_PREFIX = f"KAA-WIRE/{PROTOCOL_VERSION} ".encode()
@@ -31,6 +38,8 @@ RESOLVE_SIGNATURE_CONTEXT = _CONTEXT_PREFIX + b"RESOLVE\x00"
 REGISTER_SIGNATURE_CONTEXT = _CONTEXT_PREFIX + b"REGISTER\x00"
 SEAL_KDF_INFO = _CONTEXT_PREFIX + b"SEAL"
 RESPONSE_KDF_INFO = _CONTEXT_PREFIX + b"RESPONSE"
+#: What a Bootstrap key signs when it hands over to its successor (docs/protocol.md 4.5).
+ROTATE_SIGNATURE_CONTEXT = _CONTEXT_PREFIX + b"ROTATE\x00"
 
 
 class MessageType(enum.IntEnum):

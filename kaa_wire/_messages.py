@@ -11,8 +11,10 @@ import dataclasses
 from typing import NamedTuple
 
 from kaa_wire._constants import (
+    FIRST_KEY_GENERATION,
     KEY_HASH_SIZE,
     MAX_HOST_SIZE,
+    MAX_ROTATION_CHAIN,
     MAX_TOKEN_SIZE,
     NONCE_SIZE,
     X25519_KEY_SIZE,
@@ -27,6 +29,7 @@ __all__ = [
     "Frame",
     "ResolveRequest",
     "OperationsNode",
+    "RotationCertificate",
     "ResolveResponse",
     "RegisterEnvelope",
     "RegistrationPayload",
@@ -63,20 +66,35 @@ def _check_token(token: str, name: str) -> None:
         raise LocalProtocolError(f"{name} must be 1 to {MAX_TOKEN_SIZE} printable ASCII characters")
 
 
+def _check_generation(generation: int, name: str, lowest: int = FIRST_KEY_GENERATION) -> None:
+    if not lowest <= generation <= 0xFFFFFFFF:
+        raise LocalProtocolError(f"{name} must be {lowest} to 4294967295")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ResolveRequest:
-    """An endpoint asks a Bootstrap service for the Operations services of its application."""
+    """An endpoint asks a Bootstrap service for the Operations services of its application.
+
+    ``key_generation`` is the generation of the Bootstrap key the endpoint trusts; the
+    answer carries the rotations from it to the Bootstrap's current key (docs/protocol.md
+    4.5). ``transports`` lists the transports the endpoint can use, at least one.
+    """
 
     app_token: str
     nonce: bytes
     transports: tuple[int, ...] = (Transport.TCP,)
+    key_generation: int = FIRST_KEY_GENERATION
 
     def __post_init__(self) -> None:
         _check_token(self.app_token, "app_token")
         _require(len(self.nonce) == NONCE_SIZE, f"nonce must be {NONCE_SIZE} bytes")
-        _require(len(self.transports) <= 255, "at most 255 transports")
+        # An all-zero nonce is the mark of an unbound (cached) answer: a request with it
+        # would be answered by something that looks like one.
+        _require(any(self.nonce), "nonce must not be all zero")
+        _require(1 <= len(self.transports) <= 255, "transports must list 1 to 255 ids")
         for transport in self.transports:
             _check_uint(transport, 8, "transport")
+        _check_generation(self.key_generation, "key_generation")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,9 +125,45 @@ class OperationsNode:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RotationCertificate:
+    """A Bootstrap key hands over to its successor: generation ``generation`` is the key
+    ``public_key`` (DER SubjectPublicKeyInfo, signing with ``signature_algorithm``), signed
+    by the key of generation ``generation - 1``.
+
+    ``signed_part`` is the certificate bytes the signature covers (after the context
+    prefix); it is not part of equality.
+    """
+
+    generation: int
+    signature_algorithm: int
+    public_key: bytes
+    signature: bytes
+    signed_part: bytes = dataclasses.field(default=b"", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_generation(self.generation, "certificate generation", FIRST_KEY_GENERATION + 1)
+        _check_uint(self.signature_algorithm, 8, "signature_algorithm")
+        _require(1 <= len(self.public_key) <= 0xFFFF, "public_key must be 1 to 65535 bytes")
+        _require(len(self.signature) <= 0xFFFF, "signature too long")
+
+
+def _check_chain(key_generation: int, rotations: tuple[RotationCertificate, ...]) -> None:
+    """The certificates lead, one generation at a time, to ``key_generation``."""
+    _require(len(rotations) <= MAX_ROTATION_CHAIN, f"at most {MAX_ROTATION_CHAIN} rotations")
+    first = key_generation - len(rotations) + 1
+    for offset, certificate in enumerate(rotations):
+        if certificate.generation != first + offset:
+            raise LocalProtocolError(
+                "rotations must lead one generation at a time to key_generation"
+            )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ResolveResponse:
     """The signed, prioritized list of Operations services.
 
+    ``key_generation`` is the generation of the key that signed it; ``rotations`` the
+    certificates from the generation the request named to that one (empty when equal).
     ``signed_part`` is the exact received (or sent) bytes the signature covers, after the
     context prefix and the app token; it is not part of equality.
     """
@@ -117,8 +171,10 @@ class ResolveResponse:
     nonce: bytes
     server_time_ms: int
     valid_for_s: int
+    key_generation: int
     signature_algorithm: int
     nodes: tuple[OperationsNode, ...]
+    rotations: tuple[RotationCertificate, ...]
     signature: bytes
     signed_part: bytes = dataclasses.field(default=b"", repr=False, compare=False)
 
@@ -126,8 +182,10 @@ class ResolveResponse:
         _require(len(self.nonce) == NONCE_SIZE, f"nonce must be {NONCE_SIZE} bytes")
         _check_uint(self.server_time_ms, 64, "server_time_ms")
         _check_uint(self.valid_for_s, 32, "valid_for_s")
+        _check_generation(self.key_generation, "key_generation")
         _check_uint(self.signature_algorithm, 8, "signature_algorithm")
         _require(len(self.nodes) <= 255, "at most 255 nodes")
+        _check_chain(self.key_generation, self.rotations)
         _require(len(self.signature) <= 0xFFFF, "signature too long")
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "RESOLVE_REQUEST",
     "RESOLVE_RESPONSE",
     "OPERATIONS_NODE",
+    "ROTATION_CERTIFICATE",
     "REGISTER_ENVELOPE",
     "REGISTER_PAYLOAD",
     "REGISTER_RESULT",
@@ -44,9 +45,10 @@ _HEADER = c.Struct(
 )
 
 _RESOLVE_REQUEST = c.Struct(
-    "nonce" / c.Bytes(NONCE_SIZE),
+    "nonce" / c.Bytes(NONCE_SIZE),  # never all zero
+    "key_generation" / c.Int32ub,  # of the Bootstrap key the endpoint trusts
     "app_token" / _bytes8,
-    "transports" / c.PrefixedArray(c.Int8ub, c.Int8ub),
+    "transports" / c.PrefixedArray(c.Int8ub, c.Int8ub),  # at least one
 )
 
 _OPERATIONS_NODE = c.Struct(
@@ -59,14 +61,25 @@ _OPERATIONS_NODE = c.Struct(
     "host" / _bytes8,
 )
 
+# A Bootstrap key's hand-over to the key of the next generation. The signature, by the key
+# of generation - 1, covers every byte before it (after a context prefix).
+_ROTATION_CERTIFICATE = c.Struct(
+    "generation" / c.Int32ub,
+    "signature_algorithm" / c.Int8ub,  # of the new key
+    "public_key" / _bytes16,  # the new key, DER SubjectPublicKeyInfo
+    "signature" / _bytes16,
+)
+
 # The Bootstrap signature covers every byte before ``signature`` (after a context prefix
 # and the app token, see docs/protocol.md); the signature is always the last field.
 _RESOLVE_RESPONSE = c.Struct(
     "nonce" / c.Bytes(NONCE_SIZE),
     "server_time_ms" / c.Int64ub,
     "valid_for_s" / c.Int32ub,
+    "key_generation" / c.Int32ub,  # of the key that signs this answer
     "signature_algorithm" / c.Int8ub,
     "nodes" / c.PrefixedArray(c.Int8ub, _OPERATIONS_NODE),
+    "rotations" / c.PrefixedArray(c.Int8ub, _ROTATION_CERTIFICATE),
     "signature" / _bytes16,
 )
 
@@ -115,6 +128,7 @@ INTERPRETED: dict[str, c.Construct] = {
     "RESOLVE_REQUEST": _RESOLVE_REQUEST,
     "RESOLVE_RESPONSE": _RESOLVE_RESPONSE,
     "OPERATIONS_NODE": _OPERATIONS_NODE,
+    "ROTATION_CERTIFICATE": _ROTATION_CERTIFICATE,
     "REGISTER_ENVELOPE": _REGISTER_ENVELOPE,
     "REGISTER_PAYLOAD": _REGISTER_PAYLOAD,
     "REGISTER_RESULT": _REGISTER_RESULT,
@@ -125,6 +139,7 @@ HEADER = _HEADER.compile()
 RESOLVE_REQUEST = _RESOLVE_REQUEST.compile()
 RESOLVE_RESPONSE = _RESOLVE_RESPONSE.compile()
 OPERATIONS_NODE = _OPERATIONS_NODE.compile()
+ROTATION_CERTIFICATE = _ROTATION_CERTIFICATE.compile()
 REGISTER_ENVELOPE = _REGISTER_ENVELOPE.compile()
 REGISTER_PAYLOAD = _REGISTER_PAYLOAD.compile()
 REGISTER_RESULT = _REGISTER_RESULT.compile()

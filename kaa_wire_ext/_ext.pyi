@@ -10,6 +10,7 @@ from kaa_wire._messages import (
     RegistrationPayload,
     RegistrationResult,
     ResolveRequest,
+    RotationCertificate,
 )
 
 __all__ = [
@@ -61,8 +62,10 @@ def resolve_response_signed_part(
     nonce: bytes,
     server_time_ms: int,
     valid_for_s: int,
+    key_generation: int,
     signature_algorithm: int,
     nodes: tuple[OperationsNode, ...],
+    rotations: tuple[RotationCertificate, ...],
 ) -> bytes: ...
 def resolve_signed_data(app_token: str, signed_part: bytes) -> bytes: ...
 def encode_resolve_response(signed_part: bytes, signature: bytes) -> bytes: ...

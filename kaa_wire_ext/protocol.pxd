@@ -16,6 +16,8 @@ cdef enum:
     AEAD_TAG_SIZE = 16
     MAX_TOKEN_SIZE = 64
     MAX_HOST_SIZE = 255
+    FIRST_KEY_GENERATION = 1
+    MAX_ROTATION_CHAIN = 16
 
     # MessageType
     MSG_RESOLVE_REQUEST = 0x01

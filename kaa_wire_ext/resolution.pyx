@@ -5,9 +5,11 @@
 # Each function takes the ordinary case only and hands every other input to the pure
 # function, which decides: so the exception raised (class and message) is the pure path's
 # by construction, and an input the fast path does not take is still answered right.
-# Ordinary means: exact types (bytes, str, int, tuple or list, OperationsNode) and values
-# that fit their fields; for a request body, one that parses exactly and whose app token is
-# 1..MAX_TOKEN_SIZE printable ASCII characters, the check ResolveRequest makes.
+# Ordinary means: exact types (bytes, str, int, tuple or list, OperationsNode,
+# RotationCertificate) and values that fit their fields; for a request body, one that parses
+# exactly and passes the checks ResolveRequest makes: a nonce that is not all zero, key
+# generation >= FIRST_KEY_GENERATION, an app token of 1..MAX_TOKEN_SIZE printable ASCII
+# characters, and at least one transport.
 
 from cpython.bytes cimport PyBytes_GET_SIZE
 from cpython.long cimport PyLong_Check, PyLong_FromLong
@@ -17,7 +19,7 @@ from cpython.ref cimport Py_INCREF
 
 from kaa_wire import _codec as _pure_codec
 from kaa_wire._constants import RESOLVE_SIGNATURE_CONTEXT as _RESOLVE_CONTEXT
-from kaa_wire._messages import OperationsNode, ResolveRequest
+from kaa_wire._messages import OperationsNode, ResolveRequest, RotationCertificate
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object text)
@@ -27,18 +29,22 @@ cdef extern from "Python.h":
 
 cdef enum:
     _NODE_FIXED_SIZE = 43           # a node record less its host bytes
-    _RESPONSE_FIXED_SIZE = 30       # nonce, server time, validity, algorithm, node count
+    # nonce, server time, validity, key generation, algorithm, node count, rotation count
+    _RESPONSE_FIXED_SIZE = 35
+    _CERTIFICATE_FIXED_SIZE = 9     # generation, algorithm, and the two bytes16 lengths
     _MAX_NODES = 255
+    _REQUEST_TOKEN_AT = NONCE_SIZE + 4  # the token's length byte, after nonce and generation
 
 cdef Py_ssize_t _CONTEXT_SIZE = len(_RESOLVE_CONTEXT)
 
 # A decoded request is built without running ResolveRequest.__post_init__ again: the checks
 # above (exact parse, token printable ASCII of 1..MAX_TOKEN_SIZE, 16-byte nonce, u8
-# transports) are the ones it makes, and tests/test_ext_build.py holds the two together.
+# transports) are the ones it makes, and tests/test_ext_resolution.py holds the two together.
 _new_request = object.__new__
 _set_app_token = ResolveRequest.app_token.__set__
 _set_nonce = ResolveRequest.nonce.__set__
 _set_transports = ResolveRequest.transports.__set__
+_set_key_generation = ResolveRequest.key_generation.__set__
 
 
 cdef inline bint _printable_ascii(const unsigned char *text, Py_ssize_t size) noexcept nogil:
@@ -49,24 +55,45 @@ cdef inline bint _printable_ascii(const unsigned char *text, Py_ssize_t size) no
     return True
 
 
+cdef inline bint _all_zero(const unsigned char *data, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(size):
+        if data[i]:
+            return False
+    return True
+
+
+cdef inline uint64_t _get_be(const unsigned char *data, int width) noexcept nogil:
+    cdef uint64_t value = 0
+    cdef int i
+    for i in range(width):
+        value = (value << 8) | data[i]
+    return value
+
+
 def decode_resolve_request(body):
     """Decode a RESOLVE_REQUEST body, or raise MalformedFrame."""
     cdef const unsigned char *data
     cdef Py_ssize_t size, token_len, count_at, count, i
+    cdef uint64_t generation
     if type(body) is not bytes:
         return _pure_codec.decode_resolve_request(body)
     data = <const unsigned char *>PyBytes_AS_STRING(body)
     size = PyBytes_GET_SIZE(body)
-    if size < NONCE_SIZE + 2:
+    if size < _REQUEST_TOKEN_AT + 2:
         return _pure_codec.decode_resolve_request(body)
-    token_len = data[NONCE_SIZE]
-    count_at = NONCE_SIZE + 1 + token_len
+    generation = _get_be(data + NONCE_SIZE, 4)
+    token_len = data[_REQUEST_TOKEN_AT]
+    count_at = _REQUEST_TOKEN_AT + 1 + token_len
     if (
-        token_len < 1
+        _all_zero(data, NONCE_SIZE)
+        or generation < FIRST_KEY_GENERATION
+        or token_len < 1
         or token_len > MAX_TOKEN_SIZE
         or count_at >= size
+        or data[count_at] == 0
         or count_at + 1 + data[count_at] != size
-        or not _printable_ascii(data + NONCE_SIZE + 1, token_len)
+        or not _printable_ascii(data + _REQUEST_TOKEN_AT + 1, token_len)
     ):
         return _pure_codec.decode_resolve_request(body)
     count = data[count_at]
@@ -77,10 +104,12 @@ def decode_resolve_request(body):
         PyTuple_SET_ITEM(transports, i, value)
     request = _new_request(ResolveRequest)
     _set_app_token(
-        request, PyUnicode_DecodeASCII(<const char *>data + NONCE_SIZE + 1, token_len, NULL)
+        request,
+        PyUnicode_DecodeASCII(<const char *>data + _REQUEST_TOKEN_AT + 1, token_len, NULL),
     )
     _set_nonce(request, PyBytes_FromStringAndSize(<const char *>data, NONCE_SIZE))
     _set_transports(request, transports)
+    _set_key_generation(request, generation)
     return request
 
 
@@ -127,6 +156,39 @@ cdef bint _take_node(object node, ResolveNode *out):
     return True
 
 
+cdef struct Certificate:
+    uint64_t generation, algorithm
+    const char *key             # DER, borrowed from the certificate's public_key
+    Py_ssize_t key_len
+    const char *signature       # borrowed from the certificate's signature
+    Py_ssize_t signature_len
+
+
+cdef bint _take_certificate(object certificate, uint64_t generation, Certificate *out):
+    """Read one RotationCertificate of generation `generation` into `out`; False when it is
+    anything the fast path leaves."""
+    if type(certificate) is not RotationCertificate:
+        return False
+    key = certificate.public_key
+    signature = certificate.signature
+    if (
+        not _fits_uint(certificate.generation, 32, &out.generation)
+        or out.generation != generation
+        or not _fits_uint(certificate.signature_algorithm, 8, &out.algorithm)
+        or type(key) is not bytes
+        or PyBytes_GET_SIZE(key) < 1
+        or PyBytes_GET_SIZE(key) > 0xFFFF
+        or type(signature) is not bytes
+        or PyBytes_GET_SIZE(signature) > 0xFFFF
+    ):
+        return False
+    out.key = PyBytes_AS_STRING(key)
+    out.key_len = PyBytes_GET_SIZE(key)
+    out.signature = PyBytes_AS_STRING(signature)
+    out.signature_len = PyBytes_GET_SIZE(signature)
+    return True
+
+
 cdef inline unsigned char *_put_be(
     unsigned char *out, uint64_t value, int width
 ) noexcept nogil:
@@ -137,40 +199,62 @@ cdef inline unsigned char *_put_be(
 
 
 def resolve_response_signed_part(
-    nonce, server_time_ms, valid_for_s, signature_algorithm, nodes
+    nonce, server_time_ms, valid_for_s, key_generation, signature_algorithm, nodes, rotations
 ):
     """The body bytes the Bootstrap signature covers (everything before the signature)."""
     cdef ResolveNode records[_MAX_NODES]
-    cdef uint64_t time_ms, valid_s, algorithm
-    cdef Py_ssize_t count, i, size = _RESPONSE_FIXED_SIZE
+    cdef Certificate certificates[MAX_ROTATION_CHAIN]
+    cdef uint64_t time_ms, valid_s, generation, algorithm
+    cdef Py_ssize_t count, rotation_count, i, size = _RESPONSE_FIXED_SIZE
     cdef unsigned char *out
     if (
         type(nonce) is not bytes
         or PyBytes_GET_SIZE(nonce) != NONCE_SIZE
         or not _fits_uint(server_time_ms, 64, &time_ms)
         or not _fits_uint(valid_for_s, 32, &valid_s)
+        or not _fits_uint(key_generation, 32, &generation)
         or not _fits_uint(signature_algorithm, 8, &algorithm)
         or (type(nodes) is not tuple and type(nodes) is not list)
         or len(nodes) > _MAX_NODES
+        or (type(rotations) is not tuple and type(rotations) is not list)
+        or len(rotations) > MAX_ROTATION_CHAIN
+        # the first certificate introduces generation 2 at the earliest
+        or generation < FIRST_KEY_GENERATION + <uint64_t>len(rotations)
     ):
         return _pure_codec.resolve_response_signed_part(
-            nonce, server_time_ms, valid_for_s, signature_algorithm, nodes
+            nonce, server_time_ms, valid_for_s, key_generation, signature_algorithm, nodes,
+            rotations,
         )
-    # Two passes: read and check every node, then write. The records borrow from the nodes,
-    # which `nodes` keeps alive; nothing between the passes can run Python code (a bytes
-    # object is not tracked by the cyclic GC, so allocating one never starts a collection).
+    # Two passes: read and check every node and certificate, then write. The records borrow
+    # from the nodes and certificates, which `nodes` and `rotations` keep alive; nothing
+    # between the passes can run Python code (a bytes object is not tracked by the cyclic
+    # GC, so allocating one never starts a collection).
     count = len(nodes)
     for i in range(count):
         if not _take_node(nodes[i], &records[i]):
             return _pure_codec.resolve_response_signed_part(
-                nonce, server_time_ms, valid_for_s, signature_algorithm, nodes
+                nonce, server_time_ms, valid_for_s, key_generation, signature_algorithm,
+                nodes, rotations,
             )
         size += _NODE_FIXED_SIZE + records[i].host_len
+    rotation_count = len(rotations)
+    for i in range(rotation_count):
+        if not _take_certificate(
+            rotations[i], generation - rotation_count + 1 + i, &certificates[i]
+        ):
+            return _pure_codec.resolve_response_signed_part(
+                nonce, server_time_ms, valid_for_s, key_generation, signature_algorithm,
+                nodes, rotations,
+            )
+        size += (
+            _CERTIFICATE_FIXED_SIZE + certificates[i].key_len + certificates[i].signature_len
+        )
     part = PyBytes_FromStringAndSize(NULL, size)
     out = <unsigned char *>PyBytes_AS_STRING(part)
     memcpy(out, PyBytes_AS_STRING(nonce), NONCE_SIZE)
     out = _put_be(out + NONCE_SIZE, time_ms, 8)
     out = _put_be(out, valid_s, 4)
+    out = _put_be(out, generation, 4)
     out = _put_be(out, algorithm, 1)
     out = _put_be(out, count, 1)
     for i in range(count):
@@ -183,6 +267,15 @@ def resolve_response_signed_part(
         out = _put_be(out + X25519_KEY_SIZE, records[i].host_len, 1)
         memcpy(out, records[i].host, records[i].host_len)
         out += records[i].host_len
+    out = _put_be(out, rotation_count, 1)
+    for i in range(rotation_count):
+        out = _put_be(out, certificates[i].generation, 4)
+        out = _put_be(out, certificates[i].algorithm, 1)
+        out = _put_be(out, certificates[i].key_len, 2)
+        memcpy(out, certificates[i].key, certificates[i].key_len)
+        out = _put_be(out + certificates[i].key_len, certificates[i].signature_len, 2)
+        memcpy(out, certificates[i].signature, certificates[i].signature_len)
+        out += certificates[i].signature_len
     if ssl.KAA_WIRE_EXT_DEBUG:
         assert out == <unsigned char *>PyBytes_AS_STRING(part) + size
     return part

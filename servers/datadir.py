@@ -1,7 +1,10 @@
 """The data directory: the service keys, the database, and the exported SDK files.
 
-    DIR/bootstrap.key     RSA-2048 Bootstrap signing key, PKCS#8 PEM, mode 0600
+    DIR/bootstrap.key     the current Bootstrap signing key (RSA-2048 from init), PKCS#8
+                          PEM, mode 0600
     DIR/bootstrap.pub     its public key, PEM (what the SDK export embeds)
+    DIR/bootstrap-chain.json   the rotations of the Bootstrap key, once there is one
+                          (servers/keyring.py; ``servers.control bootstrap rotate``)
     DIR/operations.key    X25519 Operations key, PKCS#8 PEM, mode 0600
     DIR/registry.db       the SQLite registry (+ -wal, -shm), 0600, unless ``store`` names a
                           PostgreSQL database (servers/store/postgres/)
@@ -24,16 +27,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from kaa_wire import Signer
 from kaa_wire._crypto import (
     generate_rsa_key,
     generate_x25519_key,
     load_private_key,
-    public_key_pem,
     save_private_key,
     save_public_key,
 )
-from servers.bootstrap.signer import ListSigner
+from servers.keyring import KeyFiles, Keyring, load_keyring
 
 __all__ = ["DataDir", "DataDirError", "NotInitialized", "UnsafeDataDir", "PRIVATE_DIR_MODE"]
 
@@ -64,6 +65,11 @@ class DataDir:
     @property
     def bootstrap_public(self) -> Path:
         return self.root / "bootstrap.pub"
+
+    @property
+    def key_files(self) -> KeyFiles:
+        """The Bootstrap key ring's files (servers/keyring.py)."""
+        return KeyFiles(self.root)
 
     @property
     def operations_key(self) -> Path:
@@ -135,15 +141,11 @@ class DataDir:
                 f"{self.root} has no service keys: run python -m servers.control init"
             )
 
-    def signer(self) -> ListSigner:
+    def keyring(self) -> Keyring:
+        """The Bootstrap key ring: the current key, its generation, the rotations
+        (KeyringError when the files do not fit together)."""
         self._require()
-        signer: ListSigner = Signer(self.bootstrap_key.read_bytes())
-        return signer
-
-    def bootstrap_public_pem(self) -> str:
-        self._require()
-        key = load_private_key(self.bootstrap_key.read_bytes())
-        return public_key_pem(key).decode()  # type: ignore[arg-type]
+        return load_keyring(self.key_files)
 
     def operations_private_key(self) -> x25519.X25519PrivateKey:
         self._require()

@@ -70,11 +70,13 @@ async def export_for_listeners(
     DIR/listeners.json with every bound address."""
     app = await store.get_application(defaults.application_token)
     assert app is not None and listeners.bootstrap_port is not None
+    keyring = datadir.keyring()
     config = build_sdk_config(
         app,
         defaults.sdk_token,
         [(settings.public_host, listeners.bootstrap_port)],
-        datadir.bootstrap_public_pem(),
+        keyring.public_key_pem,
+        keyring.generation,
         settings.max_frame_size,
     )
     write_export(config, datadir.sdk_json, datadir.sdk_header)

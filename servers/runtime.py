@@ -23,11 +23,13 @@ import uvloop
 import kaa_wire
 from servers import logs
 from servers.admin import AdminServer
+from servers.bootstrap.keys import KeyringWatcher
 from servers.bootstrap.presign import Presigner
 from servers.bootstrap.service import BootstrapService
 from servers.bootstrap.view import RegistryView
 from servers.config import Settings
 from servers.datadir import PRIVATE_DIR_MODE, DataDir, DataDirError
+from servers.keyring import KeyringError
 from servers.limits import Gate, WorkerPool, auto_threads, ensure_fd_limit
 from servers.metrics import Metrics
 from servers.net import ExchangeProtocol, ServiceContext
@@ -73,6 +75,7 @@ class _Services:
         self.pools: list[WorkerPool] = []
         self.view: RegistryView | None = None
         self.presigner: Presigner | None = None
+        self.keys: KeyringWatcher | None = None
         self.lease: NodeLease | None = None
         self.admin: AdminServer | None = None
 
@@ -114,13 +117,14 @@ class _Services:
         threads = auto_threads() if s.sign_threads < 0 else s.sign_threads
         pool = WorkerPool("sign", threads, s.max_pending_signs, s.retry_after_ms)
         self.pools.append(pool)
-        signer = self.datadir.signer()
+        self.keys = KeyringWatcher(self.datadir.key_files, interval_s=s.refresh_s, log=log)
+        await self.keys.start()
         self.presigner = Presigner(
-            signer, pool, valid_for_s=s.presigned_valid_s, metrics=self.metrics, log=log
+            pool, valid_for_s=s.presigned_valid_s, metrics=self.metrics, log=log
         )
         service = BootstrapService(
             view=self.view,
-            signer=signer,
+            keys=self.keys,
             pool=pool,
             presigner=self.presigner,
             metrics=self.metrics,
@@ -130,6 +134,14 @@ class _Services:
             retry_after_ms=s.retry_after_ms,
         )
         return await self._listen(self._context(service), s.bootstrap_port)
+
+    def key_fields(self, service: str) -> dict[str, object]:
+        """The Bootstrap key a Bootstrap signs with, for its ``listening`` line."""
+        if service != "bootstrap" or self.keys is None:
+            return {}
+        keyring = self.keys.current
+        # A short fingerprint: the logs hold nothing that looks like key bytes.
+        return {"key_generation": keyring.generation, "key": keyring.fingerprint[:16]}
 
     async def start_operations(self) -> int:
         s = self.settings
@@ -192,6 +204,8 @@ class _Services:
             await server.wait_closed()
         if self.view is not None:
             await self.view.stop()
+        if self.keys is not None:
+            await self.keys.stop()
         if self.presigner is not None:
             await self.presigner.stop()
         for pool in self.pools:
@@ -228,8 +242,8 @@ async def serve(
     log = logs.get("main")
     datadir = DataDir(settings.data)
     secure_datadir(datadir)  # (a no-op when the entry point did it already)
-    if bootstrap:  # fail before binding anything when a key is missing
-        datadir.signer()
+    if bootstrap:  # fail before binding anything when a key is missing or does not fit
+        datadir.keyring()
     if operations:
         datadir.operations_private_key()
     services_count = int(bootstrap) + int(operations)
@@ -275,6 +289,7 @@ async def serve(
                         address=f"{host}:{port}",
                         # Which hot path serves: a silent fall-back to pure Python shows here.
                         implementation=kaa_wire.IMPLEMENTATION,
+                        **services.key_fields(name),
                     )
             if on_ready is not None:
                 await on_ready(store, listeners)
@@ -293,7 +308,7 @@ def run(main: Coroutine[Any, Any, None]) -> int:
         uvloop.run(main)
     except KeyboardInterrupt:
         return 130
-    except (OSError, DataDirError, StoreError) as exc:
+    except (OSError, DataDirError, KeyringError, StoreError) as exc:
         return cannot_start(exc)
     return 0
 

@@ -80,7 +80,7 @@ def _resolve(
         answer = server.send_response(signer.sign(data))
     else:
         signed = _codec.resolve_response_signed_part(
-            nonce, NOW_MS, 60, signer.algorithm, (_node(keys),)
+            nonce, NOW_MS, 60, 1, signer.algorithm, (_node(keys),), ()
         )
         answer = server.send_presigned(signed, signer.sign(_codec.resolve_signed_data(APP, signed)))
     if tamper:

@@ -72,6 +72,8 @@ PXD_MIRRORS: dict[str, int] = {
     "AEAD_TAG_SIZE": _constants.AEAD_TAG_SIZE,
     "MAX_TOKEN_SIZE": _constants.MAX_TOKEN_SIZE,
     "MAX_HOST_SIZE": _constants.MAX_HOST_SIZE,
+    "FIRST_KEY_GENERATION": _constants.FIRST_KEY_GENERATION,
+    "MAX_ROTATION_CHAIN": _constants.MAX_ROTATION_CHAIN,
     **{f"MSG_{t.name}": int(t) for t in _constants.MessageType},
     **{f"FLAG_{f.name}": int(f) for f in _constants.FrameFlag},
     **{f"SIG_{a.name}": int(a) for a in _constants.SignatureAlgorithm},

@@ -16,14 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kaa_wire import _codec
-from kaa_wire._constants import MAX_HOST_SIZE, MAX_TOKEN_SIZE, NONCE_SIZE
-from kaa_wire._messages import OperationsNode, ResolveRequest
+from kaa_wire._constants import MAX_HOST_SIZE, MAX_ROTATION_CHAIN, MAX_TOKEN_SIZE, NONCE_SIZE
+from kaa_wire._errors import MalformedFrame
+from kaa_wire._messages import OperationsNode, ResolveRequest, RotationCertificate
 from tests.test_ext_build import same
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 NONCE = bytes(range(NONCE_SIZE))
 KEY = bytes(range(32))
 NODE = OperationsNode(200, 10, 1, "ops-1.example.net", 9997, KEY)
+#: A certificate's bytes need not verify here: these tests are about the layout.
+CERT = RotationCertificate(2, 1, b"\x30" * 294, b"\x5a" * 256)
 FUNCTIONS = (
     "decode_resolve_request",
     "resolve_response_signed_part",
@@ -38,10 +41,20 @@ def ext() -> Any:
 
 
 def request_body(
-    token: bytes = b"demo-app", nonce: bytes = NONCE, transports: bytes = b"\x01"
+    token: bytes = b"demo-app",
+    nonce: bytes = NONCE,
+    transports: bytes = b"\x01",
+    generation: int = 1,
 ) -> bytes:
     """A RESOLVE_REQUEST body laid out by hand (so invalid field values can be written)."""
-    return nonce + bytes([len(token)]) + token + bytes([len(transports)]) + transports
+    return (
+        nonce
+        + generation.to_bytes(4, "big")
+        + bytes([len(token)])
+        + token
+        + bytes([len(transports)])
+        + transports
+    )
 
 
 def decode_alike(ext: Any, body: Any) -> Any:
@@ -63,7 +76,8 @@ def signed_part_alike(ext: Any, *args: Any) -> Any:
 tokens = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=MAX_TOKEN_SIZE
 )
-nonces = st.binary(min_size=NONCE_SIZE, max_size=NONCE_SIZE)
+nonces = st.binary(min_size=NONCE_SIZE, max_size=NONCE_SIZE).filter(any)
+generations = st.integers(1, 2**32 - 1)
 u8 = st.integers(0, 0xFF)
 nodes = st.builds(
     OperationsNode,
@@ -80,21 +94,62 @@ nodes = st.builds(
 node_lists = st.lists(nodes, max_size=12).map(tuple)
 
 
+@st.composite
+def chains(draw: st.DrawFn) -> tuple[int, tuple[RotationCertificate, ...]]:
+    """(key_generation, the rotations leading to it): consecutive generations, any bytes."""
+    count = draw(st.integers(0, MAX_ROTATION_CHAIN))
+    key_generation = draw(st.integers(1 + count, 2**32 - 1))
+    rotations = tuple(
+        RotationCertificate(
+            key_generation - count + 1 + i,
+            draw(u8),
+            draw(st.binary(min_size=1, max_size=600)),
+            draw(st.binary(max_size=600)),
+        )
+        for i in range(count)
+    )
+    return key_generation, rotations
+
+
 # ---------------------------------------------------------------------------------------
 # decode_resolve_request
 
 
 @SETTINGS
-@given(tokens, nonces, st.lists(u8, max_size=255))
+@given(tokens, nonces, st.lists(u8, min_size=1, max_size=255), generations)
 def test_random_requests_decode_alike(
-    ext: Any, token: str, nonce: bytes, transports: list[int]
+    ext: Any, token: str, nonce: bytes, transports: list[int], generation: int
 ) -> None:
-    body = _codec.encode_resolve_request(ResolveRequest(token, nonce, tuple(transports)))
+    body = _codec.encode_resolve_request(
+        ResolveRequest(token, nonce, tuple(transports), generation)
+    )
     assert decode_alike(ext, body)[0] == "ok"
     decoded = ext.decode_resolve_request(body)
     assert type(decoded) is ResolveRequest
     assert type(decoded.transports) is tuple
+    assert type(decoded.key_generation) is int
     assert _codec.encode_resolve_request(decoded) == body
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (request_body(nonce=bytes(NONCE_SIZE)), "nonce must not be all zero"),
+        (request_body(transports=b""), "transports must list 1 to 255 ids"),
+        (request_body(generation=0), "key_generation must be 1 to 4294967295"),
+    ],
+    ids=["zero nonce", "no transport", "generation 0"],
+)
+def test_refused_by_both_decoders(ext: Any, body: bytes, reason: str) -> None:
+    """docs/protocol.md 4.1: the decoder itself refuses these, with MALFORMED_FRAME."""
+    kind, error = decode_alike(ext, body)
+    assert kind == "error"
+    assert error == MalformedFrame(f"invalid resolve request: {reason}")
+
+
+@pytest.mark.parametrize("nonce", [bytes(15) + b"\x01", b"\x80" + bytes(15), b"\xff" * 16])
+def test_any_nonce_with_a_set_bit_is_taken(ext: Any, nonce: bytes) -> None:
+    assert ext.decode_resolve_request(request_body(nonce=nonce)).nonce == nonce
 
 
 def test_every_truncation_and_trailing_bytes(ext: Any) -> None:
@@ -141,7 +196,13 @@ def test_random_bodies(ext: Any, data: bytes) -> None:
 @st.composite
 def mutated_bodies(draw: st.DrawFn) -> bytes:
     """A valid body with a few bytes flipped, cut or inserted: past the first checks."""
-    data = bytearray(request_body(draw(tokens).encode(), transports=draw(st.binary(max_size=4))))
+    data = bytearray(
+        request_body(
+            draw(tokens).encode(),
+            transports=draw(st.binary(max_size=4)),
+            generation=draw(st.integers(0, 2**32 - 1)),
+        )
+    )
     for _ in range(draw(st.integers(1, 3))):
         position = draw(st.integers(0, len(data)))
         action = draw(st.sampled_from(["flip", "cut", "insert"]))
@@ -166,9 +227,10 @@ def test_mutated_bodies(ext: Any, data: bytes) -> None:
 
 @SETTINGS
 @given(
-    nonces,
+    st.binary(min_size=NONCE_SIZE, max_size=NONCE_SIZE),
     st.integers(0, 2**64 - 1),
     st.integers(0, 2**32 - 1),
+    chains(),
     u8,
     node_lists,
     tokens,
@@ -179,30 +241,45 @@ def test_random_responses_build_alike(
     nonce: bytes,
     server_time_ms: int,
     valid_for_s: int,
+    chain: tuple[int, tuple[RotationCertificate, ...]],
     algorithm: int,
     node_list: tuple[OperationsNode, ...],
     token: str,
     signature: bytes,
 ) -> None:
-    args = (nonce, server_time_ms, valid_for_s, algorithm, node_list)
+    key_generation, rotations = chain
+    args = (nonce, server_time_ms, valid_for_s, key_generation, algorithm, node_list, rotations)
     kind, part = signed_part_alike(ext, *args)
     assert kind == "ok"
     assert ext.resolve_signed_data(token, part) == _codec.resolve_signed_data(token, part)
     body = ext.encode_resolve_response(part, signature)
     assert body == _codec.encode_resolve_response(part, signature)
     response = _codec.decode_resolve_response(body)
-    assert (response.nodes, response.signature, response.signed_part) == (
-        node_list,
-        signature,
-        part,
-    )
+    assert (
+        response.nodes,
+        response.key_generation,
+        response.rotations,
+        response.signature,
+        response.signed_part,
+    ) == (node_list, key_generation, rotations, signature, part)
+    for decoded in response.rotations:
+        assert decoded.signed_part == _codec.rotation_signed_part(
+            decoded.generation, decoded.signature_algorithm, decoded.public_key
+        )
 
 
 def test_largest_answer_builds_alike(ext: Any) -> None:
     node = OperationsNode(255, 0xFFFF, 0xFFFFFFFF, "h" * MAX_HOST_SIZE, 0xFFFF, KEY, 0xFF)
-    kind, part = signed_part_alike(ext, NONCE, 2**64 - 1, 2**32 - 1, 0xFF, (node,) * 255)
+    top = 2**32 - 1
+    rotations = tuple(
+        RotationCertificate(top - MAX_ROTATION_CHAIN + 1 + i, 0xFF, b"k" * 0xFFFF, b"s" * 0xFFFF)
+        for i in range(MAX_ROTATION_CHAIN)
+    )
+    kind, part = signed_part_alike(
+        ext, NONCE, 2**64 - 1, 2**32 - 1, top, 0xFF, (node,) * 255, rotations
+    )
     assert kind == "ok"
-    assert len(part) == 30 + 255 * (43 + MAX_HOST_SIZE)
+    assert len(part) == 35 + 255 * (43 + MAX_HOST_SIZE) + MAX_ROTATION_CHAIN * (9 + 2 * 0xFFFF)
 
 
 class NodeLike:
@@ -221,35 +298,85 @@ def _forced(**changes: Any) -> OperationsNode:
     return node
 
 
+class CertificateLike:
+    """Not a RotationCertificate, but with its fields: the pure builder takes it."""
+
+    def __init__(self, **changes: Any) -> None:
+        fields = {name: getattr(CERT, name) for name in ("generation", "signature_algorithm")}
+        fields.update(public_key=CERT.public_key, signature=CERT.signature)
+        self.__dict__.update(fields, **changes)
+
+
+def _forced_certificate(**changes: Any) -> RotationCertificate:
+    """A RotationCertificate holding a value its constructor refuses."""
+    certificate = RotationCertificate(
+        CERT.generation, CERT.signature_algorithm, CERT.public_key, CERT.signature
+    )
+    for name, value in changes.items():
+        object.__setattr__(certificate, name, value)
+    return certificate
+
+
+def _args(nodes: Any = (NODE,), generation: Any = 1, rotations: Any = (), **fields: Any) -> Any:
+    values = {"nonce": NONCE, "time": 0, "valid": 1, "algorithm": 1, **fields}
+    return (
+        values["nonce"], values["time"], values["valid"], generation, values["algorithm"],
+        nodes, rotations,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "args",
     [
-        (NONCE[:15], 0, 1, 1, (NODE,)),
-        (NONCE + b"\x00", 0, 1, 1, (NODE,)),
-        (bytearray(NONCE), 0, 1, 1, (NODE,)),
-        ("0123456789abcdef", 0, 1, 1, (NODE,)),
-        (NONCE, -1, 1, 1, (NODE,)),
-        (NONCE, 2**64, 1, 1, (NODE,)),
-        (NONCE, 1.5, 1, 1, (NODE,)),
-        (NONCE, 0, -1, 1, (NODE,)),
-        (NONCE, 0, 2**32, 1, (NODE,)),
-        (NONCE, 0, 1, 256, (NODE,)),
-        (NONCE, 0, 1, "1", (NODE,)),
-        (NONCE, True, 1, 1, [NODE, NODE]),
-        (NONCE, 0, 1, 1, ()),
-        (NONCE, 0, 1, 1, (NODE,) * 256),
-        (NONCE, 0, 1, 1, iter((NODE,))),
-        (NONCE, 0, 1, 1, (NODE, None)),
-        (NONCE, 0, 1, 1, (NodeLike(),)),
-        (NONCE, 0, 1, 1, (NodeLike(port=70000),)),
-        (NONCE, 0, 1, 1, (_forced(host="h\u00e9"),)),
-        (NONCE, 0, 1, 1, (_forced(host="h" * 256),)),
-        (NONCE, 0, 1, 1, (_forced(host=""),)),
-        (NONCE, 0, 1, 1, (_forced(kex_public_key=KEY[:31]),)),
-        (NONCE, 0, 1, 1, (_forced(kex_public_key=bytearray(KEY)),)),
-        (NONCE, 0, 1, 1, (_forced(priority=256),)),
-        (NONCE, 0, 1, 1, (_forced(weight=-1),)),
-        (NONCE, 0, 1, 1, (_forced(access_point_id=2**32),)),
+        _args(nonce=NONCE[:15]),
+        _args(nonce=NONCE + b"\x00"),
+        _args(nonce=bytearray(NONCE)),
+        _args(nonce="0123456789abcdef"),
+        _args(time=-1),
+        _args(time=2**64),
+        _args(time=1.5),
+        _args(valid=-1),
+        _args(valid=2**32),
+        _args(algorithm=256),
+        _args(algorithm="1"),
+        _args([NODE, NODE], time=True),
+        _args(()),
+        _args((NODE,) * 256),
+        _args(iter((NODE,))),
+        _args((NODE, None)),
+        _args((NodeLike(),)),
+        _args((NodeLike(port=70000),)),
+        _args((_forced(host="h\u00e9"),)),
+        _args((_forced(host="h" * 256),)),
+        _args((_forced(host=""),)),
+        _args((_forced(kex_public_key=KEY[:31]),)),
+        _args((_forced(kex_public_key=bytearray(KEY)),)),
+        _args((_forced(priority=256),)),
+        _args((_forced(weight=-1),)),
+        _args((_forced(access_point_id=2**32),)),
+        # the key generation and the rotations
+        _args(generation=0),
+        _args(generation=-1),
+        _args(generation=2**32),
+        _args(generation="1"),
+        _args(generation=True),
+        _args(generation=2, rotations=(CERT,)),
+        _args(generation=2, rotations=[CERT]),
+        _args(generation=3, rotations=(CERT,)),
+        _args(generation=1, rotations=(CERT,)),
+        _args(generation=2, rotations=(CERT, CERT)),
+        _args(generation=2, rotations=iter((CERT,))),
+        _args(generation=2, rotations=(None,)),
+        _args(generation=2, rotations=(CertificateLike(),)),
+        _args(generation=2, rotations=(CertificateLike(generation=3),)),
+        _args(generation=40, rotations=(CERT,) * (MAX_ROTATION_CHAIN + 1)),
+        _args(generation=2, rotations=(_forced_certificate(generation=1),)),
+        _args(generation=2, rotations=(_forced_certificate(signature_algorithm=256),)),
+        _args(generation=2, rotations=(_forced_certificate(public_key=b""),)),
+        _args(generation=2, rotations=(_forced_certificate(public_key=bytes(0x10000)),)),
+        _args(generation=2, rotations=(_forced_certificate(public_key=bytearray(b"k")),)),
+        _args(generation=2, rotations=(_forced_certificate(signature=bytes(0x10000)),)),
+        _args(generation=2, rotations=(_forced_certificate(signature="s"),)),
     ],
 )
 def test_odd_arguments_alike(ext: Any, args: tuple[Any, ...]) -> None:
@@ -312,25 +439,63 @@ def test_ordinary_input_never_reaches_the_pure_functions(
     for name in FUNCTIONS:
         monkeypatch.setattr(_codec, name, refuse)
     for token in (b"a", b" ~", b"t" * MAX_TOKEN_SIZE):
-        for transports in (b"", b"\x01", bytes(range(255))):
-            request = ext.decode_resolve_request(request_body(token, transports=transports))
-            assert request.transports == tuple(transports)
+        for transports in (b"\x00", b"\x01", bytes(range(255))):
+            for generation in (1, 2**32 - 1):
+                body = request_body(token, transports=transports, generation=generation)
+                request = ext.decode_resolve_request(body)
+                assert request.transports == tuple(transports)
+                assert request.key_generation == generation
+    assert ext.decode_resolve_request(request_body(nonce=bytes(15) + b"\x01")).nonce[-1] == 1
     edge = OperationsNode(0, 0, 0, "h" * MAX_HOST_SIZE, 0, KEY, 0)
+    edge_certificate = RotationCertificate(2**32 - 1, 0, b"k", b"")
+    chains = (
+        (1, ()),
+        (2, (CERT,)),
+        (2**32 - 1, (edge_certificate,)),
+        (
+            MAX_ROTATION_CHAIN + 1,
+            tuple(RotationCertificate(2 + i, 2, b"k", b"s") for i in range(MAX_ROTATION_CHAIN)),
+        ),
+    )
     for node_list in ((), (NODE,), [NODE, edge], (edge,) * 255):
-        part = ext.resolve_response_signed_part(NONCE, 2**64 - 1, 0, 0xFF, node_list)
-        ext.resolve_signed_data("t" * 255, part)
-        ext.encode_resolve_response(part, bytes(0xFFFF))
+        for generation, rotations in chains:
+            part = ext.resolve_response_signed_part(
+                NONCE, 2**64 - 1, 0, generation, 0xFF, node_list, rotations
+            )
+            ext.resolve_signed_data("t" * 255, part)
+            ext.encode_resolve_response(part, bytes(0xFFFF))
+        third = RotationCertificate(3, 1, b"k", b"s")
+        ext.resolve_response_signed_part(NONCE, 0, 0, 3, 1, node_list, [CERT, third])
 
 
 def test_big_endian_fields_are_laid_out_as_documented(ext: Any) -> None:
-    """One answer spelled out by hand (docs/protocol.md 4.2), against the extension."""
+    """One answer spelled out by hand (docs/protocol.md 4.2 and 4.5), against the extension."""
     node = OperationsNode(0x12, 0x3456, 0x789ABCDE, "h", 0xF00D, KEY, 0x01)
-    part = ext.resolve_response_signed_part(NONCE, 0x0102030405060708, 0x0A0B0C0D, 2, (node,))
+    certificate = RotationCertificate(0x11223344, 0x02, b"KEY", b"SIG")
+    part = ext.resolve_response_signed_part(
+        NONCE, 0x0102030405060708, 0x0A0B0C0D, 0x11223344, 2, (node,), (certificate,)
+    )
     expected = (
         NONCE
-        + struct.pack(">QIBB", 0x0102030405060708, 0x0A0B0C0D, 2, 1)
+        + struct.pack(">QIIBB", 0x0102030405060708, 0x0A0B0C0D, 0x11223344, 2, 1)
         + struct.pack(">BHIHB", 0x12, 0x3456, 0x789ABCDE, 0xF00D, 1)
         + KEY
         + b"\x01h"
+        + b"\x01"
+        + struct.pack(">IBH", 0x11223344, 2, 3)
+        + b"KEY"
+        + b"\x00\x03SIG"
     )
     assert part == expected
+
+
+def test_request_laid_out_as_documented(ext: Any) -> None:
+    """docs/protocol.md 4.1: nonce, key generation, token, transports."""
+    body = NONCE + b"\x00\x00\x00\x03" + b"\x03app" + b"\x02\x01\x07"
+    request = ext.decode_resolve_request(body)
+    assert (request.nonce, request.key_generation, request.app_token, request.transports) == (
+        NONCE,
+        3,
+        "app",
+        (1, 7),
+    )

@@ -14,7 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import load_vectors
-from tests.fuzz.harness import OPEN_SELECTOR, PAYLOAD_SELECTOR, RESOLVE_SELECTOR, check
+from tests.fuzz.harness import (
+    CHAIN_SELECTOR,
+    OPEN_SELECTOR,
+    PAYLOAD_SELECTOR,
+    RESOLVE_SELECTOR,
+    check,
+)
 
 FUZZ = Path(__file__).parent / "fuzz"
 CORPUS = sorted((FUZZ / "corpus").iterdir())
@@ -33,6 +39,10 @@ SEED_RESOLVES = [
 SEED_OPENS = [  # bodies of the requests sealed to the harness's Operations key
     bytes([OPEN_SELECTOR]) + bytes.fromhex(EXCHANGE[name])[6:]
     for name in ("register_request_frame", "reconnect_request_frame")
+]
+SEED_CHAINS = [  # answers with and without rotations, for the chain check
+    bytes([CHAIN_SELECTOR]) + bytes.fromhex(EXCHANGE[name])[6:]
+    for name in ("resolve_response_frame", "resolve_response_rotated_frame")
 ]
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -63,6 +73,7 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
         mutated(SEED_PAYLOADS),
         mutated(SEED_RESOLVES),
         mutated(SEED_OPENS),
+        mutated(SEED_CHAINS),
     )
 )
 def test_hypothesis_inputs(data: bytes) -> None:

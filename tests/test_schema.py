@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kaa_wire import _schema
+from kaa_wire import _codec, _schema
 from kaa_wire._errors import MalformedFrame
 from tests.conftest import load_vectors
 
@@ -18,12 +18,20 @@ def _body(name: str) -> bytes:
     return bytes.fromhex(EXCHANGE[name])[6:]
 
 
+def _certificate() -> bytes:
+    """The rotation certificate of the rotated answer, alone."""
+    response = _codec.decode_resolve_response(_body("resolve_response_rotated_frame"))
+    return _codec.encode_rotation_certificate(response.rotations[0])
+
+
 def _samples() -> list[tuple[str, bytes]]:
     register_body = _body("register_request_frame")
     samples = [
         ("HEADER", bytes.fromhex(EXCHANGE["resolve_request_frame"])[:6]),
         ("RESOLVE_REQUEST", _body("resolve_request_frame")),
         ("RESOLVE_RESPONSE", _body("resolve_response_frame")),
+        ("RESOLVE_RESPONSE", _body("resolve_response_rotated_frame")),
+        ("ROTATION_CERTIFICATE", _certificate()),
         ("REGISTER_ENVELOPE", register_body[:34]),
         ("ERROR_BODY", _body("error_frame")),
     ]

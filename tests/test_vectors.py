@@ -100,8 +100,10 @@ def _reencode(frame: Frame, impl: types.SimpleNamespace) -> bytes:
             response.nonce,
             response.server_time_ms,
             response.valid_for_s,
+            response.key_generation,
             response.signature_algorithm,
             response.nodes,
+            response.rotations,
         )
         assert signed == response.signed_part
         body = impl.encode_resolve_response(signed, response.signature)

@@ -82,6 +82,8 @@ class Target:
     bootstrap_port: int
     bootstrap_key_pem: str
     max_frame_size: int
+    #: The generation of ``bootstrap_key_pem`` (a rotated deployment's export says).
+    bootstrap_key_generation: int = 1
 
     @classmethod
     def from_sdk_json(cls, path: Path | str) -> Target:
@@ -95,6 +97,7 @@ class Target:
             boot.port,
             boot.public_key_pem,
             sdk.max_frame_size,
+            boot.key_generation,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,6 +146,7 @@ def resolve_blocking(target: Target, timeout: float = 10.0) -> Resolved:
         target.app_token,
         target.bootstrap_key(),
         nonce=os.urandom(16),
+        key_generation=target.bootstrap_key_generation,
         max_frame_size=target.max_frame_size,
     )
     with socket.create_connection((target.bootstrap_host, target.bootstrap_port), timeout) as s:
@@ -255,6 +259,7 @@ def build_resolutions(count: int, target: Target) -> list[Request]:
             target.app_token,
             bootstrap_key,
             nonce=os.urandom(16),
+            key_generation=target.bootstrap_key_generation,
             max_frame_size=target.max_frame_size,
         )
         frame = client.send_request()

@@ -1,10 +1,15 @@
 """The Bootstrap service: answer a resolution with the signed list of live Operations nodes.
 
-Per request: find the application (UnknownApplication if none), take its balancing plan
-over the live nodes, pick a variant and sign it bound to the request nonce on the signing
-pool (RSA releases the GIL, so the pool runs signatures in parallel; with no pool threads,
-as on a single core, inline) -- or, for an application in cached-signature mode, send the
-variant signed in advance.
+Per request: take the rotations from the key generation the endpoint trusts to the current
+one (UnsupportedAlgorithm when this Bootstrap cannot provide them: the endpoint trusts a
+newer key, or is too far behind), find the application (UnknownApplication if none), take
+its balancing plan over the live nodes, pick a variant and sign it bound to the request
+nonce on the signing pool (RSA releases the GIL, so the pool runs signatures in parallel;
+with no pool threads, as on a single core, inline) -- or, for an application in
+cached-signature mode, send the variant signed in advance.
+
+The key ring is read once per request, so an answer is signed by the key its key
+generation and rotations name even when a rotation is picked up meanwhile.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from kaa_wire import (
 )
 from servers import logs
 from servers.balancing import Plan
+from servers.bootstrap.keys import KeyringWatcher
 from servers.bootstrap.presign import Presigner
-from servers.bootstrap.signer import ListSigner
 from servers.bootstrap.view import RegistryView
 from servers.caching import MISS
 from servers.clock import wall_ms
+from servers.keyring import Keyring
 from servers.limits import WorkerPool
 from servers.metrics import Metrics
 from servers.net import chain
@@ -41,7 +47,7 @@ class BootstrapService:
         self,
         *,
         view: RegistryView,
-        signer: ListSigner,
+        keys: KeyringWatcher,
         pool: WorkerPool,
         presigner: Presigner,
         metrics: Metrics,
@@ -52,7 +58,7 @@ class BootstrapService:
         rng: random.Random | None = None,
     ) -> None:
         self._view = view
-        self._signer = signer
+        self._keys = keys
         self._pool = pool
         self._presigner = presigner
         self._metrics = metrics
@@ -73,13 +79,17 @@ class BootstrapService:
         The common case (application cached, a signature per request) runs without a task:
         signed inline when the signing pool has no threads, else answered from a callback.
         """
+        keyring = self._keys.current
+        keyring.chain_from(request.key_generation)  # refuses before any store lookup
         app = self._view.cached_application(request.app_token)
         if app is MISS or (app is not None and app.cached_signature):
-            return asyncio.ensure_future(self._handle_loading(conn, request))
-        return self._sign_per_request(conn, app, self._plan(app))
+            return asyncio.ensure_future(self._handle_loading(conn, request, keyring))
+        plan = self._plan(app)
+        assert app is not None  # _plan refused None
+        return self._sign_per_request(conn, app, plan, keyring)
 
     async def _handle_loading(
-        self, conn: BootstrapServerConnection, request: ResolveRequest
+        self, conn: BootstrapServerConnection, request: ResolveRequest, keyring: Keyring
     ) -> bytes:
         try:
             app = await self._view.application(request.app_token)
@@ -88,9 +98,11 @@ class BootstrapService:
         plan = self._plan(app)
         assert app is not None  # _plan refused None
         if not app.cached_signature:
-            answer = self._sign_per_request(conn, app, plan)
+            answer = self._sign_per_request(conn, app, plan, keyring)
             return answer if isinstance(answer, bytes) else await answer
-        signed_part, signature = await self._presigner.answer(app.token, plan, self._rng)
+        signed_part, signature = await self._presigner.answer(
+            app.token, plan, self._rng, keyring, request.key_generation
+        )
         self._resolved(app, "cached")
         return conn.send_presigned(signed_part, signature)
 
@@ -105,15 +117,18 @@ class BootstrapService:
         return plan
 
     def _sign_per_request(
-        self, conn: BootstrapServerConnection, app: Application, plan: Plan
+        self, conn: BootstrapServerConnection, app: Application, plan: Plan, keyring: Keyring
     ) -> bytes | asyncio.Future[bytes]:
+        assert conn.request is not None
         data = conn.data_to_sign(
             plan.pick(self._rng),
             server_time_ms=wall_ms(),
             valid_for_s=self._valid_for_s,
-            signature_algorithm=self._signer.algorithm,
+            signature_algorithm=keyring.signer.algorithm,
+            key_generation=keyring.generation,
+            rotations=keyring.chain_from(conn.request.key_generation),
         )
-        signature = self._pool.start(self._signer.sign, data)
+        signature = self._pool.start(keyring.signer.sign, data)
         if not isinstance(signature, asyncio.Future):
             return self._send_signed(conn, app, signature)
         return chain(signature, lambda signed: self._send_signed(conn, app, signed.result()))

@@ -4,6 +4,7 @@
     app create|update|list|show           applications (token, configuration, topics, ...)
     sdk create APP                        a new SDK token for an application (shown once)
     sdk export --app APP --sdk-token T    the client SDK configuration, JSON and C header
+    bootstrap show|rotate                 the Bootstrap key: its generation; rotate it
     endpoint list|show|revoke             registered endpoints
     nodes list                            Operations node leases
     audit list                            control actions and revocations
@@ -25,11 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from kaa_wire import Topic
+from kaa_wire._crypto import (
+    PrivateKey,
+    generate_ed25519_key,
+    generate_rsa_key,
+    signature_algorithm_of,
+)
+from kaa_wire._errors import LocalProtocolError
 from servers import config as cfg
 from servers.clock import wall_ms
 from servers.control import actions
 from servers.control.export import build_sdk_config, write_export
 from servers.datadir import PRIVATE_DIR_MODE, DataDir, DataDirError, NotInitialized
+from servers.keyring import Keyring, KeyringError, rotate
 from servers.store.base import (
     AlreadyExists,
     Application,
@@ -252,13 +261,59 @@ async def _sdk_export(store: RegistryStore, args: argparse.Namespace, datadir: D
         raise NotFound("that SDK token does not belong to this application")
     settings: cfg.Settings = args.settings
     servers = args.bootstrap or [(settings.public_host, settings.bootstrap_port)]
+    keyring = datadir.keyring()
     config = build_sdk_config(
-        app, args.sdk_token, servers, datadir.bootstrap_public_pem(), settings.max_frame_size
+        app,
+        args.sdk_token,
+        servers,
+        keyring.public_key_pem,
+        keyring.generation,
+        settings.max_frame_size,
     )
     out = Path(args.out)
     header = None if args.no_header else Path(args.header or out.with_suffix(".h"))
     write_export(config, out, header)
     _print(args, {"json": str(out), "header": str(header) if header else None})
+    return 0
+
+
+#: ``bootstrap rotate --key-type`` -> how to make such a key.
+KEY_TYPES: dict[str, Callable[[], PrivateKey]] = {
+    "rsa-2048": lambda: generate_rsa_key(2048),
+    "rsa-3072": lambda: generate_rsa_key(3072),
+    "rsa-4096": lambda: generate_rsa_key(4096),
+    "ed25519": generate_ed25519_key,
+}
+
+
+def _keyring_doc(keyring: Keyring, datadir: DataDir) -> dict[str, Any]:
+    key = keyring.signer.algorithm
+    return {
+        "generation": keyring.generation,
+        "signature_algorithm": {1: "rsa-pkcs1v15-sha256", 2: "ed25519"}.get(key, str(key)),
+        "key_sha256": keyring.fingerprint,
+        "chain": str(datadir.key_files.chain) if keyring.generation > 1 else None,
+        "pending_rotation": keyring.pending,
+    }
+
+
+async def _bootstrap_show(store: RegistryStore, args: argparse.Namespace, datadir: DataDir) -> int:
+    _print(args, _keyring_doc(datadir.keyring(), datadir))
+    return 0
+
+
+async def _bootstrap_rotate(
+    store: RegistryStore, args: argparse.Namespace, datadir: DataDir
+) -> int:
+    new_key = KEY_TYPES[args.key_type]()
+    signature_algorithm_of(new_key)
+    # Off the loop: it generates nothing more, but writes and fsyncs four files.
+    keyring = await asyncio.to_thread(rotate, datadir.key_files, new_key)
+    detail = f"generation={keyring.generation} key_sha256={keyring.fingerprint}"
+    await store.add_audit(
+        AuditEntry(wall_ms(), actions.actor(), "bootstrap.rotate", "bootstrap key", detail)
+    )
+    _print(args, _keyring_doc(keyring, datadir))
     return 0
 
 
@@ -419,6 +474,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Bootstrap server to embed (repeat; default: advertise host, bootstrap port)",
     )
 
+    bootstrap = commands.add_parser("bootstrap", help="the Bootstrap key").add_subparsers(
+        dest="bootstrap_command", required=True, metavar="ACTION"
+    )
+    command(bootstrap, "show", _bootstrap_show, "the current key: generation, fingerprint")
+    rotation = command(
+        bootstrap,
+        "rotate",
+        _bootstrap_rotate,
+        "make a new Bootstrap key the next generation, certified by the current one "
+        "(docs/operations.md, Bootstrap key rotation)",
+    )
+    rotation.add_argument(
+        "--key-type",
+        choices=sorted(KEY_TYPES),
+        default="rsa-2048",
+        help="the new key (default rsa-2048; devices must verify its algorithm)",
+    )
+
     endpoint = commands.add_parser("endpoint", help="endpoints").add_subparsers(
         dest="endpoint_command", required=True, metavar="ACTION"
     )
@@ -474,7 +547,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args))
     except (UsageError, cfg.ConfigError) as exc:
         parser.error(str(exc))
-    except (NotFound, AlreadyExists, DataDirError, StoreError, OSError) as exc:
+    except (
+        NotFound,
+        AlreadyExists,
+        DataDirError,
+        KeyringError,
+        LocalProtocolError,
+        StoreError,
+        OSError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 2

@@ -73,16 +73,23 @@ def write_sdk(path: Path, config: SdkConfig) -> Path:
 
 
 def sdk_with_bootstraps(
-    base: SdkConfig | None, servers: list[tuple[str, int, str]], **fields: Any
+    base: SdkConfig | None, servers: list[tuple[Any, ...]], **fields: Any
 ) -> SdkConfig:
-    """An SDK configuration like ``base`` with another Bootstrap list (host, port, pem)."""
-    bootstraps = tuple(BootstrapServer(h, p, pem) for h, p, pem in servers)
+    """An SDK configuration like ``base`` with another Bootstrap list: (host, port, pem),
+    or (host, port, pem, key generation)."""
+    bootstraps = tuple(BootstrapServer(*server) for server in servers)
     if base is None:
         return SdkConfig("app-token", "sdk-token", bootstraps, **fields)
     document = json.loads(base.to_json())
     document.update(fields)
     document["bootstrap_servers"] = [
-        {"host": b.host, "port": b.port, "public_key_pem": b.public_key_pem} for b in bootstraps
+        {
+            "host": b.host,
+            "port": b.port,
+            "public_key_pem": b.public_key_pem,
+            "key_generation": b.key_generation,
+        }
+        for b in bootstraps
     ]
     return SdkConfig.from_json(json.dumps(document))
 
@@ -114,7 +121,7 @@ def cli_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 class Servers:
     """``python -m servers`` (one Bootstrap + one Operations node on SQLite) in ``data``."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *extra: str) -> None:
         data.mkdir(parents=True, exist_ok=True)
         self.data = data
         self.sdk_path = data / "sdk.json"
@@ -122,7 +129,7 @@ class Servers:
         self.main = ServerProcess(
             "servers",
             ["--data", str(data), "--host", "127.0.0.1", "--bootstrap-port", "0",
-             "--operations-port", "0", "--admin-port", "0"],
+             "--operations-port", "0", "--admin-port", "0", *extra],
             data.parent,
             data.name,
         )  # fmt: skip

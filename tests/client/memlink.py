@@ -33,9 +33,11 @@ from kaa_wire import (
     Signer,
     UnknownKeyHash,
     UnknownSdkToken,
+    UnsupportedAlgorithm,
     _crypto,
     check_freshness,
 )
+from kaa_wire._messages import RotationCertificate
 from kaa_wire.sdk_config import BootstrapServer, SdkConfig
 
 APP_TOKEN = "app-token"
@@ -63,6 +65,9 @@ class VirtualClock:
 
 @dataclasses.dataclass
 class FakeBootstrap:
+    """``signer`` signs as key generation ``1 + len(rotations)``; ``rotations`` are the
+    certificates of generations 2, 3, ... (a rotated Bootstrap)."""
+
     signer: Any  # kaa_wire.Signer (either implementation)
     cluster: Cluster
     valid_for_s: int = 300
@@ -70,6 +75,7 @@ class FakeBootstrap:
     tamper_signature: bool = False
     replay_nonce: bytes | None = None
     nodes: tuple[OperationsNode, ...] | None = None
+    rotations: tuple[RotationCertificate, ...] = ()
 
     def respond(self, request: bytes) -> bytes:
         conn = BootstrapServerConnection()
@@ -78,11 +84,16 @@ class FakeBootstrap:
         assert isinstance(request_event, ResolveRequest)
         if self.replay_nonce is not None:  # answer as if to an earlier request
             conn.request = dataclasses.replace(request_event, nonce=self.replay_nonce)
+        generation = 1 + len(self.rotations)
+        if request_event.key_generation > generation:
+            return conn.send_error(UnsupportedAlgorithm("a newer key generation"))
         data = conn.data_to_sign(
             self.cluster.operations_nodes() if self.nodes is None else self.nodes,
             server_time_ms=self.cluster.server_time_ms() + self.time_offset_ms,
             valid_for_s=self.valid_for_s,
             signature_algorithm=self.signer.algorithm,
+            key_generation=generation,
+            rotations=self.rotations[request_event.key_generation - 1 :],
         )
         answer = bytearray(conn.send_response(self.signer.sign(data)))
         if self.tamper_signature:
@@ -229,11 +240,12 @@ def make_plan(
     seed: int = 1,
     on_event: Callable[[Any], None] | None = None,
     resolved: Any = None,
+    trust: Any = None,
 ) -> RegistrationPlan:
     config = config or cluster.sdk_config()
     return RegistrationPlan(
         config,
-        [server.public_key() for server in config.bootstrap_servers],
+        [server.trusted_key() for server in config.bootstrap_servers],
         cluster.keys["endpoint_rsa"],
         state,
         profile,
@@ -242,4 +254,5 @@ def make_plan(
         clock=cluster.clock,
         on_event=on_event,
         resolved=resolved,
+        trust=trust,
     )

@@ -97,4 +97,4 @@ def test_unreadable_sdk_file_is_a_usage_error(tmp_path: Path) -> None:
     sdk.write_text('{"format": "something else"}')
     result = run_cli("register", "--sdk", str(sdk), "--state", str(tmp_path / "d"))
     assert result.returncode == 2
-    assert "not a kaa-wire-sdk/1 document" in result.stderr
+    assert "not a kaa-wire-sdk/2 document" in result.stderr

@@ -1,5 +1,6 @@
 """What every fuzz input is put through: both framers, the codec, both payload parsers,
-both RESOLVE_REQUEST body decoders and both registration openers.
+both RESOLVE_REQUEST body decoders, both registration openers, and the endpoint's check of
+a RESOLVE_RESPONSE's rotation chain (pure only: there is no other implementation).
 
 ``check`` raises AssertionError when the implementations disagree, and lets any exception
 other than a RemoteProtocolError escape: to a fuzzer, both are crashes.
@@ -18,6 +19,7 @@ from kaa_wire._errors import RemoteProtocolError
 from kaa_wire._framing import Framer as PureFramer
 from kaa_wire._opener import RegistrationOpener as PureOpener
 from kaa_wire._registration import parse_registration_payload as pure_parse
+from kaa_wire._rotation import TrustedKey, follow_chain
 
 try:
     from kaa_wire_ext import _ext  # type: ignore[attr-defined]
@@ -30,11 +32,16 @@ PAYLOAD_SELECTOR = 0xFF
 RESOLVE_SELECTOR = 0xFD
 #: First byte that routes an input to the openers, as a REGISTER_REQUEST body.
 OPEN_SELECTOR = 0xFE
+#: First byte that routes an input to the RESOLVE_RESPONSE decoder and the chain check.
+CHAIN_SELECTOR = 0xFC
 #: The openers hold the vectors' Operations key, so the vectors' requests open (good seeds).
 _KEYS = json.loads((Path(__file__).parents[1] / "vectors" / "keys.json").read_text())
 _STATIC_KEY = _crypto.load_private_key(_KEYS["operations_x25519"].encode())
 PURE_OPENER = PureOpener(_STATIC_KEY)  # type: ignore[arg-type]
 EXT_OPENER = None if _ext is None else _ext.RegistrationOpener(_STATIC_KEY)
+#: The chain check starts from the vectors' generation-1 Bootstrap key, so the rotated
+#: answer of the vectors is a seed that verifies.
+_TRUSTED = TrustedKey(1, _crypto.load_private_key(_KEYS["bootstrap_rsa"].encode()).public_key())
 #: A small limit as well as the default, so both sides of the size check get exercised.
 FRAME_LIMITS = (65536, 64)
 
@@ -80,7 +87,19 @@ def open_outcome(opener: Any, body: bytes) -> Any:
         return type(exc)
 
 
+def chain_outcome(body: bytes) -> None:
+    """Decode a RESOLVE_RESPONSE body and follow its rotations: protocol errors only."""
+    try:
+        response = _codec.decode_resolve_response(body)
+        follow_chain(_TRUSTED, response.key_generation, response.rotations)
+    except RemoteProtocolError:
+        pass
+
+
 def check(data: bytes) -> None:
+    if data[:1] == bytes([CHAIN_SELECTOR]):
+        chain_outcome(data[1:])
+        return
     if data[:1] == bytes([OPEN_SELECTOR]):
         ours = open_outcome(PURE_OPENER, data[1:])
         if EXT_OPENER is not None:

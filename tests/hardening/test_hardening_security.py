@@ -440,8 +440,9 @@ def test_unknown_or_weak_algorithms_are_refused(
 
 
 #: Offsets in a RESOLVE_RESPONSE frame (docs/protocol.md 4.2): header 6, nonce 16, server
-#: time 8, validity 4, signature algorithm 1, node count 1, then the first node record.
-_NONCE, _TIME, _VALID, _ALGORITHM, _NODE = 6, 22, 30, 34, 36
+#: time 8, validity 4, key generation 4, signature algorithm 1, node count 1, then the
+#: first node record.
+_NONCE, _TIME, _VALID, _GENERATION, _ALGORITHM, _NODE = 6, 22, 30, 34, 38, 40
 _PORT, _KEX_KEY = _NODE + 7, _NODE + 10
 
 
@@ -457,6 +458,7 @@ RESOLUTION_TAMPERING: dict[str, tuple[Callable[[bytes], bytes], type[Exception]]
     "longer-validity": (lambda f: _patch(f, _VALID, b"\xff" * 4), BadSignature),
     "other-nonce": (lambda f: _patch(f, _NONCE, bytes(16)), BadSignature),
     "downgrade-algorithm": (lambda f: _patch(f, _ALGORITHM, b"\x02"), UnsupportedAlgorithm),
+    "claim-a-later-key": (lambda f: _patch(f, _GENERATION, (2).to_bytes(4, "big")), BadSignature),
 }
 
 

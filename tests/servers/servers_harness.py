@@ -4,6 +4,7 @@ over real blocking sockets (the kaa_wire classes; the client library is not used
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,14 +22,18 @@ from typing import Any
 from benchmarks.environment import child_environment
 from client import RetryPolicy
 from kaa_wire import (
+    BootstrapServerConnection,
+    KaaWireError,
     OperationsNode,
     RegisterClient,
     RegistrationResult,
     ResolveClient,
     Resolved,
+    ResolveRequest,
     _codec,
     _crypto,
 )
+from kaa_wire._rotation import TrustedKey
 from kaa_wire.sdk_config import SdkConfig
 from servers.store import RegistryStore
 
@@ -241,14 +247,21 @@ def read_to_eof(sock: socket.socket) -> bytes:
 
 
 def resolve(
-    sdk: SdkConfig, *, nonce: bytes | None = None, app_token: str | None = None
+    sdk: SdkConfig,
+    *,
+    nonce: bytes | None = None,
+    app_token: str | None = None,
+    trusted: TrustedKey | None = None,
 ) -> Resolved:
-    """One resolution against the SDK's first Bootstrap, signature checked by the core."""
+    """One resolution against the SDK's first Bootstrap, signature checked by the core,
+    trusting ``trusted`` (default: the SDK's key and generation)."""
     server = sdk.bootstrap_servers[0]
+    trusted = trusted or server.trusted_key()
     client = ResolveClient(
         app_token or sdk.application_token,
-        server.public_key(),
+        trusted.public_key,
         nonce=nonce or os.urandom(16),
+        key_generation=trusted.generation,
         accept_unbound=sdk.accept_unbound_resolution,
         max_frame_size=sdk.max_frame_size,
     )
@@ -258,6 +271,51 @@ def resolve(
     event = client.next_event(time.monotonic())
     assert isinstance(event, Resolved)
     return event
+
+
+class ScriptedBootstrap:
+    """A real TCP Bootstrap on a thread whose answers the test writes: a compromised or
+    outdated Bootstrap. ``answer(conn, request)`` returns the frame to send, built on the
+    sans-IO ``BootstrapServerConnection`` that decoded ``request``. Every decoded request
+    is kept in ``requests``."""
+
+    def __init__(
+        self, answer: Callable[[BootstrapServerConnection, ResolveRequest], bytes]
+    ) -> None:
+        self.answer = answer
+        self.requests: list[ResolveRequest] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            with sock:
+                sock.settimeout(IO_TIMEOUT_S)
+                conn = BootstrapServerConnection()
+                try:
+                    request = None
+                    while request is None:
+                        data = sock.recv(65536)
+                        conn.receive_data(data)
+                        event = conn.next_event()
+                        request = event if isinstance(event, ResolveRequest) else None
+                    self.requests.append(request)
+                    sock.sendall(self.answer(conn, request))
+                except (KaaWireError, OSError) as exc:
+                    with contextlib.suppress(KaaWireError, OSError):
+                        if isinstance(exc, KaaWireError):
+                            sock.sendall(conn.send_error(exc))
+
+    def close(self) -> None:
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() on Linux
+        self._listener.close()
+        self._thread.join(IO_TIMEOUT_S)
 
 
 def top_nodes(resolved: Resolved) -> list[OperationsNode]:

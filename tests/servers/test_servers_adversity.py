@@ -70,7 +70,7 @@ def test_a_truncated_request_then_eof_is_malformed(server: MainServer) -> None:
     request = ResolveClient(
         server.sdk.application_token,
         server.sdk.bootstrap_servers[0].public_key(),
-        nonce=bytes(16),
+        nonce=bytes(range(1, 17)),
     ).send_request()
     answer = exchange("127.0.0.1", _ports(server)[0], request[:-3], half_close=True)
     assert error_frame(answer) == (MessageType.ERROR, ErrorCode.MALFORMED_FRAME)
@@ -79,7 +79,9 @@ def test_a_truncated_request_then_eof_is_malformed(server: MainServer) -> None:
 
 def test_a_half_closed_peer_still_gets_its_answer(server: MainServer) -> None:
     client = ResolveClient(
-        server.sdk.application_token, server.sdk.bootstrap_servers[0].public_key(), nonce=bytes(16)
+        server.sdk.application_token,
+        server.sdk.bootstrap_servers[0].public_key(),
+        nonce=bytes(range(1, 17)),
     )
     answer = exchange("127.0.0.1", _ports(server)[0], client.send_request(), half_close=True)
     assert answer[1] == MessageType.RESOLVE_RESPONSE

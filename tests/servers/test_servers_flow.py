@@ -267,8 +267,9 @@ def test_c_header_matches_the_json(server: MainServer, tmp_path: Path) -> None:
     program.write_text(
         '#include <stdio.h>\n#include "sdk.h"\n'
         "int main(void) {\n"
-        '  printf("%s|%s|%s|%u|%d|%u|", KAA_APPLICATION_TOKEN, KAA_SDK_TOKEN,\n'
+        '  printf("%s|%s|%s|%u|%lu|%d|%u|", KAA_APPLICATION_TOKEN, KAA_SDK_TOKEN,\n'
         "         KAA_BOOTSTRAP_SERVERS[0].host, KAA_BOOTSTRAP_SERVERS[0].port,\n"
+        "         KAA_BOOTSTRAP_SERVERS[0].key_generation,\n"
         "         KAA_ACCEPT_UNBOUND_RESOLUTION, KAA_MAX_FRAME_SIZE);\n"
         '  fputs(KAA_BOOTSTRAP_SERVERS[0].public_key_pem, stdout); fputs("|", stdout);\n'
         "  fputs(KAA_SDK_CONFIG_JSON, stdout); return 0; }\n"
@@ -293,7 +294,8 @@ def test_c_header_matches_the_json(server: MainServer, tmp_path: Path) -> None:
     sdk = server.sdk
     server0 = sdk.bootstrap_servers[0]
     expected = (
-        f"{sdk.application_token}|{sdk.sdk_token}|{server0.host}|{server0.port}|0|"
+        f"{sdk.application_token}|{sdk.sdk_token}|{server0.host}|{server0.port}|"
+        f"{server0.key_generation}|0|"
         f"{sdk.max_frame_size}|{server0.public_key_pem}|{(server.data / 'sdk.json').read_text()}"
     )
     assert out == expected

@@ -44,6 +44,7 @@ from kaa_wire._framing import Framer, encode_frame  # noqa: E402
 from kaa_wire._messages import OperationsNode, RegistrationResult, Topic  # noqa: E402
 from kaa_wire._opener import RegistrationOpener  # noqa: E402
 from kaa_wire._registration import RegistrationVerifier, parse_registration_payload  # noqa: E402
+from kaa_wire._rotation import certify  # noqa: E402
 
 SERVER_TIME_MS = 1_795_000_000_000  # 2026-11-18T09:46:40Z
 APP_TOKEN = "demo-app-9ZkQ2wX"
@@ -56,6 +57,8 @@ RECONNECT_TIMESTAMP_MS = SERVER_TIME_MS + 60_120
 RESPONSE_NONCE = bytes(range(0x20, 0x40))
 ERROR_RESPONSE_NONCE = bytes(range(0x40, 0x60))
 V = bytes([PROTOCOL_VERSION])
+#: Key generation 1 (the first Bootstrap key) as the 4 bytes of a RESOLVE_REQUEST.
+GENERATION_1 = (1).to_bytes(4, "big")
 PROFILE = json.dumps(
     {
         "model": "thermo-9",
@@ -170,22 +173,49 @@ def message_vectors(exchange: dict[str, str]) -> list[dict[str, Any]]:
 
     request = bytes.fromhex(exchange["resolve_request_frame"])
     response = bytes.fromhex(exchange["resolve_response_frame"])
+    rotated = bytes.fromhex(exchange["resolve_response_rotated_frame"])
     error = bytes.fromhex(exchange["error_frame"])
+    token = bytes([len(APP_TOKEN)]) + APP_TOKEN.encode()
+    head = NONCE + GENERATION_1  # a request body up to its token
+    count_at = 6 + 16 + 8 + 4 + 4 + 1  # a response frame's node count
+    # The rotated answer: its one certificate's generation, right after the node list.
+    rotation_at = len(rotated) - 2 - 64 - (4 + 1 + 2 + 44 + 2 + 256)
     cases = {name: bytes.fromhex(v) for name, v in exchange.items() if name.endswith("_frame")}
     cases.update(
         {
-            "resolve request, token length past the body": request[:22] + b"\x40" + request[23:],
-            "resolve request, empty token": encode_frame(1, NONCE + b"\x00\x00"),
-            "resolve request, non-ASCII token": encode_frame(1, NONCE + b"\x02\xc3\xa9\x00"),
-            "resolve request, control character in token": encode_frame(1, NONCE + b"\x01\n\x00"),
+            "resolve request, token length past the body": request[:26] + b"\x40" + request[27:],
+            "resolve request, empty token": encode_frame(1, head + b"\x00\x01\x01"),
+            "resolve request, non-ASCII token": encode_frame(1, head + b"\x02\xc3\xa9\x01\x01"),
+            "resolve request, control character in token": encode_frame(
+                1, head + b"\x01\n\x01\x01"
+            ),
             "resolve request, trailing byte": encode_frame(1, request[6:] + b"\x00"),
             "resolve request, short nonce": encode_frame(1, NONCE[:8]),
             "resolve request, transports past the body": encode_frame(
                 1, request[6:-2] + b"\x05\x01"
             ),
+            "resolve request, all-zero nonce": encode_frame(
+                1, bytes(16) + GENERATION_1 + token + b"\x01\x01"
+            ),
+            "resolve request, no transport": encode_frame(1, head + token + b"\x00"),
+            "resolve request, key generation 0": encode_frame(
+                1, NONCE + bytes(4) + token + b"\x01\x01"
+            ),
+            "resolve request, unknown transports besides TCP": encode_frame(
+                1, head + token + b"\x03\x07\x01\x01"
+            ),
+            "resolve request, key generation 7": encode_frame(
+                1, NONCE + (7).to_bytes(4, "big") + token + b"\x01\x01"
+            ),
             "resolve response, truncated signature": encode_frame(2, response[6:-1]),
             "resolve response, node count too high": encode_frame(
-                2, response[6:35] + bytes([response[35] + 1]) + response[36:]
+                2, response[6:count_at] + bytes([response[count_at] + 1]) + response[count_at + 1 :]
+            ),
+            "resolve response, rotation of the wrong generation": encode_frame(
+                2, rotated[6:rotation_at] + (3).to_bytes(4, "big") + rotated[rotation_at + 4 :]
+            ),
+            "resolve response, rotation count too high": encode_frame(
+                2, rotated[6 : rotation_at - 1] + b"\x02" + rotated[rotation_at:]
             ),
             "register request, too short for a tag": encode_frame(3, bytes(49)),
             "error, message not UTF-8": encode_frame(0x7F, b"\x01\x00\x00\x00\x00\x01\xff"),
@@ -279,8 +309,10 @@ def _describe_payload(plaintext: bytes) -> dict[str, Any]:
 
 
 def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
-    """One full resolution and registration with fixed keys, nonce and ephemeral key."""
+    """One full resolution and registration with fixed keys, nonce and ephemeral key; and
+    the same resolution answered after one key rotation (generation 2: the Ed25519 key)."""
     bootstrap, endpoint = keys["bootstrap_rsa"], keys["endpoint_rsa"]
+    successor = keys["bootstrap_ed25519"]
     operations: x25519.X25519PrivateKey = keys["operations_x25519"]
     nodes = (
         OperationsNode(
@@ -297,6 +329,18 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
         nodes, server_time_ms=SERVER_TIME_MS, valid_for_s=300, signature_algorithm=1
     )
     resolve_response = server.send_response(_crypto.sign(bootstrap, signed))
+    rotated = BootstrapServerConnection()
+    rotated.receive_data(resolve_request)
+    rotated.next_event()
+    signed = rotated.data_to_sign(
+        nodes[:1],
+        server_time_ms=SERVER_TIME_MS,
+        valid_for_s=300,
+        signature_algorithm=2,
+        key_generation=2,
+        rotations=(certify(bootstrap, 2, successor),),
+    )
+    resolve_response_rotated = rotated.send_response(_crypto.sign(successor, signed))
 
     def register(
         reconnect: bool, ephemeral: x25519.X25519PrivateKey, timestamp_ms: int
@@ -372,6 +416,7 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
             "reconnect_response_secret": reconnect_secret.hex(),
         },
         "bootstrap_public_key": _crypto.public_key_der(bootstrap).hex(),
+        "bootstrap_generation_2_public_key": _crypto.public_key_der(successor).hex(),
         "operations_public_key": _crypto.x25519_public_bytes(operations).hex(),
         "endpoint_public_key": _crypto.public_key_der(endpoint).hex(),
         "endpoint_id": eid.hex(),
@@ -380,6 +425,7 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
         "profile": PROFILE.hex(),
         "resolve_request_frame": resolve_request.hex(),
         "resolve_response_frame": resolve_response.hex(),
+        "resolve_response_rotated_frame": resolve_response_rotated.hex(),
         "register_request_frame": register_request.hex(),
         "register_response_frame": register_response.hex(),
         "reconnect_request_frame": reconnect_request.hex(),
