@@ -4,51 +4,66 @@
 names with the same behaviour and raise the same exception classes; the pure resolution
 functions and ``encode_registration_result`` are the construct ones of ``_codec``, the
 normative path.
+
+:data:`PURE` is the one list of the names the extension replaces: each ``_pick`` below
+adds one. ``kaa_wire_ext``'s ``__all__`` and its ``.pyi`` are checked against it
+(tests/test_ext_build.py), and the tests build both implementations' namespaces from it.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any, TypeVar
 
 from kaa_wire import _codec, _framing, _opener, _registration, _signer
 
-IMPLEMENTATION: str
+__all__ = ["IMPLEMENTATION", "NAMES", "PURE", "extension"]
 
-if os.environ.get("KAA_WIRE_PUREPYTHON", "") not in ("", "0"):
-    _ext = None
-else:
+_T = TypeVar("_T")
+
+#: Name -> the pure-Python implementation, for every name the extension replaces.
+PURE: dict[str, Any] = {}
+
+
+def extension() -> Any | None:
+    """``kaa_wire_ext._ext``, or None when it is not built (or pure Python is forced)."""
+    if os.environ.get("KAA_WIRE_PUREPYTHON", "") not in ("", "0"):
+        return None
     try:
-        import kaa_wire_ext._ext as _ext  # type: ignore[no-redef,assignment]
+        import kaa_wire_ext._ext as ext
     except ImportError:
-        _ext = None
+        return None
+    return ext
 
-if _ext is not None:
-    IMPLEMENTATION = "ext"
-    Framer = _ext.Framer
-    encode_frame = _ext.encode_frame
-    parse_registration_payload = _ext.parse_registration_payload
-    RegistrationVerifier = _ext.RegistrationVerifier
-    RegistrationOpener = _ext.RegistrationOpener
-    seal_response = _ext.seal_response
-    encode_registration_result = _ext.encode_registration_result
-    Signer = _ext.Signer
-    verify_batch = _ext.verify_batch
-    decode_resolve_request = _ext.decode_resolve_request
-    resolve_response_signed_part = _ext.resolve_response_signed_part
-    resolve_signed_data = _ext.resolve_signed_data
-    encode_resolve_response = _ext.encode_resolve_response
-else:
-    IMPLEMENTATION = "py"
-    Framer = _framing.Framer  # type: ignore[misc]
-    encode_frame = _framing.encode_frame
-    parse_registration_payload = _registration.parse_registration_payload
-    RegistrationVerifier = _registration.RegistrationVerifier  # type: ignore[misc]
-    RegistrationOpener = _opener.RegistrationOpener  # type: ignore[misc]
-    seal_response = _opener.seal_response
-    encode_registration_result = _codec.encode_registration_result
-    Signer = _signer.Signer  # type: ignore[misc]
-    verify_batch = _registration.verify_batch
-    decode_resolve_request = _codec.decode_resolve_request
-    resolve_response_signed_part = _codec.resolve_response_signed_part
-    resolve_signed_data = _codec.resolve_signed_data
-    encode_resolve_response = _codec.encode_resolve_response
+
+_ext = extension()
+IMPLEMENTATION: str = "py" if _ext is None else "ext"
+
+
+def _pick(name: str, pure: _T) -> _T:
+    """The active implementation of ``name``, whose pure one is ``pure``."""
+    PURE[name] = pure
+    chosen: _T = pure if _ext is None else getattr(_ext, name)
+    return chosen
+
+
+Framer = _pick("Framer", _framing.Framer)
+encode_frame = _pick("encode_frame", _framing.encode_frame)
+parse_registration_payload = _pick(
+    "parse_registration_payload", _registration.parse_registration_payload
+)
+RegistrationVerifier = _pick("RegistrationVerifier", _registration.RegistrationVerifier)
+RegistrationOpener = _pick("RegistrationOpener", _opener.RegistrationOpener)
+seal_response = _pick("seal_response", _opener.seal_response)
+encode_registration_result = _pick("encode_registration_result", _codec.encode_registration_result)
+Signer = _pick("Signer", _signer.Signer)
+verify_batch = _pick("verify_batch", _registration.verify_batch)
+decode_resolve_request = _pick("decode_resolve_request", _codec.decode_resolve_request)
+resolve_response_signed_part = _pick(
+    "resolve_response_signed_part", _codec.resolve_response_signed_part
+)
+resolve_signed_data = _pick("resolve_signed_data", _codec.resolve_signed_data)
+encode_resolve_response = _pick("encode_resolve_response", _codec.encode_resolve_response)
+
+#: Every name the extension replaces, in one tuple.
+NAMES: tuple[str, ...] = tuple(PURE)

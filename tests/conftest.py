@@ -12,27 +12,13 @@ from typing import Any
 import pytest
 
 from benchmarks.throwaway_db import fresh_database
-from kaa_wire import _codec, _framing, _opener, _registration, _signer
+from kaa_wire import _impl
 
 VECTORS = Path(__file__).parent / "vectors"
 
 
 def _pure() -> types.SimpleNamespace:
-    return types.SimpleNamespace(
-        name="py",
-        Framer=_framing.Framer,
-        encode_frame=_framing.encode_frame,
-        parse_registration_payload=_registration.parse_registration_payload,
-        RegistrationVerifier=_registration.RegistrationVerifier,
-        Signer=_signer.Signer,
-        verify_batch=_registration.verify_batch,
-        decode_resolve_request=_codec.decode_resolve_request,
-        resolve_response_signed_part=_codec.resolve_response_signed_part,
-        encode_resolve_response=_codec.encode_resolve_response,
-        RegistrationOpener=_opener.RegistrationOpener,
-        seal_response=_opener.seal_response,
-        encode_registration_result=_codec.encode_registration_result,
-    )
+    return types.SimpleNamespace(name="py", **_impl.PURE)
 
 
 def _extension() -> types.SimpleNamespace | None:
@@ -40,21 +26,7 @@ def _extension() -> types.SimpleNamespace | None:
         from kaa_wire_ext import _ext  # type: ignore[attr-defined]
     except ImportError:
         return None
-    return types.SimpleNamespace(
-        name="ext",
-        Framer=_ext.Framer,
-        encode_frame=_ext.encode_frame,
-        parse_registration_payload=_ext.parse_registration_payload,
-        RegistrationVerifier=_ext.RegistrationVerifier,
-        Signer=_ext.Signer,
-        verify_batch=_ext.verify_batch,
-        decode_resolve_request=_ext.decode_resolve_request,
-        resolve_response_signed_part=_ext.resolve_response_signed_part,
-        encode_resolve_response=_ext.encode_resolve_response,
-        RegistrationOpener=_ext.RegistrationOpener,
-        seal_response=_ext.seal_response,
-        encode_registration_result=_ext.encode_registration_result,
-    )
+    return types.SimpleNamespace(name="ext", **{name: getattr(_ext, name) for name in _impl.NAMES})
 
 
 @pytest.fixture(params=["py", "ext"])

@@ -87,6 +87,25 @@ PXD_MIRRORS: dict[str, int] = {
 }
 
 
+def test_the_extension_exports_exactly_the_fast_path_names() -> None:
+    """kaa_wire/_impl.py's NAMES is the one list: the .pyx __all__ and the .pyi follow it."""
+    from kaa_wire import _impl
+
+    stub = (ROOT / "kaa_wire_ext" / "_ext.pyi").read_text()
+    stub_all = re.search(r"^__all__ = \[(.*?)\]", stub, re.S | re.M)
+    assert stub_all is not None
+    assert set(re.findall(r'"(\w+)"', stub_all.group(1))) == set(_impl.NAMES)
+    pyx = (ROOT / "kaa_wire_ext" / "_ext.pyx").read_text()
+    pyx_all = re.search(r"^__all__ = \[(.*?)\]", pyx, re.S | re.M)
+    assert pyx_all is not None
+    assert set(re.findall(r'"(\w+)"', pyx_all.group(1))) == set(_impl.NAMES)
+    try:
+        from kaa_wire_ext import _ext
+    except ImportError:
+        return
+    assert set(_ext.__all__) == set(_impl.NAMES)
+
+
 def test_pxd_constants_equal_kaa_wire_constants() -> None:
     text = (ROOT / "kaa_wire_ext" / "protocol.pxd").read_text()
     declared = {
