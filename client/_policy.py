@@ -59,7 +59,7 @@ from client._state import ApplicationState, DeviceState, ServerInfo, profile_has
 from client._trust import BootstrapTrust
 from kaa_wire._connection import NeedData, RegisterClient, Registered, ResolveClient
 from kaa_wire._connection import Resolved as _Resolved
-from kaa_wire._constants import NONCE_SIZE, RegistrationStatus
+from kaa_wire._constants import MAX_PROFILE_SIZE, NONCE_SIZE, RegistrationStatus
 from kaa_wire._crypto import PrivateKey
 from kaa_wire._errors import (
     KaaWireError,
@@ -98,7 +98,6 @@ __all__ = [
 #: What a transport hands back to the plan with ``throw``: the failure of one exchange.
 TRANSPORT_ERRORS: Final = (OSError, EOFError, KaaWireError)
 
-_MAX_PROFILE = 0xFFFF
 
 
 class NoOperationsServers(RemoteProtocolError):
@@ -385,8 +384,8 @@ class RegistrationPlan:
         resolved: _Resolved | None = None,
         trust: BootstrapTrust | None = None,
     ) -> None:
-        if len(profile) > _MAX_PROFILE:
-            raise LocalProtocolError(f"a profile is at most {_MAX_PROFILE} bytes")
+        if len(profile) > MAX_PROFILE_SIZE:
+            raise LocalProtocolError(f"a profile is at most {MAX_PROFILE_SIZE} bytes")
         if len(anchors) != len(config.bootstrap_servers):
             raise LocalProtocolError("one anchor key per Bootstrap server")
         self._config = config

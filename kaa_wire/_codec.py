@@ -11,9 +11,11 @@ from typing import Any, TypeVar
 
 from kaa_wire._constants import (
     AEAD_TAG_SIZE,
+    ENVELOPE_SIZE,
     PAYLOAD_FLAG_KEY_IS_HASH,
     RESOLVE_SIGNATURE_CONTEXT,
     ROTATE_SIGNATURE_CONTEXT,
+    SIGNATURE_LENGTH_PREFIX,
     FrameFlag,
     MessageType,
 )
@@ -63,9 +65,6 @@ __all__ = [
     "describe_frame",
 ]
 
-_SIGNATURE_LENGTH_PREFIX = 2
-#: Cleartext bytes of a REGISTER_REQUEST body before the sealed payload.
-ENVELOPE_SIZE = 34
 
 T = TypeVar("T")
 
@@ -168,7 +167,7 @@ def resolve_response_signed_part(
             "signature": b"",
         }
     )
-    return body[:-_SIGNATURE_LENGTH_PREFIX]
+    return body[:-SIGNATURE_LENGTH_PREFIX]
 
 
 def resolve_signed_data(app_token: str, signed_part: bytes) -> bytes:
@@ -202,7 +201,7 @@ def _certificate_signed_length(fields: Any) -> int:
 
 def decode_resolve_response(body: bytes) -> ResolveResponse:
     fields = parse_exact(RESOLVE_RESPONSE, body, "resolve response")
-    signed_length = len(body) - _SIGNATURE_LENGTH_PREFIX - len(fields.signature)
+    signed_length = len(body) - SIGNATURE_LENGTH_PREFIX - len(fields.signature)
     # The certificates sit just before the signature: find each one's bytes from the end.
     sizes = [_certificate_signed_length(c) + 2 + len(c.signature) for c in fields.rotations]
     offset = signed_length - sum(sizes)
@@ -253,7 +252,7 @@ def rotation_signed_part(generation: int, signature_algorithm: int, public_key: 
             "public_key": public_key,
             "signature": b"",
         }
-    )[:-_SIGNATURE_LENGTH_PREFIX]
+    )[:-SIGNATURE_LENGTH_PREFIX]
 
 
 def rotation_signed_data(signed_part: bytes) -> bytes:
@@ -319,7 +318,7 @@ def registration_signed_part(
             "signature": b"",
         }
     )
-    return body[:-_SIGNATURE_LENGTH_PREFIX]
+    return body[:-SIGNATURE_LENGTH_PREFIX]
 
 
 def registration_payload_bytes(signed_part: bytes, signature: bytes) -> bytes:

@@ -17,6 +17,16 @@ X25519_KEY_SIZE = 32
 AEAD_TAG_SIZE = 16
 MAX_TOKEN_SIZE = 64
 MAX_HOST_SIZE = 255
+#: A ``bytes16`` field's length prefix, e.g. before every signature.
+SIGNATURE_LENGTH_PREFIX = 2
+#: The largest profile: a ``bytes16`` field.
+MAX_PROFILE_SIZE = 0xFFFF
+#: Cleartext bytes of a REGISTER_REQUEST body before the sealed payload: kex id, AEAD id,
+#: ephemeral public key.
+ENVELOPE_SIZE = 2 + X25519_KEY_SIZE
+#: Endpoint RSA key sizes accepted (docs/protocol.md 5.3).
+MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 4096
 
 #: The server's fresh random bytes at the head of every sealed answer (docs/protocol.md 5.1).
 RESPONSE_NONCE_SIZE = 32

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kaa_wire._constants import (
     AEAD_TAG_SIZE,
+    MIN_RSA_BITS,
     REGISTER_SIGNATURE_CONTEXT,
     RESPONSE_KDF_INFO,
     RESPONSE_NONCE_SIZE,
@@ -37,7 +38,6 @@ from kaa_wire._errors import (
 __all__ = [
     "PrivateKey",
     "PublicKey",
-    "MIN_RSA_BITS",
     "generate_rsa_key",
     "generate_ed25519_key",
     "generate_x25519_key",
@@ -69,7 +69,6 @@ __all__ = [
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
-MIN_RSA_BITS = 2048
 _ZERO_NONCE = bytes(12)
 _PEM_MARK = b"-----BEGIN"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from kaa_wire import _codec, _crypto
-from kaa_wire._constants import AeadAlgorithm, KeyExchangeAlgorithm
+from kaa_wire._constants import ENVELOPE_SIZE, AeadAlgorithm, KeyExchangeAlgorithm
 from kaa_wire._errors import UnsupportedAlgorithm
 
 __all__ = ["RegistrationOpener", "seal_response"]
@@ -42,7 +42,7 @@ class RegistrationOpener:
         session = _crypto.server_session(
             self._static_key, self.public_key, envelope.ephemeral_public_key
         )
-        aad = header + body[: _codec.ENVELOPE_SIZE]
+        aad = header + body[:ENVELOPE_SIZE]
         plaintext = _crypto.unseal(session.request, envelope.sealed_payload, aad)
         return plaintext, envelope.ephemeral_public_key, session.response_secret
 

@@ -16,11 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from kaa_wire._constants import (
     ED25519_SMALL_ORDER_KEYS,
+    MAX_RSA_BITS,
+    MIN_RSA_BITS,
     PAYLOAD_FLAG_KEY_IS_HASH,
     RSA_PUBLIC_EXPONENT,
+    SIGNATURE_LENGTH_PREFIX,
     SignatureAlgorithm,
 )
-from kaa_wire._crypto import MIN_RSA_BITS, PublicKey, public_key_der, signature_valid
+from kaa_wire._crypto import PublicKey, public_key_der, signature_valid
 from kaa_wire._errors import (
     BadSignature,
     LocalProtocolError,
@@ -31,11 +34,9 @@ from kaa_wire._errors import (
 from kaa_wire._messages import RegistrationPayload
 from kaa_wire._schema import REGISTER_PAYLOAD, parse_exact
 
-__all__ = ["parse_registration_payload", "RegistrationVerifier", "verify_batch", "MAX_RSA_BITS"]
+__all__ = ["parse_registration_payload", "RegistrationVerifier", "verify_batch"]
 
 #: Larger endpoint keys would let one request cost the server many verify times.
-MAX_RSA_BITS = 4096
-_SIGNATURE_LENGTH_PREFIX = 2
 #: edwards25519's field prime, and the sign bit of x in a point's 32-byte encoding.
 _ED25519_P = 2**255 - 19
 _ED25519_SIGN_BIT = 1 << 255
@@ -47,7 +48,7 @@ def parse_registration_payload(plaintext: bytes) -> RegistrationPayload:
     fields = parse_exact(REGISTER_PAYLOAD, plaintext, "registration payload")
     if fields.flags & ~PAYLOAD_FLAG_KEY_IS_HASH:
         raise MalformedFrame(f"unknown registration flags 0x{fields.flags:02x}")
-    signed_length = len(plaintext) - _SIGNATURE_LENGTH_PREFIX - len(fields.signature)
+    signed_length = len(plaintext) - SIGNATURE_LENGTH_PREFIX - len(fields.signature)
     try:
         return RegistrationPayload(
             key_is_hash=bool(fields.flags & PAYLOAD_FLAG_KEY_IS_HASH),

@@ -15,9 +15,8 @@ import hashlib
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from kaa_wire import _codec
-from kaa_wire._constants import FIRST_KEY_GENERATION, MAX_ROTATION_CHAIN
+from kaa_wire._constants import FIRST_KEY_GENERATION, MAX_ROTATION_CHAIN, MIN_RSA_BITS
 from kaa_wire._crypto import (
-    MIN_RSA_BITS,
     PrivateKey,
     PublicKey,
     load_public_key,

@@ -16,7 +16,7 @@ from typing import Any
 import construct as c
 from construct import this
 
-from kaa_wire._constants import KEY_HASH_SIZE, NONCE_SIZE, X25519_KEY_SIZE
+from kaa_wire._constants import KEY_HASH_SIZE, NONCE_SIZE, PAYLOAD_FLAG_KEY_IS_HASH, X25519_KEY_SIZE
 from kaa_wire._errors import MalformedFrame
 
 __all__ = [
@@ -97,7 +97,12 @@ _REGISTER_PAYLOAD = c.Struct(
     "signature_algorithm" / c.Int8ub,
     "timestamp_ms" / c.Int64ub,
     "sdk_token" / _bytes8,
-    "key" / c.IfThenElse((this.flags & 1) == 1, c.Bytes(KEY_HASH_SIZE), _bytes16),
+    "key"
+    / c.IfThenElse(
+        (this.flags & PAYLOAD_FLAG_KEY_IS_HASH) == PAYLOAD_FLAG_KEY_IS_HASH,
+        c.Bytes(KEY_HASH_SIZE),
+        _bytes16,
+    ),
     "profile" / _bytes16,
     "signature" / _bytes16,
 )

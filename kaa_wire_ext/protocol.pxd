@@ -1,6 +1,5 @@
-# Numbers fixed by protocol v2, mirrored from kaa_wire/_constants.py (and the RSA limits of
-# kaa_wire/_crypto.py and kaa_wire/_registration.py). tests/test_ext_build.py checks that
-# every value here equals its Python original, so the two cannot drift apart.
+# Numbers fixed by protocol v2, mirrored from kaa_wire/_constants.py. tests/test_ext_build.py
+# checks that every value here equals its Python original, so the two cannot drift apart.
 
 cdef enum:
     PROTOCOL_VERSION = 2
@@ -37,15 +36,13 @@ cdef enum:
     KEX_X25519 = 1
     AEAD_CHACHA20_POLY1305 = 1
 
-    # Cleartext bytes of a REGISTER_REQUEST body before the sealed payload
-    # (kaa_wire._codec.ENVELOPE_SIZE).
+    # Cleartext bytes of a REGISTER_REQUEST body before the sealed payload.
     ENVELOPE_SIZE = 34
 
     # Registration payload flag: the key field is the 20-byte endpoint id.
     PAYLOAD_FLAG_KEY_IS_HASH = 0x01
 
-    # Endpoint RSA key sizes accepted (kaa_wire._crypto.MIN_RSA_BITS,
-    # kaa_wire._registration.MAX_RSA_BITS).
+    # Endpoint RSA key sizes accepted.
     MIN_RSA_BITS = 2048
     MAX_RSA_BITS = 4096
 

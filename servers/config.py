@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kaa_wire._constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE
 from servers.store.factory import is_store_setting
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
 
@@ -108,7 +109,9 @@ OPTIONS: dict[str, Option] = {
         Option("log_json", bool, False, "log one JSON object per line"),
         Option("log_level", str, "info", "debug, info, warning or error", "LEVEL"),
         # -- limits ---------------------------------------------------------------------
-        Option("max_frame_size", int, 64 * 1024, "largest accepted frame, header included"),
+        Option(
+            "max_frame_size", int, DEFAULT_MAX_FRAME_SIZE, "largest accepted frame, header included"
+        ),
         Option(
             "read_timeout_s",
             float,
@@ -234,7 +237,7 @@ class Settings:
             (-1 <= self.admin_port <= 65535, "admin_port must be -1 to 65535"),
             (0 <= self.priority <= 255, "priority must be 0-255"),
             (0 <= self.weight <= 65535, "weight must be 0-65535"),
-            (self.max_frame_size > 6, "max_frame_size is too small"),
+            (self.max_frame_size > HEADER_SIZE, "max_frame_size is too small"),
             (self.read_timeout_s > 0, "read_timeout_s must be > 0"),
             (self.max_connections >= 1, "max_connections must be >= 1"),
             (self.admin_max_connections >= 1, "admin_max_connections must be >= 1"),

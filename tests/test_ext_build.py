@@ -79,10 +79,10 @@ PXD_MIRRORS: dict[str, int] = {
     **{f"SIG_{a.name}": int(a) for a in _constants.SignatureAlgorithm},
     **{f"KEX_{a.name}": int(a) for a in _constants.KeyExchangeAlgorithm},
     **{f"AEAD_{a.name}": int(a) for a in _constants.AeadAlgorithm},
-    "ENVELOPE_SIZE": _codec.ENVELOPE_SIZE,
+    "ENVELOPE_SIZE": _constants.ENVELOPE_SIZE,
     "PAYLOAD_FLAG_KEY_IS_HASH": _constants.PAYLOAD_FLAG_KEY_IS_HASH,
-    "MIN_RSA_BITS": _crypto.MIN_RSA_BITS,
-    "MAX_RSA_BITS": _registration.MAX_RSA_BITS,
+    "MIN_RSA_BITS": _constants.MIN_RSA_BITS,
+    "MAX_RSA_BITS": _constants.MAX_RSA_BITS,
     "RSA_PUBLIC_EXPONENT": _constants.RSA_PUBLIC_EXPONENT,
 }
 
@@ -1001,7 +1001,7 @@ def test_opener_opens_like_the_pure_opener(
 def test_opener_refuses_alike(keys: dict[str, Any], openers: tuple[Any, Any]) -> None:
     """Short bodies, algorithm ids, low-order keys and every tampered byte: same error."""
     header, body = sealed_request(keys)
-    refused = [body[:size] for size in range(_codec.ENVELOPE_SIZE + 17)]
+    refused = [body[:size] for size in range(_constants.ENVELOPE_SIZE + 17)]
     refused += [bytes([kex, aead]) + body[2:] for kex in (0, 2, 255) for aead in (0, 1, 2, 255)]
     refused += [body[:1] + bytes([aead]) + body[2:] for aead in (0, 2, 255)]
     refused += [body[:2] + point + body[34:] for point in LOW_ORDER_POINTS]
