@@ -35,7 +35,7 @@ from client._state import (
     read_state,
     read_trust,
 )
-from kaa_wire import _crypto
+from kaa_wire import crypto
 from kaa_wire._errors import KaaWireError
 from kaa_wire._rotation import key_fingerprint
 
@@ -109,10 +109,10 @@ def _status(args: argparse.Namespace) -> int:
     key_id = None
     for name in (PUBLIC_KEY_FILE, PRIVATE_KEY_FILE):
         try:
-            key = _crypto.load_public_key((root / name).read_bytes())
+            key = crypto.load_public_key((root / name).read_bytes())
         except FileNotFoundError:
             continue
-        key_id = _crypto.endpoint_id(_crypto.public_key_der(key)).hex()  # type: ignore[arg-type]
+        key_id = crypto.endpoint_id(crypto.public_key_der(key)).hex()  # type: ignore[arg-type]
         break
     state, problem = read_state(root)
     if state is not None and key_id is not None and state.endpoint_id != key_id:

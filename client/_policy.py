@@ -60,7 +60,6 @@ from client._trust import BootstrapTrust
 from kaa_wire._connection import NeedData, RegisterClient, Registered, ResolveClient
 from kaa_wire._connection import Resolved as _Resolved
 from kaa_wire._constants import MAX_PROFILE_SIZE, NONCE_SIZE, RegistrationStatus
-from kaa_wire._crypto import PrivateKey
 from kaa_wire._errors import (
     KaaWireError,
     LocalProtocolError,
@@ -74,6 +73,7 @@ from kaa_wire._errors import (
 )
 from kaa_wire._messages import OperationsNode, RegistrationResult
 from kaa_wire._rotation import TrustedKey, key_fingerprint
+from kaa_wire.crypto import PrivateKey
 from kaa_wire.sdk_config import SdkConfig
 
 __all__ = [

@@ -9,7 +9,7 @@ Layout of the state directory (created with mode 0700)::
                   mode 0600; absent until the first rotation the device follows
     .lock         held with flock(2) while a Device has the directory open
 
-Every file is written with :func:`kaa_wire._crypto.atomic_write` (temp file in the same
+Every file is written with :func:`kaa_files.atomic_write` (temp file in the same
 directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the new
 one, plus at worst a stale ``.NAME.*`` temp file, which the next open removes.
 
@@ -43,8 +43,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+import kaa_files
 from client._trust import BootstrapTrust, decode_trust, encode_trust
-from kaa_wire import _crypto
+from kaa_wire import crypto
 from kaa_wire._errors import KaaWireError
 from kaa_wire._messages import OperationsNode, RegistrationResult
 
@@ -255,7 +256,7 @@ class StateDir:
     def __init__(
         self,
         path: Path,
-        private_key: _crypto.PrivateKey,
+        private_key: crypto.PrivateKey,
         state: DeviceState,
         lock_fd: int,
         *,
@@ -287,7 +288,7 @@ class StateDir:
         try:
             _remove_stale_temp_files(root)
             private_key, first_boot = _load_or_create_keys(root)
-            key_id = _crypto.endpoint_id(_crypto.public_key_der(private_key)).hex()
+            key_id = crypto.endpoint_id(crypto.public_key_der(private_key)).hex()
             state, recovered = _load_state(root / STATE_FILE, key_id)
             trust = _load_trust(root / TRUST_FILE)
             opened = cls(
@@ -312,14 +313,14 @@ class StateDir:
             raise StateError("a state directory holds one endpoint")
         if self._lock_fd is None:
             raise StateError("the state directory is closed")
-        _crypto.atomic_write(self.path / STATE_FILE, encode_state(state), 0o600)
+        kaa_files.atomic_write(self.path / STATE_FILE, encode_state(state), 0o600)
         self.state = state
 
     def save_trust(self, trust: BootstrapTrust) -> None:
         """Make ``trust`` the Bootstrap keys the device trusts, durably (atomic replace)."""
         if self._lock_fd is None:
             raise StateError("the state directory is closed")
-        _crypto.atomic_write(self.path / TRUST_FILE, encode_trust(trust), 0o600)
+        kaa_files.atomic_write(self.path / TRUST_FILE, encode_trust(trust), 0o600)
         self.trust = trust
 
     def close(self) -> None:
@@ -392,7 +393,7 @@ def _remove_stale_temp_files(root: Path) -> None:
                 stale.unlink()
 
 
-def _load_or_create_keys(root: Path) -> tuple[_crypto.PrivateKey, bool]:
+def _load_or_create_keys(root: Path) -> tuple[crypto.PrivateKey, bool]:
     private_path = root / PRIVATE_KEY_FILE
     public_path = root / PUBLIC_KEY_FILE
     try:
@@ -405,26 +406,26 @@ def _load_or_create_keys(root: Path) -> tuple[_crypto.PrivateKey, bool]:
                 "identity cannot be recovered here. Restore key.private from a backup, or "
                 "delete the whole state directory to start as a new endpoint."
             ) from None
-        key = _crypto.generate_rsa_key(2048)
+        key = crypto.generate_rsa_key(2048)
         # Private first: a crash before the public key is written is repaired below on the
         # next boot, since the public key is derived from the private one.
-        _crypto.save_private_key(private_path, key)
-        _crypto.save_public_key(public_path, key)
+        kaa_files.save_private_key(private_path, key)
+        kaa_files.save_public_key(public_path, key)
         return key, True
     try:
-        loaded = _crypto.load_private_key(data)
+        loaded = crypto.load_private_key(data)
     except KaaWireError as exc:
         raise CorruptKeyError(
             f"{private_path} is not a usable private key ({exc}); it is left as it is"
         ) from None
     if not isinstance(loaded, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
         raise CorruptKeyError(f"{private_path} holds no signing key; it is left as it is")
-    expected = _crypto.public_key_pem(loaded)
+    expected = crypto.public_key_pem(loaded)
     try:
         if public_path.read_bytes() != expected:
-            _crypto.save_public_key(public_path, loaded)
+            kaa_files.save_public_key(public_path, loaded)
     except FileNotFoundError:
-        _crypto.save_public_key(public_path, loaded)
+        kaa_files.save_public_key(public_path, loaded)
     return loaded, False
 
 

@@ -10,7 +10,7 @@ named by the SHA-256 of its DER, in ``bootstrap-trust.json`` in the state direct
      "keys": [{"anchor_sha256": "<64 hex>", "generation": 3, "public_key_der": "<hex>"}],
      "sha256": "<SHA-256 of the canonical JSON of the rest>"}
 
-Written with kaa_wire._crypto.atomic_write, mode 0600, like the keys. A file that does not
+Written with kaa_files.atomic_write, mode 0600, like the keys. A file that does not
 read back intact is never silently dropped: the device would fall back to its build-time
 key, which a rotation may have retired (client._state.CorruptTrustError).
 """

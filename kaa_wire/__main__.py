@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import kaa_files
 from kaa_wire import _codec, _crypto
 from kaa_wire._constants import ABSOLUTE_MAX_FRAME_SIZE
 from kaa_wire._errors import KaaWireError, MalformedFrame
@@ -28,8 +29,8 @@ def _keygen(args: argparse.Namespace) -> int:
         print(f"error: {private} exists (use --force to replace it)", file=sys.stderr)
         return 1
     key = _crypto.generate_rsa_key(args.bits)
-    _crypto.save_private_key(private, key)
-    _crypto.save_public_key(out / "key.public", key)
+    kaa_files.save_private_key(private, key)
+    kaa_files.save_public_key(out / "key.public", key)
     print(_crypto.endpoint_id(_crypto.public_key_der(key)).hex())
     return 0
 

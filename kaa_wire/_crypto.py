@@ -7,9 +7,6 @@ verify and the Bootstrap signer (see ``_opener.py``, ``_registration.py`` and ``
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.exceptions import UnsupportedAlgorithm as _CUA
@@ -51,9 +48,6 @@ __all__ = [
     "sign",
     "signature_valid",
     "verify_signature",
-    "atomic_write",
-    "save_private_key",
-    "save_public_key",
     "x25519_public_bytes",
     "SessionKeys",
     "registration_signature_context",
@@ -187,43 +181,6 @@ def verify_signature(key: PublicKey, algorithm: int, data: bytes, signature: byt
         raise UnsupportedAlgorithm(f"signature algorithm {algorithm} does not match the key")
     if not signature_valid(key, data, signature):
         raise BadSignature("signature does not verify")
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new, never a mix.
-
-    Temp file in the same directory, created with ``mode`` (never wider, whatever the umask
-    allows), fsync, rename, then fsync the directory so the rename itself is durable.
-    """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def save_private_key(
-    path: str | os.PathLike[str], key: PrivateKey | x25519.X25519PrivateKey
-) -> None:
-    """PKCS#8 PEM, mode 0600."""
-    atomic_write(path, private_key_pem(key), 0o600)
-
-
-def save_public_key(path: str | os.PathLike[str], key: PublicKey | PrivateKey) -> None:
-    """SubjectPublicKeyInfo PEM, mode 0644."""
-    atomic_write(path, public_key_pem(key), 0o644)
 
 
 def x25519_public_bytes(key: x25519.X25519PrivateKey | x25519.X25519PublicKey) -> bytes:

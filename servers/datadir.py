@@ -27,13 +27,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from kaa_wire._crypto import (
-    generate_rsa_key,
-    generate_x25519_key,
-    load_private_key,
-    save_private_key,
-    save_public_key,
-)
+from kaa_files import save_private_key, save_public_key
+from kaa_wire.crypto import generate_rsa_key, generate_x25519_key, load_private_key
 from servers.keyring import KeyFiles, Keyring, load_keyring
 
 __all__ = ["DataDir", "DataDirError", "NotInitialized", "UnsafeDataDir", "PRIVATE_DIR_MODE"]

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 
-from kaa_wire._crypto import atomic_write
+from kaa_files import atomic_write
 from servers import logs
 from servers.config import Settings
 from servers.control import actions

@@ -8,7 +8,7 @@ the rotation certificates that lead to it from the first key (docs/protocol.md 4
     DIR/bootstrap.key.next     the next key, 0600, only while a rotation is under way
 
 **Rotation** (:func:`rotate`), under an exclusive lock, each write atomic
-(kaa_wire._crypto.atomic_write: temp file, fsync, rename, fsync of the directory):
+(kaa_files.atomic_write: temp file, fsync, rename, fsync of the directory):
 
 1. the new key goes to ``bootstrap.key.next``;
 2. the certificate, signed by the current key, is appended to the chain: the commit
@@ -37,19 +37,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from kaa_files import atomic_write, save_public_key
 from kaa_wire import Signer, UnsupportedAlgorithm
 from kaa_wire._codec import decode_rotation_certificate, encode_rotation_certificate
 from kaa_wire._constants import FIRST_KEY_GENERATION, MAX_ROTATION_CHAIN
-from kaa_wire._crypto import (
-    PrivateKey,
-    atomic_write,
-    load_private_key,
-    private_key_pem,
-    public_key_der,
-    public_key_pem,
-    save_public_key,
-    signature_algorithm_of,
-)
 from kaa_wire._errors import KaaWireError, LocalProtocolError
 from kaa_wire._messages import RotationCertificate
 from kaa_wire._rotation import (
@@ -58,6 +49,14 @@ from kaa_wire._rotation import (
     certify,
     follow_link,
     key_fingerprint,
+)
+from kaa_wire.crypto import (
+    PrivateKey,
+    load_private_key,
+    private_key_pem,
+    public_key_der,
+    public_key_pem,
+    signature_algorithm_of,
 )
 from servers.bootstrap.signer import ListSigner
 

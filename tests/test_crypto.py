@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import kaa_files
 from kaa_wire import BadSeal, LocalProtocolError, UnsupportedAlgorithm, _crypto
 
 
@@ -17,7 +18,7 @@ def test_private_key_file_is_0600_whatever_the_umask(
 ) -> None:
     old = os.umask(0)
     try:
-        _crypto.save_private_key(tmp_path / "k", vector_keys["endpoint_rsa"])
+        kaa_files.save_private_key(tmp_path / "k", vector_keys["endpoint_rsa"])
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "k").st_mode) == 0o600
@@ -28,7 +29,7 @@ def test_private_key_file_is_0600_whatever_the_umask(
 def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "state.json"
     target.write_bytes(b"old")
-    _crypto.atomic_write(target, b"new", 0o644)
+    kaa_files.atomic_write(target, b"new", 0o644)
     assert target.read_bytes() == b"new"
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
@@ -38,7 +39,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path: Path) -> None:
     target = tmp_path / "state.json"
     target.write_bytes(b"old")
     with pytest.raises(TypeError):
-        _crypto.atomic_write(target, "not bytes")  # type: ignore[arg-type]
+        kaa_files.atomic_write(target, "not bytes")  # type: ignore[arg-type]
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
 

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from kaa_wire import Topic
-from kaa_wire._crypto import (
+from kaa_wire._errors import LocalProtocolError
+from kaa_wire.crypto import (
     PrivateKey,
     generate_ed25519_key,
     generate_rsa_key,
     signature_algorithm_of,
 )
-from kaa_wire._errors import LocalProtocolError
 from servers import config as cfg
 from servers.clock import wall_ms
 from servers.control import actions

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kaa_wire._crypto import atomic_write
+from kaa_files import atomic_write
 from kaa_wire.sdk_config import FORMAT, BootstrapServer, SdkConfig
 from servers.store.base import Application
 

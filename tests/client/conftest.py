@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import kaa_files
 from client import Device, Outcome
 from kaa_wire import ResolveClient, Resolved, _crypto
 from kaa_wire._constants import NONCE_SIZE
@@ -60,8 +61,8 @@ def seed_dir(tmp_path: Path) -> Callable[[str], Path]:
         directory = tmp_path / name
         directory.mkdir(mode=0o700)
         key = _crypto.generate_rsa_key(2048)
-        _crypto.save_private_key(directory / "key.private", key)
-        _crypto.save_public_key(directory / "key.public", key)
+        kaa_files.save_private_key(directory / "key.private", key)
+        kaa_files.save_public_key(directory / "key.public", key)
         return directory
 
     return make

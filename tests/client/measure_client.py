@@ -73,14 +73,15 @@ def _summary(values: Sequence[float], unit: str, scale: float = 1.0) -> str:
 
 
 def _device_dir(tmp: Path) -> tuple[Path, Path]:
+    import kaa_files
     from kaa_wire import _crypto
     from kaa_wire.sdk_config import BootstrapServer, SdkConfig
 
     device = tmp / "device"
     device.mkdir()
     key = _crypto.generate_rsa_key(2048)
-    _crypto.save_private_key(device / "key.private", key)
-    _crypto.save_public_key(device / "key.public", key)
+    kaa_files.save_private_key(device / "key.private", key)
+    kaa_files.save_public_key(device / "key.public", key)
     bootstrap = _crypto.public_key_pem(_crypto.generate_rsa_key(2048)).decode()
     sdk = tmp / "sdk.json"
     config = SdkConfig("app", "sdk", (BootstrapServer("127.0.0.1", 9, bootstrap),))

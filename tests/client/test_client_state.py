@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import kaa_files
 from client import (
     ApplicationState,
     CorruptKeyError,
@@ -52,8 +53,8 @@ def seeded(tmp_path: Path, vector_keys: dict[str, Any]) -> Path:
     """A state directory that already holds a key pair (no key generation cost)."""
     directory = tmp_path / "device"
     directory.mkdir(mode=0o700)
-    _crypto.save_private_key(directory / "key.private", vector_keys["endpoint_rsa"])
-    _crypto.save_public_key(directory / "key.public", vector_keys["endpoint_rsa"])
+    kaa_files.save_private_key(directory / "key.private", vector_keys["endpoint_rsa"])
+    kaa_files.save_public_key(directory / "key.public", vector_keys["endpoint_rsa"])
     return directory
 
 
@@ -180,7 +181,7 @@ def test_missing_or_wrong_public_key_is_rewritten(
     with StateDir.open(seeded):
         pass
     assert (seeded / "key.public").read_bytes() == expected
-    _crypto.save_public_key(seeded / "key.public", vector_keys["other_rsa"])
+    kaa_files.save_public_key(seeded / "key.public", vector_keys["other_rsa"])
     with StateDir.open(seeded):
         pass
     assert (seeded / "key.public").read_bytes() == expected

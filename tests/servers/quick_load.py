@@ -26,6 +26,7 @@ from typing import Any
 import uvloop
 from cryptography.hazmat.primitives import serialization
 
+import kaa_files
 from kaa_wire import RegisterClient, ResolveClient, _crypto
 from kaa_wire.sdk_config import SdkConfig
 
@@ -38,7 +39,7 @@ def _key(path: str) -> bytes:
     if os.path.exists(der):
         return Path(der).read_bytes()
     if not os.path.exists(path):
-        _crypto.atomic_write(path, _crypto.private_key_pem(_crypto.generate_rsa_key(2048)))
+        kaa_files.atomic_write(path, _crypto.private_key_pem(_crypto.generate_rsa_key(2048)))
     return Path(path).read_bytes()
 
 

@@ -24,6 +24,7 @@ from servers_harness import (
     wait_until,
 )
 
+import kaa_files
 from kaa_wire import (
     ErrorCode,
     KaaWireError,
@@ -202,8 +203,8 @@ def _interrupted_rotation(data: Path) -> bytes:
     upcoming = _crypto.generate_rsa_key()
     certificate = certify(current, 2, upcoming)  # type: ignore[arg-type]
     chain = Chain(1, _crypto.public_key_der(current))  # type: ignore[arg-type]
-    _crypto.atomic_write(files.next_key, _crypto.private_key_pem(upcoming), 0o600)
-    _crypto.atomic_write(files.chain, chain.extended(certificate).to_json().encode(), 0o644)
+    kaa_files.atomic_write(files.next_key, _crypto.private_key_pem(upcoming), 0o600)
+    kaa_files.atomic_write(files.chain, chain.extended(certificate).to_json().encode(), 0o644)
     return _crypto.public_key_der(upcoming)
 
 
@@ -235,7 +236,7 @@ def test_a_stray_next_key_from_before_the_chain_write_is_ignored(tmp_path: Path)
     control(data, "init")
     key = (data / "bootstrap.key").read_bytes()
     stray = _crypto.private_key_pem(_crypto.generate_rsa_key())
-    _crypto.atomic_write(data / "bootstrap.key.next", stray, 0o600)
+    kaa_files.atomic_write(data / "bootstrap.key.next", stray, 0o600)
     assert control_json(data, "bootstrap", "show")["generation"] == 1
     assert (data / "bootstrap.key").read_bytes() == key
     assert control_json(data, "bootstrap", "rotate")["generation"] == 2
@@ -252,7 +253,7 @@ def test_a_key_ring_that_does_not_fit_together_stops_the_bootstrap(
     control(data, "bootstrap", "rotate")
     chain_file = data / "bootstrap-chain.json"
     if damage == "replaced key":  # the old way to "rotate": a new key, no certificate
-        _crypto.save_private_key(data / "bootstrap.key", _crypto.generate_rsa_key())
+        kaa_files.save_private_key(data / "bootstrap.key", _crypto.generate_rsa_key())
     elif damage == "tampered chain":
         document = json.loads(chain_file.read_text())
         certificate = bytearray.fromhex(document["certificates"][0])
@@ -281,10 +282,10 @@ def test_a_bad_key_ring_on_disk_keeps_a_running_bootstrap_on_its_last_good_key(
     control(data, "bootstrap", "rotate")
     _wait_for_generation(server, 2)
     saved = (data / "bootstrap.key").read_bytes()
-    _crypto.save_private_key(data / "bootstrap.key", _crypto.generate_rsa_key())
+    kaa_files.save_private_key(data / "bootstrap.key", _crypto.generate_rsa_key())
     wait_until(lambda: "bootstrap key reload failed" in server.process.logs(), "the warning")
     assert _signing_generation(server) == 2
-    _crypto.atomic_write(data / "bootstrap.key", saved, 0o600)
+    kaa_files.atomic_write(data / "bootstrap.key", saved, 0o600)
     assert _signing_generation(server) == 2
 
 
