@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     datadir = DataDir(settings.data)
     try:
         secure_datadir(datadir)  # before a key is written into it
+        datadir.lock_for_main()  # held until this process exits
         if datadir.create_keys():
             print_line(f"initialized {datadir.root}")
     except (DataDirError, OSError) as exc:

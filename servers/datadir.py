@@ -21,6 +21,7 @@ tightened at start (:meth:`DataDir.tighten`), or the start is refused when it ca
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -31,7 +32,14 @@ from kaa_files import save_private_key, save_public_key
 from kaa_wire.crypto import generate_rsa_key, generate_x25519_key, load_private_key
 from servers.keyring import KeyFiles, Keyring, load_keyring
 
-__all__ = ["DataDir", "DataDirError", "NotInitialized", "UnsafeDataDir", "PRIVATE_DIR_MODE"]
+__all__ = [
+    "DataDir",
+    "DataDirBusy",
+    "DataDirError",
+    "NotInitialized",
+    "UnsafeDataDir",
+    "PRIVATE_DIR_MODE",
+]
 
 #: The data directory's mode: its owner's alone.
 PRIVATE_DIR_MODE = 0o700
@@ -39,6 +47,10 @@ PRIVATE_DIR_MODE = 0o700
 
 class DataDirError(Exception):
     """The data directory cannot be used; a process that meets it does not start."""
+
+
+class DataDirBusy(DataDirError):
+    """Another ``python -m servers`` holds the data directory."""
 
 
 class NotInitialized(DataDirError):
@@ -89,6 +101,29 @@ class DataDir:
     @property
     def listeners(self) -> Path:
         return self.root / "listeners.json"
+
+    @property
+    def main_lock(self) -> Path:
+        return self.root / ".servers.lock"
+
+    def lock_for_main(self) -> int:
+        """Hold this directory for one ``python -m servers`` (a descriptor kept open for
+        the process's life): a second one would overwrite the first's sdk.json and
+        listeners.json. Raises :class:`DataDirBusy` naming the holder's pid."""
+        self.root.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        fd = os.open(self.main_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DataDirBusy(
+                f"another python -m servers (pid {holder}) runs on {self.root}: "
+                "stop it first, or give this one its own --data"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
 
     def initialized(self) -> bool:
         return self.bootstrap_key.is_file() and self.operations_key.is_file()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from servers_harness import REPO, ServerProcess
+from servers_harness import REPO, ServerProcess, start_main
 
 from servers import config as cfg
 from servers.__main__ import main as servers_main
@@ -209,6 +209,30 @@ def test_a_taken_port_is_an_error_not_a_traceback(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
+
+
+def test_a_second_main_job_on_one_data_directory_is_refused(tmp_path: Path) -> None:
+    """Two python -m servers on one --data: the second refuses at once with one line, and
+    the first's sdk.json and listeners.json are untouched (devices built from them work)."""
+    data = tmp_path / "data"
+    first = start_main(data)
+    try:
+        sdk, listeners = (data / "sdk.json").read_bytes(), (data / "listeners.json").read_bytes()
+        second = subprocess.run(
+            [sys.executable, "-m", "servers", "--data", str(data), "--bootstrap-port", "0",
+             "--operations-port", "0", "--admin-port", "0"],
+            capture_output=True, text=True, cwd=REPO, timeout=60,
+        )
+        assert second.returncode == 1, second
+        assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+        assert f"(pid {first.process.proc.pid})" in second.stderr
+        assert (data / "sdk.json").read_bytes() == sdk
+        assert (data / "listeners.json").read_bytes() == listeners
+    finally:
+        assert first.process.stop() == 0, first.process.logs()
+    # Once the first stopped, the directory is free again.
+    again = start_main(data, name="again")
+    assert again.process.stop() == 0
 
 
 def test_servers_log_the_implementation_they_run(tmp_path: Path) -> None:
