@@ -49,10 +49,11 @@ class _UsageError(Exception):
     pass
 
 
-def _profile(arg: str | None) -> bytes:
-    """The profile bytes: canonical JSON (sorted keys, no spaces), or b"" when not given."""
+def _profile(arg: str | None) -> bytes | None:
+    """The profile bytes: canonical JSON (sorted keys, no spaces); None when not given (the
+    device then sends the profile the server last accepted)."""
     if arg is None:
-        return b""
+        return None
     text = Path(arg[1:]).read_text() if arg.startswith("@") else arg
     try:
         value = json.loads(text)
@@ -166,7 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument(
         "--profile",
         metavar="JSON|@FILE",
-        help="endpoint profile as JSON text, or @file; default: empty profile",
+        help="endpoint profile as JSON text, or @file; default: the last one registered "
+        "(empty on a first boot)",
     )
     reg.add_argument(
         "--api",

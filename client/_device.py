@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from client import _blocking
-from client._policy import Event, Outcome, RegistrationPlan, RetryPolicy, updated_state
+from client._policy import (
+    Connected,
+    Event,
+    Outcome,
+    RegistrationPlan,
+    RetryPolicy,
+    updated_state,
+)
 from client._state import DeviceState, StateDir
 from kaa_wire._connection import Resolved
 from kaa_wire.sdk_config import SdkConfig
@@ -94,18 +101,24 @@ class Device:
     def state_dir(self) -> StateDir:
         return self._dir
 
-    def register(self, profile: bytes = b"") -> Outcome:
-        """Register (or reconnect) over blocking sockets; returns when there is an outcome."""
+    def register(self, profile: bytes | None = None) -> Outcome:
+        """Register (or reconnect) over blocking sockets; returns when there is an outcome.
+
+        ``profile`` None sends the profile the server last accepted from this device (empty
+        on a first boot), so a reconnect that does not mean to change it never wipes it.
+        """
+        profile = self._profile(profile)
         plan = self._plan(profile)
         outcome = _blocking.run(plan, timeout_s=self.policy.exchange_timeout_s, sleep=self._sleep)
         return self._finish(plan, outcome, profile)
 
-    async def register_async(self, profile: bytes = b"") -> Outcome:
+    async def register_async(self, profile: bytes | None = None) -> Outcome:
         """:meth:`register` for asyncio: the same plan over asyncio streams."""
         import asyncio
 
         from client import _asyncio
 
+        profile = self._profile(profile)
         plan = self._plan(profile)
         outcome = await _asyncio.run(
             plan,
@@ -124,6 +137,12 @@ class Device:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _profile(self, profile: bytes | None) -> bytes:
+        if profile is not None:
+            return profile
+        last = self._dir.last_profile()
+        return b"" if last is None else last
 
     def _plan(self, profile: bytes) -> RegistrationPlan:
         return RegistrationPlan(
@@ -148,5 +167,7 @@ class Device:
             self._dir.save_trust(plan.trust)
         new_state = updated_state(self._dir.state, outcome, profile)
         if new_state is not None:
+            if isinstance(outcome, Connected) and profile != self._dir.last_profile():
+                self._dir.save_profile(profile)  # what the server now holds
             self._dir.save(new_state)
         return outcome

@@ -67,6 +67,7 @@ STATE_FORMAT = "kaa-client-state/1"
 PRIVATE_KEY_FILE = "key.private"
 PUBLIC_KEY_FILE = "key.public"
 STATE_FILE = "state.json"
+PROFILE_FILE = "profile"
 TRUST_FILE = "bootstrap-trust.json"
 LOCK_FILE = ".lock"
 
@@ -316,6 +317,19 @@ class StateDir:
         kaa_files.atomic_write(self.path / STATE_FILE, encode_state(state), 0o600)
         self.state = state
 
+    def last_profile(self) -> bytes | None:
+        """The profile the server last accepted from this device, or None if never."""
+        try:
+            return (self.path / PROFILE_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save_profile(self, profile: bytes) -> None:
+        """Remember ``profile`` as the last one the server accepted (atomic, 0600)."""
+        if self._lock_fd is None:
+            raise StateError("the state directory is closed")
+        kaa_files.atomic_write(self.path / PROFILE_FILE, profile, 0o600)
+
     def save_trust(self, trust: BootstrapTrust) -> None:
         """Make ``trust`` the Bootstrap keys the device trusts, durably (atomic replace)."""
         if self._lock_fd is None:
@@ -387,7 +401,7 @@ def _lock(path: Path) -> int:
 def _remove_stale_temp_files(root: Path) -> None:
     # atomic_write names its temp files ".NAME.<random>"; under the lock, any left over are
     # from a writer that died before its rename, and the file it meant to replace is intact.
-    for name in (PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, STATE_FILE, TRUST_FILE):
+    for name in (PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, STATE_FILE, TRUST_FILE, PROFILE_FILE):
         for stale in root.glob(f".{name}.*"):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()

@@ -119,6 +119,14 @@ def test_cli_boot_sequence_and_endpoint_id_from_openssl(
     assert shown["registered"] is True and shown["status"] == "profile_updated"
     assert shown["revoked"] is False
 
+    # No --profile: the device sends the profile the server last accepted, never an empty
+    # one that would wipe it (the stored profile stays, the answer is EXISTING).
+    kept = run_cli(*common)
+    assert kept.returncode == 0, kept.stderr
+    assert cli_json(kept)["status"] == "existing"
+    assert (state / "profile").read_bytes() == b'{"fw":"2.0.0","model":"t1000"}'
+    assert (state / "profile").stat().st_mode & 0o777 == 0o600
+
 
 # -- failover ------------------------------------------------------------------------------
 
