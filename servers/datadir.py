@@ -125,9 +125,6 @@ class DataDir:
         os.write(fd, f"{os.getpid()}\n".encode())
         return fd
 
-    def initialized(self) -> bool:
-        return self.bootstrap_key.is_file() and self.operations_key.is_file()
-
     def tighten(self) -> int | None:
         """Take group and other access away from an existing directory (0755 becomes 0700).
 
@@ -152,33 +149,45 @@ class DataDir:
         return mode
 
     def create_keys(self) -> list[Path]:
-        """Create the directory (0700) and any missing key; existing keys are kept."""
-        self.root.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        created = []
-        if not self.bootstrap_key.exists():
-            key = generate_rsa_key(2048)
-            save_private_key(self.bootstrap_key, key)
-            save_public_key(self.bootstrap_public, key)
-            created.append(self.bootstrap_key)
-        if not self.operations_key.exists():
-            save_private_key(self.operations_key, generate_x25519_key())
-            created.append(self.operations_key)
-        return created
+        """Create the directory (0700) and both service keys, in a directory that has
+        neither; a directory with both is left as it is.
 
-    def _require(self) -> None:
-        if not self.initialized():
+        A directory with one key only is refused (NotInitialized names the missing file):
+        a new Bootstrap key beside an existing deployment's would be one that no device
+        trusts, a new Operations key one that no signed node record names.
+        """
+        self.root.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        present = [path for path in (self.bootstrap_key, self.operations_key) if path.exists()]
+        if len(present) == 2:
+            return []
+        if present:
+            (missing,) = {self.bootstrap_key, self.operations_key} - set(present)
             raise NotInitialized(
-                f"{self.root} has no service keys: run python -m servers.control init"
+                f"{missing} is missing beside {present[0].name}: copy it from the machine "
+                "that has it (no key is made in a directory that already holds one)"
+            )
+        key = generate_rsa_key(2048)
+        save_private_key(self.bootstrap_key, key)
+        save_public_key(self.bootstrap_public, key)
+        save_private_key(self.operations_key, generate_x25519_key())
+        return [self.bootstrap_key, self.operations_key]
+
+    def _require(self, key: Path) -> None:
+        """Each service needs its own key only."""
+        if not key.is_file():
+            raise NotInitialized(
+                f"{key} is missing: run python -m servers.control init in a new data "
+                "directory, or copy this service's key into this one"
             )
 
     def keyring(self) -> Keyring:
         """The Bootstrap key ring: the current key, its generation, the rotations
         (KeyringError when the files do not fit together)."""
-        self._require()
+        self._require(self.bootstrap_key)
         return load_keyring(self.key_files)
 
     def operations_private_key(self) -> x25519.X25519PrivateKey:
-        self._require()
+        self._require(self.operations_key)
         key = load_private_key(self.operations_key.read_bytes())
         if not isinstance(key, x25519.X25519PrivateKey):
             raise NotInitialized(f"{self.operations_key} is not an X25519 key")

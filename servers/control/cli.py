@@ -51,7 +51,7 @@ from servers.store.base import (
     RegistryStore,
     StoreError,
 )
-from servers.store.factory import store_for
+from servers.store.factory import is_postgres_dsn, store_for
 
 __all__ = ["main"]
 
@@ -532,8 +532,10 @@ async def _run(args: argparse.Namespace) -> int:
         )
     if args.handler is _init:
         datadir.create_keys()
-    elif not datadir.initialized():
-        raise NotInitialized(f"{datadir.root} is not initialized: run init first")
+    elif not is_postgres_dsn(args.settings.store) and not datadir.database.exists():
+        # Only the commands that use a key load one (export, bootstrap): the others need the
+        # registry alone, which with PostgreSQL is anywhere that reaches the database.
+        raise NotInitialized(f"{datadir.database} does not exist: run init first")
     async with store_for(args.settings, datadir) as store:
         result: int = await args.handler(store, args, datadir)
         return result

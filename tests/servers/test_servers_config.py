@@ -193,6 +193,60 @@ def test_standalone_service_needs_an_initialized_directory(tmp_path: Path) -> No
     assert "servers.control init" in result.stderr
 
 
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+
+
+def test_each_service_needs_only_its_own_key_and_no_key_is_ever_added(tmp_path: Path) -> None:
+    """A Bootstrap machine holds bootstrap.key only, an Operations machine operations.key
+    only: each service starts on its own key; init and the main job never make a second
+    key beside an existing one (a new Bootstrap key is one no device trusts), and name
+    the missing file instead."""
+    full = tmp_path / "full"
+    assert _run("servers.control", "--data", str(full), "init").returncode == 0
+    for service, kept in (("servers.bootstrap", "bootstrap"), ("servers.operations", "operations")):
+        half = tmp_path / f"only-{kept}"
+        half.mkdir(mode=0o700)
+        for name in (f"{kept}.key", f"{kept}.pub"):
+            if (full / name).exists():
+                (half / name).write_bytes((full / name).read_bytes())
+                (half / name).chmod(0o600)
+        before = sorted(p.name for p in half.iterdir())
+        process = ServerProcess(service, ["--data", str(half), "--port", "0"], tmp_path, kept)
+        try:
+            process.wait_for_line(f"{kept} ")
+        finally:
+            assert process.stop() == 0, process.logs()
+        for command in (("servers.control", "--data", str(half), "init"),
+                        ("servers", "--data", str(half), "--bootstrap-port", "0",
+                         "--operations-port", "0", "--admin-port", "-1")):
+            refused = _run(*command)
+            assert refused.returncode == 1, refused
+            assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+            other = "operations" if kept == "bootstrap" else "bootstrap"
+            assert f"{other}.key is missing" in refused.stderr
+        keys_after = sorted(p.name for p in half.iterdir() if p.name.endswith(".key"))
+        assert keys_after == [n for n in before if n.endswith(".key")]
+
+
+def test_control_commands_without_a_key_need_none(tmp_path: Path) -> None:
+    """app, sdk, endpoint, nodes and audit read the registry only: no key asked for."""
+    data = tmp_path / "data"
+    assert _run("servers.control", "--data", str(data), "init").returncode == 0
+    (data / "bootstrap.key").unlink()
+    (data / "operations.key").unlink()
+    created = _run("servers.control", "--data", str(data), "--json", "app", "create", "--name", "a")
+    assert created.returncode == 0, created.stderr
+    for words in (("app", "list"), ("endpoint", "list"), ("nodes", "list"), ("audit", "list")):
+        listed = _run("servers.control", "--data", str(data), *words)
+        assert listed.returncode == 0, (words, listed.stderr)
+    # A command that does use a key names the file it lacks.
+    export = _run("servers.control", "--data", str(data), "bootstrap", "show")
+    assert export.returncode == 1 and "bootstrap.key is missing" in export.stderr
+
+
 def test_a_taken_port_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert control_main(["--data", str(data), "init"]) == 0
