@@ -43,6 +43,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REVOKED = 3
+#: Interrupted (Ctrl-C): the shell's code for SIGINT. The state on disk is whole: every
+#: write is atomic, and one cut short leaves the previous state.
+EXIT_INTERRUPTED = 130
 
 
 class _UsageError(Exception):
@@ -220,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_UsageError, StateError, KaaWireError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("client: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

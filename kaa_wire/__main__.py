@@ -8,16 +8,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import x25519
+
 import kaa_files
 from kaa_wire import _codec, _crypto
 from kaa_wire._constants import ABSOLUTE_MAX_FRAME_SIZE
-from kaa_wire._errors import KaaWireError, MalformedFrame
+from kaa_wire._errors import KaaWireError, LocalProtocolError, MalformedFrame
 from kaa_wire._impl import IMPLEMENTATION, Framer
 
 
 def _keyid(args: argparse.Namespace) -> int:
     key = _crypto.load_public_key(Path(args.file).read_bytes())
-    print(_crypto.endpoint_id(_crypto.public_key_der(key)).hex())  # type: ignore[arg-type]
+    if isinstance(key, x25519.X25519PublicKey):
+        # An Operations node key: it seals, it identifies no endpoint.
+        raise LocalProtocolError(f"{args.file} is an X25519 key: endpoint ids are of RSA or "
+                                 "Ed25519 endpoint keys")
+    print(_crypto.endpoint_id(_crypto.public_key_der(key)).hex())
     return 0
 
 
@@ -38,7 +44,10 @@ def _keygen(args: argparse.Namespace) -> int:
 def _decode(args: argparse.Namespace) -> int:
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     if args.hex:
-        data = bytes.fromhex(data.decode().strip())
+        try:
+            data = bytes.fromhex(data.decode("ascii", errors="replace").strip())
+        except ValueError as exc:
+            raise _UsageError(f"--hex input is not hex: {exc}") from None
     framer = Framer(ABSOLUTE_MAX_FRAME_SIZE)
     framer.receive_data(data)
     try:
@@ -83,10 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _UsageError(Exception):
+    """Input the command cannot take: exit 2, like a bad flag."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.run(args))
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (OSError, KaaWireError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,6 @@ run until Ctrl-C or SIGTERM. ``--workers N`` runs N such processes on the same p
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -23,7 +22,7 @@ from servers.store.factory import store_for
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cfg.OneLineParser(
         prog="python -m servers",
         description="Run a Bootstrap and an Operations service with a default application; "
         "write the SDK configuration to DIR/sdk.json and DIR/sdk.h.",

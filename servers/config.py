@@ -15,9 +15,9 @@ import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from kaa_wire._constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE
+from kaa_wire._constants import ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE
 from servers.store.factory import is_store_setting
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
 
@@ -63,6 +63,36 @@ class Option:
     def parse(self, text: str) -> Any:
         parser: Callable[[str], Any] = _bool if self.kind is bool else self.kind
         return parser(text)
+
+    @property
+    def names(self) -> str:
+        """How a person sets it: flag, environment variable and TOML key."""
+        return f"{self.flag} ({self.env}, TOML {self.key})"
+
+    def parse_flag(self, text: str) -> Any:
+        """:meth:`parse` for argparse: a bad value is one line naming every way to set it."""
+        try:
+            return self.parse(text)
+        except ValueError:
+            kind = _KIND_NAMES.get(self.kind, self.kind.__name__)
+            raise argparse.ArgumentTypeError(
+                f"wants {kind}, got {text!r}; also settable as {self.env} or TOML {self.key}"
+            ) from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _named(message: str) -> str:
+    """A settings message that starts with an option's key, with the key spelled the ways
+    a person sets it (``bootstrap_port must be ...`` -> ``--bootstrap-port (...) must be``)."""
+    key, _, rest = message.partition(" ")
+    option = OPTIONS.get(key)
+    return f"{option.names} {rest}" if option is not None else message
 
 
 OPTIONS: dict[str, Option] = {
@@ -237,7 +267,11 @@ class Settings:
             (-1 <= self.admin_port <= 65535, "admin_port must be -1 to 65535"),
             (0 <= self.priority <= 255, "priority must be 0-255"),
             (0 <= self.weight <= 65535, "weight must be 0-65535"),
-            (self.max_frame_size > HEADER_SIZE, "max_frame_size is too small"),
+            (
+                HEADER_SIZE < self.max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE,
+                f"max_frame_size must be {HEADER_SIZE + 1}-{ABSOLUTE_MAX_FRAME_SIZE} "
+                "(the protocol's largest frame)",
+            ),
             (self.read_timeout_s > 0, "read_timeout_s must be > 0"),
             (self.max_connections >= 1, "max_connections must be >= 1"),
             (self.admin_max_connections >= 1, "admin_max_connections must be >= 1"),
@@ -246,30 +280,31 @@ class Settings:
             (1 <= self.workers <= 256, "workers must be 1-256"),
             (
                 is_store_setting(self.store),
-                "store must be empty (SQLite in the data directory) or a postgresql:// DSN",
+                "store must be empty (SQLite in the data directory) or a postgresql:// DSN "
+                "(with a port of 1-65535)",
             ),
             (self.sign_threads >= -1, "sign_threads must be >= -1"),
             (self.crypto_threads >= 0, "crypto_threads must be >= 0"),
-            (
-                min(self.max_pending_signs, self.max_pending_crypto) >= 1,
-                "max_pending_* must be >= 1",
-            ),
+            (self.max_pending_signs >= 1, "max_pending_signs must be >= 1"),
+            (self.max_pending_crypto >= 1, "max_pending_crypto must be >= 1"),
             (self.replay_window_s > 0, "replay_window_s must be > 0"),
             (self.resolution_valid_s >= 1, "resolution_valid_s must be >= 1"),
             (self.presigned_valid_s >= 3, "presigned_valid_s must be >= 3"),
-            (self.lease_s > 0 and self.refresh_s > 0, "lease_s and refresh_s must be > 0"),
+            (self.lease_s > 0, "lease_s must be > 0"),
+            (self.refresh_s > 0, "refresh_s must be > 0"),
             (
                 self.log_level.lower() in ("debug", "info", "warning", "error"),
                 "log_level must be debug, info, warning or error",
             ),
             (
                 self.public_host not in _WILDCARDS,
-                "host is a wildcard address: set advertise_host to the address clients use",
+                "host is a wildcard address: set --advertise-host (KAA_ADVERTISE_HOST, TOML "
+                "advertise_host) to the address clients use",
             ),
         )
         for ok, message in checks:
             if not ok:
-                raise ConfigError(message)
+                raise ConfigError(_named(message))
         try:
             self.store_limits  # noqa: B018 (built for its checks)
         except ValueError as exc:
@@ -305,7 +340,7 @@ def add_arguments(
             parser.add_argument(
                 flag,
                 dest=key,
-                type=option.parse,
+                type=option.parse_flag,
                 default=None,
                 metavar=option.metavar or _metavar(option),
                 help=text,

@@ -9,7 +9,6 @@ port setting (``bootstrap_port`` or ``operations_port``). The admin port is off 
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
 from servers import config as cfg
@@ -72,7 +71,7 @@ _DESCRIPTIONS = {
 def main(service: str, argv: Sequence[str] | None = None) -> int:
     port_key = f"{service}_port"
     defaults = {"admin_port": -1}
-    parser = argparse.ArgumentParser(
+    parser = cfg.OneLineParser(
         prog=f"python -m servers.{service}", description=_DESCRIPTIONS[service]
     )
     cfg.add_arguments(

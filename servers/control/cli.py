@@ -428,7 +428,7 @@ def _app_fields(parser: argparse.ArgumentParser, *, create: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cfg.OneLineParser(
         prog="python -m servers.control",
         description="Set up a kaa-wire data directory and manage applications, SDK tokens, "
         "endpoints and nodes.",
@@ -440,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     def command(group: Any, name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
         sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
+        # --json after the command too (``app list --json``); SUPPRESS keeps a --json given
+        # before the command from being reset here.
+        sub.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        )
         return sub
 
     command(commands, "init", _init, "create the data directory: service keys and database")

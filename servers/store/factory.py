@@ -6,6 +6,7 @@ DSN. A backend's module is imported only when it is chosen: asyncpg only with a 
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from servers.store.base import RegistryStore, StoreError
@@ -24,8 +25,17 @@ def is_postgres_dsn(location: str) -> bool:
 
 
 def is_store_setting(location: str) -> bool:
-    """Whether ``location`` is a value the ``store`` setting takes."""
-    return location in ("", "sqlite") or is_postgres_dsn(location)
+    """Whether ``location`` is a value the ``store`` setting takes: empty, ``sqlite``, or a
+    PostgreSQL DSN whose port (if any) is a TCP port."""
+    if location in ("", "sqlite"):
+        return True
+    if not is_postgres_dsn(location):
+        return False
+    try:
+        port = urllib.parse.urlsplit(location).port  # raises for a port past 65535
+    except ValueError:
+        return False
+    return port is None or port >= 1
 
 
 def store_for(settings: Settings, datadir: DataDir) -> RegistryStore:

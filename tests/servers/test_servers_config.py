@@ -87,9 +87,9 @@ def test_the_admin_port_has_its_own_host_and_bounds(tmp_path: Path) -> None:
         0.5,
     )
     for argv, message in (
-        (["--admin-max-connections", "0"], "admin_max_connections must be >= 1"),
-        (["--admin-timeout-s", "0"], "admin_timeout_s must be > 0"),
-        (["--admin-host", ""], "admin_host must not be empty"),
+        (["--admin-max-connections", "0"], r"TOML admin_max_connections\) must be >= 1"),
+        (["--admin-timeout-s", "0"], r"TOML admin_timeout_s\) must be > 0"),
+        (["--admin-host", ""], r"TOML admin_host\) must not be empty"),
     ):
         with pytest.raises(cfg.ConfigError, match=message):
             _settings(argv)
@@ -107,7 +107,7 @@ def test_boolean_environment_values() -> None:
     [
         ("no_such_key = 1\n", "unknown settings no_such_key"),
         ('bootstrap_port = "9888"\n', "bootstrap_port must be an integer"),
-        ("priority = 300\n", "priority must be 0-255"),
+        ("priority = 300\n", r"TOML priority\) must be 0-255"),
         ("host = \n", "cannot read"),
     ],
 )

@@ -99,7 +99,7 @@ def test_the_store_setting_takes_a_dsn_or_nothing(store: str, dsn: bool) -> None
     if dsn or store in ("", "sqlite"):
         assert _settings(["--store", store]).store == store
     else:
-        with pytest.raises(cfg.ConfigError, match="store must be empty"):
+        with pytest.raises(cfg.ConfigError, match=r"TOML store\) must be empty"):
             _settings(["--store", store])
 
 
