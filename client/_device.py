@@ -167,7 +167,8 @@ class Device:
             self._dir.save_trust(plan.trust)
         new_state = updated_state(self._dir.state, outcome, profile)
         if new_state is not None:
-            if isinstance(outcome, Connected) and profile != self._dir.last_profile():
+            # (An empty profile is what a missing file means already: nothing to write.)
+            if isinstance(outcome, Connected) and profile != (self._dir.last_profile() or b""):
                 self._dir.save_profile(profile)  # what the server now holds
             self._dir.save(new_state)
         return outcome

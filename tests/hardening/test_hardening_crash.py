@@ -324,7 +324,8 @@ def _finish(child: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 #: The files a state directory may hold: its own, and temp files of atomic_write.
 _EXPECTED_FILE = re.compile(
-    r"^(key\.private|key\.public|state\.json|\.lock|\.(key\.private|key\.public|state\.json)\..+)$"
+    r"^(key\.private|key\.public|state\.json|profile|bootstrap-trust\.json|\.lock"
+    r"|\.(key\.private|key\.public|state\.json|profile|bootstrap-trust\.json)\..+)$"
 )
 
 
