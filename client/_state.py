@@ -38,6 +38,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,7 @@ class StateDir:
         """Open (creating on first boot) the state directory at ``path``; see module doc."""
         root = Path(path)
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        loose = _tighten(root)
         lock_fd = _lock(root / LOCK_FILE)
         try:
             _remove_stale_temp_files(root)
@@ -303,6 +305,9 @@ class StateDir:
             )
             if recovered is not None or not (root / STATE_FILE).exists():
                 opened.save(state)
+            if loose is not None:
+                note = f"state directory was mode {loose:04o}, now 0700"
+                opened.recovered = note if recovered is None else f"{recovered}; {note}"
             return opened
         except BaseException:
             os.close(lock_fd)
@@ -396,6 +401,16 @@ def _lock(path: Path) -> int:
         os.close(fd)
         raise StateDirBusy(f"{path.parent} is in use by another process") from None
     return fd
+
+
+def _tighten(root: Path) -> int | None:
+    """Take group and other access away from the state directory (the keys' home), as the
+    servers do with their data directory; the old mode when it changed anything."""
+    mode = stat.S_IMODE(root.stat().st_mode)
+    if not mode & 0o077:
+        return None
+    os.chmod(root, 0o700)
+    return mode
 
 
 def _remove_stale_temp_files(root: Path) -> None:

@@ -36,6 +36,8 @@ _COMMON = (
     "retry_after_ms",
     "max_pending_writes",
     "refresh_s",
+    # Both: a Bootstrap on a wildcard --host checks it too (servers.config).
+    "advertise_host",
 )
 _KEYS = {
     "bootstrap": (
@@ -47,7 +49,6 @@ _KEYS = {
     ),
     "operations": (
         "operations_port",
-        "advertise_host",
         "priority",
         "weight",
         "node_id",

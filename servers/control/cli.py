@@ -277,11 +277,13 @@ async def _sdk_export(store: RegistryStore, args: argparse.Namespace, datadir: D
     return 0
 
 
-#: ``bootstrap rotate --key-type`` -> how to make such a key.
+#: ``bootstrap rotate --key-type`` -> how to make such a key. No RSA-4096: the Bootstrap
+#: signs every resolution, and anyone with an application token (shipped in every device)
+#: can ask for one; an RSA-4096 signature costs about 18x an honest registration
+#: (docs/security.md, "Worst-case cost per request").
 KEY_TYPES: dict[str, Callable[[], PrivateKey]] = {
     "rsa-2048": lambda: generate_rsa_key(2048),
     "rsa-3072": lambda: generate_rsa_key(3072),
-    "rsa-4096": lambda: generate_rsa_key(4096),
     "ed25519": generate_ed25519_key,
 }
 

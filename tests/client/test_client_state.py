@@ -62,6 +62,19 @@ def _key_id(key: Any) -> str:
     return _crypto.endpoint_id(_crypto.public_key_der(key)).hex()
 
 
+def test_a_loose_state_directory_is_tightened_and_said(tmp_path: Path) -> None:
+    """A pre-made 0777 state directory (another tool, a umask of 0) holds the device key:
+    it becomes 0700, and the device says so."""
+    directory = tmp_path / "device"
+    directory.mkdir()
+    directory.chmod(0o777)
+    with StateDir.open(directory) as opened:
+        assert opened.recovered == "state directory was mode 0777, now 0700"
+    assert _mode(directory) == 0o700
+    with StateDir.open(directory) as opened:
+        assert opened.recovered is None
+
+
 def test_first_boot_creates_keys_and_state(tmp_path: Path) -> None:
     directory = tmp_path / "device"
     with StateDir.open(directory) as opened:
