@@ -81,6 +81,7 @@ PXD_MIRRORS: dict[str, int] = {
     **{f"AEAD_{a.name}": int(a) for a in _constants.AeadAlgorithm},
     "ENVELOPE_SIZE": _constants.ENVELOPE_SIZE,
     "PAYLOAD_FLAG_KEY_IS_HASH": _constants.PAYLOAD_FLAG_KEY_IS_HASH,
+    "SIGNATURE_LENGTH_PREFIX": _constants.SIGNATURE_LENGTH_PREFIX,
     "MIN_RSA_BITS": _constants.MIN_RSA_BITS,
     "MAX_RSA_BITS": _constants.MAX_RSA_BITS,
     "RSA_PUBLIC_EXPONENT": _constants.RSA_PUBLIC_EXPONENT,
@@ -771,7 +772,7 @@ def test_ordinary_keys_never_reach_the_pure_loader(
     def refuse(key_der: bytes) -> None:
         raise AssertionError("the pure loader was asked")
 
-    monkeypatch.setattr(_registration, "_load_endpoint_key", refuse)
+    monkeypatch.setattr(_registration, "load_endpoint_key", refuse)
     for name in ("rsa", "rsa4096", "ed25519"):
         data = signed_payload(keys[name])
         assert ext.RegistrationVerifier(0).verify(ext.parse_registration_payload(data), CONTEXT)

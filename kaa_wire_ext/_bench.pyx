@@ -1,13 +1,29 @@
-# Reference loops for benchmarks/ (private: not part of the kaa_wire API). They time
-# libcrypto alone, with no Python in the loop, so a benchmark can report its own figure as a
-# ratio to the crypto floor measured in the same run (benchmarks/README.md). By default they
-# count this thread's CPU time, as `openssl speed` counts CPU time; pass clock=time.perf_counter
-# for wall-clock time.
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Reference loops for benchmarks/ (not part of the kaa_wire API, never imported by it).
+
+They time libcrypto alone, with no Python in the loop, so a benchmark can report its own
+figure as a ratio to the crypto floor measured in the same run (benchmarks/README.md). By
+default they count this thread's CPU time, as `openssl speed` counts CPU time; pass
+clock=time.perf_counter for wall-clock time.
+
+A module of its own, so the production extension carries no benchmark code: setup.py builds
+it only with KAA_WIRE_BUILD_BENCH=1 (CI sets it). It times the extension's own key parse and
+build, cimported from kaa_wire_ext._ext (declared in _ext.pxd), not a copy of them.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+
+from kaa_wire_ext cimport libcrypto as ssl
+from kaa_wire_ext._ext cimport KeyMaterial, _build_rsa, _parse_endpoint_key, _verify_signature
+from kaa_wire_ext.protocol cimport SIG_RSA_PKCS1V15_SHA256
 
 import time as _time
 
+from kaa_wire._errors import InternalError
 
-def _bench_rsa_verify(
+
+
+def rsa_verify(
     key_der, data, signature, Py_ssize_t iterations, bint fresh_key=False, clock=None
 ):
     """(seconds per verify, verifies that passed) of SHA-256 + RSA_verify over `data`.
@@ -57,7 +73,7 @@ def _bench_rsa_verify(
     return elapsed / max(iterations, 1), passed
 
 
-def _bench_key_build(key_der, str method, Py_ssize_t iterations, clock=None):
+def key_build(key_der, str method, Py_ssize_t iterations, clock=None):
     """Seconds per key build from an RSA SPKI, by `method` (the alternatives measured when
     choosing the registration fast path):
 
