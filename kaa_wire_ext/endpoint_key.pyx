@@ -20,7 +20,7 @@
 # no sign bit on x = 0, and not in kaa_wire._constants.ED25519_SMALL_ORDER_KEYS (copied
 # below at import). Anything else is the pure loader's call, and it refuses it: a wrong
 # copy here could only send a key the pure loader refuses through the fast path, which the
-# differential tests (tests/test_endpoint_keys.py, tests/test_ext_build.py) would see.
+# differential tests (tests/test_endpoint_keys.py, tests/test_parity_endpoint_keys.py) would see.
 
 from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
 
