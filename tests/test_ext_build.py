@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import kaa_wire
@@ -100,3 +102,21 @@ def test_pxd_constants_equal_kaa_wire_constants() -> None:
     except ImportError:
         return
     assert _ext._constants() == PXD_MIRRORS
+
+
+def test_the_benchmark_loops_are_a_module_of_their_own() -> None:
+    """The libcrypto reference loops live in kaa_wire_ext._bench, built with
+    KAA_WIRE_BUILD_BENCH=1 (CI sets it, with KAA_WIRE_REQUIRE_EXT=1: then it must import);
+    the production extension has none of them, and kaa_wire never imports the module."""
+    if _flag("KAA_WIRE_REQUIRE_EXT") and _flag("KAA_WIRE_BUILD_BENCH"):
+        from kaa_wire_ext import _bench  # noqa: F401 - ImportError here is the failure
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, kaa_wire; print('kaa_wire_ext._bench' in sys.modules)"],
+        capture_output=True, text=True, check=True, cwd=ROOT, timeout=60,
+    ).stdout.strip()
+    assert loaded == "False"
+    try:
+        from kaa_wire_ext import _ext
+    except ImportError:
+        return
+    assert not [name for name in dir(_ext) if "bench" in name]
