@@ -23,6 +23,15 @@ from kaa_wire._errors import InternalError
 
 
 
+cdef int _rsa_material(const Py_buffer *key_view, KeyMaterial *m) except -1:
+    """Fill `m` from an RSA SPKI the extension's fast path takes, or raise ValueError."""
+    if _parse_endpoint_key(
+        <const unsigned char *>key_view.buf, key_view.len, m
+    ) != SIG_RSA_PKCS1V15_SHA256:
+        raise ValueError("key_der must be a canonical RSA 2048..4096-bit SPKI")
+    return 0
+
+
 def rsa_verify(
     key_der, data, signature, Py_ssize_t iterations, bint fresh_key=False, clock=None
 ):
@@ -37,15 +46,12 @@ def rsa_verify(
     cdef Py_ssize_t i, passed = 0
     cdef int result
     cdef bint failed = False
+    clock = clock or _time.thread_time
     PyObject_GetBuffer(key_der, &key_view, PyBUF_SIMPLE)
     PyObject_GetBuffer(data, &data_view, PyBUF_SIMPLE)
     PyObject_GetBuffer(signature, &signature_view, PyBUF_SIMPLE)
     try:
-        if _parse_endpoint_key(
-            <const unsigned char *>key_view.buf, key_view.len, &m
-        ) != SIG_RSA_PKCS1V15_SHA256:
-            raise ValueError("key_der must be a canonical RSA 2048..4096-bit SPKI")
-        clock = clock or _time.thread_time
+        _rsa_material(&key_view, &m)
         started = clock()
         with nogil:
             for i in range(iterations):
@@ -98,13 +104,10 @@ def key_build(key_der, str method, Py_ssize_t iterations, clock=None):
     if method not in methods:
         raise ValueError(f"method must be one of {methods}")
     kind = methods.index(method)
+    clock = clock or _time.thread_time
     PyObject_GetBuffer(key_der, &view, PyBUF_SIMPLE)
     try:
-        if _parse_endpoint_key(
-            <const unsigned char *>view.buf, view.len, &m
-        ) != SIG_RSA_PKCS1V15_SHA256:
-            raise ValueError("key_der must be a canonical RSA 2048..4096-bit SPKI")
-        clock = clock or _time.thread_time
+        _rsa_material(&view, &m)
         started = clock()
         with nogil:
             if kind == 0:
