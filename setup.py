@@ -18,6 +18,14 @@ variable, for builds driven by pip)::
 --cython-directives build, add --cython-always to get the plain build back.)
 
 OpenSSL is found with ``pkg-config libcrypto``, or under ``KAA_WIRE_OPENSSL_DIR`` when set.
+
+The benchmarks' reference loops (raw libcrypto verify, the key-build alternatives) are a
+second module, ``kaa_wire_ext._bench``, built only when ``KAA_WIRE_BUILD_BENCH=1``: the
+production extension carries no benchmark code, and an install on a device gets none.
+Nothing in kaa_wire imports it; benchmarks/ uses it when it is there, and its tests skip
+when it is not. CI sets the variable (.ci/run), so the loops are built and tested there. It
+cimports the functions it times from ``_ext`` (``_ext.pxd``), so it needs ``_ext`` built in
+the same run, and shares its fate: a failed build drops both.
 """
 
 from __future__ import annotations
@@ -35,17 +43,23 @@ from setuptools.command.build_ext import build_ext as _build_ext
 
 ROOT = Path(__file__).resolve().parent
 EXT_DIR = "kaa_wire_ext"
-EXT_PYX = f"{EXT_DIR}/_ext.pyx"
+#: The parts _ext.pyx includes, and the declarations every module cimports.
 EXT_DEPENDS = [
     f"{EXT_DIR}/{name}"
     for name in (
+        "_ext.pxd",
         "framing.pyx",
-        "registration.pyx",
+        "registration_payload.pyx",
+        "der.pyx",
+        "der.pxd",
+        "endpoint_key.pyx",
+        "endpoint_key.pxd",
+        "verifier.pyx",
+        "verify_batch.pyx",
         "signer.pyx",
         "resolution.pyx",
         "opener.pyx",
         "result.pyx",
-        "bench.pyx",
         "libcrypto.pxd",
         "protocol.pxd",
         "openssl_shim.h",
@@ -56,6 +70,12 @@ IS_WINDOWS = sys.platform == "win32"
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
+
+
+#: Module name -> its .pyx: the production extension, and the benchmarks' loops on request.
+MODULES = {"kaa_wire_ext._ext": f"{EXT_DIR}/_ext.pyx"}
+if _flag("KAA_WIRE_BUILD_BENCH"):
+    MODULES["kaa_wire_ext._bench"] = f"{EXT_DIR}/_bench.pyx"
 
 
 def _openssl_dirs() -> tuple[list[str], list[str]]:
@@ -82,17 +102,20 @@ def _openssl_dirs() -> tuple[list[str], list[str]]:
     return includes, lib_dirs
 
 
-def _extension() -> Extension:
+def _extensions() -> list[Extension]:
     include_dirs, library_dirs = _openssl_dirs()
-    return Extension(
-        "kaa_wire_ext._ext",
-        sources=[EXT_PYX],
-        depends=EXT_DEPENDS,
-        include_dirs=[EXT_DIR, *include_dirs],
-        library_dirs=library_dirs,
-        libraries=["libcrypto" if IS_WINDOWS else "crypto"],
-        extra_compile_args=[] if IS_WINDOWS else ["-Wno-deprecated-declarations"],
-    )
+    return [
+        Extension(
+            name,
+            sources=[pyx],
+            depends=EXT_DEPENDS,
+            include_dirs=[EXT_DIR, *include_dirs],
+            library_dirs=library_dirs,
+            libraries=["libcrypto" if IS_WINDOWS else "crypto"],
+            extra_compile_args=[] if IS_WINDOWS else ["-Wno-deprecated-declarations"],
+        )
+        for name, pyx in MODULES.items()
+    ]
 
 
 _WARNING = """
@@ -166,16 +189,23 @@ class build_ext(_build_ext):
 
     def _cythonize(self) -> None:
         """Turn the .pyx into C (when needed), or use the C generated before (sdist)."""
-        generated = Path(EXT_PYX).with_suffix(".c")
-        newest_source = max(Path(p).stat().st_mtime for p in [EXT_PYX, *EXT_DEPENDS])
-        stale = not generated.exists() or generated.stat().st_mtime < newest_source
+        pyx_files = [pyx for ext in self.extensions for pyx in ext.sources if pyx.endswith(".pyx")]
+        newest_source = max(Path(p).stat().st_mtime for p in [*pyx_files, *EXT_DEPENDS])
+        stale = any(
+            not Path(pyx).with_suffix(".c").exists()
+            or Path(pyx).with_suffix(".c").stat().st_mtime < newest_source
+            for pyx in pyx_files
+        )
         try:
             from Cython.Build import cythonize
         except ImportError:
             if stale or self.cython_always:
                 raise RuntimeError("Cython >= 3.0 is not installed") from None
             for ext in self.extensions:
-                ext.sources = [str(generated) if s == EXT_PYX else s for s in ext.sources]
+                ext.sources = [
+                    str(Path(s).with_suffix(".c")) if s.endswith(".pyx") else s
+                    for s in ext.sources
+                ]
             return
         if self.debug_checks:
             for ext in self.extensions:
@@ -212,7 +242,7 @@ class build_ext(_build_ext):
 
 # The metadata (name, version, dependencies, packages) is in pyproject.toml's [project].
 setup(
-    ext_modules=[_extension()],
+    ext_modules=_extensions(),
     cmdclass={"build_ext": build_ext},
     zip_safe=False,
 )

@@ -103,14 +103,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if speed is not None:
         figures["openssl speed rsa2048 verify"] = speed
     workload = config.stash.get(_WORKLOAD, None)
-    if workload is not None and micro._ext is not None:
+    if workload is not None and micro._bench is not None:
         for label, fresh in (("cached", False), ("fresh", True)):
             figures[f"libcrypto verify, {label} key"] = statistics.median(
                 micro.raw_verify_us(workload, fresh, clock=clock) for _ in range(3)
             )
         for method, label in micro.KEY_BUILDS.items():
             figures[label] = statistics.median(
-                micro._ext._bench_key_build(workload.key_der, method, 1000, clock)
+                micro._bench.key_build(workload.key_der, method, 1000, clock)
                 * 1e6
                 for _ in range(3)
             )

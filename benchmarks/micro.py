@@ -6,9 +6,11 @@
 Each run measures, in this one process and on one core (``--cpu`` pins it, and the
 ``openssl speed`` child inherits the pinning):
 
-* the reference: ``openssl speed -seconds 1 rsa2048`` verify time, and the extension's raw
-  libcrypto loop (SHA-256 + RSA_verify, no Python) with the key built once ("cached") or for
-  every verify ("fresh", which includes OpenSSL's per-key Montgomery set-up);
+* the reference: ``openssl speed -seconds 1 rsa2048`` verify time, and the raw libcrypto
+  loop of ``kaa_wire_ext._bench`` (SHA-256 + RSA_verify, no Python) with the key built once
+  ("cached") or for every verify ("fresh", which includes OpenSSL's per-key Montgomery
+  set-up); that module is built only with ``KAA_WIRE_BUILD_BENCH=1`` (setup.py), and its
+  figures are left out without it;
 * what building a key from its DER costs in libcrypto: OpenSSL's decoder (d2i_PUBKEY),
   the extension's way (own SPKI parse + RSA_new/RSA_set0_key), and the Montgomery set-up
   every fresh RSA key then pays on its first verify (BN_MONT_CTX_set);
@@ -68,6 +70,12 @@ try:
     from kaa_wire_ext import _ext
 except ImportError:  # pure path only: the extension figures are left out
     _ext = None  # type: ignore[assignment]
+try:
+    # The libcrypto reference loops: a module of their own, built only with
+    # KAA_WIRE_BUILD_BENCH=1 (setup.py). Without it, the reference figures are left out.
+    from kaa_wire_ext import _bench
+except ImportError:
+    _bench = None  # type: ignore[assignment]
 
 #: An endpoint's profile: about 200 bytes of JSON, as the load benchmarks use.
 PROFILE = (
@@ -286,16 +294,16 @@ def raw_verify_us(
     iterations: int = 3000,
     clock: Callable[[], float] = time.thread_time,
 ) -> float:
-    """The extension's libcrypto-only loop: microseconds per SHA-256 + RSA_verify."""
-    assert _ext is not None
-    per_op, passed = _ext._bench_rsa_verify(
+    """The libcrypto-only loop (kaa_wire_ext._bench): microseconds per SHA-256 + RSA_verify."""
+    assert _bench is not None
+    per_op, passed = _bench.rsa_verify(
         w.key_der, w.signed_data, w.signature, iterations, fresh_key, clock
     )
     assert passed == iterations
     return per_op * 1e6
 
 
-#: The key-build alternatives timed by the extension's reference loop (libcrypto only).
+#: The key-build alternatives timed by kaa_wire_ext._bench's reference loop (libcrypto only).
 KEY_BUILDS = {
     "d2i_PUBKEY": "key build: d2i_PUBKEY (OpenSSL decoder)",
     "RSA_set0_key": "key build: own SPKI parse + RSA_set0_key",
@@ -315,14 +323,14 @@ def _sampler(function: Callable[[], Any], seconds: float) -> Callable[[], float]
 def samplers(w: RegistrationWorkload, seconds: float = 0.05) -> dict[str, Callable[[], float]]:
     """name -> one timing sample (microseconds per operation) of every measured figure."""
     out: dict[str, Callable[[], float]] = {}
-    if _ext is not None:
-        ext = _ext
+    if _bench is not None:
+        bench = _bench
 
         def verify(fresh: bool) -> Callable[[], float]:
             return lambda: raw_verify_us(w, fresh, 2000)
 
         def build(method: str) -> Callable[[], float]:
-            return lambda: float(ext._bench_key_build(w.key_der, method, 500)) * 1e6
+            return lambda: float(bench.key_build(w.key_der, method, 500)) * 1e6
 
         out["libcrypto verify, cached key"] = verify(False)
         out["libcrypto verify, fresh key"] = verify(True)

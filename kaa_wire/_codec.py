@@ -19,7 +19,7 @@ from kaa_wire._constants import (
     FrameFlag,
     MessageType,
 )
-from kaa_wire._errors import LocalProtocolError, MalformedFrame
+from kaa_wire._errors import LocalProtocolError, MalformedFrame, register_request_too_short
 from kaa_wire._messages import (
     ErrorMessage,
     Frame,
@@ -285,7 +285,7 @@ def encode_register_envelope(envelope: RegisterEnvelope) -> bytes:
 
 def decode_register_envelope(body: bytes) -> RegisterEnvelope:
     if len(body) < ENVELOPE_SIZE + AEAD_TAG_SIZE:
-        raise MalformedFrame("register request too short to hold a sealed payload")
+        raise register_request_too_short()
     fields = parse_exact(REGISTER_ENVELOPE, body[:ENVELOPE_SIZE], "register envelope")
     return _build(
         RegisterEnvelope,

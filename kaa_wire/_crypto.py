@@ -30,6 +30,10 @@ from kaa_wire._errors import (
     LocalProtocolError,
     MalformedFrame,
     UnsupportedAlgorithm,
+    bad_response_nonce_size,
+    bad_response_secret_size,
+    invalid_ephemeral_key,
+    sealed_payload_does_not_authenticate,
 )
 
 __all__ = [
@@ -228,9 +232,9 @@ def seal_answer(
 ) -> bytes:
     """``response_nonce || ciphertext || tag``: the body of a sealed answer."""
     if len(response_secret) != 32:
-        raise ValueError("a response secret has 32 bytes")
+        raise bad_response_secret_size(32)
     if len(response_nonce) != RESPONSE_NONCE_SIZE:
-        raise ValueError(f"a response nonce has {RESPONSE_NONCE_SIZE} bytes")
+        raise bad_response_nonce_size(RESPONSE_NONCE_SIZE)
     key, nonce = answer_key(response_secret, response_nonce)
     return response_nonce + ChaCha20Poly1305(key).encrypt(nonce, plaintext, header)
 
@@ -274,7 +278,7 @@ def server_session(
         shared = static_key.exchange(peer)
     except ValueError:
         # Low-order points give an all-zero secret, which cryptography refuses.
-        raise BadSeal("invalid ephemeral X25519 key") from None
+        raise invalid_ephemeral_key() from None
     return SessionKeys(shared, ephemeral_public_key, static_public)
 
 
@@ -286,4 +290,4 @@ def unseal(aead: ChaCha20Poly1305, ciphertext: bytes, aad: bytes) -> bytes:
     try:
         return aead.decrypt(_ZERO_NONCE, ciphertext, aad)
     except InvalidTag:
-        raise BadSeal("sealed payload does not authenticate") from None
+        raise sealed_payload_does_not_authenticate() from None

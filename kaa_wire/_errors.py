@@ -33,6 +33,29 @@ __all__ = [
     "Overloaded",
     "InternalError",
     "error_for_code",
+    # The failures both implementations raise (kaa_wire's modules and kaa_wire_ext's .pyx
+    # files alike), one factory each: the text of each lives here once.
+    "truncated_or_invalid",
+    "trailing_bytes",
+    "unsupported_version",
+    "unknown_message_type",
+    "flags_not_allowed",
+    "frame_too_large",
+    "bad_max_frame_size",
+    "unknown_registration_flags",
+    "invalid_registration_payload",
+    "negative_cache_size",
+    "reconnect_needs_stored_key",
+    "stored_key_does_not_match",
+    "algorithm_does_not_fit_key",
+    "proof_does_not_verify",
+    "register_request_too_short",
+    "unsupported_key_exchange",
+    "unsupported_aead",
+    "invalid_ephemeral_key",
+    "sealed_payload_does_not_authenticate",
+    "bad_response_secret_size",
+    "bad_response_nonce_size",
 ]
 
 
@@ -219,3 +242,100 @@ def error_for_code(
     """The exception a received ERROR frame stands for (unknown codes map to InternalError)."""
     cls = _BY_CODE.get(code, InternalError)
     return cls(message, retry_after_ms=retry_after_ms, sealed=sealed)
+
+
+# ---------------------------------------------------------------------------------------
+# The failures both implementations raise. The pure modules and the extension's .pyx files
+# build them here, so the two cannot drift apart in wording (the differential tests and the
+# fuzz harness compare the class and the message). Each returns the exception; the caller
+# raises it. Sizes and limits come in as arguments: no protocol number is repeated here.
+
+
+def truncated_or_invalid(what: str) -> MalformedFrame:
+    """``what`` ends before its last field, or a field does not parse."""
+    return MalformedFrame(f"truncated or invalid {what}")
+
+
+def trailing_bytes(count: int, what: str) -> MalformedFrame:
+    """``count`` bytes follow one whole ``what``."""
+    return MalformedFrame(f"{count} trailing bytes after {what}")
+
+
+def unsupported_version(version: int) -> UnsupportedVersion:
+    return UnsupportedVersion(f"protocol version {version} is not supported")
+
+
+def unknown_message_type(msg_type: int) -> UnknownMessageType:
+    return UnknownMessageType(f"message type 0x{msg_type:02x} is unknown")
+
+
+def flags_not_allowed(flags: int, msg_type: int) -> MalformedFrame:
+    return MalformedFrame(f"flags 0x{flags:02x} not allowed on message type 0x{msg_type:02x}")
+
+
+def frame_too_large(frame_size: int, max_frame_size: int) -> FrameTooLarge:
+    return FrameTooLarge(f"frame of {frame_size} bytes exceeds {max_frame_size}")
+
+
+def bad_max_frame_size(header_size: int, absolute_max: int) -> LocalProtocolError:
+    return LocalProtocolError(f"max_frame_size must be in ({header_size}, {absolute_max}]")
+
+
+def unknown_registration_flags(flags: int) -> MalformedFrame:
+    return MalformedFrame(f"unknown registration flags 0x{flags:02x}")
+
+
+def invalid_registration_payload(reason: BaseException) -> MalformedFrame:
+    """A payload that parses, but whose fields the message refuses (``reason``)."""
+    return MalformedFrame(f"invalid registration payload: {reason}")
+
+
+def negative_cache_size() -> LocalProtocolError:
+    return LocalProtocolError("cache_size must be >= 0")
+
+
+def reconnect_needs_stored_key() -> LocalProtocolError:
+    return LocalProtocolError("a reconnect needs the stored key_der")
+
+
+def stored_key_does_not_match() -> UnknownKeyHash:
+    return UnknownKeyHash("stored key does not match the endpoint id sent")
+
+
+def algorithm_does_not_fit_key(algorithm: int) -> UnsupportedAlgorithm:
+    return UnsupportedAlgorithm(f"signature algorithm {algorithm} does not fit the endpoint key")
+
+
+def proof_does_not_verify() -> BadSignature:
+    return BadSignature("proof of possession does not verify")
+
+
+def register_request_too_short() -> MalformedFrame:
+    return MalformedFrame("register request too short to hold a sealed payload")
+
+
+def unsupported_key_exchange(algorithm: int) -> UnsupportedAlgorithm:
+    return UnsupportedAlgorithm(f"key exchange {algorithm} is not supported")
+
+
+def unsupported_aead(algorithm: int) -> UnsupportedAlgorithm:
+    return UnsupportedAlgorithm(f"AEAD {algorithm} is not supported")
+
+
+def invalid_ephemeral_key() -> BadSeal:
+    """A low-order ephemeral X25519 key: the shared secret would be all zero."""
+    return BadSeal("invalid ephemeral X25519 key")
+
+
+def sealed_payload_does_not_authenticate() -> BadSeal:
+    return BadSeal("sealed payload does not authenticate")
+
+
+def bad_response_secret_size(required: int) -> ValueError:
+    """A caller's bug (not a wire error): a response secret must have ``required`` bytes."""
+    return ValueError(f"a response secret has {required} bytes")
+
+
+def bad_response_nonce_size(required: int) -> ValueError:
+    """A caller's bug (not a wire error): a response nonce must have ``required`` bytes."""
+    return ValueError(f"a response nonce has {required} bytes")

@@ -19,12 +19,13 @@ from kaa_wire._constants import (
     MessageType,
 )
 from kaa_wire._errors import (
-    FrameTooLarge,
     LocalProtocolError,
-    MalformedFrame,
     RemoteProtocolError,
-    UnknownMessageType,
-    UnsupportedVersion,
+    bad_max_frame_size,
+    flags_not_allowed,
+    frame_too_large,
+    unknown_message_type,
+    unsupported_version,
 )
 from kaa_wire._messages import Frame
 from kaa_wire._schema import HEADER
@@ -36,23 +37,21 @@ _KNOWN_TYPES = frozenset(int(t) for t in MessageType)
 
 def check_max_frame_size(max_frame_size: int) -> None:
     if not HEADER_SIZE < max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
-        raise LocalProtocolError(
-            f"max_frame_size must be in ({HEADER_SIZE}, {ABSOLUTE_MAX_FRAME_SIZE}]"
-        )
+        raise bad_max_frame_size(HEADER_SIZE, ABSOLUTE_MAX_FRAME_SIZE)
 
 
 def _check_header(
     version: int, msg_type: int, flags: int, length: int, max_frame_size: int
 ) -> None:
     if version != PROTOCOL_VERSION:
-        raise UnsupportedVersion(f"protocol version {version} is not supported")
+        raise unsupported_version(version)
     if msg_type not in _KNOWN_TYPES:
-        raise UnknownMessageType(f"message type 0x{msg_type:02x} is unknown")
+        raise unknown_message_type(msg_type)
     allowed_flags = int(FrameFlag.SEALED) if msg_type == MessageType.ERROR else 0
     if flags & ~allowed_flags:
-        raise MalformedFrame(f"flags 0x{flags:02x} not allowed on message type 0x{msg_type:02x}")
+        raise flags_not_allowed(flags, msg_type)
     if HEADER_SIZE + length > max_frame_size:
-        raise FrameTooLarge(f"frame of {HEADER_SIZE + length} bytes exceeds {max_frame_size}")
+        raise frame_too_large(HEADER_SIZE + length, max_frame_size)
 
 
 def encode_frame(

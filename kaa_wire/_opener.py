@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 
 from kaa_wire import _codec, _crypto
 from kaa_wire._constants import ENVELOPE_SIZE, AeadAlgorithm, KeyExchangeAlgorithm
-from kaa_wire._errors import UnsupportedAlgorithm
+from kaa_wire._errors import unsupported_aead, unsupported_key_exchange
 
 __all__ = ["RegistrationOpener", "seal_response"]
 
@@ -36,9 +36,9 @@ class RegistrationOpener:
         """
         envelope = _codec.decode_register_envelope(body)
         if envelope.kex_algorithm != KeyExchangeAlgorithm.X25519:
-            raise UnsupportedAlgorithm(f"key exchange {envelope.kex_algorithm} is not supported")
+            raise unsupported_key_exchange(envelope.kex_algorithm)
         if envelope.aead_algorithm != AeadAlgorithm.CHACHA20_POLY1305:
-            raise UnsupportedAlgorithm(f"AEAD {envelope.aead_algorithm} is not supported")
+            raise unsupported_aead(envelope.aead_algorithm)
         session = _crypto.server_session(
             self._static_key, self.public_key, envelope.ephemeral_public_key
         )

@@ -25,16 +25,27 @@ from kaa_wire._constants import (
 )
 from kaa_wire._crypto import PublicKey, public_key_der, signature_valid
 from kaa_wire._errors import (
-    BadSignature,
     LocalProtocolError,
     MalformedFrame,
-    UnknownKeyHash,
     UnsupportedAlgorithm,
+    algorithm_does_not_fit_key,
+    invalid_registration_payload,
+    negative_cache_size,
+    proof_does_not_verify,
+    reconnect_needs_stored_key,
+    stored_key_does_not_match,
+    unknown_registration_flags,
 )
 from kaa_wire._messages import RegistrationPayload
 from kaa_wire._schema import REGISTER_PAYLOAD, parse_exact
 
-__all__ = ["parse_registration_payload", "RegistrationVerifier", "verify_batch"]
+__all__ = [
+    "parse_registration_payload",
+    "RegistrationVerifier",
+    "verify_batch",
+    # The hook kaa_wire_ext calls for every key its fast path does not take.
+    "load_endpoint_key",
+]
 
 #: Larger endpoint keys would let one request cost the server many verify times.
 #: edwards25519's field prime, and the sign bit of x in a point's 32-byte encoding.
@@ -47,7 +58,7 @@ def parse_registration_payload(plaintext: bytes) -> RegistrationPayload:
     """Decode an opened registration payload, or raise MalformedFrame."""
     fields = parse_exact(REGISTER_PAYLOAD, plaintext, "registration payload")
     if fields.flags & ~PAYLOAD_FLAG_KEY_IS_HASH:
-        raise MalformedFrame(f"unknown registration flags 0x{fields.flags:02x}")
+        raise unknown_registration_flags(fields.flags)
     signed_length = len(plaintext) - SIGNATURE_LENGTH_PREFIX - len(fields.signature)
     try:
         return RegistrationPayload(
@@ -61,12 +72,18 @@ def parse_registration_payload(plaintext: bytes) -> RegistrationPayload:
             signed_part=plaintext[:signed_length],
         )
     except (LocalProtocolError, UnicodeDecodeError) as exc:
-        raise MalformedFrame(f"invalid registration payload: {exc}") from None
+        raise invalid_registration_payload(exc) from None
 
 
-def _load_endpoint_key(key_der: bytes) -> PublicKey:
+def load_endpoint_key(key_der: bytes) -> PublicKey:
     """Load and vet an endpoint key: canonical DER; RSA of 2048-4096 bits with e = 65537, or
-    an Ed25519 point in canonical encoding and not of small order (docs/protocol.md 5.3)."""
+    an Ed25519 point in canonical encoding and not of small order (docs/protocol.md 5.3).
+
+    Raises MalformedFrame or UnsupportedAlgorithm for any other key. The one acceptance
+    policy for endpoint keys: kaa_wire_ext hands every key its fast path does not recognise
+    to this function (looked up on this module at each call), so both paths accept and
+    refuse the same keys with the same errors.
+    """
     try:
         key = serialization.load_der_public_key(key_der)
     except (ValueError, _CryptoUnsupported):
@@ -127,7 +144,7 @@ class RegistrationVerifier:
 
     def __init__(self, cache_size: int = 4096) -> None:
         if cache_size < 0:
-            raise LocalProtocolError("cache_size must be >= 0")
+            raise negative_cache_size()
         self.cache_size = cache_size
         self._keys: OrderedDict[bytes, PublicKey] = OrderedDict()
 
@@ -142,20 +159,18 @@ class RegistrationVerifier:
         """
         if payload.key_is_hash:
             if key_der is None:
-                raise LocalProtocolError("a reconnect needs the stored key_der")
+                raise reconnect_needs_stored_key()
             endpoint_id = hashlib.sha1(key_der).digest()
             if endpoint_id != payload.key:
-                raise UnknownKeyHash("stored key does not match the endpoint id sent")
+                raise stored_key_does_not_match()
         else:
             key_der = payload.key
             endpoint_id = hashlib.sha1(key_der).digest()
         key = self._key(endpoint_id, key_der)
         if not _algorithm_matches(key, payload.signature_algorithm):
-            raise UnsupportedAlgorithm(
-                f"signature algorithm {payload.signature_algorithm} does not fit the endpoint key"
-            )
+            raise algorithm_does_not_fit_key(payload.signature_algorithm)
         if not signature_valid(key, context + payload.signed_part, payload.signature):
-            raise BadSignature("proof of possession does not verify")
+            raise proof_does_not_verify()
         return endpoint_id
 
     def _key(self, endpoint_id: bytes, key_der: bytes) -> PublicKey:
@@ -163,7 +178,7 @@ class RegistrationVerifier:
         if key is not None:
             self._keys.move_to_end(endpoint_id)
             return key
-        key = _load_endpoint_key(key_der)
+        key = load_endpoint_key(key_der)
         if self.cache_size:
             self._keys[endpoint_id] = key
             if len(self._keys) > self.cache_size:
@@ -179,7 +194,7 @@ def verify_batch(items: Iterable[tuple[bytes, int, bytes, bytes]]) -> list[bool]
     results = []
     for key_der, algorithm, data, signature in items:
         try:
-            key = _load_endpoint_key(key_der)
+            key = load_endpoint_key(key_der)
         except (MalformedFrame, UnsupportedAlgorithm):
             results.append(False)
             continue

@@ -17,7 +17,7 @@ import construct as c
 from construct import this
 
 from kaa_wire._constants import KEY_HASH_SIZE, NONCE_SIZE, PAYLOAD_FLAG_KEY_IS_HASH, X25519_KEY_SIZE
-from kaa_wire._errors import MalformedFrame
+from kaa_wire._errors import trailing_bytes, truncated_or_invalid
 
 __all__ = [
     "HEADER",
@@ -150,9 +150,11 @@ REGISTER_PAYLOAD = _REGISTER_PAYLOAD.compile()
 REGISTER_RESULT = _REGISTER_RESULT.compile()
 ERROR_BODY = _ERROR_BODY.compile()
 
-# One byte appended after the input. A compiled parser that runs short consumes it into a
-# field; a parser that stops early leaves more than it behind. Either way the input was not
-# exactly one structure.
+# One byte appended after the input, only to detect a short read (compiled construct reads
+# short silently): a parser that runs short consumes it into a field; one that stops early
+# leaves more than it behind. The verdict never depends on its value: every short or bad read
+# is "truncated or invalid", and trailing bytes are counted without it, which is all the
+# extension's parsers (bounds-checked, with no sentinel) need to give the same answers.
 _SENTINEL = b"\xa5"
 _PARSE_FAILURES = (c.ConstructError, struct.error, ValueError, IndexError, KeyError)
 
@@ -163,10 +165,10 @@ def parse_exact(schema: c.Construct, data: bytes, what: str) -> Any:
     try:
         parsed = schema.parse_stream(stream)
     except _PARSE_FAILURES:
-        raise MalformedFrame(f"truncated or invalid {what}") from None
+        raise truncated_or_invalid(what) from None
     rest = stream.read()
-    if rest != _SENTINEL:
-        if rest:
-            raise MalformedFrame(f"{len(rest) - 1} trailing bytes after {what}")
-        raise MalformedFrame(f"truncated {what}")
+    if not rest:  # the sentinel went into a field: the input ran short
+        raise truncated_or_invalid(what)
+    if len(rest) > len(_SENTINEL):
+        raise trailing_bytes(len(rest) - len(_SENTINEL), what)
     return parsed

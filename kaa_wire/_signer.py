@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from kaa_wire._crypto import load_private_key, sign, signature_algorithm_of
+from kaa_wire._crypto import PrivateKey, load_private_key, sign, signature_algorithm_of
 from kaa_wire._errors import LocalProtocolError
 
 __all__ = ["Signer"]
@@ -22,6 +22,13 @@ class Signer:
             raise LocalProtocolError("a signer needs an RSA or Ed25519 private key")
         self.algorithm = int(signature_algorithm_of(key))
         self._key = key
+
+    @property
+    def private_key(self) -> PrivateKey:
+        """The vetted private key. kaa_wire_ext's Signer builds one of these to run the
+        checks above, then loads this key into OpenSSL: the hook it uses instead of a
+        private attribute."""
+        return self._key
 
     def sign(self, data: bytes) -> bytes:
         return sign(self._key, data)

@@ -1,6 +1,6 @@
 """Type stubs for the compiled module kaa_wire_ext._ext (same API as the pure modules)."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 
@@ -90,14 +90,3 @@ def encode_registration_result(result: RegistrationResult) -> bytes: ...
 # Private helpers for tests and benchmarks/.
 def _constants() -> dict[str, int]: ...
 def _build_info() -> dict[str, object]: ...
-def _bench_rsa_verify(
-    key_der: bytes,
-    data: bytes,
-    signature: bytes,
-    iterations: int,
-    fresh_key: bool = False,
-    clock: Callable[[], float] | None = None,
-) -> tuple[float, int]: ...
-def _bench_key_build(
-    key_der: bytes, method: str, iterations: int, clock: Callable[[], float] | None = None
-) -> float: ...

@@ -4,21 +4,28 @@
 Same names and behaviour as the pure-Python modules ``kaa_wire._framing``,
 ``kaa_wire._registration``, ``kaa_wire._signer`` and ``kaa_wire._opener`` (and the
 resolution functions and ``encode_registration_result`` of ``kaa_wire._codec``), and the
-same exception classes (imported
-from ``kaa_wire._errors``, never redefined). tests/test_ext_build.py holds the two to each
-other, differentially.
+same exception classes and messages (the classes imported from ``kaa_wire._errors``, never
+redefined, and every shared message built by its factories). The tests/test_parity_*.py
+modules hold the two to each other, differentially.
 
-Layout, as in asyncpg: this file only declares the module and includes the parts:
+Layout, as in asyncpg: this file only declares the module and includes the parts; the C-level
+functions and structs one part uses from another are declared in ``_ext.pxd`` (which includes
+``der.pxd`` and ``endpoint_key.pxd``), and so can also be cimported by another module:
 
-* ``framing.pyx``       Framer, encode_frame
-* ``registration.pyx``  parse_registration_payload, endpoint key parsing, RegistrationVerifier,
-                        verify_batch
-* ``signer.pyx``        Signer
-* ``resolution.pyx``    decode_resolve_request, resolve_response_signed_part,
-                        resolve_signed_data, encode_resolve_response
-* ``opener.pyx``        RegistrationOpener, seal_response
-* ``result.pyx``        encode_registration_result
-* ``bench.pyx``         private reference loops for benchmarks/ (raw libcrypto verify, key builds)
+* ``framing.pyx``               Framer, encode_frame
+* ``registration_payload.pyx``  parse_registration_payload
+* ``der.pyx``                   the DER walker and canonical re-encoder endpoint keys need
+* ``endpoint_key.pyx``          endpoint key recognition, vetting, building and verifying
+* ``verifier.pyx``              RegistrationVerifier and its key cache
+* ``verify_batch.pyx``          verify_batch
+* ``signer.pyx``                Signer
+* ``resolution.pyx``            decode_resolve_request, resolve_response_signed_part,
+                                resolve_signed_data, encode_resolve_response
+* ``opener.pyx``                RegistrationOpener, seal_response
+* ``result.pyx``                encode_registration_result
+
+The benchmarks' reference loops are not here: they are ``kaa_wire_ext._bench`` (``_bench.pyx``,
+built only with ``KAA_WIRE_BUILD_BENCH=1``), which cimports what it needs from ``_ext.pxd``.
 
 OpenSSL rules, everywhere: the GIL is released around every libcrypto call that costs real
 time (key decode, sign, verify, key agreement, AEAD), and every failure clears the thread's
@@ -49,16 +56,31 @@ from kaa_wire import _opener as _pure_opener
 from kaa_wire import _registration as _pure_registration
 from kaa_wire import _signer as _pure_signer
 from kaa_wire._errors import (
-    BadSeal,
-    BadSignature,
-    FrameTooLarge,
     InternalError,
     LocalProtocolError,
     MalformedFrame,
-    UnknownKeyHash,
-    UnknownMessageType,
     UnsupportedAlgorithm,
-    UnsupportedVersion,
+    algorithm_does_not_fit_key,
+    bad_max_frame_size,
+    bad_response_nonce_size,
+    bad_response_secret_size,
+    flags_not_allowed,
+    frame_too_large,
+    invalid_ephemeral_key,
+    invalid_registration_payload,
+    negative_cache_size,
+    proof_does_not_verify,
+    reconnect_needs_stored_key,
+    register_request_too_short,
+    sealed_payload_does_not_authenticate,
+    stored_key_does_not_match,
+    trailing_bytes,
+    truncated_or_invalid,
+    unknown_message_type,
+    unknown_registration_flags,
+    unsupported_aead,
+    unsupported_key_exchange,
+    unsupported_version,
 )
 from kaa_wire._messages import Frame, RegistrationPayload
 
@@ -120,6 +142,7 @@ def _constants():
         "AEAD_CHACHA20_POLY1305": AEAD_CHACHA20_POLY1305,
         "ENVELOPE_SIZE": ENVELOPE_SIZE,
         "PAYLOAD_FLAG_KEY_IS_HASH": PAYLOAD_FLAG_KEY_IS_HASH,
+        "SIGNATURE_LENGTH_PREFIX": SIGNATURE_LENGTH_PREFIX,
         "MIN_RSA_BITS": MIN_RSA_BITS,
         "MAX_RSA_BITS": MAX_RSA_BITS,
         "RSA_PUBLIC_EXPONENT": RSA_PUBLIC_EXPONENT,
@@ -136,9 +159,12 @@ def _build_info():
 
 
 include "framing.pyx"
-include "registration.pyx"
+include "registration_payload.pyx"
+include "der.pyx"
+include "endpoint_key.pyx"
+include "verifier.pyx"
+include "verify_batch.pyx"
 include "signer.pyx"
 include "resolution.pyx"
 include "opener.pyx"
 include "result.pyx"
-include "bench.pyx"

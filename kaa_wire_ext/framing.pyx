@@ -41,14 +41,14 @@ cdef object _header_error(
     HeaderFault fault, object version, object msg_type, object flags, Py_ssize_t length,
     object max_frame_size,
 ):
-    """The exception for a failed check, with the pure path's message."""
+    """The exception for a failed check (kaa_wire._errors builds it, as for the pure path)."""
     if fault == HEADER_BAD_VERSION:
-        return UnsupportedVersion(f"protocol version {version} is not supported")
+        return unsupported_version(version)
     if fault == HEADER_BAD_TYPE:
-        return UnknownMessageType(f"message type 0x{msg_type:02x} is unknown")
+        return unknown_message_type(msg_type)
     if fault == HEADER_BAD_FLAGS:
-        return MalformedFrame(f"flags 0x{flags:02x} not allowed on message type 0x{msg_type:02x}")
-    return FrameTooLarge(f"frame of {HEADER_SIZE + length} bytes exceeds {max_frame_size}")
+        return flags_not_allowed(flags, msg_type)
+    return frame_too_large(HEADER_SIZE + length, max_frame_size)
 
 
 cdef Py_ssize_t _limit_of(object max_frame_size) except -1:
@@ -64,9 +64,7 @@ cdef Py_ssize_t _limit_of(object max_frame_size) except -1:
 
 cdef _check_max_frame_size(object max_frame_size):
     if not HEADER_SIZE < max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
-        raise LocalProtocolError(
-            f"max_frame_size must be in ({HEADER_SIZE}, {ABSOLUTE_MAX_FRAME_SIZE}]"
-        )
+        raise bad_max_frame_size(HEADER_SIZE, ABSOLUTE_MAX_FRAME_SIZE)
 
 
 cdef class Framer:

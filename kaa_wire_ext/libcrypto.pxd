@@ -127,7 +127,7 @@ cdef extern from "openssl_shim.h" nogil:
     # x509.h / evp.h: private key decoding (PKCS#8 DER) for the signer
     EVP_PKEY *d2i_AutoPrivateKey(EVP_PKEY **a, const unsigned char **pp, long length)
 
-    # Only for the reference loops of bench.pyx (key-build alternatives).
+    # Only for the reference loops of _bench.pyx (key-build alternatives).
     ctypedef struct BN_CTX:
         pass
     ctypedef struct BN_MONT_CTX:

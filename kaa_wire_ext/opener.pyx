@@ -1,6 +1,6 @@
 # Opening a registration request on the Operations side: X25519 with the node's static key,
 # HKDF-SHA256, ChaCha20-Poly1305 (docs/protocol.md, "Sealing"). Mirrors kaa_wire/_opener.py
-# check for check, messages included; the pure class vets the static key.
+# check for check, with kaa_wire._errors' messages; the pure class vets the static key.
 #
 # One nogil block per request does the costly part: the X25519 derive (~31 us of the ~36),
 # the key schedule and the AEAD, each on contexts of the call's own; the opener's shared
@@ -247,11 +247,11 @@ cdef class RegistrationOpener:
             try:
                 data = <const unsigned char *>body_view.buf
                 if body_view.len < ENVELOPE_SIZE + AEAD_TAG_SIZE:
-                    raise MalformedFrame("register request too short to hold a sealed payload")
+                    raise register_request_too_short()
                 if data[0] != KEX_X25519:
-                    raise UnsupportedAlgorithm(f"key exchange {data[0]} is not supported")
+                    raise unsupported_key_exchange(data[0])
                 if data[1] != AEAD_CHACHA20_POLY1305:
-                    raise UnsupportedAlgorithm(f"AEAD {data[1]} is not supported")
+                    raise unsupported_aead(data[1])
                 if body_view.len > INT_MAX or header_view.len > INT_MAX:
                     raise OverflowError("data or associated data too long")
                 ephemeral = PyBytes_FromStringAndSize(<const char *>data + 2, X25519_KEY_SIZE)
@@ -280,9 +280,9 @@ cdef class RegistrationOpener:
             return plaintext, ephemeral, response_secret
         ssl.ERR_clear_error()
         if result == _BAD_KEY:
-            raise BadSeal("invalid ephemeral X25519 key")
+            raise invalid_ephemeral_key()
         if result == _BAD_TAG:
-            raise BadSeal("sealed payload does not authenticate")
+            raise sealed_payload_does_not_authenticate()
         raise InternalError(_openssl_error("opening a registration failed"))
 
 
@@ -301,11 +301,11 @@ def seal_response(response_secret, plaintext, header, response_nonce):
     PyObject_GetBuffer(response_secret, &secret_view, PyBUF_SIMPLE)
     try:
         if secret_view.len != _AEAD_KEY_SIZE:
-            raise ValueError("a response secret has 32 bytes")
+            raise bad_response_secret_size(_AEAD_KEY_SIZE)
         PyObject_GetBuffer(response_nonce, &nonce_view, PyBUF_SIMPLE)
         try:
             if nonce_view.len != RESPONSE_NONCE_SIZE:
-                raise ValueError(f"a response nonce has {RESPONSE_NONCE_SIZE} bytes")
+                raise bad_response_nonce_size(RESPONSE_NONCE_SIZE)
             PyObject_GetBuffer(plaintext, &plaintext_view, PyBUF_SIMPLE)
             try:
                 PyObject_GetBuffer(header, &header_view, PyBUF_SIMPLE)

@@ -42,6 +42,9 @@ cdef enum:
     # Registration payload flag: the key field is the 20-byte endpoint id.
     PAYLOAD_FLAG_KEY_IS_HASH = 0x01
 
+    # A bytes16 field's length prefix, e.g. before every signature.
+    SIGNATURE_LENGTH_PREFIX = 2
+
     # Endpoint RSA key sizes accepted.
     MIN_RSA_BITS = 2048
     MAX_RSA_BITS = 4096

@@ -39,7 +39,7 @@ cdef Py_ssize_t _CONTEXT_SIZE = len(_RESOLVE_CONTEXT)
 
 # A decoded request is built without running ResolveRequest.__post_init__ again: the checks
 # above (exact parse, token printable ASCII of 1..MAX_TOKEN_SIZE, 16-byte nonce, u8
-# transports) are the ones it makes, and tests/test_ext_resolution.py holds the two together.
+# transports) are the ones it makes, and tests/test_parity_resolution.py holds the two together.
 _new_request = object.__new__
 _set_app_token = ResolveRequest.app_token.__set__
 _set_nonce = ResolveRequest.nonce.__set__

@@ -1,8 +1,8 @@
 # The Bootstrap signer: RSA PKCS#1 v1.5 SHA-256 or Ed25519, through EVP_DigestSign.
 #
 # The key is vetted by the pure Signer (kaa_wire._signer), so every key the pure path
-# refuses is refused here with the same exception; OpenSSL then loads its canonical PKCS#8
-# DER. The EVP_PKEY is only read after that, and each sign() call has its own EVP_MD_CTX, so
+# refuses is refused here with the same exception; OpenSSL then loads the canonical PKCS#8
+# DER of the key it vetted (its private_key hook). The EVP_PKEY is only read after that, and each sign() call has its own EVP_MD_CTX, so
 # one Signer can sign from several threads at once, with the GIL released.
 
 from cryptography.hazmat.primitives import serialization as _serialization
@@ -25,7 +25,7 @@ cdef class Signer:
         cdef long size
         cdef ssl.EVP_PKEY *pkey
         vetted = _pure_signer.Signer(private_key)  # the pure path's checks and errors
-        der = vetted._key.private_bytes(
+        der = vetted.private_key.private_bytes(
             _serialization.Encoding.DER,
             _serialization.PrivateFormat.PKCS8,
             _serialization.NoEncryption(),

@@ -54,6 +54,35 @@ def vector_keys() -> dict[str, Any]:
     return {name: _crypto.load_private_key(pem.encode()) for name, pem in pems.items()}
 
 
+# -- The parity tests (tests/test_parity_*.py, helpers in tests/parity.py) -------------------
+
+
+@pytest.fixture(scope="session")
+def ext() -> Any:
+    """kaa_wire_ext._ext itself; the test skips when it is not built (tests/test_ext_build.py
+    fails CI in that case)."""
+    return pytest.importorskip("kaa_wire_ext._ext")
+
+
+@pytest.fixture(scope="session")
+def keys(vector_keys: dict[str, Any]) -> dict[str, Any]:
+    """The fixed vector keys, plus a few generated once: RSA-1024 (too small), RSA-4096
+    (the largest allowed), P-256 and X25519 (wrong kinds). Modules that need other keys
+    under this name define their own fixture."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+
+    return {
+        "rsa": vector_keys["endpoint_rsa"],
+        "rsa2": vector_keys["other_rsa"],
+        "ed25519": vector_keys["endpoint_ed25519"],
+        "ed25519_2": ed25519.Ed25519PrivateKey.generate(),
+        "rsa1024": rsa.generate_private_key(65537, 1024),
+        "rsa4096": rsa.generate_private_key(65537, 4096),
+        "p256": ec.generate_private_key(ec.SECP256R1()),
+        "x25519": x25519.X25519PrivateKey.generate(),
+    }
+
+
 # -- PostgreSQL (issue #6): tests marked `postgres` --------------------------------------
 #
 # They need a server: KAA_TEST_POSTGRES_DSN (``scripts/postgres-throwaway start DIR`` prints

@@ -19,7 +19,7 @@ from kaa_wire import BadSignature, MalformedFrame, _crypto
 from kaa_wire._constants import ED25519_SMALL_ORDER_KEYS, RSA_PUBLIC_EXPONENT
 from tests import hostile_keys
 from tests.hostile_keys import RawRsaKey
-from tests.test_ext_build import CONTEXT, _with_signature, payload_bytes, rsa_spki
+from tests.parity import CONTEXT, payload_bytes, rsa_spki, with_signature
 
 # An odd 2048-bit modulus; whether it factors does not matter to the checks under test.
 N = 2**2047 + 2**1000 + 1
@@ -31,7 +31,7 @@ def _forged(der: bytes) -> bytes:
     signed_part = payload_bytes(key=der, algorithm=1, signature=b"")[:-2]
     digest = DIGEST_INFO_SHA256 + hashlib.sha256(CONTEXT + signed_part).digest()
     encoded = b"\x00\x01" + b"\xff" * (256 - 3 - len(digest)) + b"\x00" + digest
-    return signed_part + _with_signature(encoded)
+    return signed_part + with_signature(encoded)
 
 
 @pytest.mark.security
@@ -65,7 +65,7 @@ def rsa_keys() -> dict[str, RawRsaKey]:
 
 def _signed_by(key: RawRsaKey) -> bytes:
     signed_part = payload_bytes(key=key.der, algorithm=1, signature=b"")[:-2]
-    return signed_part + _with_signature(key.sign(CONTEXT + signed_part))
+    return signed_part + with_signature(key.sign(CONTEXT + signed_part))
 
 
 @pytest.mark.security
@@ -117,7 +117,7 @@ def _forged_proof(point: bytes) -> bytes:
     for timestamp in range(1_700_000_000_000, 1_700_000_000_000 + 1000):
         signed_part = payload_bytes(key=der, algorithm=2, timestamp=timestamp)[:-2]
         if hostile_keys.forgery_verifies(point, CONTEXT + signed_part):
-            return signed_part + _with_signature(hostile_keys.IDENTITY_SIGNATURE)
+            return signed_part + with_signature(hostile_keys.IDENTITY_SIGNATURE)
     raise AssertionError("no forgery in 1000 tries")
 
 

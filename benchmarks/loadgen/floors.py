@@ -1,12 +1,12 @@
 """The references of shared/PERF.md, timed in-process on one core in the same run.
 
 * **Crypto floor, registration** = 1 / (RSA-2048 verify + X25519 exchange + AEAD of the
-  payload + SHA-1 of the key). The RSA verify is the extension's libcrypto-only loop
+  payload + SHA-1 of the key). The RSA verify is kaa_wire_ext._bench's libcrypto-only loop
   (``benchmarks.micro.raw_verify_us``: SHA-256 + RSA_verify with the key loaded once, no
-  Python) when the extension is built, else ``cryptography``'s verify; the others are one
-  ``cryptography`` / ``hashlib`` call each: X25519 ``exchange``, ChaCha20-Poly1305 open of
-  a first registration's sealed payload (822 bytes with its AAD), SHA-1 of the 294-byte
-  DER key. Each is timed in this thread's CPU time (``time.thread_time``, as
+  Python) when it is built (``KAA_WIRE_BUILD_BENCH=1``), else ``cryptography``'s verify; the
+  others are one ``cryptography`` / ``hashlib`` call each: X25519 ``exchange``,
+  ChaCha20-Poly1305 open of a first registration's sealed payload (822 bytes with its AAD),
+  SHA-1 of the 294-byte DER key. Each is timed in this thread's CPU time (``time.thread_time``, as
   ``benchmarks.micro`` does), the best of interleaved rounds: other load on a shared
   machine only ever adds time.
 * **Sign floor, resolution** = RSA-2048 PKCS#1 v1.5 SHA-256 signatures per second with the
@@ -91,7 +91,7 @@ def measure(repeats: int = 5, seconds: float = 0.05) -> dict[str, Any]:
     for name, signer in signers.items():
         cases[f"rsa2048_sign_{name}_us"] = functools.partial(signer.sign, message)
     samples: dict[str, Callable[[], float]] = {n: _sampler(f, seconds) for n, f in cases.items()}
-    if micro._ext is not None:
+    if micro._bench is not None:
         samples["rsa2048_verify_libcrypto_us"] = lambda: micro.raw_verify_us(w, False, 2000)
     best = dict.fromkeys(samples, float("inf"))
     for _ in range(max(1, repeats)):

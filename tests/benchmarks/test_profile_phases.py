@@ -34,7 +34,7 @@ STACKS = {
     "decode": [
         *LOOP,
         "OperationsServerConnection.next_event (kaa_wire/_connection.py:430)",
-        "parse_registration_payload (kaa_wire_ext/registration.pyx:100)",
+        "parse_registration_payload (kaa_wire_ext/registration_payload.pyx:40)",
     ],
     "store": [
         *LOOP,

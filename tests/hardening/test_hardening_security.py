@@ -46,6 +46,7 @@ from kaa_wire.sdk_config import BootstrapServer, SdkConfig
 from tests.conftest import load_vectors
 from tests.hardening.faultproxy import FaultProxy
 from tests.hardening.tools import plain_error_code, probe, request_frame, split_frames
+from tests.parity import rsa_spki
 from tests.servers.servers_harness import (
     FAST_RETRIES,
     Endpoint,
@@ -58,7 +59,6 @@ from tests.servers.servers_harness import (
     start_operations,
     top_nodes,
 )
-from tests.test_ext_build import rsa_spki
 
 pytestmark = pytest.mark.security
 

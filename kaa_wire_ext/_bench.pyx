@@ -1,13 +1,38 @@
-# Reference loops for benchmarks/ (private: not part of the kaa_wire API). They time
-# libcrypto alone, with no Python in the loop, so a benchmark can report its own figure as a
-# ratio to the crypto floor measured in the same run (benchmarks/README.md). By default they
-# count this thread's CPU time, as `openssl speed` counts CPU time; pass clock=time.perf_counter
-# for wall-clock time.
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Reference loops for benchmarks/ (not part of the kaa_wire API, never imported by it).
+
+They time libcrypto alone, with no Python in the loop, so a benchmark can report its own
+figure as a ratio to the crypto floor measured in the same run (benchmarks/README.md). By
+default they count this thread's CPU time, as `openssl speed` counts CPU time; pass
+clock=time.perf_counter for wall-clock time.
+
+A module of its own, so the production extension carries no benchmark code: setup.py builds
+it only with KAA_WIRE_BUILD_BENCH=1 (CI sets it). It times the extension's own key parse and
+build, cimported from kaa_wire_ext._ext (declared in _ext.pxd), not a copy of them.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+
+from kaa_wire_ext cimport libcrypto as ssl
+from kaa_wire_ext._ext cimport KeyMaterial, _build_rsa, _parse_endpoint_key, _verify_signature
+from kaa_wire_ext.protocol cimport SIG_RSA_PKCS1V15_SHA256
 
 import time as _time
 
+from kaa_wire._errors import InternalError
 
-def _bench_rsa_verify(
+
+
+cdef int _rsa_material(const Py_buffer *key_view, KeyMaterial *m) except -1:
+    """Fill `m` from an RSA SPKI the extension's fast path takes, or raise ValueError."""
+    if _parse_endpoint_key(
+        <const unsigned char *>key_view.buf, key_view.len, m
+    ) != SIG_RSA_PKCS1V15_SHA256:
+        raise ValueError("key_der must be a canonical RSA 2048..4096-bit SPKI")
+    return 0
+
+
+def rsa_verify(
     key_der, data, signature, Py_ssize_t iterations, bint fresh_key=False, clock=None
 ):
     """(seconds per verify, verifies that passed) of SHA-256 + RSA_verify over `data`.
@@ -21,15 +46,12 @@ def _bench_rsa_verify(
     cdef Py_ssize_t i, passed = 0
     cdef int result
     cdef bint failed = False
+    clock = clock or _time.thread_time
     PyObject_GetBuffer(key_der, &key_view, PyBUF_SIMPLE)
     PyObject_GetBuffer(data, &data_view, PyBUF_SIMPLE)
     PyObject_GetBuffer(signature, &signature_view, PyBUF_SIMPLE)
     try:
-        if _parse_endpoint_key(
-            <const unsigned char *>key_view.buf, key_view.len, &m
-        ) != SIG_RSA_PKCS1V15_SHA256:
-            raise ValueError("key_der must be a canonical RSA 2048..4096-bit SPKI")
-        clock = clock or _time.thread_time
+        _rsa_material(&key_view, &m)
         started = clock()
         with nogil:
             for i in range(iterations):
@@ -57,7 +79,7 @@ def _bench_rsa_verify(
     return elapsed / max(iterations, 1), passed
 
 
-def _bench_key_build(key_der, str method, Py_ssize_t iterations, clock=None):
+def key_build(key_der, str method, Py_ssize_t iterations, clock=None):
     """Seconds per key build from an RSA SPKI, by `method` (the alternatives measured when
     choosing the registration fast path):
 
@@ -82,13 +104,10 @@ def _bench_key_build(key_der, str method, Py_ssize_t iterations, clock=None):
     if method not in methods:
         raise ValueError(f"method must be one of {methods}")
     kind = methods.index(method)
+    clock = clock or _time.thread_time
     PyObject_GetBuffer(key_der, &view, PyBUF_SIMPLE)
     try:
-        if _parse_endpoint_key(
-            <const unsigned char *>view.buf, view.len, &m
-        ) != SIG_RSA_PKCS1V15_SHA256:
-            raise ValueError("key_der must be a canonical RSA 2048..4096-bit SPKI")
-        clock = clock or _time.thread_time
+        _rsa_material(&view, &m)
         started = clock()
         with nogil:
             if kind == 0:

@@ -1,7 +1,8 @@
 """The extension's resolution functions == kaa_wire._codec's construct ones, differentially.
 
-As in tests/test_ext_build.py: the same input goes to both, and the result must be the same
-bytes or object, or the same exception (kaa_wire errors compare class and message). The
+As in the other parity tests (tests/parity.py): the same input goes to both, and the result
+must be the same bytes or object, or the same exception (kaa_wire errors compare class and
+message). The
 extension hands every input it does not take to the pure function, so the last tests here
 check that ordinary input never gets that far.
 """
@@ -19,7 +20,7 @@ from kaa_wire import _codec
 from kaa_wire._constants import MAX_HOST_SIZE, MAX_ROTATION_CHAIN, MAX_TOKEN_SIZE, NONCE_SIZE
 from kaa_wire._errors import MalformedFrame
 from kaa_wire._messages import OperationsNode, ResolveRequest, RotationCertificate
-from tests.test_ext_build import same
+from tests.parity import same
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 NONCE = bytes(range(NONCE_SIZE))
@@ -34,10 +35,6 @@ FUNCTIONS = (
     "encode_resolve_response",
 )
 
-
-@pytest.fixture(scope="module")
-def ext() -> Any:
-    return pytest.importorskip("kaa_wire_ext._ext")
 
 
 def request_body(
