@@ -38,7 +38,6 @@ import fcntl
 import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -404,13 +403,12 @@ def _lock(path: Path) -> int:
 
 
 def _tighten(root: Path) -> int | None:
-    """Take group and other access away from the state directory (the keys' home), as the
-    servers do with their data directory; the old mode when it changed anything."""
-    mode = stat.S_IMODE(root.stat().st_mode)
-    if not mode & 0o077:
-        return None
-    os.chmod(root, 0o700)
-    return mode
+    """Take group and other access away from the state directory (the keys' home) and its
+    private files, as the servers do with their data directory; the directory's old mode
+    when it changed anything."""
+    for name in (PRIVATE_KEY_FILE, STATE_FILE, TRUST_FILE, PROFILE_FILE):
+        kaa_files.make_private(root / name, 0o600)
+    return kaa_files.make_private(root, 0o700)
 
 
 def _remove_stale_temp_files(root: Path) -> None:

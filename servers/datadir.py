@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from kaa_files import save_private_key, save_public_key
+from kaa_files import make_private, save_private_key, save_public_key
 from kaa_wire.crypto import generate_rsa_key, generate_x25519_key, load_private_key
 from servers.keyring import KeyFiles, Keyring, load_keyring
 
@@ -134,19 +134,31 @@ class DataDir:
         keys and the registry would be readable by others, so nothing may start on it.
         """
         try:
-            mode = stat.S_IMODE(self.root.stat().st_mode)
-        except FileNotFoundError:
-            return None
-        if not mode & 0o077:
-            return None
-        try:
-            os.chmod(self.root, mode & PRIVATE_DIR_MODE)
+            return make_private(self.root, PRIVATE_DIR_MODE)
         except OSError as exc:
+            mode = stat.S_IMODE(self.root.stat().st_mode)
             raise UnsafeDataDir(
                 f"{self.root} is open to group or others (mode {mode:04o}) and cannot be made "
                 f"{PRIVATE_DIR_MODE:04o}: {exc.strerror}; chmod 700 it as its owner"
             ) from None
-        return mode
+
+    def tighten_private_files(self) -> list[tuple[Path, int]]:
+        """Take group and other access away from the private files present (keys, the
+        default SDK token): ``(path, old mode)`` of each one changed. Raises
+        :class:`UnsafeDataDir` for one that cannot be changed."""
+        changed = []
+        for path in (self.bootstrap_key, self.key_files.next_key, self.operations_key,
+                     self.defaults):
+            try:
+                old = make_private(path, 0o600)
+            except OSError as exc:
+                raise UnsafeDataDir(
+                    f"{path} is readable by group or others and cannot be made 0600: "
+                    f"{exc.strerror}; chmod 600 it as its owner"
+                ) from None
+            if old is not None:
+                changed.append((path, old))
+        return changed
 
     def create_keys(self) -> list[Path]:
         """Create the directory (0700) and both service keys, in a directory that has

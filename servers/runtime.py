@@ -227,6 +227,17 @@ def secure_datadir(datadir: DataDir) -> None:
             old_mode=f"{old:04o}",
             new_mode=f"{old & PRIVATE_DIR_MODE:04o}",
         )
+    # Keys readable by others are made private, not refused: as for the directory, a
+    # refusal would stop a running fleet over a mode a restart can fix itself.
+    for path, mode in datadir.tighten_private_files():
+        logs.event(
+            logs.get("main"),
+            logging.WARNING,
+            "private file tightened",
+            path=str(path),
+            old_mode=f"{mode:04o}",
+            new_mode=f"{mode & 0o600:04o}",
+        )
 
 
 async def serve(

@@ -537,6 +537,9 @@ async def _run(args: argparse.Namespace) -> int:
             f"now {new_mode:04o}",
             file=sys.stderr,
         )
+    for path, mode in datadir.tighten_private_files():
+        print(f"warning: {path} was readable by others: mode {mode:04o}, now "
+              f"{mode & 0o600:04o}", file=sys.stderr)
     if args.handler is _init:
         datadir.create_keys()
     elif not is_postgres_dsn(args.settings.store) and not datadir.database.exists():

@@ -23,13 +23,13 @@ import functools
 import logging
 import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import kaa_files
 from kaa_wire import RegistrationStatus
 from servers import logs
 from servers.store import _rows
@@ -287,18 +287,14 @@ def make_private(path: Path) -> None:
         raise StoreError(f"cannot create {path}: {exc.strerror}") from None
     for file in (path, *(path.with_name(path.name + suffix) for suffix in _SIDE_FILES)):
         try:
-            mode = stat.S_IMODE(os.stat(file).st_mode)
-        except FileNotFoundError:
-            continue
-        if not mode & 0o077:
-            continue
-        try:
-            os.chmod(file, mode & PRIVATE_FILE_MODE)
+            mode = kaa_files.make_private(file, PRIVATE_FILE_MODE)
         except OSError as exc:
             raise StoreError(
-                f"{file} is readable by group or others (mode {mode:04o}) and cannot be made "
+                f"{file} is readable by group or others and cannot be made "
                 f"{PRIVATE_FILE_MODE:04o}: {exc.strerror}"
             ) from None
+        if mode is None:
+            continue
         logs.event(
             _log,
             logging.WARNING,

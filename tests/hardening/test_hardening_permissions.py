@@ -115,6 +115,26 @@ def test_loose_database_files_are_tightened_at_open(tmp_path: Path) -> None:
         assert control_json(data, "endpoint", "show", endpoint_id.hex())["status"] == "active"
 
 
+def test_private_files_readable_by_others_are_made_private(tmp_path: Path) -> None:
+    """Keys and the default SDK token restored as 0644 (a copy, a backup tool): the next
+    start makes each 0600 with one warning each, and serves with them."""
+    data = tmp_path / "data"
+    first = start_main(data, name="first")
+    assert first.process.stop() == 0, first.process.logs()
+    for name in PRIVATE_FILES:
+        os.chmod(data / name, 0o644)
+    main = start_main(data, "--log-json")
+    try:
+        probe(main.sdk)
+        for name in PRIVATE_FILES:
+            assert _mode(data / name) == 0o600, name
+    finally:
+        assert main.process.stop() == 0, main.process.logs()
+    warnings = _events(main.process.logs(), "private file tightened")
+    assert sorted(w["path"] for w in warnings) == sorted(str(data / n) for n in PRIVATE_FILES)
+    assert {(w["old_mode"], w["new_mode"]) for w in warnings} == {("0644", "0600")}
+
+
 def test_a_new_database_is_private_whatever_the_umask(tmp_path: Path) -> None:
     """With umask 0 (SQLite alone would create 0644), the store still creates the database
     0600, and SQLite's -wal and -shm, made lazily at the first write, follow it."""
