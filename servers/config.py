@@ -317,6 +317,7 @@ def add_arguments(
     *,
     renames: Mapping[str, str] | None = None,
     defaults: Mapping[str, Any] | None = None,
+    helps: Mapping[str, str] | None = None,
 ) -> None:
     """Add ``--config`` and one flag per key (``renames``: key -> flag, e.g. ``--port``).
 
@@ -330,7 +331,8 @@ def add_arguments(
     for key in keys:
         option = OPTIONS[key]
         default = defaults.get(key, option.default)
-        text = f"{option.help} (env: {option.env}; default: {_show(default)})"
+        described = (helps or {}).get(key, option.help)
+        text = f"{described} (env: {option.env}; default: {_show(default)})"
         flag = renames.get(key, option.flag)
         if option.kind is bool:
             parser.add_argument(

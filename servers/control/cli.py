@@ -56,6 +56,13 @@ from servers.store.factory import is_postgres_dsn, store_for
 __all__ = ["main"]
 
 _SETTINGS = ("data", "store", "host", "advertise_host", "bootstrap_port", "max_frame_size")
+#: What the listener settings mean here: control binds nothing, it writes SDK exports.
+_SETTING_HELPS = {
+    "host": "Bootstrap host written into an SDK export (unless --bootstrap is given)",
+    "advertise_host": "Bootstrap host written into an SDK export, when --host is a wildcard",
+    "bootstrap_port": "Bootstrap port written into an SDK export (unless --bootstrap is given)",
+    "max_frame_size": "largest frame the exported SDK configuration accepts",
+}
 
 
 class UsageError(Exception):
@@ -393,15 +400,20 @@ Command = Callable[[RegistryStore, argparse.Namespace, DataDir], Awaitable[int]]
 
 
 def _app_fields(parser: argparse.ArgumentParser, *, create: bool) -> None:
-    parser.add_argument("--name", required=create, help="a name for people")
-    parser.add_argument("--body", metavar="TEXT", help="configuration body (default {})")
+    # Create states its defaults; update says what happens to a field not given.
+    kept = "" if create else "; unchanged if not given"
+    parser.add_argument("--name", required=create, help=f"a name for people{kept}")
+    parser.add_argument(
+        "--body", metavar="TEXT", help="configuration body" + (" (default {})" if create else kept)
+    )
     parser.add_argument("--body-file", metavar="FILE", help="configuration body from a file")
     parser.add_argument(
         "--config-version",
         type=int,
         default=1 if create else None,
         metavar="N",
-        help="configuration version (default: 1; update: +1 when the body changes)",
+        help="configuration version (default: 1)" if create
+        else "configuration version (default: +1 when the body changes)",
     )
     parser.add_argument(
         "--topic",
@@ -409,13 +421,15 @@ def _app_fields(parser: argparse.ArgumentParser, *, create: bool) -> None:
         action="append",
         default=[],
         metavar="ID:NAME",
-        help="a topic (repeat for more; update: replaces all topics)",
+        help="a topic (repeat for more)" if create
+        else "a topic (repeat for more; replaces all topics; unchanged if not given)",
     )
     parser.add_argument(
         "--balancing",
         choices=[str(b) for b in Balancing],
         default=str(Balancing.STATIC) if create else None,
-        help="load-balancing strategy (docs/balancing.md; default: static)",
+        help="load-balancing strategy (docs/balancing.md)" + ("; default: static" if create
+                                                              else kept),
     )
     if create:
         parser.add_argument(
@@ -435,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Set up a kaa-wire data directory and manage applications, SDK tokens, "
         "endpoints and nodes.",
     )
-    cfg.add_arguments(parser, _SETTINGS)
+    cfg.add_arguments(parser, _SETTINGS, helps=_SETTING_HELPS)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
