@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -130,6 +131,21 @@ def _node_doc(node: Node, now_ms: int) -> dict[str, Any]:
     }
 
 
+def _shown(key: str, value: Any) -> Any:
+    """A value for people: times (``*_ms`` fields, epoch milliseconds) in ISO 8601 UTC; the
+    JSON output keeps the numbers."""
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    if key.endswith("_ms") and isinstance(value, int) and value >= _EPOCH_MS_FLOOR:
+        moment = datetime.datetime.fromtimestamp(value / 1000, datetime.UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value
+
+
+#: A ``*_ms`` value below this is a duration, not a time (2001-09-09).
+_EPOCH_MS_FLOOR = 10**12
+
+
 def _print(args: argparse.Namespace, doc: Any) -> None:
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -141,13 +157,25 @@ def _print(args: argparse.Namespace, doc: Any) -> None:
         if isinstance(row, dict):
             width = max(len(k) for k in row) if row else 0
             for key, value in row.items():
-                shown = json.dumps(value) if isinstance(value, list | dict) else value
-                print(f"{key:<{width}}  {shown}")
+                print(f"{key:<{width}}  {_shown(key, value)}")
         else:
             print(row)
 
 
 # -- argument helpers ----------------------------------------------------------------------
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"wants an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
 
 
 def _topic(text: str) -> Topic:
@@ -203,7 +231,10 @@ async def _app_create(store: RegistryStore, args: argparse.Namespace, _: DataDir
         balancing=Balancing(args.balancing),
         cached_signature=args.cached_signature,
     )
-    _print(args, _app_doc(app, 0))
+    if args.json:
+        _print(args, _app_doc(app, 0))
+    else:
+        print(app.token)  # TOKEN=$(python -m servers.control app create --name N)
     return 0
 
 
@@ -327,6 +358,8 @@ async def _bootstrap_rotate(
 
 
 async def _endpoint_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    if args.app is not None and await store.get_application(args.app) is None:
+        raise NotFound(f"no application {args.app}")
     endpoints = await store.list_endpoints(args.app, args.limit, args.offset)
     if args.json:
         _print(args, [_endpoint_doc(e) for e in endpoints])
@@ -385,7 +418,8 @@ async def _audit_list(store: RegistryStore, args: argparse.Namespace, _: DataDir
         _print(args, docs)
     else:
         for e in entries:
-            print(f"{e.seq}  {e.at_ms}  {e.actor}  {e.action}  {e.subject}  {e.detail}")
+            at = _shown("at_ms", e.at_ms)
+            print(f"{e.seq}  {at}  {e.actor}  {e.action}  {e.subject}  {e.detail}")
     return 0
 
 
@@ -518,8 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = command(endpoint, "list", _endpoint_list, "list endpoints, oldest first")
     listing.add_argument("--app", help="only this application's endpoints")
-    listing.add_argument("--limit", type=int, default=100)
-    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--limit", type=_at_least(1), default=100, metavar="N")
+    listing.add_argument("--offset", type=_at_least(0), default=0, metavar="N")
     command(endpoint, "show", _endpoint_show, "show one endpoint").add_argument(
         "endpoint_id", type=_endpoint_id, help="40 hex digits"
     )
@@ -536,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="audit_command", required=True, metavar="ACTION"
     )
     command(audit, "list", _audit_list, "newest first").add_argument(
-        "--limit", type=int, default=50
+        "--limit", type=_at_least(1), default=50, metavar="N"
     )
     return parser
 
