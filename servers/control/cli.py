@@ -165,6 +165,15 @@ def _print(args: argparse.Namespace, doc: Any) -> None:
 # -- argument helpers ----------------------------------------------------------------------
 
 
+def _read_secret(path: str) -> str:
+    """One line from ``path`` (``-``: standard input), stripped."""
+    text = sys.stdin.readline() if path == "-" else (Path(path).read_text().splitlines() or [""])[0]
+    secret = text.strip()
+    if not secret:
+        raise UsageError(f"no SDK token in {'standard input' if path == '-' else path}")
+    return secret
+
+
 def _at_least(low: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -294,6 +303,8 @@ async def _sdk_export(store: RegistryStore, args: argparse.Namespace, datadir: D
     app = await store.get_application(args.app)
     if app is None:
         raise NotFound("no such application")
+    if args.sdk_token is None:
+        args.sdk_token = _read_secret(args.sdk_token_file)
     found = await store.find_sdk_token(actions.sdk_token_hash(args.sdk_token))
     if found is None or found.application != app.token:
         raise NotFound("that SDK token does not belong to this application")
@@ -517,7 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export = command(sdk, "export", _sdk_export, "write the client SDK configuration")
     export.add_argument("--app", required=True, help="application token")
-    export.add_argument("--sdk-token", required=True, help="the SDK token to embed")
+    token = export.add_mutually_exclusive_group(required=True)
+    token.add_argument("--sdk-token", help="the SDK token to embed (ps shows it: prefer the file)")
+    token.add_argument(
+        "--sdk-token-file",
+        metavar="FILE",
+        help="read the SDK token from FILE, - for standard input (not visible in ps)",
+    )
     export.add_argument("--out", default="sdk.json", help="JSON output (default sdk.json)")
     export.add_argument("--header", help="C header output (default: --out with .h)")
     export.add_argument("--no-header", action="store_true", help="do not write the C header")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,30 @@ def test_sdk_tokens_are_stored_hashed_and_exported(control: Control, tmp_path: P
     )
     assert "does not belong" in str(refused)
     assert "no such application" in str(control("sdk", "create", "nope", code=1))
+
+
+def test_sdk_export_reads_the_token_from_a_file_or_stdin(
+    control: Control, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token off the command line (where ps shows it): from a file, or standard input."""
+    app = control("app", "create", "--name", "cams")
+    token = control("sdk", "create", app["token"])["sdk_token"]
+    secret = tmp_path / "token"
+    secret.write_text(token + "\n")
+    out = tmp_path / "from-file.json"
+    control("sdk", "export", "--app", app["token"], "--sdk-token-file", str(secret), "--out",
+            str(out), "--no-header")
+    assert SdkConfig.from_json(out.read_text()).sdk_token == token
+    monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
+    out = tmp_path / "from-stdin.json"
+    control("sdk", "export", "--app", app["token"], "--sdk-token-file", "-", "--out", str(out),
+            "--no-header")
+    assert SdkConfig.from_json(out.read_text()).sdk_token == token
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(SystemExit) as refused:
+        control("sdk", "export", "--app", app["token"], "--sdk-token-file", str(empty))
+    assert refused.value.code == 2
 
 
 def test_endpoints_and_nodes_when_empty(control: Control) -> None:
