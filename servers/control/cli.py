@@ -397,6 +397,17 @@ async def _endpoint_revoke(store: RegistryStore, args: argparse.Namespace, _: Da
     return 0
 
 
+async def _endpoint_reinstate(
+    store: RegistryStore, args: argparse.Namespace, _: DataDir
+) -> int:
+    audit = AuditEntry(
+        wall_ms(), actions.actor(), "endpoint.reinstate", args.endpoint_id.hex(), args.reason
+    )
+    endpoint = await store.reinstate_endpoint(args.endpoint_id, audit)
+    _print(args, _endpoint_doc(endpoint))
+    return 0
+
+
 async def _nodes_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
     now = wall_ms()
     nodes = await store.list_nodes()
@@ -577,6 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = command(endpoint, "revoke", _endpoint_revoke, "revoke an endpoint")
     revoke.add_argument("endpoint_id", type=_endpoint_id, help="40 hex digits")
     revoke.add_argument("--reason", default="", help="recorded in the audit log")
+    reinstate = command(
+        endpoint, "reinstate", _endpoint_reinstate, "undo a revocation (audited)"
+    )
+    reinstate.add_argument("endpoint_id", type=_endpoint_id, help="40 hex digits")
+    reinstate.add_argument("--reason", default="", help="recorded in the audit log")
 
     nodes = commands.add_parser("nodes", help="Operations nodes").add_subparsers(
         dest="nodes_command", required=True, metavar="ACTION"

@@ -317,6 +317,11 @@ class RegistryStore(abc.ABC):
     async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
         """Mark revoked (idempotent) at ``audit.at_ms``; raises NotFound."""
 
+    @abc.abstractmethod
+    async def reinstate_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
+        """Undo a revocation (idempotent): active again at its next registration; raises
+        NotFound."""
+
     # -- Operations nodes ---------------------------------------------------------------
 
     @abc.abstractmethod

@@ -239,11 +239,16 @@ def _register_known(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
     return outcome
 
 
-def _revoke_endpoint(conn: sqlite3.Connection, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
+def _set_revoked(
+    conn: sqlite3.Connection, endpoint_id: bytes, audit: AuditEntry, revoked: bool
+) -> Endpoint:
+    """Revoke (keeping the first revocation's time) or reinstate, and audit it."""
+    status = EndpointStatus.REVOKED if revoked else EndpointStatus.ACTIVE
     conn.execute(
-        "UPDATE endpoints SET status = ?, revoked_ms = COALESCE(revoked_ms, ?) "
+        "UPDATE endpoints SET status = ?, "
+        "revoked_ms = CASE WHEN ? THEN COALESCE(revoked_ms, ?) ELSE NULL END "
         "WHERE endpoint_id = ?",
-        (EndpointStatus.REVOKED.value, audit.at_ms, endpoint_id),
+        (status.value, revoked, audit.at_ms, endpoint_id),
     )
     row = conn.execute(
         f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?", (endpoint_id,)
@@ -495,7 +500,11 @@ class SqliteStore(RegistryStore):
         return await self._select(_rows.endpoint, sql, application, limit, offset)
 
     async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
-        job = functools.partial(_revoke_endpoint, endpoint_id=endpoint_id, audit=audit)
+        job = functools.partial(_set_revoked, endpoint_id=endpoint_id, audit=audit, revoked=True)
+        return await self._write(job, bounded=False)
+
+    async def reinstate_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
+        job = functools.partial(_set_revoked, endpoint_id=endpoint_id, audit=audit, revoked=False)
         return await self._write(job, bounded=False)
 
     # -- Operations nodes ---------------------------------------------------------------

@@ -294,6 +294,13 @@ def test_revoked_endpoint_is_reported_revoked(
     status = cli_json(run_cli("status", "--state", str(directory)))
     assert status["status"] == "revoked" and status["revoked"] is True
 
+    # Reinstated by the operator: the very next boot registers again (in full: the state
+    # forgot the registration), and the store says active.
+    servers.control("endpoint", "reinstate", first.endpoint_id, "--reason", "found")
+    back = _boot(directory, servers.sdk_path, register, PROFILE)
+    assert isinstance(back, Connected) and back.status == "existing", back
+    assert back.endpoint_id == first.endpoint_id
+
 
 def test_cli_reports_revoked_with_its_own_exit_status(
     servers: Servers, seed_dir: Callable[[str], Path], api: str

@@ -306,6 +306,30 @@ def test_revoked_endpoint_is_refused_and_audited(store_backend: StoreBackend) ->
     store_backend.run(body)
 
 
+def test_a_reinstated_endpoint_registers_again_and_both_are_audited(
+    store_backend: StoreBackend,
+) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        write = _write()
+        await store.register_endpoint(write)
+        await store.revoke_endpoint(write.endpoint_id, _audit("endpoint.revoke"))
+        again = await store.revoke_endpoint(write.endpoint_id, _audit("endpoint.revoke"))
+        assert again.revoked_ms is not None
+        back = await store.reinstate_endpoint(
+            write.endpoint_id, AuditEntry(T0 + 200, "ops", "endpoint.reinstate", "ab", "found")
+        )
+        assert back.status is EndpointStatus.ACTIVE and back.revoked_ms is None
+        later = _write(request_ms=T0 + 1000)
+        assert await store.register_endpoint(later) is WriteOutcome.EXISTING
+        audit = await store.list_audit()
+        assert (audit[0].action, audit[0].detail) == ("endpoint.reinstate", "found")
+        with pytest.raises(NotFound):
+            await store.reinstate_endpoint(bytes(20), _audit("endpoint.reinstate"))
+
+    store_backend.run(body)
+
+
 def test_endpoint_of_another_application_is_refused(store_backend: StoreBackend) -> None:
     async def body(store: RegistryStore) -> None:
         await _with_app(store)

@@ -318,12 +318,23 @@ class PostgresStore(RegistryStore):
         return await self._select(_rows.endpoint, sql, application, limit, offset)
 
     async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
+        return await self._set_revoked(endpoint_id, audit, revoked=True)
+
+    async def reinstate_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
+        return await self._set_revoked(endpoint_id, audit, revoked=False)
+
+    async def _set_revoked(self, endpoint_id: bytes, audit: AuditEntry, revoked: bool) -> Endpoint:
+        """Revoke (keeping the first revocation's time) or reinstate, and audit it."""
+        status = EndpointStatus.REVOKED if revoked else EndpointStatus.ACTIVE
+
         async def work(conn: asyncpg.Connection) -> Endpoint:
             # The row lock orders this against any registration transaction of the endpoint.
             row = await conn.fetchrow(
-                "UPDATE endpoints SET status = $1, revoked_ms = COALESCE(revoked_ms, $2) "
-                f"WHERE endpoint_id = $3 RETURNING {_rows.ENDPOINT_COLUMNS}",
-                EndpointStatus.REVOKED.value,
+                "UPDATE endpoints SET status = $1, "
+                "revoked_ms = CASE WHEN $2 THEN COALESCE(revoked_ms, $3) ELSE NULL END "
+                f"WHERE endpoint_id = $4 RETURNING {_rows.ENDPOINT_COLUMNS}",
+                status.value,
+                revoked,
                 audit.at_ms,
                 endpoint_id,
             )
