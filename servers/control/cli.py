@@ -50,6 +50,7 @@ from servers.store.base import (
     Node,
     NotFound,
     RegistryStore,
+    SdkToken,
     StoreError,
 )
 from servers.store.factory import is_postgres_dsn, store_for
@@ -174,6 +175,12 @@ def _read_secret(path: str) -> str:
     return secret
 
 
+def _hex_prefix(text: str) -> str:
+    if len(text) < 8 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise argparse.ArgumentTypeError(f"wants 8 or more hex digits, got {text!r}")
+    return text
+
+
 def _at_least(low: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -287,6 +294,46 @@ async def _app_show(store: RegistryStore, args: argparse.Namespace, _: DataDir) 
     if app is None:
         raise NotFound("no such application")
     _print(args, _app_doc(app, len(await store.list_sdk_tokens(app.token))))
+    return 0
+
+
+def _sdk_token_doc(token: SdkToken) -> dict[str, Any]:
+    # The token itself is never stored: it is named by its SHA-256 (a prefix will do).
+    return {
+        "sha256": token.token_hash.hex(),
+        "application": token.application,
+        "created_ms": token.created_ms,
+        "revoked_ms": token.revoked_ms,
+    }
+
+
+async def _sdk_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    if await store.get_application(args.app) is None:
+        raise NotFound(f"no application {args.app}")
+    tokens = await store.list_sdk_tokens(args.app)
+    if args.json:
+        _print(args, [_sdk_token_doc(t) for t in tokens])
+    else:
+        for t in tokens:
+            state = f"revoked {_shown('revoked_ms', t.revoked_ms)}" if t.revoked_ms else "live"
+            print(f"{t.token_hash.hex()[:16]}  {_shown('created_ms', t.created_ms)}  {state}")
+    return 0
+
+
+async def _sdk_revoke(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    if await store.get_application(args.app) is None:
+        raise NotFound(f"no application {args.app}")
+    prefix = args.sha256.lower()
+    tokens = await store.list_sdk_tokens(args.app)
+    matches = [t for t in tokens if t.token_hash.hex().startswith(prefix)]
+    if len(matches) != 1:
+        raise NotFound(
+            f"{len(matches)} SDK tokens of this application match {prefix}: give more digits"
+            if matches else f"no SDK token of this application matches {prefix}"
+        )
+    audit = AuditEntry(wall_ms(), actions.actor(), "sdk.revoke", args.app, prefix)
+    revoked = await store.revoke_sdk_token(matches[0].token_hash, audit)
+    _print(args, _sdk_token_doc(revoked))
     return 0
 
 
@@ -536,6 +583,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command(sdk, "create", _sdk_create, "create an SDK token (printed once)").add_argument(
         "app", help="application token"
+    )
+    command(sdk, "list", _sdk_list, "an application's SDK tokens, by SHA-256").add_argument(
+        "app", help="application token"
+    )
+    revoke_sdk = command(
+        sdk, "revoke", _sdk_revoke, "refuse an SDK token from now on (within refresh_s)"
+    )
+    revoke_sdk.add_argument("app", help="application token")
+    revoke_sdk.add_argument(
+        "sha256", type=_hex_prefix, help="the token's SHA-256 as sdk list shows it (8+ digits)"
     )
     export = command(sdk, "export", _sdk_export, "write the client SDK configuration")
     export.add_argument("--app", required=True, help="application token")

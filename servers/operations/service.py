@@ -145,6 +145,8 @@ class OperationsService:
         sdk = found.sdk
         if sdk is None or not hmac.compare_digest(sdk.token_hash, token_hash):
             raise UnknownSdkToken("unknown SDK token")
+        if sdk.revoked_ms is not None:  # cached for refresh_s at most, like the token
+            raise UnknownSdkToken("SDK token revoked")
         if found.application is None:
             raise UnknownSdkToken("the SDK token's application is gone")
         if payload.key_is_hash and found.key_der is None:

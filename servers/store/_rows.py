@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 APP_COLUMNS = "token, name, config, config_version, topics, balancing, cached_signature, created_ms"
-SDK_TOKEN_COLUMNS = "token_hash, application, created_ms"
+SDK_TOKEN_COLUMNS = "token_hash, application, created_ms, revoked_ms"
 ENDPOINT_COLUMNS = (
     "endpoint_id, public_key, sdk_token_hash, application, profile, profile_hash, "
     "first_seen_ms, last_seen_ms, status, registration_status, last_request_ms, revoked_ms"
@@ -68,7 +68,7 @@ def application(row: Sequence[Any]) -> Application:
 
 
 def sdk_token(row: Sequence[Any]) -> SdkToken:
-    return SdkToken(bytes(row[0]), row[1], row[2])
+    return SdkToken(bytes(row[0]), row[1], row[2], row[3])
 
 
 def endpoint(row: Sequence[Any]) -> Endpoint:

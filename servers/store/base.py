@@ -108,6 +108,8 @@ class SdkToken:
     token_hash: bytes
     application: str
     created_ms: int
+    #: When the operator revoked it (devices using it are refused); None while it is live.
+    revoked_ms: int | None = None
 
 
 class EndpointStatus(enum.StrEnum):
@@ -286,6 +288,10 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     async def list_sdk_tokens(self, application: str) -> list[SdkToken]: ...
+
+    @abc.abstractmethod
+    async def revoke_sdk_token(self, token_hash: bytes, audit: AuditEntry) -> SdkToken:
+        """Mark revoked (idempotent; the first time is kept); raises NotFound."""
 
     # -- endpoints ----------------------------------------------------------------------
 

@@ -85,6 +85,9 @@ CREATE TABLE audit_log (
 );
 """,
     ),
+    Migration(
+        2, "SDK tokens can be revoked", "ALTER TABLE sdk_tokens ADD COLUMN revoked_ms bigint"
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

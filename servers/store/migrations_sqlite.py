@@ -80,6 +80,11 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 """,
     ),
+    Migration(
+        2,
+        "SDK tokens can be revoked",
+        "ALTER TABLE sdk_tokens ADD COLUMN revoked_ms INTEGER",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -130,14 +130,28 @@ def _update_application(
     return updated
 
 
+def _revoke_sdk_token(conn: sqlite3.Connection, token_hash: bytes, audit: AuditEntry) -> SdkToken:
+    conn.execute(
+        "UPDATE sdk_tokens SET revoked_ms = COALESCE(revoked_ms, ?) WHERE token_hash = ?",
+        (audit.at_ms, token_hash),
+    )
+    row = conn.execute(
+        f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = ?", (token_hash,)
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such SDK token")
+    _insert_audit(conn, audit)
+    return _rows.sdk_token(row)
+
+
 def _add_sdk_token(conn: sqlite3.Connection, token: SdkToken, audit: AuditEntry) -> None:
     exists = conn.execute("SELECT 1 FROM applications WHERE token = ?", (token.application,))
     if exists.fetchone() is None:
         raise NotFound("no such application")
     try:
         conn.execute(
-            f"INSERT INTO sdk_tokens ({_rows.SDK_TOKEN_COLUMNS}) VALUES (?, ?, ?)",
-            (token.token_hash, token.application, token.created_ms),
+            f"INSERT INTO sdk_tokens ({_rows.SDK_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?)",
+            (token.token_hash, token.application, token.created_ms, token.revoked_ms),
         )
     except sqlite3.IntegrityError:
         raise AlreadyExists("this SDK token exists") from None
@@ -472,6 +486,10 @@ class SqliteStore(RegistryStore):
     async def list_sdk_tokens(self, application: str) -> list[SdkToken]:
         sql = f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE application = ? ORDER BY id"
         return await self._select(_rows.sdk_token, sql, application)
+
+    async def revoke_sdk_token(self, token_hash: bytes, audit: AuditEntry) -> SdkToken:
+        job = functools.partial(_revoke_sdk_token, token_hash=token_hash, audit=audit)
+        return await self._write(job, bounded=False)
 
     # -- endpoints ----------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ reason the protocol has. Each test uses its own endpoint key.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -25,6 +27,7 @@ from servers_harness import (
     resolve,
     send_registration,
     start_main,
+    wait_until,
 )
 
 from kaa_wire import (
@@ -39,6 +42,7 @@ from kaa_wire import (
     UnknownSdkToken,
     _crypto,
 )
+from kaa_wire.crypto import generate_ed25519_key
 from kaa_wire.sdk_config import BootstrapServer, SdkConfig
 
 PROFILE = json.dumps({"model": "thermo-3", "firmware": "1.4.2", "room": "kitchen"}).encode()
@@ -187,6 +191,40 @@ def test_wrong_sdk_token_is_refused(app_sdk: SdkConfig, rsa_keys: list) -> None:
     with pytest.raises(UnknownSdkToken) as refused:
         endpoint.register(PROFILE, sdk_token="not-a-token-of-this-server")
     assert refused.value.sealed
+
+
+@pytest.mark.security
+def test_a_revoked_sdk_token_is_refused_within_refresh_s(server: MainServer) -> None:
+    """sdk revoke: a device registered with the token is refused at its next registration
+    after the token cache's refresh_s (1 s here), sealed UNKNOWN_SDK_TOKEN; a device of
+    another token of the same application is not affected."""
+    app = control_json(server.data, "app", "create", "--name", "revocable")
+    kept, stolen = (
+        control_json(server.data, "sdk", "create", app["token"])["sdk_token"] for _ in range(2)
+    )
+    base = dataclasses.replace(server.sdk, application_token=app["token"])
+    device = Endpoint(dataclasses.replace(base, sdk_token=stolen), generate_ed25519_key())
+    assert device.register(PROFILE).status == RegistrationStatus.NEW
+    digest = hashlib.sha256(stolen.encode()).hexdigest()
+    revoked = control_json(server.data, "sdk", "revoke", app["token"], digest[:12])
+    assert revoked["sha256"] == digest and revoked["revoked_ms"] is not None
+    listed = {t["sha256"]: t["revoked_ms"] for t in
+              control_json(server.data, "sdk", "list", app["token"])}
+    assert listed[digest] is not None and len(listed) == 2
+
+    def refused() -> bool:
+        try:
+            device.register(PROFILE, reconnect=True)
+        except UnknownSdkToken as exc:
+            assert exc.sealed
+            return True
+        return False
+
+    wait_until(refused, "the revoked SDK token to be refused", timeout=10)
+    other = Endpoint(dataclasses.replace(base, sdk_token=kept), generate_ed25519_key())
+    assert other.register(PROFILE).status == RegistrationStatus.NEW
+    audit = control_json(server.data, "audit", "list")
+    assert audit[0]["action"] == "sdk.revoke"
 
 
 @pytest.mark.security

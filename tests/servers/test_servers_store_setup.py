@@ -17,7 +17,6 @@ from servers import config as cfg
 from servers.datadir import DataDir
 from servers.store import (
     Application,
-    AuditEntry,
     Balancing,
     StoreError,
     StoreLimits,
@@ -106,8 +105,10 @@ def test_the_store_setting_takes_a_dsn_or_nothing(store: str, dsn: bool) -> None
 # -- SQLite schema migrations ------------------------------------------------------------------
 
 #: A next step, as a release would add it: a column with a default, and an index.
-STEP_2 = Migration(
-    2,
+#: A step after the real ones, as the next release would add.
+NEXT = migrations_sqlite.LATEST + 1
+STEP_NEXT = Migration(
+    NEXT,
     "test: endpoint notes",
     """
 ALTER TABLE endpoints ADD COLUMN note TEXT NOT NULL DEFAULT '';
@@ -146,12 +147,14 @@ def test_migration_steps_are_numbered_in_order(steps: tuple[Migration, ...]) -> 
 
 
 def test_pending_steps_and_a_newer_schema() -> None:
-    steps = (*migrations_sqlite.MIGRATIONS, STEP_2)
+    steps = (*migrations_sqlite.MIGRATIONS, STEP_NEXT)
+    applied = {m.version for m in migrations_sqlite.MIGRATIONS}
     assert pending(steps, ()) == list(steps)
-    assert pending(steps, {1}) == [STEP_2]
-    assert pending(steps, {1, 2}) == []
-    with pytest.raises(StoreError, match=r"database schema 3 is newer than this code \(2\)"):
-        pending(steps, {1, 2, 3})
+    assert pending(steps, applied) == [STEP_NEXT]
+    assert pending(steps, applied | {NEXT}) == []
+    newer = rf"database schema {NEXT + 1} is newer than this code \({NEXT}\)"
+    with pytest.raises(StoreError, match=newer):
+        pending(steps, applied | {NEXT, NEXT + 1})
 
 
 def test_a_new_sqlite_database_gets_every_step(tmp_path: Path) -> None:
@@ -172,25 +175,41 @@ def test_an_older_sqlite_database_is_migrated_and_keeps_its_rows(tmp_path: Path)
     path = tmp_path / "registry.db"
     app = Application("app-1", "meters", b"{}", 1, (), Balancing.STATIC, False, 1)
 
-    async def write_at_version_1() -> None:
-        async with SqliteStore(path) as store:
-            await store.create_application(app, AuditEntry(1, "test", "app.create", "app-1"))
-
-    asyncio.run(write_at_version_1())
+    # A database as the first release left it: step 1 only, with a row in it.
+    assert _migrate(path, migrations_sqlite.MIGRATIONS[:1]) == [1]
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO applications (token, name, config, config_version, topics, balancing, "
+            "cached_signature, created_ms) VALUES (?, ?, ?, 1, '[]', 'static', 0, 1)",
+            (app.token, app.name, app.config),
+        )
     assert _user_version(path) == 1
-    assert _migrate(path, (*migrations_sqlite.MIGRATIONS, STEP_2)) == [2]
-    assert _user_version(path) == 2
+    # This release's steps: the store then works on it, rows and SDK tokens and all.
+    later = list(range(2, migrations_sqlite.LATEST + 1))
+    assert _migrate(path, migrations_sqlite.MIGRATIONS) == later
+
+    async def read() -> None:
+        async with SqliteStore(path) as store:
+            assert [a.token for a in await store.list_applications()] == ["app-1"]
+            assert await store.list_sdk_tokens("app-1") == []
+
+    asyncio.run(read())
+    # And the next release's step on top.
+    assert _migrate(path, (*migrations_sqlite.MIGRATIONS, STEP_NEXT)) == [NEXT]
+    assert _user_version(path) == NEXT
     with sqlite3.connect(path) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(endpoints)")]
         indexes = [row[1] for row in conn.execute("PRAGMA index_list(endpoints)")]
         tokens = [row[0] for row in conn.execute("SELECT token FROM applications")]
     assert columns[-1] == "note" and "endpoints_note" in indexes and tokens == ["app-1"]
-    assert _migrate(path, (*migrations_sqlite.MIGRATIONS, STEP_2)) == []  # each step once
+    assert _migrate(path, (*migrations_sqlite.MIGRATIONS, STEP_NEXT)) == []  # each step once
 
 
 def test_a_failing_step_leaves_the_database_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "registry.db"
-    broken = Migration(2, "test: broken", "CREATE TABLE extra (x INTEGER); SELECT nope FROM gone")
+    broken = Migration(
+        NEXT, "test: broken", "CREATE TABLE extra (x INTEGER); SELECT nope FROM gone"
+    )
     with pytest.raises(sqlite3.OperationalError):
         _migrate(path, (*migrations_sqlite.MIGRATIONS, broken))
     assert _user_version(path) == 0

@@ -274,10 +274,11 @@ class PostgresStore(RegistryStore):
                 raise NotFound("no such application")
             try:
                 await conn.execute(
-                    f"INSERT INTO sdk_tokens ({_rows.SDK_TOKEN_COLUMNS}) VALUES ($1, $2, $3)",
+                    f"INSERT INTO sdk_tokens ({_rows.SDK_TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4)",
                     token.token_hash,
                     token.application,
                     token.created_ms,
+                    token.revoked_ms,
                 )
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists("this SDK token exists") from None
@@ -294,6 +295,21 @@ class PostgresStore(RegistryStore):
             f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE application = $1 ORDER BY seq"
         )
         return await self._select(_rows.sdk_token, sql, application)
+
+    async def revoke_sdk_token(self, token_hash: bytes, audit: AuditEntry) -> SdkToken:
+        async def work(conn: asyncpg.Connection) -> SdkToken:
+            row = await conn.fetchrow(
+                "UPDATE sdk_tokens SET revoked_ms = COALESCE(revoked_ms, $1) "
+                f"WHERE token_hash = $2 RETURNING {_rows.SDK_TOKEN_COLUMNS}",
+                audit.at_ms,
+                token_hash,
+            )
+            if row is None:
+                raise NotFound("no such SDK token")
+            await _insert_audit(conn, audit)
+            return _rows.sdk_token(row)
+
+        return await self._transaction(work)
 
     # -- endpoints ----------------------------------------------------------------------
 
