@@ -47,8 +47,11 @@ class AdminServer:
         *,
         max_connections: int = 16,
         timeout_s: float = 2.0,
+        not_ready: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._render = render_metrics
+        #: Why the process cannot serve now (store unreachable, lease not held), or None.
+        self._not_ready = not_ready
         self._server: asyncio.Server | None = None
         self.connections = Gate("admin connections", max_connections)
         self.timeout_s = timeout_s
@@ -86,8 +89,14 @@ class AdminServer:
             return _response("405 Method Not Allowed", _TEXT, b"method not allowed\n")
         if path == "/metrics":
             return _response("200 OK", _PROMETHEUS, self._render().encode())
-        if path == "/healthz":
+        if path == "/healthz":  # readiness: can it serve?
+            reason = self._not_ready()
+            if reason is not None:
+                body = f"not ready: {reason}\n".encode()
+                return _response("503 Service Unavailable", _TEXT, body)
             return _response("200 OK", _TEXT, b"ok\n")
+        if path == "/livez":  # liveness: the process runs and answers
+            return _response("200 OK", _TEXT, b"alive\n")
         return _response("404 Not Found", _TEXT, b"not found\n")
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import IO, Any
 
-__all__ = ["configure", "event", "get"]
+__all__ = ["Trouble", "configure", "event", "get"]
 
 _RESERVED = ("ts", "level", "logger", "event")
 
@@ -55,13 +55,60 @@ class _Formatter(logging.Formatter):
 
 
 def configure(json_lines: bool = False, level: str = "info", stream: IO[str] | None = None) -> None:
-    """Send every ``servers.*`` log line to ``stream`` (stderr), one event per line."""
+    """Send every ``servers.*`` log line to ``stream`` (stderr), one event per line; and the
+    warnings and errors of the libraries underneath (asyncio, asyncpg) through the same
+    formatter, so a ``--log-json`` stream stays JSON whatever logs into it."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_Formatter(json_lines))
-    root = logging.getLogger("servers")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    ours = logging.getLogger("servers")
+    ours.handlers[:] = [handler]
+    ours.setLevel(level.upper())
+    ours.propagate = False
+    everything = logging.getLogger()
+    everything.handlers[:] = [handler]
+    everything.setLevel(logging.WARNING)
+
+
+class Trouble:
+    """The failures of one background job (a refresh, a renewal): how long to wait before
+    the next try, a log that says the first failure, then at most one line per
+    ``log_every_s`` with the count, and the recovery; and whether the job is healthy."""
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        what: str,
+        *,
+        base_s: float,
+        max_s: float = 30.0,
+        log_every_s: float = 30.0,
+    ) -> None:
+        self._log = log
+        self._what = what
+        self._base_s = base_s
+        self._max_s = max(max_s, base_s)
+        self._log_every_s = log_every_s
+        self.failures = 0
+        self._logged_at = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        return self.failures == 0
+
+    def failed(self, error: BaseException) -> float:
+        """Record a failure; the delay before the next try (doubling, capped)."""
+        self.failures += 1
+        now = time.monotonic()
+        if self.failures == 1 or now - self._logged_at >= self._log_every_s:
+            self._logged_at = now
+            event(self._log, logging.WARNING, f"{self._what} failed",
+                  error=str(error) or type(error).__name__, failures=self.failures)
+        return float(min(self._max_s, self._base_s * 2 ** min(self.failures - 1, 16)))
+
+    def succeeded(self) -> None:
+        if self.failures:
+            event(self._log, logging.INFO, f"{self._what} recovered", failures=self.failures)
+        self.failures = 0
 
 
 def get(name: str) -> logging.Logger:

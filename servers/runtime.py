@@ -182,12 +182,21 @@ class _Services:
         await self.lease.start()
         return port
 
+    def not_ready(self) -> str | None:
+        """Why this process cannot serve now (for /healthz), or None."""
+        if self.view is not None and not self.view.trouble.healthy:
+            return "the store cannot be read (node view stale)"
+        if self.lease is not None and not self.lease.trouble.healthy:
+            return "the node lease cannot be renewed (store unreachable)"
+        return None
+
     async def start_admin(self) -> int:
         s = self.settings
         self.admin = AdminServer(
             self.metrics.render,
             max_connections=s.admin_max_connections,
             timeout_s=s.admin_timeout_s,
+            not_ready=self.not_ready,
         )
         self.metrics.add_stats("kaa_admin", "Admin port", self.admin.stats)
         return await self.admin.start(s.admin_host, s.admin_port)

@@ -43,6 +43,8 @@ class RegistryView:
         self._plans: dict[str, tuple[int, Application, Plan]] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        #: The node refresh's failures; unhealthy while the store cannot be read.
+        self.trouble = logs.Trouble(log, "node refresh", base_s=refresh_s)
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -84,14 +86,20 @@ class RegistryView:
         return min(self._refresh_s, max(_MIN_WAKE_S, (soonest - wall_ms()) / 1000 + 0.001))
 
     async def _refresh_forever(self) -> None:
+        delay = self._next_refresh_s()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._next_refresh_s())
+                await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
             try:
                 await self.refresh()
             except Exception as exc:  # keep answering from the last good view
-                logs.event(self._log, logging.WARNING, "node refresh failed", error=str(exc))
+                # Back off: with the store down, lapsing leases would otherwise wake this
+                # loop every few milliseconds, each time with a log line.
+                delay = self.trouble.failed(exc)
+            else:
+                self.trouble.succeeded()
+                delay = self._next_refresh_s()
 
     def cached_application(self, token: str) -> Application | Miss | None:
         return self._apps.cached(token)

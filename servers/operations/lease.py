@@ -62,6 +62,8 @@ class NodeLease:
         self._last_count = 0
         self._last_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        #: The renewals' failures; unhealthy while the store cannot be written.
+        self.trouble = logs.Trouble(log, "lease renewal", base_s=lease_s / 12)
 
     @property
     def node_id(self) -> str:
@@ -116,9 +118,14 @@ class NodeLease:
         await self._store.put_node(node)
 
     async def _renew_forever(self) -> None:
+        delay = self._interval_s
         while True:
-            await asyncio.sleep(self._interval_s)
+            await asyncio.sleep(delay)
             try:
                 await self._renew()
-            except Exception as exc:  # try again next time; the lease may lapse meanwhile
-                logs.event(self._log, logging.WARNING, "lease renewal failed", error=str(exc))
+            except Exception as exc:  # try again; the lease may lapse meanwhile
+                # Never wait longer than the interval: a lease must not lapse for a backoff.
+                delay = min(self.trouble.failed(exc), self._interval_s)
+            else:
+                self.trouble.succeeded()
+                delay = self._interval_s
