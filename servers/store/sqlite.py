@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import kaa_files
 from kaa_wire import RegistrationStatus
@@ -130,18 +130,30 @@ def _update_application(
     return updated
 
 
-def _revoke_sdk_token(conn: sqlite3.Connection, token_hash: bytes, audit: AuditEntry) -> SdkToken:
-    conn.execute(
-        "UPDATE sdk_tokens SET revoked_ms = COALESCE(revoked_ms, ?) WHERE token_hash = ?",
-        (audit.at_ms, token_hash),
-    )
-    row = conn.execute(
-        f"SELECT {_rows.SDK_TOKEN_COLUMNS} FROM sdk_tokens WHERE token_hash = ?", (token_hash,)
-    ).fetchone()
+def _audited_update(
+    conn: sqlite3.Connection,
+    convert: Callable[[Any], T],
+    missing: str,
+    audit: AuditEntry,
+    sql: str,
+    args: tuple[Any, ...],
+) -> T:
+    """One ``UPDATE ... RETURNING`` row, converted, and its audit entry (the caller's
+    transaction); NotFound(``missing``) when no row matched."""
+    row = conn.execute(sql, args).fetchone()
     if row is None:
-        raise NotFound("no such SDK token")
+        raise NotFound(missing)
     _insert_audit(conn, audit)
-    return _rows.sdk_token(row)
+    return convert(row)
+
+
+def _revoke_sdk_token(conn: sqlite3.Connection, token_hash: bytes, audit: AuditEntry) -> SdkToken:
+    sql = (
+        "UPDATE sdk_tokens SET revoked_ms = COALESCE(revoked_ms, ?) "
+        f"WHERE token_hash = ? RETURNING {_rows.SDK_TOKEN_COLUMNS}"
+    )
+    args = (audit.at_ms, token_hash)
+    return _audited_update(conn, _rows.sdk_token, "no such SDK token", audit, sql, args)
 
 
 def _add_sdk_token(conn: sqlite3.Connection, token: SdkToken, audit: AuditEntry) -> None:
@@ -258,19 +270,13 @@ def _set_revoked(
 ) -> Endpoint:
     """Revoke (keeping the first revocation's time) or reinstate, and audit it."""
     status = EndpointStatus.REVOKED if revoked else EndpointStatus.ACTIVE
-    conn.execute(
+    sql = (
         "UPDATE endpoints SET status = ?, "
         "revoked_ms = CASE WHEN ? THEN COALESCE(revoked_ms, ?) ELSE NULL END "
-        "WHERE endpoint_id = ?",
-        (status.value, revoked, audit.at_ms, endpoint_id),
+        f"WHERE endpoint_id = ? RETURNING {_rows.ENDPOINT_COLUMNS}"
     )
-    row = conn.execute(
-        f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?", (endpoint_id,)
-    ).fetchone()
-    if row is None:
-        raise NotFound("no such endpoint")
-    _insert_audit(conn, audit)
-    return _rows.endpoint(row)
+    args = (status.value, revoked, audit.at_ms, endpoint_id)
+    return _audited_update(conn, _rows.endpoint, "no such endpoint", audit, sql, args)
 
 
 def _put_node(conn: sqlite3.Connection, node: Node) -> None:

@@ -9,7 +9,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -297,17 +297,32 @@ class PostgresStore(RegistryStore):
         return await self._select(_rows.sdk_token, sql, application)
 
     async def revoke_sdk_token(self, token_hash: bytes, audit: AuditEntry) -> SdkToken:
-        async def work(conn: asyncpg.Connection) -> SdkToken:
-            row = await conn.fetchrow(
-                "UPDATE sdk_tokens SET revoked_ms = COALESCE(revoked_ms, $1) "
-                f"WHERE token_hash = $2 RETURNING {_rows.SDK_TOKEN_COLUMNS}",
-                audit.at_ms,
-                token_hash,
-            )
+        sql = (
+            "UPDATE sdk_tokens SET revoked_ms = COALESCE(revoked_ms, $1) "
+            f"WHERE token_hash = $2 RETURNING {_rows.SDK_TOKEN_COLUMNS}"
+        )
+        return await self._audited_update(
+            _rows.sdk_token, "no such SDK token", audit, sql, audit.at_ms, token_hash
+        )
+
+    async def _audited_update(
+        self,
+        convert: Callable[[Any], T],
+        missing: str,
+        audit: AuditEntry,
+        sql: str,
+        *args: Any,
+    ) -> T:
+        """One ``UPDATE ... RETURNING`` row, converted, and its audit entry, in one
+        transaction; NotFound(``missing``) when no row matched."""
+
+        async def work(conn: asyncpg.Connection) -> T:
+            # The row lock orders this against any registration transaction of the row.
+            row = await conn.fetchrow(sql, *args)
             if row is None:
-                raise NotFound("no such SDK token")
+                raise NotFound(missing)
             await _insert_audit(conn, audit)
-            return _rows.sdk_token(row)
+            return convert(row)
 
         return await self._transaction(work)
 
@@ -342,24 +357,15 @@ class PostgresStore(RegistryStore):
     async def _set_revoked(self, endpoint_id: bytes, audit: AuditEntry, revoked: bool) -> Endpoint:
         """Revoke (keeping the first revocation's time) or reinstate, and audit it."""
         status = EndpointStatus.REVOKED if revoked else EndpointStatus.ACTIVE
-
-        async def work(conn: asyncpg.Connection) -> Endpoint:
-            # The row lock orders this against any registration transaction of the endpoint.
-            row = await conn.fetchrow(
-                "UPDATE endpoints SET status = $1, "
-                "revoked_ms = CASE WHEN $2 THEN COALESCE(revoked_ms, $3) ELSE NULL END "
-                f"WHERE endpoint_id = $4 RETURNING {_rows.ENDPOINT_COLUMNS}",
-                status.value,
-                revoked,
-                audit.at_ms,
-                endpoint_id,
-            )
-            if row is None:
-                raise NotFound("no such endpoint")
-            await _insert_audit(conn, audit)
-            return _rows.endpoint(row)
-
-        return await self._transaction(work)
+        sql = (
+            "UPDATE endpoints SET status = $1, "
+            "revoked_ms = CASE WHEN $2 THEN COALESCE(revoked_ms, $3) ELSE NULL END "
+            f"WHERE endpoint_id = $4 RETURNING {_rows.ENDPOINT_COLUMNS}"
+        )
+        return await self._audited_update(
+            _rows.endpoint, "no such endpoint", audit, sql,
+            status.value, revoked, audit.at_ms, endpoint_id,
+        )  # fmt: skip
 
     # -- Operations nodes ---------------------------------------------------------------
 
