@@ -210,7 +210,12 @@ class _Services:
         while any(g.active for g in self.gates) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         for server in self.servers:
-            await server.wait_closed()
+            # uvloop's wait_closed waits for every connection to close: bounded, so that a
+            # connection stuck on a store that went away cannot hold the shutdown forever.
+            try:
+                await asyncio.wait_for(server.wait_closed(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                logs.event(logs.get("main"), logging.WARNING, "connections left at shutdown")
         if self.view is not None:
             await self.view.stop()
         if self.keys is not None:
