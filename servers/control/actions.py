@@ -74,11 +74,17 @@ async def create_application(
     return app
 
 
-async def create_sdk_token(store: RegistryStore, application: str, who: str | None = None) -> str:
-    """A new SDK token for ``application`` (raises NotFound); the plaintext, shown once."""
-    app = await store.get_application(application)
+async def existing_application(store: RegistryStore, token: str) -> Application:
+    """The application with ``token``; NotFound when there is none."""
+    app = await store.get_application(token)
     if app is None:
         raise NotFound("no such application")
+    return app
+
+
+async def create_sdk_token(store: RegistryStore, application: str, who: str | None = None) -> str:
+    """A new SDK token for ``application`` (raises NotFound); the plaintext, shown once."""
+    app = await existing_application(store, application)
     token = new_token()
     now = wall_ms()
     record = SdkToken(sdk_token_hash(token), application, now)

@@ -265,9 +265,7 @@ async def _app_update(store: RegistryStore, args: argparse.Namespace, _: DataDir
     )
     if changes == ApplicationChanges():
         raise UsageError("nothing to change")
-    app = await store.get_application(args.token)
-    if app is None:
-        raise NotFound("no such application")
+    app = await actions.existing_application(store, args.token)
     audit = AuditEntry(wall_ms(), actions.actor(), "app.update", app.name, _changed(changes))
     updated = await store.update_application(args.token, changes, audit)
     _print(args, _app_doc(updated))
@@ -290,9 +288,7 @@ async def _app_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) 
 
 
 async def _app_show(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
-    app = await store.get_application(args.token)
-    if app is None:
-        raise NotFound("no such application")
+    app = await actions.existing_application(store, args.token)
     _print(args, _app_doc(app, len(await store.list_sdk_tokens(app.token))))
     return 0
 
@@ -308,8 +304,7 @@ def _sdk_token_doc(token: SdkToken) -> dict[str, Any]:
 
 
 async def _sdk_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
-    if await store.get_application(args.app) is None:
-        raise NotFound(f"no application {args.app}")
+    await actions.existing_application(store, args.app)
     tokens = await store.list_sdk_tokens(args.app)
     if args.json:
         _print(args, [_sdk_token_doc(t) for t in tokens])
@@ -321,8 +316,7 @@ async def _sdk_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) 
 
 
 async def _sdk_revoke(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
-    if await store.get_application(args.app) is None:
-        raise NotFound(f"no application {args.app}")
+    await actions.existing_application(store, args.app)
     prefix = args.sha256.lower()
     tokens = await store.list_sdk_tokens(args.app)
     matches = [t for t in tokens if t.token_hash.hex().startswith(prefix)]
@@ -347,9 +341,7 @@ async def _sdk_create(store: RegistryStore, args: argparse.Namespace, _: DataDir
 
 
 async def _sdk_export(store: RegistryStore, args: argparse.Namespace, datadir: DataDir) -> int:
-    app = await store.get_application(args.app)
-    if app is None:
-        raise NotFound("no such application")
+    app = await actions.existing_application(store, args.app)
     if args.sdk_token is None:
         args.sdk_token = _read_secret(args.sdk_token_file)
     found = await store.find_sdk_token(actions.sdk_token_hash(args.sdk_token))
@@ -416,8 +408,8 @@ async def _bootstrap_rotate(
 
 
 async def _endpoint_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
-    if args.app is not None and await store.get_application(args.app) is None:
-        raise NotFound(f"no application {args.app}")
+    if args.app is not None:
+        await actions.existing_application(store, args.app)
     endpoints = await store.list_endpoints(args.app, args.limit, args.offset)
     if args.json:
         _print(args, [_endpoint_doc(e) for e in endpoints])
