@@ -139,10 +139,7 @@ class Device:
         self.close()
 
     def _profile(self, profile: bytes | None) -> bytes:
-        if profile is not None:
-            return profile
-        last = self._dir.last_profile()
-        return b"" if last is None else last
+        return self._dir.last_profile() if profile is None else profile
 
     def _plan(self, profile: bytes) -> RegistrationPlan:
         return RegistrationPlan(
@@ -167,8 +164,7 @@ class Device:
             self._dir.save_trust(plan.trust)
         new_state = updated_state(self._dir.state, outcome, profile)
         if new_state is not None:
-            # (An empty profile is what a missing file means already: nothing to write.)
-            if isinstance(outcome, Connected) and profile != (self._dir.last_profile() or b""):
+            if isinstance(outcome, Connected) and profile != self._dir.last_profile():
                 self._dir.save_profile(profile)  # what the server now holds
             self._dir.save(new_state)
         return outcome

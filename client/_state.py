@@ -275,6 +275,7 @@ class StateDir:
         self.first_boot = first_boot
         #: Why the state file was rebuilt on this open (None when it was intact or new).
         self.recovered = recovered
+        self._last_profile: bytes | None = None  # read on first use
 
     @property
     def endpoint_id(self) -> str:
@@ -321,18 +322,22 @@ class StateDir:
         kaa_files.atomic_write(self.path / STATE_FILE, encode_state(state), 0o600)
         self.state = state
 
-    def last_profile(self) -> bytes | None:
-        """The profile the server last accepted from this device, or None if never."""
-        try:
-            return (self.path / PROFILE_FILE).read_bytes()
-        except FileNotFoundError:
-            return None
+    def last_profile(self) -> bytes:
+        """The profile the server last accepted from this device (empty if none yet: a
+        missing file means the empty profile). Read once; this process holds the lock."""
+        if self._last_profile is None:
+            try:
+                self._last_profile = (self.path / PROFILE_FILE).read_bytes()
+            except FileNotFoundError:
+                self._last_profile = b""
+        return self._last_profile
 
     def save_profile(self, profile: bytes) -> None:
         """Remember ``profile`` as the last one the server accepted (atomic, 0600)."""
         if self._lock_fd is None:
             raise StateError("the state directory is closed")
         kaa_files.atomic_write(self.path / PROFILE_FILE, profile, 0o600)
+        self._last_profile = profile
 
     def save_trust(self, trust: BootstrapTrust) -> None:
         """Make ``trust`` the Bootstrap keys the device trusts, durably (atomic replace)."""
