@@ -39,9 +39,9 @@ from tests.client.conftest import Servers, cli_json, run_cli, sdk_with_bootstrap
 from tests.servers.servers_harness import (
     FAST_RETRIES,
     ScriptedBootstrap,
-    ServerProcess,
     exchange,
     resolve,
+    start_bootstrap,
     wait_until,
 )
 
@@ -268,14 +268,8 @@ def test_a_second_bootstrap_still_on_the_old_key_is_a_failing_bootstrap(
     for name in ("bootstrap.key", "bootstrap.pub", "operations.key"):
         shutil.copy2(servers.data / name, old / name)
     _rotate(servers)
-    stale = ServerProcess(
-        "servers.bootstrap",
-        ["--data", str(old), "--host", "127.0.0.1", "--port", "0"],
-        tmp_path / "logs",
-        "stale-bootstrap",
-    )
+    stale, stale_port = start_bootstrap(old, name="stale-bootstrap")
     try:
-        stale_port = int(stale.wait_for_line("bootstrap ").rsplit(":", 1)[1])
         flashed = SdkConfig.from_json(built.read_text())
         real = flashed.bootstrap_servers[0]
         both = sdk_with_bootstraps(

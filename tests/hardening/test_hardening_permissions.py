@@ -85,6 +85,15 @@ def test_a_loose_data_directory_is_tightened_and_the_database_is_private(tmp_pat
     assert not _events(logs, "data directory tightened") + _events(logs, "database file tightened")
 
 
+def _assert_each_tightened_once(
+    logs: str, event: str, data: Path, names: tuple[str, ...]
+) -> None:
+    """One ``event`` warning for each file of ``names``, each from 0644 to 0600."""
+    warnings = _events(logs, event)
+    assert sorted(w["path"] for w in warnings) == sorted(str(data / n) for n in names)
+    assert {(w["old_mode"], w["new_mode"]) for w in warnings} == {("0644", "0600")}
+
+
 def test_loose_database_files_are_tightened_at_open(tmp_path: Path) -> None:
     """A database left looser (a copy, an older version): the server killed with -9 keeps
     its -wal and -shm on disk; all three made 0644, then a new start makes each 0600 with
@@ -108,9 +117,7 @@ def test_loose_database_files_are_tightened_at_open(tmp_path: Path) -> None:
             assert _mode(data / name) == 0o600, name
     finally:
         assert main.process.stop() == 0, main.process.logs()
-    warnings = _events(main.process.logs(), "database file tightened")
-    assert sorted(w["path"] for w in warnings) == sorted(str(data / n) for n in SIDE_FILES)
-    assert {(w["old_mode"], w["new_mode"]) for w in warnings} == {("0644", "0600")}
+    _assert_each_tightened_once(main.process.logs(), "database file tightened", data, SIDE_FILES)
     for endpoint_id in endpoint_ids:  # nothing lost with the kill or the chmod
         assert control_json(data, "endpoint", "show", endpoint_id.hex())["status"] == "active"
 
@@ -130,9 +137,9 @@ def test_private_files_readable_by_others_are_made_private(tmp_path: Path) -> No
             assert _mode(data / name) == 0o600, name
     finally:
         assert main.process.stop() == 0, main.process.logs()
-    warnings = _events(main.process.logs(), "private file tightened")
-    assert sorted(w["path"] for w in warnings) == sorted(str(data / n) for n in PRIVATE_FILES)
-    assert {(w["old_mode"], w["new_mode"]) for w in warnings} == {("0644", "0600")}
+    _assert_each_tightened_once(
+        main.process.logs(), "private file tightened", data, PRIVATE_FILES
+    )
 
 
 def test_a_new_database_is_private_whatever_the_umask(tmp_path: Path) -> None:

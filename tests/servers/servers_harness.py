@@ -211,13 +211,24 @@ def start_main(data: Path, *extra: str, name: str = "main") -> MainServer:
 
 def start_operations(data: Path, *extra: str, name: str) -> tuple[ServerProcess, int]:
     """An extra ``python -m servers.operations`` node on the same data; (process, port)."""
+    return _start_service("operations", data, extra, name)
+
+
+def start_bootstrap(data: Path, *extra: str, name: str) -> tuple[ServerProcess, int]:
+    """A ``python -m servers.bootstrap`` on ``data``; (process, port)."""
+    return _start_service("bootstrap", data, extra, name)
+
+
+def _start_service(
+    service: str, data: Path, extra: tuple[str, ...], name: str
+) -> tuple[ServerProcess, int]:
     process = ServerProcess(
-        "servers.operations",
+        f"servers.{service}",
         ["--data", str(data), "--host", "127.0.0.1", "--port", "0", *extra],
         data.parent / "logs",
         name,
     )
-    line = process.wait_for_line("operations ")
+    line = process.wait_for_line(f"{service} ")
     return process, int(line.rsplit(":", 1)[1])
 
 

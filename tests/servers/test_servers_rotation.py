@@ -20,6 +20,7 @@ from servers_harness import (
     error_frame,
     exchange,
     resolve,
+    start_bootstrap,
     start_main,
     wait_until,
 )
@@ -320,14 +321,8 @@ def test_the_old_directory_copy_is_a_bootstrap_on_the_retired_key(tmp_path: Path
     for name in ("bootstrap.key", "bootstrap.pub", "operations.key"):
         shutil.copy2(data / name, old / name)
     control(data, "bootstrap", "rotate")
-    process = ServerProcess(
-        "servers.bootstrap",
-        ["--data", str(old), "--host", "127.0.0.1", "--port", "0"],
-        tmp_path / "logs",
-        "old",
-    )
+    process, port = start_bootstrap(old, name="old")
     try:
-        port = int(process.wait_for_line("bootstrap ").rsplit(":", 1)[1])
         new_key = _trusted(data, 2)
         client = ResolveClient("t", new_key.public_key, nonce=os.urandom(16), key_generation=2)
         client.receive_data(exchange("127.0.0.1", port, client.send_request()))
