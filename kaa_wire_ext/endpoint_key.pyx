@@ -251,10 +251,16 @@ cdef ssl.EVP_PKEY *_build_ed25519(const KeyMaterial *m) noexcept nogil:
 cdef ssl.EVP_PKEY *_build_p256(const KeyMaterial *m) noexcept nogil:
     """A P-256 public key from its vetted 65-byte point, or NULL (error queue cleared) when
     OpenSSL fails: the legacy EC_KEY inside an EVP_PKEY, so the verify below can take it
-    back with EVP_PKEY_get0_EC_KEY and call ECDSA_do_verify, as RSA keys use RSA_verify."""
-    cdef ssl.EC_KEY *ec = ssl.EC_KEY_new_by_curve_name(ssl.NID_X9_62_prime256v1)
+    back with EVP_PKEY_get0_EC_KEY and call ECDSA_do_verify, as RSA keys use RSA_verify.
+    The curve is copied from the shared group (about 1 us) rather than made by name (about
+    11 us with OpenSSL 3.0: most of a fresh key's cost)."""
+    cdef ssl.EC_KEY *ec = ssl.EC_KEY_new()
     cdef ssl.EVP_PKEY *pkey = NULL
-    if ec != NULL and ssl.EC_KEY_oct2key(ec, m.raw, _P256_POINT_SIZE, NULL) == 1:
+    if (
+        ec != NULL
+        and ssl.EC_KEY_set_group(ec, _P256_GROUP) == 1
+        and ssl.EC_KEY_oct2key(ec, m.raw, _P256_POINT_SIZE, NULL) == 1
+    ):
         pkey = ssl.EVP_PKEY_new()
         if pkey != NULL and ssl.EVP_PKEY_set1_EC_KEY(pkey, ec) != 1:
             ssl.EVP_PKEY_free(pkey)

@@ -54,7 +54,8 @@ cdef extern from "openssl_shim.h" nogil:
     void EC_POINT_free(EC_POINT *point)
     int EC_POINT_oct2point(const EC_GROUP *group, EC_POINT *p, const unsigned char *buf,
                            size_t len, BN_CTX *ctx)
-    EC_KEY *EC_KEY_new_by_curve_name(int nid)
+    EC_KEY *EC_KEY_new()
+    int EC_KEY_set_group(EC_KEY *key, const EC_GROUP *group)
     void EC_KEY_free(EC_KEY *key)
     int EC_KEY_oct2key(EC_KEY *key, const unsigned char *buf, size_t len, BN_CTX *ctx)
     ECDSA_SIG *ECDSA_SIG_new()
