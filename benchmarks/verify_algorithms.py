@@ -145,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median (min-max) over {len(runs)} runs; x = / {BASELINE} on the same path")
     for impl in runs[0]:
         for name in runs[0][impl]:
-            us = [r[impl][name] for r in runs]
+            times = [r[impl][name] for r in runs]
             x = [r[impl][name] / r[impl][BASELINE] for r in runs]
-            print(f"  {impl:<3} {name:<40} {statistics.median(us):9.1f} us  "
+            print(f"  {impl:<3} {name:<40} {statistics.median(times):9.1f} us  "
                   f"{statistics.median(x):5.2f}x ({min(x):.2f}-{max(x):.2f})")
     return 0
 
