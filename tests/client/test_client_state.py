@@ -326,3 +326,30 @@ def test_state_file_is_json_with_the_documented_fields(seeded: Path) -> None:
     )
     assert doc["format"] == "kaa-client-state/1"
     assert doc["application_state"]["topics"] == [{"id": 1, "name": "alerts"}]
+
+
+def test_first_boot_key_type_is_kept_and_checked(tmp_path: Path) -> None:
+    """A P-256 first boot writes a P-256 key (0600); reopening keeps it, with or without the
+    type named; another type is KeyTypeError with the key untouched; an unknown type is
+    refused before anything is created."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from client._state import KeyTypeError
+
+    directory = tmp_path / "device"
+    with StateDir.open(directory, "p256") as first:
+        assert isinstance(first.private_key, ec.EllipticCurvePrivateKey)
+        endpoint_id = first.endpoint_id
+    assert (directory / "key.private").stat().st_mode & 0o777 == 0o600
+    for key_type in ("p256", None):
+        with StateDir.open(directory, key_type) as again:
+            assert again.endpoint_id == endpoint_id and not again.first_boot
+    key_bytes = (directory / "key.private").read_bytes()
+    with pytest.raises(KeyTypeError, match="is a p256 key, not ed25519"):
+        StateDir.open(directory, "ed25519")
+    assert (directory / "key.private").read_bytes() == key_bytes
+    with StateDir.open(directory) as reopened:  # the lock was released by the refusal
+        assert reopened.endpoint_id == endpoint_id
+    with pytest.raises(KeyTypeError, match="unknown key type 'rsa1024'"):
+        StateDir.open(tmp_path / "other", "rsa1024")
+    assert not (tmp_path / "other").exists()
