@@ -261,3 +261,32 @@ def test_the_payload_signature_over_the_context_is_what_verifies(
     for data in (signed_part, CONTEXT[:-1] + b"\x00" + signed_part):
         with pytest.raises(BadSignature):
             _verify(impl, signed_part + with_signature(_crypto.sign(p256, data)))
+
+
+def test_p256_verifies_from_several_threads_at_once(impl: types.SimpleNamespace) -> None:
+    """The extension shares one curve object between threads (each key copies it, each point
+    check reads it): many threads verifying at once, with the GIL released, get every
+    answer right."""
+    import threading
+
+    items = []
+    for i in range(24):
+        key = _crypto.generate_p256_key()
+        der = _crypto.public_key_der(key)
+        message = b"threads %d" % i
+        signature = _crypto.sign(key, message)
+        items.append(((der, 3, message, signature), True))
+        items.append(((der, 3, message + b"!", signature), False))
+    expected = [valid for _, valid in items]
+    results: dict[int, list[bool]] = {}
+
+    def run(index: int) -> None:
+        for _ in range(5):
+            results[index] = impl.verify_batch([item for item, _ in items])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == dict.fromkeys(range(4), expected)

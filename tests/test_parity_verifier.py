@@ -24,7 +24,7 @@ from tests.parity import (
 )
 
 
-@pytest.mark.parametrize("name", ["rsa", "ed25519", "rsa4096"])
+@pytest.mark.parametrize("name", ["rsa", "ed25519", "rsa4096", "p256"])
 def test_good_registrations_and_reconnects(ext: Any, keys: dict[str, Any], name: str) -> None:
     key = keys[name]
     der = _crypto.public_key_der(key)
@@ -47,8 +47,8 @@ def test_reconnect_rules(ext: Any, keys: dict[str, Any]) -> None:
 
 
 def test_cached_keys_are_reused_like_the_pure_cache(ext: Any, keys: dict[str, Any]) -> None:
-    names = ["rsa", "rsa2", "ed25519", "ed25519_2"]
-    plan = [names[i % 4] for i in range(12)] + ["rsa", "ed25519"]
+    names = ["rsa", "rsa2", "ed25519", "ed25519_2", "p256"]
+    plan = [names[i % 5] for i in range(15)] + ["rsa", "ed25519", "p256"]
     for cache_size in (0, 1, 2, 4096):
         pure = _registration.RegistrationVerifier(cache_size)
         compiled = ext.RegistrationVerifier(cache_size)
@@ -73,15 +73,15 @@ def test_negative_cache_size(ext: Any) -> None:
     assert isinstance(result[1], LocalProtocolError)
 
 
-@pytest.mark.parametrize("name", ["rsa", "ed25519"])
-@pytest.mark.parametrize("algorithm", [0, 1, 2, 3, 255])
+@pytest.mark.parametrize("name", ["rsa", "ed25519", "p256"])
+@pytest.mark.parametrize("algorithm", [0, 1, 2, 3, 4, 255])
 def test_algorithm_must_fit_the_key(
     ext: Any, keys: dict[str, Any], name: str, algorithm: int
 ) -> None:
     verify_both(ext, signed_payload(keys[name], algorithm=algorithm))
 
 
-@pytest.mark.parametrize("name", ["rsa", "ed25519"])
+@pytest.mark.parametrize("name", ["rsa", "ed25519", "p256"])
 def test_bad_signatures(ext: Any, keys: dict[str, Any], name: str) -> None:
     data = signed_payload(keys[name])
     flipped = data[:-1] + bytes([data[-1] ^ 1])
@@ -91,13 +91,13 @@ def test_bad_signatures(ext: Any, keys: dict[str, Any], name: str) -> None:
     )
     # a signature of the wrong length, and none at all
     signed_part = _registration.parse_registration_payload(data).signed_part
-    for signature in (b"", b"\x00", bytes(255), bytes(257), bytes(64), bytes(65)):
+    for signature in (b"", b"\x00", bytes(255), bytes(257), bytes(63), bytes(64), bytes(65)):
         verify_both(ext, signed_part + with_signature(signature))
 
 
 def test_verify_batch_mixed(ext: Any, keys: dict[str, Any]) -> None:
     items: list[tuple[Any, Any, Any, Any]] = []
-    for name in ("rsa", "ed25519", "rsa4096"):
+    for name in ("rsa", "ed25519", "rsa4096", "p256"):
         key = keys[name]
         der = _crypto.public_key_der(key)
         algorithm = int(_crypto.signature_algorithm_of(key))
@@ -106,17 +106,18 @@ def test_verify_batch_mixed(ext: Any, keys: dict[str, Any]) -> None:
         items += [
             (der, algorithm, message, signature),
             (der, algorithm, message + b"!", signature),
-            (der, 3 - algorithm, message, signature),
+            (der, 1 + algorithm % 3, message, signature),
             (der, algorithm, message, signature[:-1]),
             (der, algorithm, bytearray(message), memoryview(signature)),
         ]
     for der in endpoint_key_variants(keys).values():
         items.append((der, 1, b"m", bytes(256)))
         items.append((der, 2, b"m", bytes(64)))
+        items.append((der, 3, b"m", bytes(64)))
     expected = _registration.verify_batch(items)
     assert ext.verify_batch(items) == expected
     assert ext.verify_batch(iter(items)) == expected
-    assert expected.count(True) == 6
+    assert expected.count(True) == 8
     assert ext.verify_batch([]) == _registration.verify_batch([]) == []
 
 
