@@ -4,6 +4,8 @@
 #
 # * OperationsServerConnection - kaa_wire._connection.OperationsServerConnection: the
 #   Operations side of one exchange (framing, open, parse; verify; the sealed answer);
+# * BootstrapServerConnection - kaa_wire._connection.BootstrapServerConnection: the
+#   Bootstrap side (framing, decode; the data to sign; the signed answer);
 # * ExchangeProtocol - servers/net.py's ExchangeProtocol: the asyncio layer both services
 #   share (connection gate, read deadline, hand-off to the service, answer, close).
 #
@@ -23,7 +25,10 @@ import os
 
 from kaa_wire._constants import REGISTER_SIGNATURE_CONTEXT
 from kaa_wire._errors import KaaWireError, Overloaded, RemoteProtocolError, Timeout
-from kaa_wire._errors import UnexpectedMessage
+from kaa_wire._errors import UnexpectedMessage, UnsupportedAlgorithm
+from kaa_wire._constants import Transport
+
+cdef object _TCP = Transport.TCP
 
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -177,6 +182,108 @@ cdef class OperationsServerConnection:
         return header + seal_response(
             response_secret, plaintext, header, os.urandom(RESPONSE_NONCE_SIZE)
         )
+
+
+cdef class BootstrapServerConnection:
+    """The Bootstrap side of one exchange; kaa_wire._connection's class of the same name
+    (its docstring is the contract), check for check and message for message."""
+
+    cdef Framer _framer
+    cdef object _max_frame_size
+    cdef bint _closed
+    cdef _ConnState _state
+    cdef bytes _signed_part
+    cdef public object request
+
+    def __init__(self, max_frame_size=DEFAULT_MAX_FRAME_SIZE):
+        _bind_connection_names()
+        self._framer = Framer(max_frame_size)
+        self._max_frame_size = max_frame_size
+        self._closed = False
+        self._state = _AWAITING
+        self.request = None
+        self._signed_part = b""
+
+    @property
+    def state(self):
+        return _STATES[self._state]
+
+    cdef int _expect(self, _ConnState state, str action) except -1:
+        if self._state != state:
+            raise LocalProtocolError(f"cannot {action} in state {self.state.name}")
+        return 0
+
+    def receive_data(self, data):
+        """Feed bytes from the peer; ``b""`` means the peer closed its side."""
+        if data:
+            if self._closed:
+                raise LocalProtocolError("data after end of stream")
+            self._framer.receive_data(data)
+        else:
+            self._closed = True
+
+    def next_event(self):
+        self._expect(_AWAITING, "receive a request")
+        try:
+            frame = self._framer.next_frame()
+        except RemoteProtocolError:
+            self._state = _ERROR
+            raise
+        if frame is None:
+            if self._closed:
+                self._state = _ERROR
+                raise MalformedFrame("connection closed before a whole frame arrived")
+            return _NEED_DATA
+        self._state = _ERROR
+        if frame[0] != MSG_RESOLVE_REQUEST:
+            raise UnexpectedMessage("a Bootstrap service takes RESOLVE_REQUEST only")
+        if self._framer._end != self._framer._start:
+            raise UnexpectedMessage("bytes after the request: one exchange per connection")
+        request = decode_resolve_request(frame[3])
+        # Every node record is a TCP service: a request that cannot use TCP gets nothing.
+        if _TCP not in request.transports:
+            raise UnsupportedAlgorithm("no transport this Bootstrap serves (TCP, id 1)")
+        self.request = request
+        self._state = _RECEIVED
+        return request
+
+    def data_to_sign(
+        self, nodes, *, server_time_ms, valid_for_s, signature_algorithm,
+        key_generation=FIRST_KEY_GENERATION, rotations=(),
+    ):
+        """The bytes the Bootstrap key must sign for an answer bound to this request."""
+        self._expect(_RECEIVED, "build a response")
+        request = self.request
+        if key_generation - len(rotations) != request.key_generation:
+            raise LocalProtocolError(
+                f"rotations must lead from the request's generation "
+                f"{request.key_generation} to {key_generation}"
+            )
+        self._signed_part = resolve_response_signed_part(
+            request.nonce, server_time_ms, valid_for_s, key_generation, signature_algorithm,
+            nodes, rotations,
+        )
+        return resolve_signed_data(request.app_token, self._signed_part)
+
+    def send_presigned(self, signed_part, signature):
+        """Answer with a list signed in advance for this request's app token."""
+        self._expect(_RECEIVED, "send a response")
+        self._state = _DONE
+        body = encode_resolve_response(signed_part, signature)
+        return encode_frame(MSG_RESOLVE_RESPONSE, body, 0, self._max_frame_size)
+
+    def send_response(self, signature):
+        self._expect(_RECEIVED, "send a response")
+        if not self._signed_part:
+            raise LocalProtocolError("call data_to_sign first")
+        self._state = _DONE
+        body = encode_resolve_response(self._signed_part, signature)
+        return encode_frame(MSG_RESOLVE_RESPONSE, body, 0, self._max_frame_size)
+
+    def send_error(self, error):
+        """The ERROR frame for ``error``; the connection is over after it."""
+        self._state = _DONE
+        return encode_frame(MSG_ERROR, _error_body(error), 0, self._max_frame_size)
 
 
 cdef enum _Phase:

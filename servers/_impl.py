@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 from kaa_wire import _connection, _impl
 from servers import net
 
-__all__ = ["IMPLEMENTATION", "PURE", "ExchangeProtocol", "OperationsServerConnection"]
+__all__ = [
+    "IMPLEMENTATION",
+    "PURE",
+    "BootstrapServerConnection",
+    "ExchangeProtocol",
+    "OperationsServerConnection",
+]
 
 _T = TypeVar("_T")
 
@@ -38,4 +44,8 @@ ExchangeProtocol = _pick("ExchangeProtocol", net.ExchangeProtocol)
 #: The Operations side of one exchange (sans-IO).
 OperationsServerConnection = _pick(
     "OperationsServerConnection", _connection.OperationsServerConnection
+)
+#: The Bootstrap side of one exchange (sans-IO).
+BootstrapServerConnection = _pick(
+    "BootstrapServerConnection", _connection.BootstrapServerConnection
 )

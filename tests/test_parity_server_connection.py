@@ -258,3 +258,91 @@ def test_mutated_requests_fail_alike(ext: Any, setup: dict[str, Any], data: st.D
 
 
 _REQUEST_CACHE: dict[str, bytes] = {}
+
+
+# -- the Bootstrap side ----------------------------------------------------------------------
+
+
+def _bootstrap_pair(ext: Any, **kwargs: Any) -> list[Any]:
+    return [
+        cls(**kwargs)
+        for cls in (_connection.BootstrapServerConnection, ext.BootstrapServerConnection)
+    ]
+
+
+def _resolve_request(keys: dict[str, Any], **kwargs: Any) -> bytes:
+    client = ResolveClient("app-token", keys["bootstrap_rsa"].public_key(),
+                           nonce=bytes(range(16)), **kwargs)  # fmt: skip
+    return client.send_request()
+
+
+def _udp_only_request() -> bytes:
+    from kaa_wire import MessageType, ResolveRequest, _codec, encode_frame
+
+    body = _codec.encode_resolve_request(ResolveRequest("app-token", bytes(range(16)), (2,)))
+    return encode_frame(MessageType.RESOLVE_REQUEST, body)
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 5])
+def test_a_resolution_step_by_step(ext: Any, setup: dict[str, Any], chunk: int) -> None:
+    """Fed whole or in pieces; then the data to sign, the answer, and every misuse."""
+    request = _resolve_request(setup["keys"])
+    conns = _bootstrap_pair(ext)
+    _step(conns, lambda c: c.send_response(b"sig"))
+    pieces = [request] if not chunk else [
+        request[i:i + chunk] for i in range(0, len(request), chunk)
+    ]
+    for piece in pieces:
+        _step(conns, lambda c, p=piece: c.receive_data(p))
+        _step(conns, lambda c: c.next_event())
+    assert conns[1].request == conns[0].request
+    _step(conns, lambda c: c.send_response(b"sig"))  # before data_to_sign
+    node = setup["node"]
+    sign = {"server_time_ms": NOW_MS, "valid_for_s": 300, "signature_algorithm": 1}
+    _step(conns, lambda c: c.data_to_sign((node,), key_generation=2, **sign))  # no rotations
+    assert _step(conns, lambda c: c.data_to_sign((node, node), **sign))[0] == "ok"
+    _step(conns, lambda c: c.send_response(b"s" * 256))
+    _step(conns, lambda c: c.send_response(b"s" * 256))
+    _step(conns, lambda c: c.send_error(UnknownSdkToken("after")))
+
+
+def test_a_presigned_answer_and_refusals(ext: Any, setup: dict[str, Any]) -> None:
+    from kaa_wire import _codec
+
+    request = _resolve_request(setup["keys"])
+    conns = _bootstrap_pair(ext)
+    _step(conns, lambda c: c.receive_data(request))
+    _step(conns, lambda c: c.next_event())
+    part = _codec.resolve_response_signed_part(
+        bytes(16), NOW_MS, 300, 1, 1, (setup["node"],), ()
+    )
+    _step(conns, lambda c: c.send_presigned(part, b"p" * 256))
+    for data in (
+        request + b"\x00",
+        _udp_only_request(),
+        _client(setup).send_request(),
+        b"\x02\x01\x00\x00\x00\x01\x00",
+    ):
+        conns = _bootstrap_pair(ext)
+        _step(conns, lambda c, d=data: c.receive_data(d))
+        assert _step(conns, lambda c: c.next_event())[0] == "error"
+        _step(conns, lambda c: c.send_error(UnknownSdkToken("x" * 300)))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_mutated_resolutions_fail_alike(
+    ext: Any, setup: dict[str, Any], data: st.DataObject
+) -> None:
+    request = bytearray(_REQUEST_CACHE.setdefault("b", _resolve_request(setup["keys"])))
+    for _ in range(data.draw(st.integers(0, 3))):
+        where = data.draw(st.integers(0, len(request) - 1))
+        request[where] ^= data.draw(st.integers(1, 255))
+    mutated = bytes(request[: data.draw(st.integers(0, len(request) + 2))])
+    limit = data.draw(st.sampled_from([65536, 40]))
+    conns = _bootstrap_pair(ext, max_frame_size=limit)
+    _step(conns, lambda c: c.receive_data(mutated))
+    _step(conns, lambda c: c.next_event())
+    _step(conns, lambda c: c.receive_data(b""))
+    _step(conns, lambda c: c.next_event())
+    _step(conns, lambda c: c.send_error(UnknownSdkToken("refused")))

@@ -280,12 +280,16 @@ def profile_service(
     keycache: KeyCache,
     procs: int = 2,
     first_share: float = 0.5,
+    max_rate: int = 6000,
 ) -> dict[str, Any]:
     if shutil.which("py-spy") is None:
         raise SystemExit("py-spy is not installed: pip install py-spy (or .[bench])")
     server_cpus, generator_cpus = layout(2)
     reconnect = 512
-    estimate = 6000 * seconds  # more than a server does here: the time bound decides
+    # At most max_rate operations/s per window, each first-time one a fresh key: the
+    # default is more than a server does here, so the time bound decides; a lower bound
+    # needs fewer keys in the cache (a window then ends at its count).
+    estimate = max_rate * seconds
     keycache.ensure(reconnect + int(2 * estimate * first_share) + 16)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = implementation if service == "operations" else f"{implementation}-{service}"
