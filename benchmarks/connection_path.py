@@ -17,7 +17,7 @@ deadlines are the real ones (servers.net.ServiceContext).
 * ``py`` / ``ext``: the whole path with the pure classes / the C twins (servers._impl's
   two choices); ``glue`` = path - crypto.
 
-Figures are µs of this thread's CPU time per connection, each the best of interleaved
+Figures are µs of this thread's CPU time per connection, each the best of 15 interleaved
 rounds (other load on a shared machine stays out of a CPU-time figure), and the ratio
 ext glue / py glue is what to quote.
 """
@@ -195,7 +195,7 @@ def _best_us(function: Callable[[], Any], seconds: float) -> float:
             return 1e6 * spent / done
 
 
-def one_run(w: Workload, rounds: int = 7, seconds: float = 0.05) -> dict[str, float]:
+def one_run(w: Workload, rounds: int = 15, seconds: float = 0.05) -> dict[str, float]:
     chosen = cases(w)
     best = {name: float("inf") for name in chosen}
     for _ in range(rounds):
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         return [one_run(w) for _ in range(args.runs)]
 
     results = asyncio.run(runs())
-    print(f"per connection, µs of CPU (best of 7 interleaved rounds; median (min-max) of "
+    print(f"per connection, µs of CPU (best of 15 interleaved rounds; median (min-max) of "
           f"{args.runs} runs)")  # fmt: skip
     for name in results[0]:
         values = [r[name] for r in results]
