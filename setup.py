@@ -60,6 +60,7 @@ EXT_DEPENDS = [
         "resolution.pyx",
         "opener.pyx",
         "result.pyx",
+        "server.pyx",
         "libcrypto.pxd",
         "protocol.pxd",
         "openssl_shim.h",

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--concurrency", type=int, default=64)
     prof.add_argument("--seconds", type=float, default=8.0)
     prof.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    prof.add_argument("--max-rate", type=int, default=6000,
+                      help="operations/s a window is sized for (keys needed: about this x "
+                           "--seconds; a lower figure ends a window at its count)")
     prof.add_argument("--out", type=Path, default=RESULTS / "profile")
     prof.add_argument("--keycache", type=Path, default=DEFAULT_KEYCACHE)
     args = parser.parse_args(argv)
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             service=args.service, implementation=args.implementation,
             concurrency=args.concurrency,
             seconds=args.seconds, rate=args.rate, out_dir=args.out,
-            keycache=KeyCache(args.keycache),
+            keycache=KeyCache(args.keycache), max_rate=args.max_rate,
         )  # fmt: skip
         return 0
 

@@ -23,6 +23,9 @@ functions and structs one part uses from another are declared in ``_ext.pxd`` (w
                                 resolve_signed_data, encode_resolve_response
 * ``opener.pyx``                RegistrationOpener, seal_response
 * ``result.pyx``                encode_registration_result
+* ``server.pyx``                the servers' per-connection path: ExchangeProtocol,
+                                OperationsServerConnection and BootstrapServerConnection
+                                (picked by servers._impl, so not in __all__)
 
 The benchmarks' reference loops are not here: they are ``kaa_wire_ext._bench`` (``_bench.pyx``,
 built only with ``KAA_WIRE_BUILD_BENCH=1``), which cimports what it needs from ``_ext.pxd``.
@@ -170,3 +173,4 @@ include "signer.pyx"
 include "resolution.pyx"
 include "opener.pyx"
 include "result.pyx"
+include "server.pyx"

@@ -126,6 +126,35 @@ class ServiceContext:
     def __post_init__(self) -> None:
         self.deadlines = ReadDeadlines(self.read_timeout_s)
 
+    # What a connection reports, whichever protocol serves it (this class's, or the C twin
+    # in kaa_wire_ext): one place for the metrics and log lines of both.
+
+    def admit(self) -> bool:
+        """Count an accepted connection; False when the connection gate is full."""
+        self.metrics.connections.inc(self.name)
+        if not self.connections.try_enter():
+            return False
+        self.metrics.connections_open.inc(self.name)
+        return True
+
+    def release(self) -> None:
+        """An admitted connection closed."""
+        self.connections.leave()
+        self.metrics.connections_open.inc(self.name, amount=-1)
+
+    def refused(self, error: KaaWireError, peer: str) -> None:
+        code = error.code.name
+        self.metrics.errors.inc(self.name, code)
+        logs.event(self.log, logging.INFO, "refused", code=code, peer=peer, reason=error.message)
+
+    def failed(self, peer: str) -> None:
+        """The service raised something other than a refusal (logged with its traceback)."""
+        self.log.exception("request failed", extra={"fields": {"peer": peer}})
+
+    def served(self, seconds: float) -> None:
+        """A whole request was answered ``seconds`` after it arrived."""
+        self.metrics.latency.observe(seconds, self.name)
+
 
 class _Phase(enum.Enum):
     READING = 1
@@ -156,12 +185,10 @@ class ExchangeProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is duck-typed
         ctx = self._ctx
-        ctx.metrics.connections.inc(ctx.name)
-        if not ctx.connections.try_enter():
+        if not ctx.admit():
             self._refuse(Overloaded("too many connections", retry_after_ms=ctx.retry_after_ms))
             return
         self._admitted = True
-        ctx.metrics.connections_open.inc(ctx.name)
         ctx.deadlines.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -182,8 +209,7 @@ class ExchangeProtocol(asyncio.Protocol):
         self._drop_read_deadline()
         if self._admitted:
             self._admitted = False
-            self._ctx.connections.leave()
-            self._ctx.metrics.connections_open.inc(self._ctx.name, amount=-1)
+            self._ctx.release()
 
     # -- the exchange -------------------------------------------------------------------
 
@@ -214,7 +240,7 @@ class ExchangeProtocol(asyncio.Protocol):
         except KaaWireError as exc:
             self._refuse(exc)
         except Exception:
-            self._ctx.log.exception("request failed", extra={"fields": {"peer": self._peer()}})
+            self._ctx.failed(self._peer())
             self._refuse(InternalError("the server failed"))
         else:
             if isinstance(result, bytes):
@@ -231,12 +257,7 @@ class ExchangeProtocol(asyncio.Protocol):
             self._refuse(Timeout(f"no whole request within {seconds:g} s"))
 
     def _refuse(self, error: KaaWireError) -> None:
-        ctx = self._ctx
-        code = error.code.name
-        ctx.metrics.errors.inc(ctx.name, code)
-        logs.event(
-            ctx.log, logging.INFO, "refused", code=code, peer=self._peer(), reason=error.message
-        )
+        self._ctx.refused(error, self._peer())
         try:
             answer = self._conn.send_error(error)
         except KaaWireError:  # the core cannot frame it: just close
@@ -245,7 +266,7 @@ class ExchangeProtocol(asyncio.Protocol):
 
     def _finish(self, answer: bytes) -> None:
         if self._phase is _Phase.SERVING:
-            self._ctx.metrics.latency.observe(time.perf_counter() - self._started, self._ctx.name)
+            self._ctx.served(time.perf_counter() - self._started)
         self._phase = _Phase.DONE
         self._drop_read_deadline()
         transport = self._transport

@@ -22,6 +22,7 @@ import uvloop
 
 import kaa_wire
 from servers import logs
+from servers._impl import ExchangeProtocol
 from servers.admin import AdminServer
 from servers.bootstrap.keys import KeyringWatcher
 from servers.bootstrap.presign import Presigner
@@ -32,7 +33,7 @@ from servers.datadir import PRIVATE_DIR_MODE, DataDir, DataDirError
 from servers.keyring import KeyringError
 from servers.limits import Gate, WorkerPool, auto_threads, ensure_fd_limit
 from servers.metrics import Metrics
-from servers.net import ExchangeProtocol, ServiceContext
+from servers.net import ServiceContext
 from servers.operations.directory import Directory
 from servers.operations.lease import NodeLease
 from servers.operations.service import OperationsService

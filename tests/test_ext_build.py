@@ -121,3 +121,20 @@ def test_the_benchmark_loops_are_a_module_of_their_own() -> None:
     except ImportError:
         return
     assert not [name for name in dir(_ext) if "bench" in name]
+
+
+def test_the_servers_pick_what_kaa_wire_picks() -> None:
+    """servers._impl chooses the per-connection path with kaa_wire's own choice, and the
+    extension has a twin of every name it replaces there."""
+    from servers import _impl as servers_impl
+
+    assert servers_impl.IMPLEMENTATION == kaa_wire.IMPLEMENTATION
+    for name, pure in servers_impl.PURE.items():
+        chosen = getattr(servers_impl, name)
+        assert (chosen is pure) == (kaa_wire.IMPLEMENTATION == "py"), name
+    try:
+        from kaa_wire_ext import _ext
+    except ImportError:
+        return
+    for name in servers_impl.PURE:
+        assert hasattr(_ext, name), name

@@ -70,7 +70,8 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
     (
         "verify",
         re.compile(
-            r"(^OperationsServerConnection\.verify |RegistrationVerifier|_EndpointKey_verify|"
+            r"(^OperationsServerConnection\.verify |^verify \(kaa_wire_ext/server\.pyx|"
+            r"RegistrationVerifier|_EndpointKey_verify|"
             r"^(RSA_verify|EVP_PKEY_verify|EVP_DigestVerify\w*|d2i_PUBKEY|d2i_PublicKey) |"
             r"kaa_wire/_registration\.py|_load_endpoint_key)"
         ),
@@ -82,7 +83,10 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
             r"seal_response|"
             r"encode_registration_result|RegistrationResult\.__init__|"
             r"BootstrapServerConnection\.(data_to_sign|send_response|send_presigned|send_error)|"
-            r"resolve_response_signed_part|resolve_signed_data|encode_resolve_response) "
+            r"resolve_response_signed_part|resolve_signed_data|encode_resolve_response) |"
+            # their C twins (kaa_wire_ext/server.pyx)
+            r"^(send_result|send_error|send_response|send_presigned|data_to_sign|"
+            r"OperationsServerConnection__sealed|_answer_header) \(kaa_wire_ext/server\.pyx"
         ),
     ),
     (
@@ -104,7 +108,8 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
             r"^(OperationsServerConnection\.next_event|_Endpoint\._next_frame|"
             r"decode_register_envelope|parse_registration_payload|check_freshness|"
             r"BootstrapServerConnection\.next_event|decode_resolve_request|"
-            r"Framer\.\w+|\w*Framer\w*|_codec\.\w+) "
+            r"Framer\.\w+|\w*Framer\w*|_codec\.\w+) |"
+            r"^next_event \(kaa_wire_ext/server\.pyx"
         ),
     ),
     (
@@ -127,14 +132,17 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
             r"^(ExchangeProtocol\.(connection_made|__init__)|_Services\._listen\.<locals>\.<lambda>|"
             r"OperationsService\.new_connection|uv__accept|accept4?|uv__server_io|uv__stream_open|"
             r"\w*TCPServer\w*|\w*_call_connection_made\w*|uv__tcp_nodelay|uv__tcp_keepalive|"
-            r"getsockname|getpeername|uv__getsockpeername) "
+            r"getsockname|getpeername|uv__getsockpeername) |"
+            r"^(connection_made|__init__) \(kaa_wire_ext/server\.pyx"
         ),
     ),
     (
         "read",
         re.compile(
             r"^(ExchangeProtocol\.(data_received|eof_received|_poll)|_Endpoint\.receive_data|"
-            r"uv__read|read|recv|\w*UVStream__on_read\w*|\w*__uv_stream_on_read\w*) "
+            r"uv__read|read|recv|\w*UVStream__on_read\w*|\w*__uv_stream_on_read\w*) |"
+            r"^(data_received|eof_received|receive_data|ExchangeProtocol__poll) "
+            r"\(kaa_wire_ext/server\.pyx"
         ),
     ),
     (
@@ -143,14 +151,17 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
             r"^(ExchangeProtocol\.(_finish|_refuse|connection_lost|_drop_read_deadline)|write|writev|"
             r"send|sendmsg|\w*UVStream__try_write\w*|\w*exec_write\w*|uv__close\w*|close|"
             r"shutdown|uv__stream_close|uv__platform_invalidate_fd|\w*UVHandle__close\w*|"
-            r"\w*_call_connection_lost\w*|\w*__on_uvhandle_close\w*) "
+            r"\w*_call_connection_lost\w*|\w*__on_uvhandle_close\w*) |"
+            r"^(ExchangeProtocol__finish|ExchangeProtocol__refuse|connection_lost) "
+            r"\(kaa_wire_ext/server\.pyx"
         ),
     ),
     (
         "event loop",
         re.compile(
             r"(^task_step\w* |^\w*Handle__run\w* |^uv_run |^uv__io_poll |^uv__run_\w+ |"
-            r"asyncio/|^ExchangeProtocol\.(_settle|_served) )"
+            r"asyncio/|^ExchangeProtocol\.(_settle|_served) |"
+            r"^(ExchangeProtocol__settle|_served) \(kaa_wire_ext/server\.pyx)"
         ),
     ),
 ]
@@ -280,12 +291,16 @@ def profile_service(
     keycache: KeyCache,
     procs: int = 2,
     first_share: float = 0.5,
+    max_rate: int = 6000,
 ) -> dict[str, Any]:
     if shutil.which("py-spy") is None:
         raise SystemExit("py-spy is not installed: pip install py-spy (or .[bench])")
     server_cpus, generator_cpus = layout(2)
     reconnect = 512
-    estimate = 6000 * seconds  # more than a server does here: the time bound decides
+    # At most max_rate operations/s per window, each first-time one a fresh key: the
+    # default is more than a server does here, so the time bound decides; a lower bound
+    # needs fewer keys in the cache (a window then ends at its count).
+    estimate = max_rate * seconds
     keycache.ensure(reconnect + int(2 * estimate * first_share) + 16)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = implementation if service == "operations" else f"{implementation}-{service}"

@@ -24,7 +24,7 @@ from kaa_wire import (
     ResolveRequest,
     UnknownApplication,
 )
-from servers import logs
+from servers import _impl, logs
 from servers.balancing import Plan
 from servers.bootstrap.keys import KeyringWatcher
 from servers.bootstrap.presign import Presigner
@@ -69,7 +69,8 @@ class BootstrapService:
         self._rng = rng or random.Random()
 
     def new_connection(self) -> BootstrapServerConnection:
-        return BootstrapServerConnection(self._max_frame_size)
+        # The C twin when the extension is built (servers/_impl.py), else the pure class.
+        return _impl.BootstrapServerConnection(self._max_frame_size)
 
     def handle(
         self, conn: BootstrapServerConnection, request: ResolveRequest

@@ -32,7 +32,7 @@ from kaa_wire import (
     UnknownSdkToken,
     check_freshness,
 )
-from servers import logs
+from servers import _impl, logs
 from servers.caching import MISS
 from servers.clock import wall_ms
 from servers.limits import WorkerPool
@@ -102,7 +102,8 @@ class OperationsService:
         return self._opener.public_key
 
     def new_connection(self) -> OperationsServerConnection:
-        return OperationsServerConnection(
+        # The C twin when the extension is built (servers/_impl.py), else the pure class.
+        return _impl.OperationsServerConnection(
             self._opener, self._verifier, max_frame_size=self._max_frame_size
         )
 

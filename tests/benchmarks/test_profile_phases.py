@@ -43,6 +43,48 @@ STACKS = {
     ],
 }
 
+#: The same phases through the C twins of kaa_wire_ext/server.pyx, frames as py-spy names
+#: them (def methods by name, cdef methods as Class__method).
+C_LOOP = [*LOOP, "data_received (kaa_wire_ext/server.pyx:339)"]
+C_STACKS = {
+    "accept": [*LOOP, "connection_made (kaa_wire_ext/server.pyx:330)"],
+    "read": [*C_LOOP, "ExchangeProtocol__poll (kaa_wire_ext/server.pyx:369)", "PyDict_GetItem"],
+    "decode": [
+        *C_LOOP,
+        "ExchangeProtocol__poll (kaa_wire_ext/server.pyx:369)",
+        "next_event (kaa_wire_ext/server.pyx:125)",
+        "Framer_next_frame (kaa_wire_ext/framing.pyx:160)",
+    ],
+    "open": [
+        *C_LOOP,
+        "next_event (kaa_wire_ext/server.pyx:143)",
+        "RegistrationOpener__agreement_with (kaa_wire_ext/opener.pyx:214)",
+    ],
+    "verify": [
+        *C_LOOP,
+        "ExchangeProtocol__settle (kaa_wire_ext/server.pyx:391)",
+        "OperationsService.handle (servers/operations/service.py:120)",
+        "verify (kaa_wire_ext/server.pyx:149)",
+        "RSA_verify (libcrypto.so.3)",
+    ],
+    "respond": [
+        *LOOP,
+        "OperationsService._registered (servers/operations/service.py:200)",
+        "send_result (kaa_wire_ext/server.pyx:161)",
+        "OperationsServerConnection__sealed (kaa_wire_ext/server.pyx:180)",
+    ],
+    "service": [
+        *C_LOOP,
+        "ExchangeProtocol__settle (kaa_wire_ext/server.pyx:391)",
+        "OperationsService.handle (servers/operations/service.py:118)",
+    ],
+}
+
+
+@pytest.mark.parametrize("phase", C_STACKS)
+def test_the_c_twins_frames_take_the_same_phases(phase: str) -> None:
+    assert classify(C_STACKS[phase]) == phase
+
 
 @pytest.mark.parametrize("phase", STACKS)
 def test_each_phase_takes_its_stacks(phase: str) -> None:
