@@ -27,6 +27,7 @@ __all__ = [
     "APP_COLUMNS",
     "ENDPOINT_COLUMNS",
     "NODE_COLUMNS",
+    "PUT_NODE",
     "SDK_TOKEN_COLUMNS",
     "application",
     "check_write",
@@ -45,7 +46,22 @@ ENDPOINT_COLUMNS = (
 )
 NODE_COLUMNS = (
     "node_id, host, port, kex_public_key, priority, weight, load, lease_expires_ms, "
-    "started_ms, renewed_ms"
+    "started_ms, renewed_ms, holder"
+)
+
+#: Insert or renew a node lease (parameters: :func:`node_values`, ``$`` numbered for
+#: PostgreSQL; SQLite swaps them for ``?``): the conflicting row is updated only by its
+#: holder, or once its lease has lapsed. No row returned: another holder's live lease.
+PUT_NODE = (
+    f"INSERT INTO nodes ({NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, port = excluded.port, "
+    "kex_public_key = excluded.kex_public_key, priority = excluded.priority, "
+    "weight = excluded.weight, load = excluded.load, "
+    "lease_expires_ms = excluded.lease_expires_ms, renewed_ms = excluded.renewed_ms, "
+    "started_ms = CASE WHEN nodes.holder = excluded.holder THEN nodes.started_ms "
+    "ELSE excluded.started_ms END, holder = excluded.holder "
+    "WHERE nodes.holder = excluded.holder OR nodes.lease_expires_ms <= excluded.renewed_ms "
+    "RETURNING node_id"
 )
 
 
@@ -100,6 +116,7 @@ def node(row: Sequence[Any]) -> Node:
         lease_expires_ms=row[7],
         started_ms=row[8],
         renewed_ms=row[9],
+        holder=row[10],
     )
 
 
@@ -116,6 +133,7 @@ def node_values(node: Node) -> tuple[Any, ...]:
         node.lease_expires_ms,
         node.started_ms,
         node.renewed_ms,
+        node.holder,
     )
 
 

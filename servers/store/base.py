@@ -40,6 +40,7 @@ __all__ = [
     "AuditEntry",
     "StoreError",
     "StoreBusy",
+    "LeaseHeld",
     "AlreadyExists",
     "NotFound",
     "RegistryStore",
@@ -180,6 +181,9 @@ class Node:
     lease_expires_ms: int
     started_ms: int
     renewed_ms: int
+    #: Which process holds the lease: a random token per process (its workers share it).
+    #: Another holder cannot take a live lease (LeaseHeld), nor release it.
+    holder: str = ""
 
     @property
     def access_point_id(self) -> int:
@@ -205,6 +209,19 @@ class StoreError(Exception):
 
 class StoreBusy(StoreError):
     """The store is at capacity (bounded queue full, or the database stayed locked)."""
+
+
+class LeaseHeld(StoreError):
+    """Another process holds the live lease of this node id."""
+
+    def __init__(self, node: Node, now_ms: int) -> None:
+        self.node = node
+        left_s = max(0, node.lease_expires_ms - now_ms) / 1000
+        super().__init__(
+            f"node id {node.node_id!r} is held by another live Operations service "
+            f"({node.host}:{node.port}, lease for {left_s:.1f} s more): give each service its "
+            "own --node-id, or stop the other one"
+        )
 
 
 class AlreadyExists(StoreError):
@@ -332,10 +349,17 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     async def put_node(self, node: Node) -> None:
-        """Insert or renew a node lease (keyed by ``node_id``; ``started_ms`` is kept)."""
+        """Insert or renew a node lease (keyed by ``node_id``; ``started_ms`` is kept).
+
+        Only its holder renews a live lease: a row of another ``holder`` whose lease has
+        not lapsed at ``node.renewed_ms`` is left as it is, and LeaseHeld raised (naming
+        it). A lapsed lease is anyone's to take.
+        """
 
     @abc.abstractmethod
-    async def remove_node(self, node_id: str) -> None: ...
+    async def remove_node(self, node_id: str, holder: str) -> None:
+        """Delete the node's lease if ``holder`` holds it (a lease taken over since by
+        another process is left to it)."""
 
     @abc.abstractmethod
     async def live_nodes(self, now_ms: int) -> list[Node]:

@@ -44,6 +44,7 @@ from servers.store.base import (
     Endpoint,
     EndpointStatus,
     EndpointWrite,
+    LeaseHeld,
     Node,
     NotFound,
     RegistryStore,
@@ -280,14 +281,12 @@ def _set_revoked(
 
 
 def _put_node(conn: sqlite3.Connection, node: Node) -> None:
-    conn.execute(
-        f"INSERT INTO nodes ({_rows.NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(node_id) DO UPDATE SET host = excluded.host, port = excluded.port, "
-        "kex_public_key = excluded.kex_public_key, priority = excluded.priority, "
-        "weight = excluded.weight, load = excluded.load, "
-        "lease_expires_ms = excluded.lease_expires_ms, renewed_ms = excluded.renewed_ms",
-        _rows.node_values(node),
-    )
+    taken = conn.execute(_rows.PUT_NODE.replace("$", "?"), _rows.node_values(node)).fetchone()
+    if taken is None:  # another holder's live lease: the row is as it was
+        held = conn.execute(
+            f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE node_id = ?", (node.node_id,)
+        ).fetchone()
+        raise LeaseHeld(_rows.node(held), node.renewed_ms)
 
 
 #: The mode of the database and of its side files: the owner's alone.
@@ -536,9 +535,9 @@ class SqliteStore(RegistryStore):
     async def put_node(self, node: Node) -> None:
         await self._write(functools.partial(_put_node, node=node), bounded=False)
 
-    async def remove_node(self, node_id: str) -> None:
+    async def remove_node(self, node_id: str, holder: str) -> None:
         def job(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+            conn.execute("DELETE FROM nodes WHERE node_id = ? AND holder = ?", (node_id, holder))
 
         await self._write(job, bounded=False)
 

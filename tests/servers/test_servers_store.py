@@ -7,6 +7,7 @@ backends; a PostgreSQL backend adds itself there and inherits all of these tests
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 
@@ -22,6 +23,7 @@ from servers.store import (
     AuditEntry,
     Balancing,
     EndpointStatus,
+    LeaseHeld,
     Node,
     NotFound,
     RegistryStore,
@@ -385,8 +387,38 @@ def test_node_leases_lapse(store_backend: StoreBackend) -> None:
         live = await store.live_nodes(T0 + 2500)
         assert [(n.node_id, n.load, n.started_ms) for n in live] == [("a", 7, T0)]
         assert len(await store.list_nodes()) == 2
-        await store.remove_node("a")
+        await store.remove_node("a", "")
         assert [n.node_id for n in await store.list_nodes()] == ["b"]
+
+    store_backend.run(body)
+
+
+def test_a_live_lease_is_its_holders_alone(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        mine = functools.partial(_node, "a", holder="mine", port=1111, priority=5)
+        await store.put_node(mine(T0 + 1000))
+        # Another process with the same node id, while the lease is live: refused, the row
+        # as it was, and its release deletes nothing.
+        with pytest.raises(LeaseHeld, match=r"node id 'a' is held .*127.0.0.1:1111.* 1.0 s more"):
+            await store.put_node(_node("a", T0 + 2000, holder="theirs", port=2222, priority=9))
+        await store.remove_node("a", "theirs")
+        [node] = await store.list_nodes()
+        assert (node.holder, node.port, node.priority, node.lease_expires_ms) == (
+            "mine", 1111, 5, T0 + 1000
+        )
+        # The holder renews (its start time kept) ...
+        await store.put_node(mine(T0 + 3000, renewed_ms=T0 + 900, started_ms=T0 + 900))
+        [node] = await store.list_nodes()
+        assert (node.lease_expires_ms, node.started_ms) == (T0 + 3000, T0)
+        # ... and once its lease has lapsed, another process may take it over (its own
+        # start time), after which the first one's release leaves it alone.
+        theirs = _node("a", T0 + 9000, holder="theirs", renewed_ms=T0 + 3000,
+                       started_ms=T0 + 3000, port=2222)  # fmt: skip
+        await store.put_node(theirs)
+        await store.remove_node("a", "mine")
+        assert await store.list_nodes() == [dataclasses.replace(theirs, load=0)]
+        await store.remove_node("a", "theirs")
+        assert await store.list_nodes() == []
 
     store_backend.run(body)
 

@@ -24,6 +24,7 @@ from servers.store.base import (
     Endpoint,
     EndpointStatus,
     EndpointWrite,
+    LeaseHeld,
     Node,
     NotFound,
     RegistryStore,
@@ -372,28 +373,27 @@ class PostgresStore(RegistryStore):
     async def put_node(self, node: Node) -> None:
         async def work(conn: asyncpg.Connection) -> None:
             old = await conn.fetchrow(
-                "SELECT host, port, kex_public_key, priority, weight, lease_expires_ms "
-                "FROM nodes WHERE node_id = $1 FOR UPDATE",
+                f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE node_id = $1 FOR UPDATE",
                 node.node_id,
             )
-            await conn.execute(
-                f"INSERT INTO nodes ({_rows.NODE_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-                "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, "
-                "port = excluded.port, kex_public_key = excluded.kex_public_key, "
-                "priority = excluded.priority, weight = excluded.weight, load = excluded.load, "
-                "lease_expires_ms = excluded.lease_expires_ms, renewed_ms = excluded.renewed_ms",
-                *_rows.node_values(node),
-            )
+            if await conn.fetchval(_rows.PUT_NODE, *_rows.node_values(node)) is None:
+                # Another holder's live lease, as it was (inserted since the SELECT, when
+                # that found none: read it again).
+                held = old or await conn.fetchrow(
+                    f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE node_id = $1", node.node_id
+                )
+                raise LeaseHeld(_rows.node(held), node.renewed_ms)
             if is_news(old, node):
                 await notify_node_change(conn, node.node_id)
 
         await self._transaction(work)
 
-    async def remove_node(self, node_id: str) -> None:
+    async def remove_node(self, node_id: str, holder: str) -> None:
         async def work(conn: asyncpg.Connection) -> None:
             gone = await conn.fetchval(
-                "DELETE FROM nodes WHERE node_id = $1 RETURNING node_id", node_id
+                "DELETE FROM nodes WHERE node_id = $1 AND holder = $2 RETURNING node_id",
+                node_id,
+                holder,
             )
             if gone is not None:
                 await notify_node_change(conn, node_id)
