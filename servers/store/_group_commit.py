@@ -197,7 +197,9 @@ class GroupCommitWriter:
                 except Exception as exc:
                     if savepoint:
                         conn.execute("ROLLBACK TO job")
-                    results.append((future, None, exc))
+                    # A database error (a read-only file, a full disk) is the store's, typed.
+                    error = _store_error(exc) if isinstance(exc, sqlite3.Error) else exc
+                    results.append((future, None, error))
                 else:
                     results.append((future, value, None))
                 if savepoint:
@@ -207,11 +209,9 @@ class GroupCommitWriter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             _log.warning("group commit failed", extra={"fields": {"error": str(exc)}})
-            busy = "locked" in str(exc) or "busy" in str(exc)
-            error: StoreError = StoreBusy(str(exc)) if busy else StoreError(str(exc))
             with self._cond:
                 self._stats.failed_commits += 1
-            return [(future, None, error) for _, future, _, _ in batch]
+            return [(future, None, _store_error(exc)) for _, future, _, _ in batch]
         elapsed = time.perf_counter() - started
         with self._cond:
             self._stats.batches += 1
@@ -229,6 +229,11 @@ class GroupCommitWriter:
             # A closed loop raises RuntimeError: nobody waits for these results any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, items)
+
+
+def _store_error(exc: sqlite3.Error) -> StoreError:
+    busy = "locked" in str(exc) or "busy" in str(exc)
+    return StoreBusy(str(exc)) if busy else StoreError(str(exc))
 
 
 def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

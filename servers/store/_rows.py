@@ -28,6 +28,8 @@ __all__ = [
     "ENDPOINT_COLUMNS",
     "NODE_COLUMNS",
     "PUT_NODE",
+    "PRE_REVOKE",
+    "FORGET_PRE_REVOKED",
     "SDK_TOKEN_COLUMNS",
     "application",
     "check_write",
@@ -62,6 +64,21 @@ PUT_NODE = (
     "ELSE excluded.started_ms END, holder = excluded.holder "
     "WHERE nodes.holder = excluded.holder OR nodes.lease_expires_ms <= excluded.renewed_ms "
     "RETURNING node_id"
+)
+
+#: An endpoint id revoked before it ever registered (a stolen key's id, known before it is
+#: used): a row with no key, application or profile (parameters: the id, the time, b""),
+#: which the registration rule refuses as revoked like any other. An id stored meanwhile
+#: is left to the caller's UPDATE (no row returned).
+PRE_REVOKE = (
+    f"INSERT INTO endpoints ({ENDPOINT_COLUMNS}) "
+    "VALUES ($1, $3, $3, '', $3, $3, $2, $2, 'revoked', 'NEW', 0, $2) "
+    f"ON CONFLICT (endpoint_id) DO NOTHING RETURNING {ENDPOINT_COLUMNS}"
+)
+#: Reinstating a pre-revoked id forgets it (parameter: the id): it registers as new.
+FORGET_PRE_REVOKED = (
+    f"DELETE FROM endpoints WHERE endpoint_id = $1 AND length(public_key) = 0 "
+    f"RETURNING {ENDPOINT_COLUMNS}"
 )
 
 

@@ -135,6 +135,11 @@ class Endpoint:
     last_request_ms: int
     revoked_ms: int | None = None
 
+    @property
+    def registered(self) -> bool:
+        """False for an id revoked before it ever registered (it has no key yet)."""
+        return bool(self.public_key)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EndpointWrite:
@@ -338,12 +343,14 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
-        """Mark revoked (idempotent) at ``audit.at_ms``; raises NotFound."""
+        """Mark revoked (idempotent) at ``audit.at_ms``. An id never registered is recorded
+        revoked (``Endpoint.registered`` False): its first registration is refused as
+        REVOKED."""
 
     @abc.abstractmethod
     async def reinstate_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
-        """Undo a revocation (idempotent): active again at its next registration; raises
-        NotFound."""
+        """Undo a revocation (idempotent): active again at its next registration; a
+        pre-revoked id is forgotten (it registers as new). Raises NotFound."""
 
     # -- Operations nodes ---------------------------------------------------------------
 

@@ -302,8 +302,33 @@ def test_revoked_endpoint_is_refused_and_audited(store_backend: StoreBackend) ->
         assert stored is not None and stored.last_request_ms == T0
         audit = await store.list_audit()
         assert (audit[0].action, audit[0].detail) == ("endpoint.revoke", "stolen")
-        with pytest.raises(NotFound):
-            await store.revoke_endpoint(bytes(20), _audit("endpoint.revoke"))
+
+    store_backend.run(body)
+
+
+@HINTS
+def test_an_id_revoked_before_it_registers_is_refused(
+    store_backend: StoreBackend, carried_key: bool
+) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        write = _write(carried_key=carried_key)
+        pre = await store.revoke_endpoint(
+            write.endpoint_id, AuditEntry(T0 + 100, "ops", "endpoint.pre-revoke", "ab", "stolen")
+        )
+        assert (pre.status, pre.revoked_ms, pre.registered) == (
+            EndpointStatus.REVOKED, T0 + 100, False
+        )
+        assert (await store.list_audit())[0].action == "endpoint.pre-revoke"
+        assert await store.register_endpoint(write) is WriteOutcome.REVOKED
+        assert await store.get_endpoint(write.endpoint_id) == pre  # nothing written
+        # Reinstated, it is forgotten, and registers as new.
+        back = await store.reinstate_endpoint(write.endpoint_id, _audit("endpoint.reinstate"))
+        assert back.status is EndpointStatus.ACTIVE and back.revoked_ms is None
+        assert await store.get_endpoint(write.endpoint_id) is None
+        assert await store.register_endpoint(write) is WriteOutcome.NEW
+        stored = await store.get_endpoint(write.endpoint_id)
+        assert stored is not None and stored.registered
 
     store_backend.run(body)
 

@@ -6,6 +6,7 @@ listener (``notify.py``). The package docstring says how it keeps the store's ru
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -356,17 +357,36 @@ class PostgresStore(RegistryStore):
         return await self._set_revoked(endpoint_id, audit, revoked=False)
 
     async def _set_revoked(self, endpoint_id: bytes, audit: AuditEntry, revoked: bool) -> Endpoint:
-        """Revoke (keeping the first revocation's time) or reinstate, and audit it."""
+        """Revoke (keeping the first revocation's time; an id never registered is recorded
+        revoked) or reinstate (a pre-revoked id is forgotten), and audit it."""
         status = EndpointStatus.REVOKED if revoked else EndpointStatus.ACTIVE
         sql = (
             "UPDATE endpoints SET status = $1, "
             "revoked_ms = CASE WHEN $2 THEN COALESCE(revoked_ms, $3) ELSE NULL END "
             f"WHERE endpoint_id = $4 RETURNING {_rows.ENDPOINT_COLUMNS}"
         )
-        return await self._audited_update(
-            _rows.endpoint, "no such endpoint", audit, sql,
-            status.value, revoked, audit.at_ms, endpoint_id,
-        )  # fmt: skip
+        args = (status.value, revoked, audit.at_ms, endpoint_id)
+
+        async def work(conn: asyncpg.Connection) -> Endpoint:
+            if not revoked:
+                forgotten = await conn.fetchrow(_rows.FORGET_PRE_REVOKED, endpoint_id)
+                if forgotten is not None:
+                    await _insert_audit(conn, audit)
+                    return dataclasses.replace(
+                        _rows.endpoint(forgotten), status=EndpointStatus.ACTIVE, revoked_ms=None
+                    )
+            # The row lock orders this against any registration transaction of the row.
+            row = await conn.fetchrow(sql, *args)
+            if row is None and revoked:
+                row = await conn.fetchrow(_rows.PRE_REVOKE, endpoint_id, audit.at_ms, b"")
+                if row is None:  # its first registration committed meanwhile
+                    row = await conn.fetchrow(sql, *args)
+            if row is None:
+                raise NotFound("no such endpoint")
+            await _insert_audit(conn, audit)
+            return _rows.endpoint(row)
+
+        return await self._transaction(work)
 
     # -- Operations nodes ---------------------------------------------------------------
 
