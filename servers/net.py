@@ -122,9 +122,20 @@ class ServiceContext:
     retry_after_ms: int
     log: logging.Logger
     deadlines: ReadDeadlines = dataclasses.field(init=False)
+    #: One log limiter per refusal code (a bounded set): a flood of refused connections
+    #: logs the first and then one line per 30 s with the count, not one line each.
+    refusals: dict[str, logs.Trouble] = dataclasses.field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.deadlines = ReadDeadlines(self.read_timeout_s)
+
+    def refusal_log(self, code: str) -> logs.Trouble:
+        trouble = self.refusals.get(code)
+        if trouble is None:
+            trouble = self.refusals[code] = logs.Trouble(
+                self.log, f"refused {code}", base_s=0.0, event="refused", level=logging.INFO
+            )
+        return trouble
 
 
 class _Phase(enum.Enum):
@@ -234,9 +245,11 @@ class ExchangeProtocol(asyncio.Protocol):
         ctx = self._ctx
         code = error.code.name
         ctx.metrics.errors.inc(ctx.name, code)
-        logs.event(
-            ctx.log, logging.INFO, "refused", code=code, peer=self._peer(), reason=error.message
-        )
+        refusals = ctx.refusal_log(code)
+        if refusals.log_due():  # the peer's address costs a system call: only when logged
+            refusals.failed(error.message, code=code, peer=self._peer())
+        else:
+            refusals.failed(error.message)
         try:
             answer = self._conn.send_error(error)
         except KaaWireError:  # the core cannot frame it: just close
