@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.client.conftest import Servers, cli_json, run_cli, sdk_with_bootstraps, write_sdk
 
 from kaa_wire import _crypto
 from kaa_wire.crypto import public_key_pem
+from tests.client.conftest import Servers, cli_json, run_cli, sdk_with_bootstraps, write_sdk
 from tests.servers.servers_harness import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,9 @@ def _both(servers: Servers, second: tuple[str, int, str, int]) -> list[tuple[Any
     return [(first.host, first.port, first.public_key_pem, first.key_generation), second]
 
 
-def _register(sdk: Path, state: Path, deadline: float = 30) -> tuple[int, dict[str, Any], str, float]:
+def _register(
+    sdk: Path, state: Path, deadline: float = 30
+) -> tuple[int, dict[str, Any], str, float]:
     started = time.monotonic()
     result = run_cli(
         "register", "--sdk", str(sdk), "--state", str(state), "--deadline", str(deadline),
@@ -52,7 +54,9 @@ def _register(sdk: Path, state: Path, deadline: float = 30) -> tuple[int, dict[s
     return result.returncode, cli_json(result), result.stderr, time.monotonic() - started
 
 
-def test_a_wrong_sdk_token_is_a_configuration_error_at_once(servers: Servers, tmp_path: Path) -> None:
+def test_a_wrong_sdk_token_is_a_configuration_error_at_once(
+    servers: Servers, tmp_path: Path
+) -> None:
     sdk = write_sdk(tmp_path / "sdk.json", dataclasses.replace(servers.sdk, sdk_token="wrong"))
     code, doc, stderr, took = _register(sdk, tmp_path / "device")
     assert (code, doc["status"], doc["configuration_error"]) == (2, "failed", True)

@@ -188,8 +188,8 @@ def _as_reader(data: Path, *args: str) -> tuple[int, str, str]:
     user; (exit code, stdout, stderr)."""
     import os
     import pwd
-    import sys
     import sqlite3  # noqa: F401  (imported before the child drops root)
+    import sys
     import tempfile
 
     import servers.store.sqlite  # noqa: F401
