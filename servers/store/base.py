@@ -273,6 +273,12 @@ class RegistryStore(abc.ABC):
         """Backend counters for /metrics, by name (``kaa_store_<name>``)."""
         return {}
 
+    def commit_durations(self) -> tuple[tuple[float, ...], list[int], float] | None:
+        """The registration writer's commits: (bucket upper bounds in seconds, commits per
+        bucket, not cumulative, the last past them all, total seconds); None if it keeps
+        none."""
+        return None
+
     def subscribe_nodes(self, callback: Callable[[], None]) -> bool:
         """Call ``callback`` (on this event loop) soon after any process changes the node
         set: a node joins, leaves, moves, or renews a lease that had lapsed. Renewals of

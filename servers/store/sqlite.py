@@ -42,7 +42,7 @@ from kaa_wire import RegistrationStatus
 from servers import logs
 from servers.store import _rows
 from servers.store._decision import ACCEPTED, StoredEndpoint, decide
-from servers.store._group_commit import GroupCommitWriter, WriterStats
+from servers.store._group_commit import COMMIT_BUCKETS, GroupCommitWriter, WriterStats
 from servers.store._migrations import Migration, pending
 from servers.store.base import (
     AlreadyExists,
@@ -514,6 +514,10 @@ class SqliteStore(RegistryStore):
 
     def stats(self) -> dict[str, float]:
         return {**self.writer_stats().counters(), "pending_reads": self._pending_reads}
+
+    def commit_durations(self) -> tuple[tuple[float, ...], list[int], float] | None:
+        stats = self.writer_stats()
+        return COMMIT_BUCKETS, stats.commit_buckets, stats.commit_seconds
 
     # -- plumbing -----------------------------------------------------------------------
 

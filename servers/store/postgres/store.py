@@ -16,7 +16,7 @@ import asyncpg
 
 from servers import logs
 from servers.store import _rows
-from servers.store._group_commit import WriterStats
+from servers.store._group_commit import COMMIT_BUCKETS, WriterStats
 from servers.store.base import (
     AlreadyExists,
     Application,
@@ -146,6 +146,10 @@ class PostgresStore(RegistryStore):
 
     def stats(self) -> dict[str, float]:
         return {**self.writer_stats().counters(), "pending_reads": self._pending_reads}
+
+    def commit_durations(self) -> tuple[tuple[float, ...], list[int], float] | None:
+        stats = self.writer_stats()
+        return COMMIT_BUCKETS, stats.commit_buckets, stats.commit_seconds
 
     # -- plumbing -----------------------------------------------------------------------
 
