@@ -73,6 +73,8 @@ class NodeLease:
         self._last_count = 0
         self._last_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        #: Whether start() took the lease (a refused start has nothing to release).
+        self._taken = False
         #: The renewals' failures; unhealthy while the store cannot be written.
         self.trouble = logs.Trouble(log, "lease renewal", base_s=lease_s / 12)
 
@@ -93,6 +95,7 @@ class NodeLease:
                 lease_left_ms=held.lease_expires_ms - self._started_ms,
             )  # fmt: skip
             raise
+        self._taken = True
         logs.event(
             self._log,
             logging.INFO,
@@ -106,6 +109,8 @@ class NodeLease:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
+        if not self._taken:
+            return
         try:
             await self._store.remove_node(self.node_id, self._template.holder)
         except Exception as exc:

@@ -61,6 +61,7 @@ def test_a_second_process_cannot_take_a_live_node_id(tmp_path: Path, store_args:
             error_lines[0]
         )
         assert "lease held by another process" in second.stderr
+        assert "lease released" not in second.stderr  # it held nothing
         assert "Traceback" not in second.stderr
         # The lease is the first one's still: nothing was taken, nothing deleted.
         [node] = _nodes(data, store_args)
