@@ -199,6 +199,9 @@ class _Services:
             load=service.load,
             log=log,
             load_scale=s.workers,
+            # Bound exclusively on the advertised address itself (workers: their supervisor
+            # reserved the port exclusively first): no other live process serves it.
+            owns_address=s.public_host == s.host,
         )
         await self.lease.start()
         lease = self.lease

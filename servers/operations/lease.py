@@ -8,7 +8,10 @@ clean shutdown deletes the row at once.
 
 Each lease names its holder, :data:`PROCESS_HOLDER`: a second service started with the
 node id of a live one is refused (LeaseHeld) instead of taking its row over, and a
-shutdown deletes only its own lease. Worker processes share their supervisor's token
+shutdown deletes only its own lease. One exception: a service restarted after a crash on
+the very address the lease names, which it has just bound exclusively (so the lease's
+holder cannot be serving it any more), reclaims the lease at once rather than waiting for
+it to lapse. Worker processes share their supervisor's token
 (it is made at import, before ``--workers`` forks), so they renew one row together.
 """
 
@@ -47,6 +50,7 @@ class NodeLease:
         log: logging.Logger,
         load_scale: int = 1,
         holder: str = PROCESS_HOLDER,
+        owns_address: bool = False,
     ) -> None:
         self._store = store
         self._template = Node(
@@ -62,6 +66,9 @@ class NodeLease:
             renewed_ms=0,
             holder=holder,
         )
+        #: This process listens on (host, port) itself, bound exclusively: a lease naming that
+        #: address under another holder is a crashed process's, reclaimed at start.
+        self._owns_address = owns_address
         self._lease_ms = round(lease_s * 1000)
         self._interval_s = lease_s / 3
         self._load = load
@@ -86,7 +93,7 @@ class NodeLease:
         """Take the lease (fails loudly if the store refuses), then renew in the background."""
         self._started_ms = wall_ms()
         try:
-            await self._renew()
+            await self._renew(reclaim=self._owns_address)
         except LeaseHeld as exc:
             held = exc.node
             logs.event(
@@ -126,7 +133,7 @@ class NodeLease:
         self._last_count, self._last_at = count, now
         return rate
 
-    async def _renew(self) -> None:
+    async def _renew(self, *, reclaim: bool = False) -> None:
         now = wall_ms()
         node = Node(
             node_id=self._template.node_id,
@@ -141,7 +148,7 @@ class NodeLease:
             renewed_ms=now,
             holder=self._template.holder,
         )
-        await self._store.put_node(node)
+        await self._store.put_node(node, reclaim=reclaim)
 
     async def _renew_forever(self) -> None:
         delay = self._interval_s

@@ -51,11 +51,14 @@ NODE_COLUMNS = (
     "started_ms, renewed_ms, holder"
 )
 
-#: Insert or renew a node lease (parameters: :func:`node_values`, ``$`` numbered for
-#: PostgreSQL; SQLite swaps them for ``?``): the conflicting row is updated only by its
-#: holder, or once its lease has lapsed. No row returned: another holder's live lease.
+#: Insert or renew a node lease (parameters: :func:`node_values`, then the reclaim flag;
+#: ``$`` numbered for PostgreSQL, SQLite swaps them for ``?``): the conflicting row is
+#: updated only by its holder, once its lease has lapsed, or when reclaimed (its address
+#: is the writer's own, which only a live process can hold: ``RegistryStore.put_node``).
+#: No row returned: another holder's live lease.
 PUT_NODE = (
-    f"INSERT INTO nodes ({NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    f"INSERT INTO nodes ({NODE_COLUMNS}) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
     "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, port = excluded.port, "
     "kex_public_key = excluded.kex_public_key, priority = excluded.priority, "
     "weight = excluded.weight, load = excluded.load, "
@@ -63,6 +66,7 @@ PUT_NODE = (
     "started_ms = CASE WHEN nodes.holder = excluded.holder THEN nodes.started_ms "
     "ELSE excluded.started_ms END, holder = excluded.holder "
     "WHERE nodes.holder = excluded.holder OR nodes.lease_expires_ms <= excluded.renewed_ms "
+    "OR ($12 AND nodes.host = excluded.host AND nodes.port = excluded.port) "
     "RETURNING node_id"
 )
 

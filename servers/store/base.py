@@ -361,12 +361,14 @@ class RegistryStore(abc.ABC):
     # -- Operations nodes ---------------------------------------------------------------
 
     @abc.abstractmethod
-    async def put_node(self, node: Node) -> None:
+    async def put_node(self, node: Node, *, reclaim: bool = False) -> None:
         """Insert or renew a node lease (keyed by ``node_id``; ``started_ms`` is kept).
 
         Only its holder renews a live lease: a row of another ``holder`` whose lease has
         not lapsed at ``node.renewed_ms`` is left as it is, and LeaseHeld raised (naming
-        it). A lapsed lease is anyone's to take.
+        it). A lapsed lease is anyone's to take. ``reclaim``: the caller listens on the
+        node's host and port itself, bound exclusively, so the row's holder if it names
+        that same address cannot be alive (it crashed): take the row over.
         """
 
     @abc.abstractmethod

@@ -306,8 +306,9 @@ def _sqlite(sql: str) -> str:
     return sql.replace("$", "?")
 
 
-def _put_node(conn: sqlite3.Connection, node: Node) -> None:
-    taken = conn.execute(_sqlite(_rows.PUT_NODE), _rows.node_values(node)).fetchone()
+def _put_node(conn: sqlite3.Connection, node: Node, reclaim: bool) -> None:
+    values = (*_rows.node_values(node), reclaim)
+    taken = conn.execute(_sqlite(_rows.PUT_NODE), values).fetchone()
     if taken is None:  # another holder's live lease: the row is as it was
         held = conn.execute(
             f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE node_id = ?", (node.node_id,)
@@ -644,8 +645,9 @@ class SqliteStore(RegistryStore):
 
     # -- Operations nodes ---------------------------------------------------------------
 
-    async def put_node(self, node: Node) -> None:
-        await self._write(functools.partial(_put_node, node=node), bounded=False)
+    async def put_node(self, node: Node, *, reclaim: bool = False) -> None:
+        job = functools.partial(_put_node, node=node, reclaim=reclaim)
+        await self._write(job, bounded=False)
 
     async def remove_node(self, node_id: str, holder: str) -> None:
         def job(conn: sqlite3.Connection) -> None:

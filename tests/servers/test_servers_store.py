@@ -448,6 +448,24 @@ def test_a_live_lease_is_its_holders_alone(store_backend: StoreBackend) -> None:
     store_backend.run(body)
 
 
+def test_a_crashed_holders_live_lease_is_reclaimed_on_its_own_address(
+    store_backend: StoreBackend,
+) -> None:
+    async def body(store: RegistryStore) -> None:
+        await store.put_node(_node("a", T0 + 15_000, holder="crashed", port=1111))
+        # Reclaiming needs the very address: another one is still refused.
+        with pytest.raises(LeaseHeld):
+            await store.put_node(_node("a", T0 + 16_000, holder="new", port=2222), reclaim=True)
+        restarted = _node("a", T0 + 16_000, holder="new", port=1111, renewed_ms=T0 + 1000,
+                          started_ms=T0 + 1000)  # fmt: skip
+        with pytest.raises(LeaseHeld):  # not without reclaim
+            await store.put_node(restarted)
+        await store.put_node(restarted, reclaim=True)
+        assert await store.list_nodes() == [restarted]
+
+    store_backend.run(body)
+
+
 def test_writes_are_visible_to_a_second_store_on_the_same_data(
     store_backend: StoreBackend,
 ) -> None:

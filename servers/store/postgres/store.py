@@ -394,13 +394,13 @@ class PostgresStore(RegistryStore):
 
     # -- Operations nodes ---------------------------------------------------------------
 
-    async def put_node(self, node: Node) -> None:
+    async def put_node(self, node: Node, *, reclaim: bool = False) -> None:
         async def work(conn: asyncpg.Connection) -> None:
             old = await conn.fetchrow(
                 f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE node_id = $1 FOR UPDATE",
                 node.node_id,
             )
-            if await conn.fetchval(_rows.PUT_NODE, *_rows.node_values(node)) is None:
+            if await conn.fetchval(_rows.PUT_NODE, *_rows.node_values(node), reclaim) is None:
                 # Another holder's live lease, as it was (inserted since the SELECT, when
                 # that found none: read it again).
                 held = old or await conn.fetchrow(
