@@ -35,7 +35,7 @@ def test_metrics_tell_node_lease_store_application_and_process_state(tmp_path: P
         assert _value(text, 'kaa_application_registrations_total{application="default"}') == 1
         assert _value(text, 'kaa_application_resolutions_total{application="default"}') >= 1
         assert re.search(r'^kaa_build_info\{version="[^"]+",python="3\.\d+\.\d+",'
-                         r'implementation="(ext|pure)"\} 1$', text, re.MULTILINE)  # fmt: skip
+                         r'implementation="(ext|py)"\} 1$', text, re.MULTILINE)  # fmt: skip
         assert _value(text, "kaa_uptime_seconds") > 0
         assert _value(text, "process_resident_memory_bytes") > 10_000_000
         assert 0 < _value(text, "process_open_fds") < _value(text, "process_max_fds")
