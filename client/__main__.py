@@ -105,6 +105,9 @@ def _register(args: argparse.Namespace) -> int:
         )
         return EXIT_REVOKED
     assert isinstance(outcome, Failed)
+    if outcome.configuration_error:
+        print(f"error: configuration error in {args.sdk}: {outcome.reason}", file=sys.stderr)
+        return EXIT_USAGE
     print(
         f"error: could not register ({outcome.reason}); last failure: {doc['cause']}",
         file=sys.stderr,

@@ -45,6 +45,13 @@ The rules (docs/client.md gives the reasons):
 9. Give up with :class:`Failed` when the next wait would pass ``deadline_s`` (counted from
    the end of the hold-off) or the failure count reaches ``max_failures`` (both off by
    default: a device keeps trying).
+10. Give up at once with a :class:`Failed` whose ``configuration_error`` is True when the
+   SDK configuration is wrong and retrying cannot help (docs/client.md, "Configuration
+   errors"): a *sealed* ``UNKNOWN_SDK_TOKEN`` (only the node holding the key the signed
+   resolution named can seal it); or, for verdicts anyone on a path could cause (a plain
+   ``UNKNOWN_APPLICATION``, a resolution that fails verification under the configured
+   Bootstrap key), when the configuration names two or more distinct Bootstraps and every
+   one of them gave that same verdict at its last answer.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from kaa_wire._connection import NeedData, RegisterClient, Registered, ResolveCl
 from kaa_wire._connection import Resolved as _Resolved
 from kaa_wire._constants import MAX_PROFILE_SIZE, NONCE_SIZE, RegistrationStatus
 from kaa_wire._errors import (
+    BadSignature,
     KaaWireError,
     LocalProtocolError,
     Overloaded,
@@ -69,7 +77,9 @@ from kaa_wire._errors import (
     RevokedEndpoint,
     StaleRequest,
     UnexpectedMessage,
+    UnknownApplication,
     UnknownKeyHash,
+    UnknownSdkToken,
 )
 from kaa_wire._messages import OperationsNode, RegistrationResult
 from kaa_wire._rotation import TrustedKey, key_fingerprint
@@ -269,6 +279,9 @@ class Failed:
     cause: BaseException | None
     attempts: tuple[Attempt, ...]
     status: str = "failed"
+    #: The SDK configuration is wrong (its SDK token, application token or Bootstrap key):
+    #: retrying will not help (rule 10 of the module doc).
+    configuration_error: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -276,6 +289,7 @@ class Failed:
             "registered": False,
             "endpoint_id": self.endpoint_id,
             "reason": self.reason,
+            "configuration_error": self.configuration_error,
             "cause": None if self.cause is None else _describe_error(self.cause),
             "attempts": [a.describe() for a in self.attempts],
         }
@@ -348,9 +362,19 @@ Action = Exchange | Sleep
 
 
 class _GiveUp(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, configuration_error: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.configuration_error = configuration_error
+
+
+#: Resolution verdicts that say the SDK configuration is wrong, though anyone on the path
+#: could have caused them (unsigned, or a signature that does not verify): trusted only
+#: when every configured Bootstrap, two or more, agrees (rule 10).
+_UNTRUSTED_CONFIGURATION_VERDICTS: Final = {
+    UnknownApplication: "the application token is unknown to every Bootstrap",
+    BadSignature: "no Bootstrap's answer verifies under the configured Bootstrap key",
+}
 
 
 class _Reresolve(Exception):
@@ -412,6 +436,9 @@ class RegistrationPlan:
         self._reconnect = state.registered
         self._last_sent_ms = 0
         self._next_bootstrap = rng.randrange(len(config.bootstrap_servers))
+        #: Each distinct Bootstrap's configuration verdict at its last answer (rule 10).
+        self._verdicts: dict[tuple[str, int], type[KaaWireError]] = {}
+        self._bootstraps = {(b.host, b.port) for b in config.bootstrap_servers}
 
     def steps(self) -> Generator[Action, Any, Outcome]:
         """The generator the transports run (see the module doc)."""
@@ -438,7 +465,11 @@ class RegistrationPlan:
                 self.resolved = None
         except _GiveUp as stop:
             failed = Failed(
-                self._state.endpoint_id, stop.reason, self._last_cause, tuple(self._attempts)
+                self._state.endpoint_id,
+                stop.reason,
+                self._last_cause,
+                tuple(self._attempts),
+                configuration_error=stop.configuration_error,
             )
             return self._emit(failed)
 
@@ -462,8 +493,13 @@ class RegistrationPlan:
         try:
             resolved: _Resolved = yield exchange
         except TRANSPORT_ERRORS as exc:
+            verdict = self._judge((server.host, server.port), exc)
+            if verdict is not None:
+                self._record(exchange, exc)
+                raise _GiveUp(verdict, configuration_error=True) from None
             yield from self._failed(exchange, exc)
             return None
+        self._verdicts.pop((server.host, server.port), None)
         signer = resolved.bootstrap_key
         if signer is not None and signer.generation > trusted.generation:
             # Verified link by link: from now on only this key signs for the anchor.
@@ -521,6 +557,15 @@ class RegistrationPlan:
                 self._record(exchange, exc)
                 self._reconnect = False
                 continue
+            except UnknownSdkToken as exc:
+                if not exc.sealed:  # anyone on the path can send a plain error
+                    yield from self._failed(exchange, exc)
+                    return None
+                # Sealed: the node the signed resolution named says so; no node will differ.
+                self._record(exchange, exc)
+                raise _GiveUp(
+                    f"the SDK token is refused: {exc.message}", configuration_error=True
+                ) from None
             except RevokedEndpoint as exc:
                 if not exc.sealed:  # anyone on the path can send a plain error
                     yield from self._failed(exchange, exc)
@@ -555,6 +600,21 @@ class RegistrationPlan:
                 timestamp_ms=timestamp_ms,
             )
             return connected
+
+    def _judge(self, bootstrap: tuple[str, int], cause: BaseException) -> str | None:
+        """Keep ``bootstrap``'s configuration verdict (another failure is none: forget
+        it); the reason to give up when every configured Bootstrap, two or more, agrees
+        (rule 10), else None."""
+        kind = type(cause)
+        if kind not in _UNTRUSTED_CONFIGURATION_VERDICTS:
+            self._verdicts.pop(bootstrap, None)
+            return None
+        self._verdicts[bootstrap] = kind
+        if len(self._bootstraps) < 2 or {self._verdicts.get(b) for b in self._bootstraps} != {
+            kind
+        }:
+            return None
+        return f"{_UNTRUSTED_CONFIGURATION_VERDICTS[kind]} ({len(self._bootstraps)} agree)"
 
     def _record(self, exchange: Exchange | _NoExchange, cause: BaseException | None) -> None:
         attempt = Attempt(

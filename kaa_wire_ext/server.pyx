@@ -409,7 +409,7 @@ cdef class ExchangeProtocol:
             self._refuse(Timeout(f"no whole request within {seconds:g} s"))
 
     cdef _refuse(self, error):
-        self._ctx.refused(error, self._peer())
+        self._ctx.refused(error, self._peer)
         try:
             answer = self._conn.send_error(error)
         except KaaWireError:  # the core cannot frame it: just close
@@ -432,7 +432,7 @@ cdef class ExchangeProtocol:
         if transport.get_write_buffer_size():
             asyncio.get_running_loop().call_later(ctx.read_timeout_s, transport.abort)
 
-    cdef str _peer(self):
+    def _peer(self) -> str:
         """Looked up only to log a refusal or failure: a system call per connection else."""
         peer = None if self._transport is None else self._transport.get_extra_info("peername")
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)

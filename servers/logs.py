@@ -70,9 +70,15 @@ def configure(json_lines: bool = False, level: str = "info", stream: IO[str] | N
 
 
 class Trouble:
-    """The failures of one background job (a refresh, a renewal): how long to wait before
-    the next try, a log that says the first failure, then at most one line per
-    ``log_every_s`` with the count, and the recovery; and whether the job is healthy."""
+    """The failures of one background job (a refresh, a renewal), or one kind of refusal: how
+    long to wait before the next try, a log that says the first failure, then at most one
+    line per ``log_every_s`` (with the count, and how many went unlogged since the last
+    line: ``suppressed``), and the recovery; and whether the job is healthy.
+
+    ``event`` names the failure's log line (default: ``"<what> failed"``), ``level`` its
+    level: a flood of refused connections logs one line per ``log_every_s`` this way, not
+    one per connection.
+    """
 
     def __init__(
         self,
@@ -82,33 +88,48 @@ class Trouble:
         base_s: float,
         max_s: float = 30.0,
         log_every_s: float = 30.0,
+        event: str | None = None,
+        level: int = logging.WARNING,
     ) -> None:
         self._log = log
         self._what = what
+        self._event = event or f"{what} failed"
+        self._level = level
         self._base_s = base_s
         self._max_s = max(max_s, base_s)
         self._log_every_s = log_every_s
         self.failures = 0
+        self._suppressed = 0
         self._logged_at = 0.0
 
     @property
     def healthy(self) -> bool:
         return self.failures == 0
 
-    def failed(self, error: BaseException) -> float:
-        """Record a failure; the delay before the next try (doubling, capped)."""
-        self.failures += 1
-        now = time.monotonic()
-        if self.failures == 1 or now - self._logged_at >= self._log_every_s:
-            self._logged_at = now
-            event(self._log, logging.WARNING, f"{self._what} failed",
-                  error=str(error) or type(error).__name__, failures=self.failures)
+    def log_due(self) -> bool:
+        """Whether the next failure gets a log line (to compute costly fields only then)."""
+        return self.failures == 0 or time.monotonic() - self._logged_at >= self._log_every_s
+
+    def failed(self, error: BaseException | str, **fields: Any) -> float:
+        """Record a failure (``fields``: more to log about it); the delay before the next
+        try (doubling, capped)."""
+        if self.log_due():
+            self._logged_at = time.monotonic()
+            self.failures += 1
+            reason = error if isinstance(error, str) else str(error) or type(error).__name__
+            event(self._log, self._level, self._event, **fields, error=reason,
+                  failures=self.failures, suppressed=self._suppressed)  # fmt: skip
+            self._suppressed = 0
+        else:
+            self.failures += 1
+            self._suppressed += 1
         return float(min(self._max_s, self._base_s * 2 ** min(self.failures - 1, 16)))
 
     def succeeded(self) -> None:
         if self.failures:
             event(self._log, logging.INFO, f"{self._what} recovered", failures=self.failures)
         self.failures = 0
+        self._suppressed = 0
 
 
 def get(name: str) -> logging.Logger:

@@ -2,15 +2,38 @@
 
 All updates happen on the event loop thread; state owned by other threads (the store
 writer) is read at scrape time through collectors.
+
+What an HTTP server calls: :meth:`Metrics.render` (this process's figures) and, under
+``--workers``, :class:`WorkerGroup`'s ``render`` (the whole group's, merged: any worker's
+admin port gives the same one view). Neither knows anything of HTTP.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import dataclasses
+import json
 import math
+import os
+import platform
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
-__all__ = ["Counter", "Gauge", "Histogram", "Registry", "Metrics", "LATENCY_BUCKETS"]
+__all__ = [
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "SampledHistogram",
+    "HistogramSnapshot",
+    "Registry",
+    "Metrics",
+    "WorkerGroup",
+    "LATENCY_BUCKETS",
+    "MAX_APPLICATION_LABELS",
+]
 
 Labels = tuple[str, ...]
 
@@ -154,6 +177,41 @@ class Histogram(_Family):
         return lines
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A histogram another thread keeps: ``counts`` per bucket of ``bounds`` (not
+    cumulative) plus one for +Inf, and the sum of the observed values."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float
+
+
+class SampledHistogram(_Family):
+    """A histogram read at scrape time (state another thread owns: the store writer's
+    commit durations)."""
+
+    kind = "histogram"
+
+    def __init__(
+        self, name: str, help_text: str, read: Callable[[], HistogramSnapshot | None]
+    ) -> None:
+        super().__init__(name, help_text)
+        self._read_snapshot = read
+
+    def samples(self) -> list[str]:
+        snapshot = self._read_snapshot()
+        if snapshot is None:
+            return []
+        lines, running = [], 0
+        for bound, count in zip((*snapshot.bounds, math.inf), snapshot.counts, strict=True):
+            running += count
+            lines.append(f'{self.name}_bucket{{le="{_number(bound)}"}} {running}')
+        lines.append(f"{self.name}_sum {snapshot.total!r}")
+        lines.append(f"{self.name}_count {running}")
+        return lines
+
+
 class Registry:
     def __init__(self) -> None:
         self._families: list[_Family] = []
@@ -163,12 +221,88 @@ class Registry:
             raise ValueError(f"metric {family.name} is already registered")
         self._families.append(family)
 
+    def families(self) -> list[tuple[str, str, str, list[str]]]:
+        """(name, kind, help, sample lines) of each family, in registration order."""
+        return [(f.name, f.kind, f.help, f.samples()) for f in self._families]
+
     def render(self) -> str:
-        lines: list[str] = []
-        for family in self._families:
-            lines.extend(family.header())
-            lines.extend(family.samples())
-        return "\n".join(lines) + "\n"
+        return _render(self.families())
+
+
+def _render(families: Iterable[tuple[str, str, str, list[str]]]) -> str:
+    lines: list[str] = []
+    for name, kind, help_text, samples in families:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(samples)
+    return "\n".join(lines) + "\n"
+
+
+#: At most this many applications get a label of their own in the per-application
+#: counters; registrations and resolutions of any further ones count under "other". An
+#: operator creates applications (devices cannot), so this bounds a mistake, not an attack.
+MAX_APPLICATION_LABELS = 100
+OTHER_APPLICATIONS = "other"
+
+
+class _BoundedLabel:
+    """Label values, the first ``limit`` distinct ones as they are, any later one as
+    ``other``: a family's series count stays bounded whatever the values."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return OTHER_APPLICATIONS
+        self._seen.add(value)
+        return value
+
+
+def _package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("kaa-wire")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _process_figures() -> dict[str, float]:
+    """CPU seconds, resident memory, open and maximum descriptors of this process, read
+    from /proc (Linux; empty elsewhere). The names and meanings are those of the Prometheus
+    client libraries' process collector, which reads the same files."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return {}
+    # Fields after the command name (which may hold spaces), from field 3 (state) on.
+    fields = stat.rsplit(")", 1)[1].split()
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {
+        "cpu_seconds_total": (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS,
+        "resident_memory_bytes": int(fields[21]) * _PAGE_SIZE,
+        "open_fds": fds,
+        "max_fds": soft,
+        "start_time_seconds": _boot_time() + int(fields[19]) / _CLOCK_TICKS,
+    }
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
 
 
 class Metrics:
@@ -201,6 +335,31 @@ class Metrics:
         self.signatures = Counter(
             "kaa_signatures_total", "RSA signatures made by the Bootstrap", ("mode",)
         )
+        self.application = _BoundedLabel(MAX_APPLICATION_LABELS)
+        self.application_registrations = Counter(
+            "kaa_application_registrations_total",
+            f"Registrations acknowledged, by application name (the first "
+            f"{MAX_APPLICATION_LABELS}; any others as {OTHER_APPLICATIONS})",
+            ("application",),
+        )
+        self.application_resolutions = Counter(
+            "kaa_application_resolutions_total",
+            f"Resolution answers sent, by application name (the first "
+            f"{MAX_APPLICATION_LABELS}; any others as {OTHER_APPLICATIONS})",
+            ("application",),
+        )
+        self.started = time.time()
+        build = (_package_version(), platform.python_version())
+        self.build_info = Gauge(
+            "kaa_build_info",
+            "Always 1: the kaa-wire version, Python version and hot-path implementation",
+            ("version", "python", "implementation"),
+            read=lambda: [((*build, _implementation()), 1.0)],
+        )
+        self.uptime = Gauge(
+            "kaa_uptime_seconds", "Seconds since this process started serving",
+            read=lambda: [((), time.time() - self.started)],
+        )  # fmt: skip
         for family in (
             self.connections,
             self.connections_open,
@@ -209,8 +368,38 @@ class Metrics:
             self.errors,
             self.latency,
             self.signatures,
+            self.application_registrations,
+            self.application_resolutions,
+            self.build_info,
+            self.uptime,
         ):
             self.registry.add(family)
+        self._add_process_metrics()
+
+    def _add_process_metrics(self) -> None:
+        """``process_*`` (Prometheus's standard names): CPU, memory, descriptors, start."""
+        helps = {
+            "cpu_seconds_total": "User and system CPU time spent, in seconds",
+            "resident_memory_bytes": "Resident memory size, in bytes",
+            "open_fds": "Open file descriptors",
+            "max_fds": "Maximum open file descriptors (soft RLIMIT_NOFILE)",
+            "start_time_seconds": "Start time of the process, in seconds since the epoch",
+        }
+        if not _process_figures():
+            return  # no /proc: not Linux
+        for key, help_text in helps.items():
+            kind = Counter if key.endswith("_total") else Gauge
+
+            def sample(key: str = key) -> list[tuple[Labels, float]]:
+                return [((), _process_figures().get(key, 0.0))]
+
+            self.registry.add(kind(f"process_{key}", help_text, read=sample))
+
+    def count_registration(self, application: str) -> None:
+        self.application_registrations.inc(self.application(application))
+
+    def count_resolution(self, application: str) -> None:
+        self.application_resolutions.inc(self.application(application))
 
     def add(self, family: _Family) -> None:
         self.registry.add(family)
@@ -229,5 +418,152 @@ class Metrics:
             help_text = f"{what}: {key.removesuffix('_total').replace('_', ' ')}"
             self.registry.add(kind(f"{prefix}_{key}", help_text, read=sample))
 
+    def add_gauge(self, name: str, help_text: str, read: Callable[[], float | None]) -> None:
+        """A gauge read at each scrape (no sample while ``read()`` is None)."""
+
+        def sample() -> list[tuple[Labels, float]]:
+            value = read()
+            return [] if value is None else [((), value)]
+
+        self.registry.add(Gauge(name, help_text, read=sample))
+
     def render(self) -> str:
         return self.registry.render()
+
+
+def _implementation() -> str:
+    import kaa_wire
+
+    return str(kaa_wire.IMPLEMENTATION)
+
+
+# -- one view across --workers --------------------------------------------------------------
+
+#: Families merged across workers by their largest value (the same fact in every worker, or
+#: a state any one worker holding is enough for), or their smallest; every other family is
+#: summed (counters, histograms, open connections, memory, CPU, descriptors).
+_MERGE_MAX = frozenset({
+    "kaa_build_info", "kaa_uptime_seconds", "process_max_fds", "kaa_nodes_live",
+    "kaa_lease_held",
+})  # fmt: skip
+_MERGE_MIN = frozenset({"process_start_time_seconds", "kaa_ready"})
+#: How often a worker publishes its figures for the others.
+PUBLISH_INTERVAL_S = 1.0
+
+
+#: The group this process is a worker of (set in the worker after the fork), or None.
+_current_group: WorkerGroup | None = None
+
+
+def join_group(group: WorkerGroup) -> None:
+    """Make this process (a freshly forked worker) a member of ``group``."""
+    global _current_group
+    _current_group = group
+
+
+def current_group() -> WorkerGroup | None:
+    return _current_group
+
+
+class WorkerGroup:
+    """The figures of all ``--workers`` of one group, for one merged ``/metrics``.
+
+    The supervisor makes a private directory (on tmpfs, /dev/shm, where it exists) before
+    it forks; each worker writes its figures there every :data:`PUBLISH_INTERVAL_S`
+    (``worker-<slot>.json``: the families' sample lines; written to a temporary file and
+    renamed, so a reader sees a whole one; not fsynced: nothing here outlives the group),
+    and renders its own figures live and the others' last published ones, merged: every
+    worker's admin port then answers with the same one view. A restarted worker starts
+    its counters from zero, so the merged counter goes down once (Prometheus treats that as
+    a reset); the per-worker figures stay on each worker's own ``/metrics/worker``... no:
+    see docs/operations.md, "Workers".
+    """
+
+    def __init__(self, directory: Path, slot: int | None = None) -> None:
+        self.directory = directory
+        self.slot = slot
+
+    @classmethod
+    def create(cls) -> WorkerGroup:
+        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        return cls(Path(tempfile.mkdtemp(prefix="kaa-metrics-", dir=base)))
+
+    def for_worker(self, slot: int) -> WorkerGroup:
+        return WorkerGroup(self.directory, slot)
+
+    def remove(self) -> None:
+        for path in self.directory.glob("*"):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()
+
+    def _path(self, slot: int) -> Path:
+        return self.directory / f"worker-{slot}.json"
+
+    def publish(self, metrics: Metrics) -> None:
+        """Write this worker's figures for the others."""
+        assert self.slot is not None
+        target = self._path(self.slot)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(metrics.registry.families()))
+        os.replace(tmp, target)
+
+    def render(self, metrics: Metrics) -> str:
+        """This worker's live figures and the others' last published ones, merged; and
+        ``kaa_worker_connections_total{worker}``: how the kernel spreads connections."""
+        by_slot = {self.slot: metrics.registry.families()}
+        for path in sorted(self.directory.glob("worker-*.json")):
+            slot = int(path.stem.removeprefix("worker-"))
+            if slot == self.slot:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                by_slot[slot] = [tuple(f) for f in json.loads(path.read_text())]
+        merged = merge_families(list(by_slot.values()))
+        spread = [
+            f'kaa_worker_connections_total{{worker="{slot}"}} {_number(_total(fams, CONNECTIONS))}'
+            for slot, fams in sorted(by_slot.items(), key=lambda item: item[0] or 0)
+        ]
+        merged.append((
+            "kaa_worker_connections_total", "counter",
+            "TCP connections accepted by each worker (of all its services)", spread,
+        ))  # fmt: skip
+        return _render(merged)
+
+
+CONNECTIONS = "kaa_connections_total"
+
+
+def _total(families: Sequence[tuple[str, str, str, list[str]]], name: str) -> float:
+    """The sum of every sample of family ``name``."""
+    return sum(
+        float(line.rpartition(" ")[2]) for n, _, _, lines in families if n == name for line in lines
+    )
+
+
+def merge_families(
+    groups: Sequence[Sequence[tuple[str, str, str, list[str]]]],
+) -> list[tuple[str, str, str, list[str]]]:
+    """The families of several processes as one: each sample summed over the processes
+    (or its max or min, for the families in ``_MERGE_MAX`` / ``_MERGE_MIN``), in the order
+    the families and samples first appear."""
+    order: dict[str, tuple[str, str]] = {}
+    values: dict[str, dict[str, float]] = {}
+    for families in groups:
+        for name, kind, help_text, samples in families:
+            order.setdefault(name, (kind, help_text))
+            merged = values.setdefault(name, {})
+            for line in samples:
+                series, _, number = line.rpartition(" ")
+                value = float(number)
+                if series not in merged:
+                    merged[series] = value
+                elif name in _MERGE_MAX:
+                    merged[series] = max(merged[series], value)
+                elif name in _MERGE_MIN:
+                    merged[series] = min(merged[series], value)
+                else:
+                    merged[series] += value
+    return [
+        (name, kind, help_text, [f"{s} {_number(v)}" for s, v in values[name].items()])
+        for name, (kind, help_text) in order.items()
+    ]

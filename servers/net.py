@@ -122,6 +122,9 @@ class ServiceContext:
     retry_after_ms: int
     log: logging.Logger
     deadlines: ReadDeadlines = dataclasses.field(init=False)
+    #: One log limiter per refusal code (a bounded set): a flood of refused connections
+    #: logs the first and then one line per 30 s with the count, not one line each.
+    refusals: dict[str, logs.Trouble] = dataclasses.field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.deadlines = ReadDeadlines(self.read_timeout_s)
@@ -142,10 +145,15 @@ class ServiceContext:
         self.connections.leave()
         self.metrics.connections_open.inc(self.name, amount=-1)
 
-    def refused(self, error: KaaWireError, peer: str) -> None:
+    def refused(self, error: KaaWireError, peer: Callable[[], str]) -> None:
+        """Count a refusal; log it unless this code's log is rate limited right now."""
         code = error.code.name
         self.metrics.errors.inc(self.name, code)
-        logs.event(self.log, logging.INFO, "refused", code=code, peer=peer, reason=error.message)
+        refusals = self.refusal_log(code)
+        if refusals.log_due():  # the peer's address costs a system call: only when logged
+            refusals.failed(error.message, code=code, peer=peer())
+        else:
+            refusals.failed(error.message)
 
     def failed(self, peer: str) -> None:
         """The service raised something other than a refusal (logged with its traceback)."""
@@ -154,6 +162,14 @@ class ServiceContext:
     def served(self, seconds: float) -> None:
         """A whole request was answered ``seconds`` after it arrived."""
         self.metrics.latency.observe(seconds, self.name)
+
+    def refusal_log(self, code: str) -> logs.Trouble:
+        trouble = self.refusals.get(code)
+        if trouble is None:
+            trouble = self.refusals[code] = logs.Trouble(
+                self.log, f"refused {code}", base_s=0.0, event="refused", level=logging.INFO
+            )
+        return trouble
 
 
 class _Phase(enum.Enum):
@@ -257,7 +273,7 @@ class ExchangeProtocol(asyncio.Protocol):
             self._refuse(Timeout(f"no whole request within {seconds:g} s"))
 
     def _refuse(self, error: KaaWireError) -> None:
-        self._ctx.refused(error, self._peer())
+        self._ctx.refused(error, self._peer)
         try:
             answer = self._conn.send_error(error)
         except KaaWireError:  # the core cannot frame it: just close

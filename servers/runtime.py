@@ -22,6 +22,7 @@ import uvloop
 
 import kaa_wire
 from servers import logs
+from servers import metrics as metrics_module
 from servers._impl import ExchangeProtocol
 from servers.admin import AdminServer
 from servers.bootstrap.keys import KeyringWatcher
@@ -32,13 +33,14 @@ from servers.config import Settings
 from servers.datadir import PRIVATE_DIR_MODE, DataDir, DataDirError
 from servers.keyring import KeyringError
 from servers.limits import Gate, WorkerPool, auto_threads, ensure_fd_limit
-from servers.metrics import Metrics
+from servers.metrics import HistogramSnapshot, Metrics, SampledHistogram
 from servers.net import ServiceContext
 from servers.operations.directory import Directory
 from servers.operations.lease import NodeLease
 from servers.operations.service import OperationsService
 from servers.store.base import RegistryStore, StoreError
 from servers.store.factory import store_for
+from servers.tasks import cancel_and_wait
 
 __all__ = ["Listeners", "serve", "run", "secure_datadir", "cannot_start"]
 
@@ -71,6 +73,20 @@ class _Services:
         self.store = store
         self.metrics = Metrics()
         self.metrics.add_stats("kaa_store", "Registry store", store.stats)
+        self.metrics.add(
+            SampledHistogram(
+                "kaa_store_commit_duration_seconds",
+                "Registry store: how long each registration batch's commit took",
+                lambda: _commit_snapshot(store),
+            )
+        )
+        self.metrics.add_gauge(
+            "kaa_ready", "1 while /healthz says ready (the store reachable, the lease held)",
+            lambda: float(self.not_ready() is None),
+        )  # fmt: skip
+        #: Under --workers: this worker's part in the group's one view of the metrics.
+        self.group = metrics_module.current_group()
+        self._publisher: asyncio.Task[None] | None = None
         self.servers: list[asyncio.Server] = []
         self.gates: list[Gate] = []
         self.pools: list[WorkerPool] = []
@@ -118,6 +134,11 @@ class _Services:
         threads = auto_threads() if s.sign_threads < 0 else s.sign_threads
         pool = WorkerPool("sign", threads, s.max_pending_signs, s.retry_after_ms)
         self.pools.append(pool)
+        view = self.view
+        self.metrics.add_gauge(
+            "kaa_nodes_live", "Operations nodes with a live lease, as this Bootstrap sees them",
+            lambda: float(len(view.nodes)),
+        )  # fmt: skip
         self.keys = KeyringWatcher(self.datadir.key_files, interval_s=s.refresh_s, log=log)
         await self.keys.start()
         self.presigner = Presigner(
@@ -179,8 +200,16 @@ class _Services:
             load=service.load,
             log=log,
             load_scale=s.workers,
+            # Bound exclusively on the advertised address itself (workers: their supervisor
+            # reserved the port exclusively first): no other live process serves it.
+            owns_address=s.public_host == s.host,
         )
         await self.lease.start()
+        lease = self.lease
+        self.metrics.add_gauge(
+            "kaa_lease_held", "1 while this Operations node's lease is held and renewed",
+            lambda: float(lease.trouble.healthy),
+        )  # fmt: skip
         return port
 
     def not_ready(self) -> str | None:
@@ -191,10 +220,30 @@ class _Services:
             return "the node lease cannot be renewed (store unreachable)"
         return None
 
+    def render_metrics(self) -> str:
+        """What /metrics answers: this process's figures, or under ``--workers`` the whole
+        group's, merged (any worker's admin port gives the same one view)."""
+        if self.group is None:
+            return self.metrics.render()
+        return self.group.render(self.metrics)
+
+    async def _publish_forever(self, group: metrics_module.WorkerGroup) -> None:
+        while True:
+            try:
+                group.publish(self.metrics)
+            except OSError as exc:  # the supervisor's directory is gone: it is stopping
+                logs.event(logs.get("main"), logging.DEBUG, "metrics not published",
+                           error=str(exc))  # fmt: skip
+            await asyncio.sleep(metrics_module.PUBLISH_INTERVAL_S)
+
     async def start_admin(self) -> int:
         s = self.settings
+        if self.group is not None:
+            self._publisher = asyncio.get_running_loop().create_task(
+                self._publish_forever(self.group)
+            )
         self.admin = AdminServer(
-            self.metrics.render,
+            self.render_metrics,
             max_connections=s.admin_max_connections,
             timeout_s=s.admin_timeout_s,
             not_ready=self.not_ready,
@@ -225,8 +274,17 @@ class _Services:
             await self.presigner.stop()
         for pool in self.pools:
             pool.shutdown()
+        await cancel_and_wait(self._publisher)
         if self.admin is not None:
             await self.admin.stop()
+
+
+def _commit_snapshot(store: RegistryStore) -> HistogramSnapshot | None:
+    durations = store.commit_durations()
+    if durations is None:
+        return None
+    bounds, counts, total = durations
+    return HistogramSnapshot(bounds, tuple(counts), total)
 
 
 def secure_datadir(datadir: DataDir) -> None:

@@ -18,11 +18,13 @@ a pipe once it listens. The parent:
 Workers also get SIGTERM from the kernel if the parent dies without that (Linux
 PR_SET_PDEATHSIG), so a killed supervisor leaves no orphan serving its ports.
 
-The admin port, when on, is per worker (``admin_port + i``, or a free port each for 0):
-metrics are per process. An Operations node is one node row whatever its worker count
-(node id ``host:port``); each worker renews it and reports its own rate times N as the
-load. With SQLite every worker opens the same database file: reads scale, but there is
-one writer at a time (docs/operations.md, "Workers").
+The admin port, when on, is per worker (``admin_port + i``, or a free port each for 0),
+and each one's ``/metrics`` is the whole group's, merged (servers/metrics.py,
+:class:`~servers.metrics.WorkerGroup`: the workers publish their figures every
+second). An Operations node is one node row whatever its worker count (node id
+``host:port``, one lease holder token for the group); each worker renews it and reports
+its own rate times N as the load. With SQLite every worker opens the same database file:
+reads scale, but there is one writer at a time (docs/operations.md, "Workers").
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from servers import logs
+from servers import logs, metrics
 from servers.config import Settings
 from servers.runtime import Listeners, run, serve
 
@@ -100,8 +102,10 @@ class _Group:
         operations: bool,
         reserved: list[socket.socket],
         on_ready: ReadyHook | None,
+        metrics_group: metrics.WorkerGroup,
     ) -> None:
         self.settings = settings
+        self.metrics_group = metrics_group
         self.bootstrap = bootstrap
         self.operations = operations
         self.reserved = reserved
@@ -141,6 +145,7 @@ class _Group:
                     sock.close()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
+                metrics.join_group(self.metrics_group.for_worker(slot))
                 if _stop_with_parent(self.parent_pid):
                     code = _worker_main(settings, self.bootstrap, self.operations, write_fd)
             except BaseException:
@@ -294,9 +299,11 @@ def serve_workers(
             sock.close()
         print(f"error: cannot bind {settings.host}: {exc}", file=sys.stderr)
         return 1
+    metrics_group = metrics.WorkerGroup.create()
     group = _Group(
-        settings, bootstrap=bootstrap, operations=operations, reserved=reserved, on_ready=on_ready
-    )
+        settings, bootstrap=bootstrap, operations=operations, reserved=reserved,
+        on_ready=on_ready, metrics_group=metrics_group,
+    )  # fmt: skip
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -311,3 +318,4 @@ def serve_workers(
             signal.signal(signum, handler)
         for sock in reserved:
             sock.close()
+        metrics_group.remove()

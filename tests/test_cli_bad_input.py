@@ -54,6 +54,19 @@ def _cases(data: Path, tmp: Path) -> list[tuple[str, tuple[str, ...], bytes, int
         ("control show of an unknown app", ("servers.control", "--data", str(data), "app",
                                             "show", "NOPE"), b"", 1),
         ("operations without a key", ("servers.operations", "--data", str(tmp / "empty")), b"", 1),
+        ("control backup into a missing directory", ("servers.control", "--data", str(data),
+                                                     "backup", "--out", str(tmp / "no" / "b.db")),
+         b"", 1),
+        ("control backup onto the database itself", ("servers.control", "--data", str(data),
+                                                     "backup", "--out", str(data / "registry.db")),
+         b"", 1),
+        ("control backup of a PostgreSQL store", ("servers.control", "--data", str(data),
+                                                  "--store", "postgresql://kaa@127.0.0.1:1/kaa",
+                                                  "backup", "--out", str(tmp / "b.db")), b"", 2),
+        ("control backup without --out", ("servers.control", "--data", str(data), "backup"),
+         b"", 2),
+        ("control read-only command on a missing database",
+         ("servers.control", "--data", str(tmp / "no-data"), "app", "list"), b"", 1),
     ]
 
 

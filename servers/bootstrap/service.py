@@ -143,4 +143,5 @@ class BootstrapService:
 
     def _resolved(self, app: Application, mode: str) -> None:
         self._metrics.resolutions.inc(mode)
+        self._metrics.count_resolution(app.name)
         logs.event(self._log, logging.DEBUG, "resolved", application=app.name, mode=mode)

@@ -1,6 +1,7 @@
 """``python -m servers.control``: set up a data directory and manage the registry.
 
     init                                  keys (0600) and the database
+    backup --out FILE                     a consistent online copy of the SQLite store
     app create|update|list|show           applications (token, configuration, topics, ...)
     sdk create APP                        a new SDK token for an application (shown once)
     sdk export --app APP --sdk-token T    the client SDK configuration, JSON and C header
@@ -102,7 +103,10 @@ def _endpoint_doc(endpoint: Endpoint, with_profile: bool = False) -> dict[str, A
         "endpoint_id": endpoint.endpoint_id.hex(),
         "application": endpoint.application,
         "status": str(endpoint.status),
-        "registration_status": endpoint.registration_status.name,
+        # None: an id revoked before it ever registered (endpoint revoke of an unknown id).
+        "registration_status": (
+            endpoint.registration_status.name if endpoint.registered else None
+        ),
         "first_seen_ms": endpoint.first_seen_ms,
         "last_seen_ms": endpoint.last_seen_ms,
         "last_request_ms": endpoint.last_request_ms,
@@ -415,7 +419,8 @@ async def _endpoint_list(store: RegistryStore, args: argparse.Namespace, _: Data
         _print(args, [_endpoint_doc(e) for e in endpoints])
     else:
         for e in endpoints:
-            print(f"{e.endpoint_id.hex()}  {e.status:<7}  {e.registration_status.name}")
+            registration = e.registration_status.name if e.registered else "never-registered"
+            print(f"{e.endpoint_id.hex()}  {e.status:<7}  {registration}")
     return 0
 
 
@@ -428,10 +433,18 @@ async def _endpoint_show(store: RegistryStore, args: argparse.Namespace, _: Data
 
 
 async def _endpoint_revoke(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
-    audit = AuditEntry(
-        wall_ms(), actions.actor(), "endpoint.revoke", args.endpoint_id.hex(), args.reason
-    )
+    # An id not registered yet (a stolen key's, known before it is used) is pre-revoked:
+    # its first registration is refused as a revoked endpoint's is.
+    known = await store.get_endpoint(args.endpoint_id) is not None
+    action = "endpoint.revoke" if known else "endpoint.pre-revoke"
+    audit = AuditEntry(wall_ms(), actions.actor(), action, args.endpoint_id.hex(), args.reason)
     endpoint = await store.revoke_endpoint(args.endpoint_id, audit)
+    if not endpoint.registered:
+        print(
+            f"note: {args.endpoint_id.hex()} has never registered: recorded as revoked, so its "
+            "first registration is refused",
+            file=sys.stderr,
+        )
     _print(args, _endpoint_doc(endpoint))
     return 0
 
@@ -484,6 +497,15 @@ async def _audit_list(store: RegistryStore, args: argparse.Namespace, _: DataDir
     return 0
 
 
+async def _backup(store: RegistryStore, args: argparse.Namespace, datadir: DataDir) -> int:
+    from servers.store.sqlite import backup
+
+    out = Path(args.out)
+    size = await asyncio.to_thread(backup, datadir.database, out)
+    _print(args, {"backup": str(out), "bytes": size, "database": str(datadir.database)})
+    return 0
+
+
 async def _init(store: RegistryStore, args: argparse.Namespace, datadir: DataDir) -> int:
     _print(args, {"data": str(datadir.root), "database": store.location})
     return 0
@@ -492,6 +514,13 @@ async def _init(store: RegistryStore, args: argparse.Namespace, datadir: DataDir
 # -- parser --------------------------------------------------------------------------------
 
 Command = Callable[[RegistryStore, argparse.Namespace, DataDir], Awaitable[int]]
+
+#: The commands that only read the registry: they open a SQLite file read-only, so they
+#: work on a read-only copy of a data directory (a backup, a mount) and never migrate it.
+_READ_ONLY: frozenset[Command] = frozenset({
+    _backup, _app_list, _app_show, _sdk_list, _sdk_export, _bootstrap_show, _endpoint_list,
+    _endpoint_show, _nodes_list, _audit_list,
+})  # fmt: skip
 
 
 def _app_fields(parser: argparse.ArgumentParser, *, create: bool) -> None:
@@ -550,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(group: Any, name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
         sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, read_only=handler in _READ_ONLY)
         # --json after the command too (``app list --json``); SUPPRESS keeps a --json given
         # before the command from being reset here.
         sub.add_argument(
@@ -559,6 +588,13 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     command(commands, "init", _init, "create the data directory: service keys and database")
+    command(
+        commands,
+        "backup",
+        _backup,
+        "a consistent copy of the SQLite store while the services run (0600, written "
+        "atomically; restore: docs/operations.md)",
+    ).add_argument("--out", required=True, metavar="FILE", help="where the copy goes")
 
     app = commands.add_parser("app", help="applications").add_subparsers(
         dest="app_command", required=True, metavar="ACTION"
@@ -634,7 +670,12 @@ def build_parser() -> argparse.ArgumentParser:
     command(endpoint, "show", _endpoint_show, "show one endpoint").add_argument(
         "endpoint_id", type=_endpoint_id, help="40 hex digits"
     )
-    revoke = command(endpoint, "revoke", _endpoint_revoke, "revoke an endpoint")
+    revoke = command(
+        endpoint,
+        "revoke",
+        _endpoint_revoke,
+        "revoke an endpoint; an id not registered yet is refused at its first registration",
+    )
     revoke.add_argument("endpoint_id", type=_endpoint_id, help="40 hex digits")
     revoke.add_argument("--reason", default="", help="recorded in the audit log")
     reinstate = command(
@@ -670,13 +711,18 @@ async def _run(args: argparse.Namespace) -> int:
     for path, mode in datadir.tighten_private_files():
         print(f"warning: {path} was readable by others: mode {mode:04o}, now "
               f"{mode & 0o600:04o}", file=sys.stderr)
+    if args.handler is _backup and is_postgres_dsn(args.settings.store):
+        raise UsageError(
+            "backup copies the data directory's SQLite store; back a PostgreSQL store up with "
+            "pg_dump (docs/operations.md, Backup and restore)"
+        )
     if args.handler is _init:
         datadir.create_keys()
     elif not is_postgres_dsn(args.settings.store) and not datadir.database.exists():
         # Only the commands that use a key load one (export, bootstrap): the others need the
         # registry alone, which with PostgreSQL is anywhere that reaches the database.
         raise NotInitialized(f"{datadir.database} does not exist: run init first")
-    async with store_for(args.settings, datadir) as store:
+    async with store_for(args.settings, datadir, read_only=args.read_only) as store:
         result: int = await args.handler(store, args, datadir)
         return result
 

@@ -5,21 +5,33 @@ priority, weight) and its current load (acknowledged registrations per second ov
 last renewal interval). It is renewed every third of the lease; a node that stops renewing
 (crashed, partitioned, stuck) drops out of Bootstrap answers once the lease lapses. A
 clean shutdown deletes the row at once.
+
+Each lease names its holder, :data:`PROCESS_HOLDER`: a second service started with the
+node id of a live one is refused (LeaseHeld) instead of taking its row over, and a
+shutdown deletes only its own lease. One exception: a service restarted after a crash on
+the very address the lease names, which it has just bound exclusively (so the lease's
+holder cannot be serving it any more), reclaims the lease at once rather than waiting for
+it to lapse. Worker processes share their supervisor's token
+(it is made at import, before ``--workers`` forks), so they renew one row together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 
 from servers import logs
 from servers.clock import wall_ms
 from servers.operations.service import LoadMeter
-from servers.store.base import Node, RegistryStore
+from servers.store.base import LeaseHeld, Node, RegistryStore
 from servers.tasks import cancel_and_wait
 
-__all__ = ["NodeLease"]
+__all__ = ["NodeLease", "PROCESS_HOLDER"]
+
+#: This process's lease holder token (random; its forked workers inherit it).
+PROCESS_HOLDER = secrets.token_hex(16)
 
 
 class NodeLease:
@@ -37,6 +49,8 @@ class NodeLease:
         load: LoadMeter,
         log: logging.Logger,
         load_scale: int = 1,
+        holder: str = PROCESS_HOLDER,
+        owns_address: bool = False,
     ) -> None:
         self._store = store
         self._template = Node(
@@ -50,7 +64,11 @@ class NodeLease:
             lease_expires_ms=0,
             started_ms=0,
             renewed_ms=0,
+            holder=holder,
         )
+        #: This process listens on (host, port) itself, bound exclusively: a lease naming that
+        #: address under another holder is a crashed process's, reclaimed at start.
+        self._owns_address = owns_address
         self._lease_ms = round(lease_s * 1000)
         self._interval_s = lease_s / 3
         self._load = load
@@ -62,6 +80,8 @@ class NodeLease:
         self._last_count = 0
         self._last_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        #: Whether start() took the lease (a refused start has nothing to release).
+        self._taken = False
         #: The renewals' failures; unhealthy while the store cannot be written.
         self.trouble = logs.Trouble(log, "lease renewal", base_s=lease_s / 12)
 
@@ -72,7 +92,17 @@ class NodeLease:
     async def start(self) -> None:
         """Take the lease (fails loudly if the store refuses), then renew in the background."""
         self._started_ms = wall_ms()
-        await self._renew()
+        try:
+            await self._renew(reclaim=self._owns_address)
+        except LeaseHeld as exc:
+            held = exc.node
+            logs.event(
+                self._log, logging.ERROR, "lease held by another process", node=self.node_id,
+                holder_address=f"{held.host}:{held.port}",
+                lease_left_ms=held.lease_expires_ms - self._started_ms,
+            )  # fmt: skip
+            raise
+        self._taken = True
         logs.event(
             self._log,
             logging.INFO,
@@ -86,8 +116,10 @@ class NodeLease:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
+        if not self._taken:
+            return
         try:
-            await self._store.remove_node(self.node_id)
+            await self._store.remove_node(self.node_id, self._template.holder)
         except Exception as exc:
             logs.event(self._log, logging.WARNING, "lease release failed", error=str(exc))
         else:
@@ -101,7 +133,7 @@ class NodeLease:
         self._last_count, self._last_at = count, now
         return rate
 
-    async def _renew(self) -> None:
+    async def _renew(self, *, reclaim: bool = False) -> None:
         now = wall_ms()
         node = Node(
             node_id=self._template.node_id,
@@ -114,8 +146,9 @@ class NodeLease:
             lease_expires_ms=now + self._lease_ms,
             started_ms=self._started_ms,
             renewed_ms=now,
+            holder=self._template.holder,
         )
-        await self._store.put_node(node)
+        await self._store.put_node(node, reclaim=reclaim)
 
     async def _renew_forever(self) -> None:
         delay = self._interval_s

@@ -206,6 +206,7 @@ class OperationsService:
             self._directory.remember_key(write.endpoint_id, write.public_key)
         self.load.count += 1
         self._metrics.registrations.inc(status.name)
+        self._metrics.count_registration(app.name)
         logs.event(
             self._log,
             logging.DEBUG,

@@ -21,6 +21,7 @@ plus in flight; ``StoreLimits``) instead of growing. Control writes may pass
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import dataclasses
@@ -34,7 +35,7 @@ from typing import Any, TypeVar
 from servers.store.base import StoreBusy, StoreError
 from servers.store.limits import StoreLimits
 
-__all__ = ["GroupCommitWriter", "WriterStats"]
+__all__ = ["COMMIT_BUCKETS", "GroupCommitWriter", "WriterStats"]
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
@@ -43,6 +44,11 @@ Job = Callable[[sqlite3.Connection], Any]
 _Queued = tuple[Job, "asyncio.Future[Any]", bool, bool]
 
 _log = logging.getLogger("servers.store")
+
+
+#: Upper bounds of the commit-duration histogram's buckets, in seconds (an fsync is
+#: 0.1 to 10 ms on a disk that honours it; a PostgreSQL commit adds a round trip).
+COMMIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 @dataclasses.dataclass(slots=True)
@@ -56,6 +62,21 @@ class WriterStats:
     commit_seconds: float = 0.0
     max_batch_seen: int = 0
     pending: int = 0
+    #: Commits per bucket of COMMIT_BUCKETS (not cumulative), the last one past them all.
+    commit_buckets: list[int] = dataclasses.field(
+        default_factory=lambda: [0] * (len(COMMIT_BUCKETS) + 1)
+    )
+
+    def committed(self, jobs: int, seconds: float) -> None:
+        """Count one successful commit of ``jobs`` writes that took ``seconds``."""
+        self.batches += 1
+        self.jobs += jobs
+        self.commit_seconds += seconds
+        self.max_batch_seen = max(self.max_batch_seen, jobs)
+        self.commit_buckets[bisect.bisect_left(COMMIT_BUCKETS, seconds)] += 1
+
+    def copy(self) -> WriterStats:
+        return dataclasses.replace(self, commit_buckets=list(self.commit_buckets))
 
     def counters(self) -> dict[str, float]:
         """The store counters of /metrics these totals give (``RegistryStore.stats``)."""
@@ -96,7 +117,7 @@ class GroupCommitWriter:
 
     def stats(self) -> WriterStats:
         with self._cond:
-            return dataclasses.replace(self._stats)
+            return self._stats.copy()
 
     def submit(
         self,
@@ -197,7 +218,9 @@ class GroupCommitWriter:
                 except Exception as exc:
                     if savepoint:
                         conn.execute("ROLLBACK TO job")
-                    results.append((future, None, exc))
+                    # A database error (a read-only file, a full disk) is the store's, typed.
+                    error = _store_error(exc) if isinstance(exc, sqlite3.Error) else exc
+                    results.append((future, None, error))
                 else:
                     results.append((future, value, None))
                 if savepoint:
@@ -207,17 +230,12 @@ class GroupCommitWriter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             _log.warning("group commit failed", extra={"fields": {"error": str(exc)}})
-            busy = "locked" in str(exc) or "busy" in str(exc)
-            error: StoreError = StoreBusy(str(exc)) if busy else StoreError(str(exc))
             with self._cond:
                 self._stats.failed_commits += 1
-            return [(future, None, error) for _, future, _, _ in batch]
+            return [(future, None, _store_error(exc)) for _, future, _, _ in batch]
         elapsed = time.perf_counter() - started
         with self._cond:
-            self._stats.batches += 1
-            self._stats.jobs += len(batch)
-            self._stats.commit_seconds += elapsed
-            self._stats.max_batch_seen = max(self._stats.max_batch_seen, len(batch))
+            self._stats.committed(len(batch), elapsed)
         return results
 
     @staticmethod
@@ -229,6 +247,11 @@ class GroupCommitWriter:
             # A closed loop raises RuntimeError: nobody waits for these results any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, items)
+
+
+def _store_error(exc: sqlite3.Error) -> StoreError:
+    busy = "locked" in str(exc) or "busy" in str(exc)
+    return StoreBusy(str(exc)) if busy else StoreError(str(exc))
 
 
 def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -27,6 +27,9 @@ __all__ = [
     "APP_COLUMNS",
     "ENDPOINT_COLUMNS",
     "NODE_COLUMNS",
+    "PUT_NODE",
+    "PRE_REVOKE",
+    "FORGET_PRE_REVOKED",
     "SDK_TOKEN_COLUMNS",
     "application",
     "check_write",
@@ -45,7 +48,41 @@ ENDPOINT_COLUMNS = (
 )
 NODE_COLUMNS = (
     "node_id, host, port, kex_public_key, priority, weight, load, lease_expires_ms, "
-    "started_ms, renewed_ms"
+    "started_ms, renewed_ms, holder"
+)
+
+#: Insert or renew a node lease (parameters: :func:`node_values`, then the reclaim flag;
+#: ``$`` numbered for PostgreSQL, SQLite swaps them for ``?``): the conflicting row is
+#: updated only by its holder, once its lease has lapsed, or when reclaimed (its address
+#: is the writer's own, which only a live process can hold: ``RegistryStore.put_node``).
+#: No row returned: another holder's live lease.
+PUT_NODE = (
+    f"INSERT INTO nodes ({NODE_COLUMNS}) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, port = excluded.port, "
+    "kex_public_key = excluded.kex_public_key, priority = excluded.priority, "
+    "weight = excluded.weight, load = excluded.load, "
+    "lease_expires_ms = excluded.lease_expires_ms, renewed_ms = excluded.renewed_ms, "
+    "started_ms = CASE WHEN nodes.holder = excluded.holder THEN nodes.started_ms "
+    "ELSE excluded.started_ms END, holder = excluded.holder "
+    "WHERE nodes.holder = excluded.holder OR nodes.lease_expires_ms <= excluded.renewed_ms "
+    "OR ($12 AND nodes.host = excluded.host AND nodes.port = excluded.port) "
+    "RETURNING node_id"
+)
+
+#: An endpoint id revoked before it ever registered (a stolen key's id, known before it is
+#: used): a row with no key, application or profile (parameters: the id, the time, b""),
+#: which the registration rule refuses as revoked like any other. An id stored meanwhile
+#: is left to the caller's UPDATE (no row returned).
+PRE_REVOKE = (
+    f"INSERT INTO endpoints ({ENDPOINT_COLUMNS}) "
+    "VALUES ($1, $3, $3, '', $3, $3, $2, $2, 'revoked', 'NEW', 0, $2) "
+    f"ON CONFLICT (endpoint_id) DO NOTHING RETURNING {ENDPOINT_COLUMNS}"
+)
+#: Reinstating a pre-revoked id forgets it (parameter: the id): it registers as new.
+FORGET_PRE_REVOKED = (
+    f"DELETE FROM endpoints WHERE endpoint_id = $1 AND length(public_key) = 0 "
+    f"RETURNING {ENDPOINT_COLUMNS}"
 )
 
 
@@ -100,6 +137,7 @@ def node(row: Sequence[Any]) -> Node:
         lease_expires_ms=row[7],
         started_ms=row[8],
         renewed_ms=row[9],
+        holder=row[10],
     )
 
 
@@ -116,6 +154,7 @@ def node_values(node: Node) -> tuple[Any, ...]:
         node.lease_expires_ms,
         node.started_ms,
         node.renewed_ms,
+        node.holder,
     )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "AuditEntry",
     "StoreError",
     "StoreBusy",
+    "LeaseHeld",
     "AlreadyExists",
     "NotFound",
     "RegistryStore",
@@ -134,6 +135,11 @@ class Endpoint:
     last_request_ms: int
     revoked_ms: int | None = None
 
+    @property
+    def registered(self) -> bool:
+        """False for an id revoked before it ever registered (it has no key yet)."""
+        return bool(self.public_key)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EndpointWrite:
@@ -180,6 +186,9 @@ class Node:
     lease_expires_ms: int
     started_ms: int
     renewed_ms: int
+    #: Which process holds the lease: a random token per process (its workers share it).
+    #: Another holder cannot take a live lease (LeaseHeld), nor release it.
+    holder: str = ""
 
     @property
     def access_point_id(self) -> int:
@@ -205,6 +214,19 @@ class StoreError(Exception):
 
 class StoreBusy(StoreError):
     """The store is at capacity (bounded queue full, or the database stayed locked)."""
+
+
+class LeaseHeld(StoreError):
+    """Another process holds the live lease of this node id."""
+
+    def __init__(self, node: Node, now_ms: int) -> None:
+        self.node = node
+        left_s = max(0, node.lease_expires_ms - now_ms) / 1000
+        super().__init__(
+            f"node id {node.node_id!r} is held by another live Operations service "
+            f"({node.host}:{node.port}, lease for {left_s:.1f} s more): give each service its "
+            "own --node-id, or stop the other one"
+        )
 
 
 class AlreadyExists(StoreError):
@@ -250,6 +272,12 @@ class RegistryStore(abc.ABC):
     def stats(self) -> dict[str, float]:
         """Backend counters for /metrics, by name (``kaa_store_<name>``)."""
         return {}
+
+    def commit_durations(self) -> tuple[tuple[float, ...], list[int], float] | None:
+        """The registration writer's commits: (bucket upper bounds in seconds, commits per
+        bucket, not cumulative, the last past them all, total seconds); None if it keeps
+        none."""
+        return None
 
     def subscribe_nodes(self, callback: Callable[[], None]) -> bool:
         """Call ``callback`` (on this event loop) soon after any process changes the node
@@ -321,21 +349,32 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     async def revoke_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
-        """Mark revoked (idempotent) at ``audit.at_ms``; raises NotFound."""
+        """Mark revoked (idempotent) at ``audit.at_ms``. An id never registered is recorded
+        revoked (``Endpoint.registered`` False): its first registration is refused as
+        REVOKED."""
 
     @abc.abstractmethod
     async def reinstate_endpoint(self, endpoint_id: bytes, audit: AuditEntry) -> Endpoint:
-        """Undo a revocation (idempotent): active again at its next registration; raises
-        NotFound."""
+        """Undo a revocation (idempotent): active again at its next registration; a
+        pre-revoked id is forgotten (it registers as new). Raises NotFound."""
 
     # -- Operations nodes ---------------------------------------------------------------
 
     @abc.abstractmethod
-    async def put_node(self, node: Node) -> None:
-        """Insert or renew a node lease (keyed by ``node_id``; ``started_ms`` is kept)."""
+    async def put_node(self, node: Node, *, reclaim: bool = False) -> None:
+        """Insert or renew a node lease (keyed by ``node_id``; ``started_ms`` is kept).
+
+        Only its holder renews a live lease: a row of another ``holder`` whose lease has
+        not lapsed at ``node.renewed_ms`` is left as it is, and LeaseHeld raised (naming
+        it). A lapsed lease is anyone's to take. ``reclaim``: the caller listens on the
+        node's host and port itself, bound exclusively, so the row's holder if it names
+        that same address cannot be alive (it crashed): take the row over.
+        """
 
     @abc.abstractmethod
-    async def remove_node(self, node_id: str) -> None: ...
+    async def remove_node(self, node_id: str, holder: str) -> None:
+        """Delete the node's lease if ``holder`` holds it (a lease taken over since by
+        another process is left to it)."""
 
     @abc.abstractmethod
     async def live_nodes(self, now_ms: int) -> list[Node]:

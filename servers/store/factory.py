@@ -38,9 +38,10 @@ def is_store_setting(location: str) -> bool:
     return port is None or port >= 1
 
 
-def store_for(settings: Settings, datadir: DataDir) -> RegistryStore:
+def store_for(settings: Settings, datadir: DataDir, *, read_only: bool = False) -> RegistryStore:
     """The registry store ``settings`` name, not yet open (``async with`` opens it): the
-    PostgreSQL database of a DSN, else ``datadir``'s SQLite file."""
+    PostgreSQL database of a DSN, else ``datadir``'s SQLite file. ``read_only``: the caller
+    only reads; a SQLite file is then opened read-only (it may be a read-only copy)."""
     if is_postgres_dsn(settings.store):
         try:
             from servers.store.postgres import PostgresStore
@@ -54,4 +55,4 @@ def store_for(settings: Settings, datadir: DataDir) -> RegistryStore:
         return PostgresStore(settings.store, limits=settings.store_limits)
     from servers.store.sqlite import SqliteStore
 
-    return SqliteStore(datadir.database, limits=settings.store_limits)
+    return SqliteStore(datadir.database, limits=settings.store_limits, read_only=read_only)

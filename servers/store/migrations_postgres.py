@@ -88,6 +88,11 @@ CREATE TABLE audit_log (
     Migration(
         2, "SDK tokens can be revoked", "ALTER TABLE sdk_tokens ADD COLUMN revoked_ms bigint"
     ),
+    Migration(
+        4,
+        "node leases name their holder",
+        "ALTER TABLE nodes ADD COLUMN holder text NOT NULL DEFAULT ''",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

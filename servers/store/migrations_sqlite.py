@@ -85,6 +85,11 @@ CREATE TABLE IF NOT EXISTS audit_log (
         "SDK tokens can be revoked",
         "ALTER TABLE sdk_tokens ADD COLUMN revoked_ms INTEGER",
     ),
+    Migration(
+        4,
+        "node leases name their holder",
+        "ALTER TABLE nodes ADD COLUMN holder TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -14,16 +14,24 @@ One database file, shared by every service and the Control tool on one machine.
   the whole transaction, and ``busy_timeout`` waits for the other process.
 * The file and its -wal and -shm files are 0600 (:func:`make_private`): they hold
   profiles, public keys and token hashes.
+* ``read_only=True`` (the Control tool's commands that only read) opens the file with
+  SQLite's ``mode=ro``, creating, changing and migrating nothing, so that a read-only copy
+  of a data directory can be read; where the database's directory cannot be written (a
+  read-only copy or mount: no process can be writing there, and SQLite could not make its
+  -shm file), with ``immutable=1`` as well.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +42,7 @@ from kaa_wire import RegistrationStatus
 from servers import logs
 from servers.store import _rows
 from servers.store._decision import ACCEPTED, StoredEndpoint, decide
-from servers.store._group_commit import GroupCommitWriter, WriterStats
+from servers.store._group_commit import COMMIT_BUCKETS, GroupCommitWriter, WriterStats
 from servers.store._migrations import Migration, pending
 from servers.store.base import (
     AlreadyExists,
@@ -44,6 +52,7 @@ from servers.store.base import (
     Endpoint,
     EndpointStatus,
     EndpointWrite,
+    LeaseHeld,
     Node,
     NotFound,
     RegistryStore,
@@ -53,9 +62,9 @@ from servers.store.base import (
     WriteOutcome,
 )
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
-from servers.store.migrations_sqlite import MIGRATIONS
+from servers.store.migrations_sqlite import LATEST, MIGRATIONS
 
-__all__ = ["SqliteStore", "migrate"]
+__all__ = ["SqliteStore", "backup", "migrate"]
 
 T = TypeVar("T")
 
@@ -268,26 +277,43 @@ def _register_known(conn: sqlite3.Connection, w: EndpointWrite) -> WriteOutcome:
 def _set_revoked(
     conn: sqlite3.Connection, endpoint_id: bytes, audit: AuditEntry, revoked: bool
 ) -> Endpoint:
-    """Revoke (keeping the first revocation's time) or reinstate, and audit it."""
+    """Revoke (keeping the first revocation's time; an id never registered is recorded
+    revoked) or reinstate (a pre-revoked id is forgotten), and audit it."""
+    if not revoked:
+        forgotten = conn.execute(_sqlite(_rows.FORGET_PRE_REVOKED), (endpoint_id,)).fetchone()
+        if forgotten is not None:
+            _insert_audit(conn, audit)
+            return dataclasses.replace(
+                _rows.endpoint(forgotten), status=EndpointStatus.ACTIVE, revoked_ms=None
+            )
     status = EndpointStatus.REVOKED if revoked else EndpointStatus.ACTIVE
     sql = (
         "UPDATE endpoints SET status = ?, "
         "revoked_ms = CASE WHEN ? THEN COALESCE(revoked_ms, ?) ELSE NULL END "
         f"WHERE endpoint_id = ? RETURNING {_rows.ENDPOINT_COLUMNS}"
     )
-    args = (status.value, revoked, audit.at_ms, endpoint_id)
-    return _audited_update(conn, _rows.endpoint, "no such endpoint", audit, sql, args)
+    row = conn.execute(sql, (status.value, revoked, audit.at_ms, endpoint_id)).fetchone()
+    if row is None and revoked:
+        row = conn.execute(_sqlite(_rows.PRE_REVOKE), (endpoint_id, audit.at_ms, b"")).fetchone()
+    if row is None:
+        raise NotFound("no such endpoint")
+    _insert_audit(conn, audit)
+    return _rows.endpoint(row)
 
 
-def _put_node(conn: sqlite3.Connection, node: Node) -> None:
-    conn.execute(
-        f"INSERT INTO nodes ({_rows.NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(node_id) DO UPDATE SET host = excluded.host, port = excluded.port, "
-        "kex_public_key = excluded.kex_public_key, priority = excluded.priority, "
-        "weight = excluded.weight, load = excluded.load, "
-        "lease_expires_ms = excluded.lease_expires_ms, renewed_ms = excluded.renewed_ms",
-        _rows.node_values(node),
-    )
+def _sqlite(sql: str) -> str:
+    """A statement of ``_rows`` written for PostgreSQL (``$N``) with SQLite's ``?N``."""
+    return sql.replace("$", "?")
+
+
+def _put_node(conn: sqlite3.Connection, node: Node, reclaim: bool) -> None:
+    values = (*_rows.node_values(node), reclaim)
+    taken = conn.execute(_sqlite(_rows.PUT_NODE), values).fetchone()
+    if taken is None:  # another holder's live lease: the row is as it was
+        held = conn.execute(
+            f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE node_id = ?", (node.node_id,)
+        ).fetchone()
+        raise LeaseHeld(_rows.node(held), node.renewed_ms)
 
 
 #: The mode of the database and of its side files: the owner's alone.
@@ -330,6 +356,57 @@ def make_private(path: Path) -> None:
         )
 
 
+def backup(source: Path, target: Path) -> int:
+    """A consistent copy of the database ``source`` at ``target``, while services write
+    it; returns its size in bytes. Raises StoreError.
+
+    SQLite's online backup API copies one snapshot (a read transaction: in WAL mode the
+    writers go on meanwhile). The copy is written to a 0600 temporary file beside
+    ``target``, switched out of WAL so that it is one self-contained file, checked
+    (``quick_check``), fsynced, then renamed over ``target`` and the directory fsynced:
+    ``target`` is the old file or the whole new copy, never a part.
+    """
+    if target.resolve() == source.resolve():
+        raise StoreError(f"{target} is the database itself")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise StoreError(f"cannot write {target}: {exc.strerror}") from None
+    tmp = Path(tmp_name)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        os.close(fd)
+        uri = f"file:{urllib.parse.quote(str(source.absolute()))}?mode=ro"
+        src = sqlite3.connect(uri, uri=True, timeout=5.0)
+        try:
+            dst = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                src.backup(dst)
+                dst.execute("PRAGMA journal_mode = DELETE")
+                verdict = dst.execute("PRAGMA quick_check").fetchone()[0]
+                if verdict != "ok":
+                    raise StoreError(f"the copy of {source} fails its check: {verdict}")
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        with open(tmp, "rb") as copy:
+            os.fsync(copy.fileno())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        for leftover in (tmp, *(tmp.with_name(tmp.name + side) for side in _SIDE_FILES)):
+            leftover.unlink(missing_ok=True)
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"cannot back up {source}: {exc}") from None
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return target.stat().st_size
+
+
 class SqliteStore(RegistryStore):
     """:class:`RegistryStore` on one SQLite file (see the module docstring)."""
 
@@ -340,8 +417,10 @@ class SqliteStore(RegistryStore):
         limits: StoreLimits = DEFAULT_LIMITS,
         reader_threads: int = 2,
         busy_timeout_ms: int = 5000,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self._busy_timeout_ms = busy_timeout_ms
         self._writer = GroupCommitWriter(self._connect_writer, limits)
         self._reader_threads = reader_threads
@@ -357,11 +436,18 @@ class SqliteStore(RegistryStore):
     def _connect(self) -> sqlite3.Connection:
         # ``timeout`` is SQLite's busy timeout: how long to wait for another writer's lock.
         return sqlite3.connect(
-            self.path,
+            self._read_only_uri() if self.read_only else self.path,
             isolation_level=None,
             check_same_thread=False,
             timeout=self._busy_timeout_ms / 1000,
+            uri=self.read_only,
         )
+
+    def _read_only_uri(self) -> str:
+        uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=ro"
+        if not os.access(self.path.parent, os.W_OK):
+            uri += "&immutable=1"
+        return uri
 
     def _connect_writer(self) -> sqlite3.Connection:
         conn = self._connect()
@@ -385,11 +471,29 @@ class SqliteStore(RegistryStore):
     # -- lifecycle ----------------------------------------------------------------------
 
     async def open(self) -> None:
+        if self.read_only:
+            await self._open_read_only()
+            return
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         make_private(self.path)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.start)
         self._readers = ThreadPoolExecutor(self._reader_threads, thread_name_prefix="kaa-store-r")
         await self._write(migrate, bounded=False)
+
+    async def _open_read_only(self) -> None:
+        if not self.path.is_file():
+            raise StoreError(f"{self.path} does not exist")
+        self._readers = ThreadPoolExecutor(self._reader_threads, thread_name_prefix="kaa-store-r")
+        try:
+            version = await self._read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+        except StoreBusy as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from None
+        pending(MIGRATIONS, range(1, version + 1))  # refuses a newer schema
+        if version < LATEST:
+            raise StoreError(
+                f"{self.path} has schema {version}, older than this code's {LATEST}: a read-only "
+                "open cannot migrate it (open it once read-write)"
+            )
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -412,6 +516,10 @@ class SqliteStore(RegistryStore):
     def stats(self) -> dict[str, float]:
         return {**self.writer_stats().counters(), "pending_reads": self._pending_reads}
 
+    def commit_durations(self) -> tuple[tuple[float, ...], list[int], float] | None:
+        stats = self.writer_stats()
+        return COMMIT_BUCKETS, stats.commit_buckets, stats.commit_seconds
+
     # -- plumbing -----------------------------------------------------------------------
 
     async def _write(
@@ -421,6 +529,8 @@ class SqliteStore(RegistryStore):
         bounded: bool = True,
         savepoint: bool = True,
     ) -> T:
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only")
         result: T = await self._writer.submit(job, bounded=bounded, savepoint=savepoint)
         return result
 
@@ -501,6 +611,8 @@ class SqliteStore(RegistryStore):
 
     def register_endpoint(self, write: EndpointWrite) -> asyncio.Future[WriteOutcome]:
         _rows.check_write(write)
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only")
         # Only its last statement may change a row (see _register_endpoint): no SAVEPOINT.
         future: asyncio.Future[WriteOutcome] = self._writer.submit(
             functools.partial(_register_endpoint, w=write), savepoint=False
@@ -533,12 +645,13 @@ class SqliteStore(RegistryStore):
 
     # -- Operations nodes ---------------------------------------------------------------
 
-    async def put_node(self, node: Node) -> None:
-        await self._write(functools.partial(_put_node, node=node), bounded=False)
+    async def put_node(self, node: Node, *, reclaim: bool = False) -> None:
+        job = functools.partial(_put_node, node=node, reclaim=reclaim)
+        await self._write(job, bounded=False)
 
-    async def remove_node(self, node_id: str) -> None:
+    async def remove_node(self, node_id: str, holder: str) -> None:
         def job(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+            conn.execute("DELETE FROM nodes WHERE node_id = ? AND holder = ?", (node_id, holder))
 
         await self._write(job, bounded=False)
 

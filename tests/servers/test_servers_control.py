@@ -133,7 +133,29 @@ def test_endpoints_and_nodes_when_empty(control: Control) -> None:
     assert control("nodes", "list") == []
     missing = "00" * 20
     assert "no such endpoint" in str(control("endpoint", "show", missing, code=1))
-    assert "no such endpoint" in str(control("endpoint", "revoke", missing, code=1))
+    assert "no such endpoint" in str(control("endpoint", "reinstate", missing, code=1))
+
+
+def test_an_id_not_registered_yet_can_be_revoked_and_forgotten(control: Control) -> None:
+    stolen = "5a" * 20
+    assert main(["--data", str(control.data), "--json", "endpoint", "revoke", stolen,
+                 "--reason", "key stolen"]) == 0  # fmt: skip
+    out = control.capsys.readouterr()
+    assert out.err.startswith(f"note: {stolen} has never registered: recorded as revoked")
+    doc = json.loads(out.out)
+    assert (doc["endpoint_id"], doc["status"], doc["registration_status"]) == (
+        stolen, "revoked", None
+    )
+    assert control("endpoint", "show", stolen)["status"] == "revoked"
+    assert control("endpoint", "revoke", stolen)["revoked_ms"] == doc["revoked_ms"]  # idempotent
+    # Reinstating it forgets it: it would register as new.
+    assert control("endpoint", "reinstate", stolen)["status"] == "active"
+    assert "no such endpoint" in str(control("endpoint", "show", stolen, code=1))
+    actions = [(e["action"], e["subject"]) for e in control("audit", "list")]
+    assert actions[:3] == [
+        ("endpoint.reinstate", stolen), ("endpoint.revoke", stolen),
+        ("endpoint.pre-revoke", stolen),
+    ]  # fmt: skip
 
 
 def test_bad_arguments_are_usage_errors(control: Control) -> None:
@@ -158,3 +180,89 @@ def test_tokens_never_start_with_a_dash() -> None:
     tokens = [new_token() for _ in range(2000)]
     assert not any(t.startswith("-") for t in tokens)
     assert len(set(tokens)) == len(tokens) and {len(t) for t in tokens} == {22}
+
+
+def _as_reader(data: Path, *args: str) -> tuple[int, str, str]:
+    """``control --data DATA ARGS`` in a forked child that cannot write ``data``: as
+    ``nobody`` when the tests run as root (root writes through any mode), else as this
+    user; (exit code, stdout, stderr)."""
+    import os
+    import pwd
+    import sqlite3  # noqa: F401  (imported before the child drops root)
+    import sys
+    import tempfile
+
+    import servers.store.sqlite  # noqa: F401
+
+    out = Path(tempfile.mkstemp()[1])
+    err = Path(tempfile.mkstemp()[1])
+    uid = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else None
+    if uid is not None:
+        for path in (out, err, *data.parent.rglob("*"), data.parent):
+            os.chown(path, uid, -1)
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            sys.stdout = open(out, "w")  # noqa: SIM115 (the child exits below)
+            sys.stderr = open(err, "w")  # noqa: SIM115
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+            code = main(["--data", str(data), *args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 2
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    result = os.waitstatus_to_exitcode(status), out.read_text(), err.read_text()
+    out.unlink()
+    err.unlink()
+    return result
+
+
+def test_read_only_commands_work_on_a_read_only_copy(control: Control, tmp_path: Path) -> None:
+    import shutil
+    import tempfile
+
+    app = control("app", "create", "--name", "meters")
+    control("endpoint", "revoke", "ab" * 20)
+    # Under a directory of its own that nobody may enter (pytest's are root's alone).
+    base = Path(tempfile.mkdtemp(prefix="kaa-ro-copy-"))
+    base.chmod(0o755)
+    try:
+        _read_only_copies(control, base, app["token"])
+    finally:
+        shutil.rmtree(base)
+
+
+def _read_only_copies(control: Control, base: Path, token: str) -> None:
+    import os
+    import shutil
+    import stat
+
+    for immutable in (False, True):  # a writable directory (mode=ro), and not (immutable)
+        copy = base / f"copy-{immutable}" / "data"
+        shutil.copytree(control.data, copy)
+        for path in copy.iterdir():
+            path.chmod(stat.S_IRUSR)
+        copy.chmod(0o500 if immutable else 0o700)
+        code, out, err = _as_reader(copy, "app", "list")
+        assert (code, err) == (0, ""), err
+        assert out.split() == [token, "v1", "static", "meters"]
+        for command in (["--json", "app", "show", token], ["endpoint", "list"],
+                        ["nodes", "list"], ["audit", "list"], ["bootstrap", "show"]):  # fmt: skip
+            code, out, err = _as_reader(copy, *command)
+            assert (code, err) == (0, ""), (command, err)
+        # A write is refused with one line, and the copy is left as it was.
+        before = sorted(os.listdir(copy))
+        code, out, err = _as_reader(copy, "app", "create", "--name", "x")
+        assert code == 1 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+        assert sorted(os.listdir(copy)) == before

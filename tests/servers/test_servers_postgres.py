@@ -135,9 +135,9 @@ def test_node_changes_are_notified_to_other_stores(postgres_database: str) -> No
             assert await next_call() == base + 2
             await node.put_node(node_lease("a", T0 + 4000, renewed_ms=T0 + 2600, priority=7))
             assert await next_call() == base + 3
-            await node.remove_node("a")
+            await node.remove_node("a", "")
             assert await next_call() == base + 4
-            await node.remove_node("a")  # nothing to remove: no news
+            await node.remove_node("a", "")  # nothing to remove: no news
             await node.put_node(node_lease("b", T0 + 1000))
             assert await next_call() == base + 5
 

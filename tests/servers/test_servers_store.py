@@ -7,6 +7,7 @@ backends; a PostgreSQL backend adds itself there and inherits all of these tests
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 
@@ -22,6 +23,7 @@ from servers.store import (
     AuditEntry,
     Balancing,
     EndpointStatus,
+    LeaseHeld,
     Node,
     NotFound,
     RegistryStore,
@@ -300,8 +302,33 @@ def test_revoked_endpoint_is_refused_and_audited(store_backend: StoreBackend) ->
         assert stored is not None and stored.last_request_ms == T0
         audit = await store.list_audit()
         assert (audit[0].action, audit[0].detail) == ("endpoint.revoke", "stolen")
-        with pytest.raises(NotFound):
-            await store.revoke_endpoint(bytes(20), _audit("endpoint.revoke"))
+
+    store_backend.run(body)
+
+
+@HINTS
+def test_an_id_revoked_before_it_registers_is_refused(
+    store_backend: StoreBackend, carried_key: bool
+) -> None:
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        write = _write(carried_key=carried_key)
+        pre = await store.revoke_endpoint(
+            write.endpoint_id, AuditEntry(T0 + 100, "ops", "endpoint.pre-revoke", "ab", "stolen")
+        )
+        assert (pre.status, pre.revoked_ms, pre.registered) == (
+            EndpointStatus.REVOKED, T0 + 100, False
+        )
+        assert (await store.list_audit())[0].action == "endpoint.pre-revoke"
+        assert await store.register_endpoint(write) is WriteOutcome.REVOKED
+        assert await store.get_endpoint(write.endpoint_id) == pre  # nothing written
+        # Reinstated, it is forgotten, and registers as new.
+        back = await store.reinstate_endpoint(write.endpoint_id, _audit("endpoint.reinstate"))
+        assert back.status is EndpointStatus.ACTIVE and back.revoked_ms is None
+        assert await store.get_endpoint(write.endpoint_id) is None
+        assert await store.register_endpoint(write) is WriteOutcome.NEW
+        stored = await store.get_endpoint(write.endpoint_id)
+        assert stored is not None and stored.registered
 
     store_backend.run(body)
 
@@ -385,8 +412,56 @@ def test_node_leases_lapse(store_backend: StoreBackend) -> None:
         live = await store.live_nodes(T0 + 2500)
         assert [(n.node_id, n.load, n.started_ms) for n in live] == [("a", 7, T0)]
         assert len(await store.list_nodes()) == 2
-        await store.remove_node("a")
+        await store.remove_node("a", "")
         assert [n.node_id for n in await store.list_nodes()] == ["b"]
+
+    store_backend.run(body)
+
+
+def test_a_live_lease_is_its_holders_alone(store_backend: StoreBackend) -> None:
+    async def body(store: RegistryStore) -> None:
+        mine = functools.partial(_node, "a", holder="mine", port=1111, priority=5)
+        await store.put_node(mine(T0 + 1000))
+        # Another process with the same node id, while the lease is live: refused, the row
+        # as it was, and its release deletes nothing.
+        with pytest.raises(LeaseHeld, match=r"node id 'a' is held .*127.0.0.1:1111.* 1.0 s more"):
+            await store.put_node(_node("a", T0 + 2000, holder="theirs", port=2222, priority=9))
+        await store.remove_node("a", "theirs")
+        [node] = await store.list_nodes()
+        assert (node.holder, node.port, node.priority, node.lease_expires_ms) == (
+            "mine", 1111, 5, T0 + 1000
+        )
+        # The holder renews (its start time kept) ...
+        await store.put_node(mine(T0 + 3000, renewed_ms=T0 + 900, started_ms=T0 + 900))
+        [node] = await store.list_nodes()
+        assert (node.lease_expires_ms, node.started_ms) == (T0 + 3000, T0)
+        # ... and once its lease has lapsed, another process may take it over (its own
+        # start time), after which the first one's release leaves it alone.
+        theirs = _node("a", T0 + 9000, holder="theirs", renewed_ms=T0 + 3000,
+                       started_ms=T0 + 3000, port=2222)  # fmt: skip
+        await store.put_node(theirs)
+        await store.remove_node("a", "mine")
+        assert await store.list_nodes() == [dataclasses.replace(theirs, load=0)]
+        await store.remove_node("a", "theirs")
+        assert await store.list_nodes() == []
+
+    store_backend.run(body)
+
+
+def test_a_crashed_holders_live_lease_is_reclaimed_on_its_own_address(
+    store_backend: StoreBackend,
+) -> None:
+    async def body(store: RegistryStore) -> None:
+        await store.put_node(_node("a", T0 + 15_000, holder="crashed", port=1111))
+        # Reclaiming needs the very address: another one is still refused.
+        with pytest.raises(LeaseHeld):
+            await store.put_node(_node("a", T0 + 16_000, holder="new", port=2222), reclaim=True)
+        restarted = _node("a", T0 + 16_000, holder="new", port=1111, renewed_ms=T0 + 1000,
+                          started_ms=T0 + 1000)  # fmt: skip
+        with pytest.raises(LeaseHeld):  # not without reclaim
+            await store.put_node(restarted)
+        await store.put_node(restarted, reclaim=True)
+        assert await store.list_nodes() == [restarted]
 
     store_backend.run(body)
 

@@ -379,3 +379,19 @@ def test_read_deadlines_time_out_only_the_connections_still_reading() -> None:
         assert done.timed_out_at is None
 
     asyncio.run(main())
+
+
+def test_trouble_logs_the_first_then_one_line_per_interval_with_what_it_suppressed() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    trouble = logs.Trouble(logs.get("test"), "x", base_s=0.0, event="refused",
+                           level=logging.INFO, log_every_s=3600)  # fmt: skip
+    assert trouble.log_due()
+    for _ in range(1000):
+        trouble.failed("garbage", code="MALFORMED_FRAME")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and "refused code=MALFORMED_FRAME error=garbage failures=1" in lines[0]
+    assert not trouble.log_due() and trouble.failures == 1000
+    trouble._logged_at -= 3600  # the interval has passed
+    trouble.failed("garbage")
+    assert stream.getvalue().splitlines()[1].endswith("failures=1001 suppressed=999")

@@ -6,6 +6,7 @@ listener (``notify.py``). The package docstring says how it keeps the store's ru
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ import asyncpg
 
 from servers import logs
 from servers.store import _rows
-from servers.store._group_commit import WriterStats
+from servers.store._group_commit import COMMIT_BUCKETS, WriterStats
 from servers.store.base import (
     AlreadyExists,
     Application,
@@ -24,6 +25,7 @@ from servers.store.base import (
     Endpoint,
     EndpointStatus,
     EndpointWrite,
+    LeaseHeld,
     Node,
     NotFound,
     RegistryStore,
@@ -144,6 +146,10 @@ class PostgresStore(RegistryStore):
 
     def stats(self) -> dict[str, float]:
         return {**self.writer_stats().counters(), "pending_reads": self._pending_reads}
+
+    def commit_durations(self) -> tuple[tuple[float, ...], list[int], float] | None:
+        stats = self.writer_stats()
+        return COMMIT_BUCKETS, stats.commit_buckets, stats.commit_seconds
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -355,45 +361,63 @@ class PostgresStore(RegistryStore):
         return await self._set_revoked(endpoint_id, audit, revoked=False)
 
     async def _set_revoked(self, endpoint_id: bytes, audit: AuditEntry, revoked: bool) -> Endpoint:
-        """Revoke (keeping the first revocation's time) or reinstate, and audit it."""
+        """Revoke (keeping the first revocation's time; an id never registered is recorded
+        revoked) or reinstate (a pre-revoked id is forgotten), and audit it."""
         status = EndpointStatus.REVOKED if revoked else EndpointStatus.ACTIVE
         sql = (
             "UPDATE endpoints SET status = $1, "
             "revoked_ms = CASE WHEN $2 THEN COALESCE(revoked_ms, $3) ELSE NULL END "
             f"WHERE endpoint_id = $4 RETURNING {_rows.ENDPOINT_COLUMNS}"
         )
-        return await self._audited_update(
-            _rows.endpoint, "no such endpoint", audit, sql,
-            status.value, revoked, audit.at_ms, endpoint_id,
-        )  # fmt: skip
+        args = (status.value, revoked, audit.at_ms, endpoint_id)
+
+        async def work(conn: asyncpg.Connection) -> Endpoint:
+            if not revoked:
+                forgotten = await conn.fetchrow(_rows.FORGET_PRE_REVOKED, endpoint_id)
+                if forgotten is not None:
+                    await _insert_audit(conn, audit)
+                    return dataclasses.replace(
+                        _rows.endpoint(forgotten), status=EndpointStatus.ACTIVE, revoked_ms=None
+                    )
+            # The row lock orders this against any registration transaction of the row.
+            row = await conn.fetchrow(sql, *args)
+            if row is None and revoked:
+                row = await conn.fetchrow(_rows.PRE_REVOKE, endpoint_id, audit.at_ms, b"")
+                if row is None:  # its first registration committed meanwhile
+                    row = await conn.fetchrow(sql, *args)
+            if row is None:
+                raise NotFound("no such endpoint")
+            await _insert_audit(conn, audit)
+            return _rows.endpoint(row)
+
+        return await self._transaction(work)
 
     # -- Operations nodes ---------------------------------------------------------------
 
-    async def put_node(self, node: Node) -> None:
+    async def put_node(self, node: Node, *, reclaim: bool = False) -> None:
         async def work(conn: asyncpg.Connection) -> None:
             old = await conn.fetchrow(
-                "SELECT host, port, kex_public_key, priority, weight, lease_expires_ms "
-                "FROM nodes WHERE node_id = $1 FOR UPDATE",
+                f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE node_id = $1 FOR UPDATE",
                 node.node_id,
             )
-            await conn.execute(
-                f"INSERT INTO nodes ({_rows.NODE_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-                "ON CONFLICT (node_id) DO UPDATE SET host = excluded.host, "
-                "port = excluded.port, kex_public_key = excluded.kex_public_key, "
-                "priority = excluded.priority, weight = excluded.weight, load = excluded.load, "
-                "lease_expires_ms = excluded.lease_expires_ms, renewed_ms = excluded.renewed_ms",
-                *_rows.node_values(node),
-            )
+            if await conn.fetchval(_rows.PUT_NODE, *_rows.node_values(node), reclaim) is None:
+                # Another holder's live lease, as it was (inserted since the SELECT, when
+                # that found none: read it again).
+                held = old or await conn.fetchrow(
+                    f"SELECT {_rows.NODE_COLUMNS} FROM nodes WHERE node_id = $1", node.node_id
+                )
+                raise LeaseHeld(_rows.node(held), node.renewed_ms)
             if is_news(old, node):
                 await notify_node_change(conn, node.node_id)
 
         await self._transaction(work)
 
-    async def remove_node(self, node_id: str) -> None:
+    async def remove_node(self, node_id: str, holder: str) -> None:
         async def work(conn: asyncpg.Connection) -> None:
             gone = await conn.fetchval(
-                "DELETE FROM nodes WHERE node_id = $1 RETURNING node_id", node_id
+                "DELETE FROM nodes WHERE node_id = $1 AND holder = $2 RETURNING node_id",
+                node_id,
+                holder,
             )
             if gone is not None:
                 await notify_node_change(conn, node_id)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -99,7 +98,7 @@ class BatchWriter:
             self._conn = None
 
     def stats(self) -> WriterStats:
-        return dataclasses.replace(self._stats)
+        return self._stats.copy()
 
     def submit(self, write: EndpointWrite) -> asyncio.Future[WriteOutcome]:
         if self._closing:
@@ -166,10 +165,7 @@ class BatchWriter:
                 error = store_error(exc, self._conn)
                 self._drop_conn()
                 raise self._failed(error) from None
-            self._stats.batches += 1
-            self._stats.jobs += len(batch)
-            self._stats.commit_seconds += time.perf_counter() - started
-            self._stats.max_batch_seen = max(self._stats.max_batch_seen, len(batch))
+            self._stats.committed(len(batch), time.perf_counter() - started)
             return outcomes
         raise AssertionError("unreachable")
 
