@@ -2,8 +2,11 @@
 
 * SDK tokens by SHA-256, and applications: cached for ``refresh_s`` (new tokens and
   configuration changes show within that), unknown ones for ``refresh_s`` as well.
-* Endpoint keys by endpoint id: an id is the SHA-1 of its key, so the mapping never
-  changes and is cached without expiry (bounded, least recently used first out).
+* Endpoint keys by endpoint id, with the application each endpoint belongs to: an id is
+  the SHA-1 of its key and an endpoint never changes application, so the mapping never
+  changes and is cached without expiry (bounded, least recently used first out). A
+  reconnect finds a key only within its SDK token's application, so a token of one
+  application cannot probe which ids (or key types) another application has.
   Revocation is not cached anywhere: it is checked inside the write transaction.
 """
 
@@ -18,12 +21,20 @@ from servers.store.base import Application, RegistryStore, SdkToken
 __all__ = ["Directory", "Found"]
 
 
+class KnownKey(NamedTuple):
+    """A registered endpoint's stored key and the application (token) it belongs to."""
+
+    der: bytes
+    application: str
+
+
 class Found(NamedTuple):
     """What one registration needs looked up; None where the store has nothing."""
 
     sdk: SdkToken | None
     application: Application | None
-    #: The stored DER key of a reconnect (None for a registration carrying its key).
+    #: The stored key of a reconnect, None for a registration carrying its key or when
+    #: the id is not a registered endpoint *of the token's application*.
     key_der: bytes | None
 
 
@@ -43,15 +54,17 @@ class Directory:
         self._apps: LookupCache[str, Application] = LookupCache(
             store.get_application, ttl_s=refresh_s, negative_ttl_s=refresh_s, max_entries=max_apps
         )
-        self._keys: LookupCache[bytes, bytes] = LookupCache(
+        self._keys: LookupCache[bytes, KnownKey] = LookupCache(
             self._load_key(store), ttl_s=math.inf, negative_ttl_s=refresh_s, max_entries=max_keys
         )
 
     @staticmethod
     def _load_key(store: RegistryStore):  # type: ignore[no-untyped-def]
-        async def load(endpoint_id: bytes) -> bytes | None:
+        async def load(endpoint_id: bytes) -> KnownKey | None:
             endpoint = await store.get_endpoint(endpoint_id)
-            return None if endpoint is None else endpoint.public_key
+            if endpoint is None or not endpoint.registered:  # pre-revoked ids have no key
+                return None
+            return KnownKey(endpoint.public_key, endpoint.application)
 
         return load
 
@@ -66,17 +79,25 @@ class Directory:
         app = None if sdk is None else self._apps.cached(sdk.application)
         if app is MISS:
             return MISS
-        key_der = None if endpoint_id is None else self._keys.cached(endpoint_id)
-        if key_der is MISS:
+        known = None if endpoint_id is None else self._keys.cached(endpoint_id)
+        if known is MISS:
             return MISS
-        return Found(sdk, app, key_der)
+        return Found(sdk, app, _key_of(known, sdk))
 
     async def lookup(self, token_hash: bytes, endpoint_id: bytes | None) -> Found:
         """:meth:`cached`, loading what is missing from the store."""
         sdk = await self._tokens.get(token_hash)
         app = None if sdk is None else await self._apps.get(sdk.application)
-        key_der = None if endpoint_id is None else await self._keys.get(endpoint_id)
-        return Found(sdk, app, key_der)
+        known = None if endpoint_id is None else await self._keys.get(endpoint_id)
+        return Found(sdk, app, _key_of(known, sdk))
 
-    def remember_key(self, endpoint_id: bytes, key_der: bytes) -> None:
-        self._keys.put(endpoint_id, key_der)
+    def remember_key(self, endpoint_id: bytes, key_der: bytes, application: str) -> None:
+        self._keys.put(endpoint_id, KnownKey(key_der, application))
+
+
+def _key_of(known: KnownKey | None, sdk: SdkToken | None) -> bytes | None:
+    """The stored key if the endpoint belongs to the token's application, else None: an id
+    of another application answers exactly as an id nobody registered."""
+    if known is None or sdk is None or known.application != sdk.application:
+        return None
+    return known.der

@@ -203,7 +203,7 @@ class OperationsService:
         if status is None:
             raise self._refusal(outcome)
         if write.carried_key:
-            self._directory.remember_key(write.endpoint_id, write.public_key)
+            self._directory.remember_key(write.endpoint_id, write.public_key, write.application)
         self.load.count += 1
         self._metrics.registrations.inc(status.name)
         self._metrics.count_registration(app.name)

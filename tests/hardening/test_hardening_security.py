@@ -584,3 +584,35 @@ def test_no_secret_reaches_the_logs(
     # Endpoint ids are logged (they are public); nothing else that looks like key bytes.
     long_hex = set(re.findall(r"[0-9a-fA-F]{48,}", logs))
     assert not long_hex, long_hex
+
+
+def test_a_reconnect_by_an_id_of_another_application_is_an_unknown_id(
+    server: MainServer, other_app: SdkConfig, keys: dict[str, Any]
+) -> None:
+    """A token of application B probing a known id of application A, with a signature by
+    another key under each algorithm: every answer is the sealed UNKNOWN_KEY_HASH of an id
+    nobody registered, so B learns neither that the id exists nor its key type."""
+    victim, node = _victim(server, keys["endpoint_ed25519"])
+    prober = _crypto.generate_p256_key()
+    for algorithm in (1, 2, 3):
+        crafted = craft(
+            node,
+            sdk_token=other_app.sdk_token,
+            signing_key=prober,
+            key_field=victim.endpoint_id,
+            key_is_hash=True,
+            signature_algorithm=algorithm,
+            timestamp_ms=victim.timestamp_ms(),
+        )
+        assert send(crafted, node) == ("UNKNOWN_KEY_HASH", True), algorithm
+    # The owner's own token still sees its endpoint (the scoping is by application).
+    crafted = craft(
+        node,
+        sdk_token=server.sdk.sdk_token,
+        signing_key=prober,
+        key_field=victim.endpoint_id,
+        key_is_hash=True,
+        signature_algorithm=2,  # the victim's key type, signed by the wrong key
+        timestamp_ms=victim.timestamp_ms(),
+    )
+    assert send(crafted, node) == ("BAD_SIGNATURE", True)
