@@ -6,7 +6,7 @@
 
 A hostile device holds a real SDK token (docs/security.md, threat model) and may send any
 request: a key of any shape the server accepts (RSA-2048/3072/4096 with e = 65537,
-Ed25519), a valid or a garbage signature, a new key every time (so no cache helps the
+Ed25519, P-256), a valid or a garbage signature, a new key every time (so no cache helps the
 server), exact replays of a request the server accepted, the largest frame, or a key the
 server refuses. For each such case this measures the server-side CPU of one request and
 its ratio to an honest RSA-2048 first registration (and to an honest reconnect), both
@@ -44,7 +44,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from benchmarks.environment import child_environment
 from benchmarks.loadgen import cpu
@@ -66,7 +67,7 @@ from kaa_wire import (
     UnknownKeyHash,
     _crypto,
 )
-from kaa_wire._constants import ED25519_SMALL_ORDER_KEYS, RSA_PUBLIC_EXPONENT
+from kaa_wire._constants import ED25519_SMALL_ORDER_KEYS, P256_ORDER, RSA_PUBLIC_EXPONENT
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "worst_case.json"
@@ -153,6 +154,46 @@ class GarbageEd25519Key(ed25519.Ed25519PrivateKey):
         return self
 
 
+class GarbageP256Key(ec.EllipticCurvePrivateKey):
+    """A real P-256 public key that "signs" with random r, s in [1, n - 1], so that the
+    verify runs to its end (r = 0 or s >= n would be refused before any curve arithmetic)."""
+
+    def __init__(self) -> None:
+        self._public = ec.generate_private_key(ec.SECP256R1()).public_key()
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        return self._public.curve
+
+    @property
+    def key_size(self) -> int:
+        return 256
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._public
+
+    def sign(self, data: Any, signature_algorithm: Any) -> bytes:
+        def scalar() -> int:
+            return secrets.randbelow(P256_ORDER - 1) + 1
+
+        return encode_dss_signature(scalar(), scalar())
+
+    def exchange(self, algorithm: Any, peer_public_key: Any) -> bytes:
+        raise NotImplementedError
+
+    def private_numbers(self) -> Any:
+        raise NotImplementedError
+
+    def private_bytes(self, encoding: Any, format: Any, encryption_algorithm: Any) -> bytes:
+        raise NotImplementedError
+
+    def __copy__(self) -> GarbageP256Key:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> GarbageP256Key:
+        return self
+
+
 def small_order_key() -> GarbageEd25519Key:
     """The identity point as the key, with R = identity, S = 0 (which OpenSSL verifies)."""
     identity = ED25519_SMALL_ORDER_KEYS[0]
@@ -204,6 +245,9 @@ def _cases() -> list[Case]:
     def fresh_ed25519(k: Keys) -> list[Any]:
         return [_crypto.generate_ed25519_key() for _ in range(k.count)]
 
+    def fresh_p256(k: Keys) -> list[Any]:
+        return [_crypto.generate_p256_key() for _ in range(k.count)]
+
     def garbage_rsa(bits: int) -> Callable[[Keys], list[Any]]:
         return lambda k: [GarbageRsaKey(bits) for _ in range(k.count)]
 
@@ -214,6 +258,7 @@ def _cases() -> list[Case]:
         Case("RSA-3072, first registration", "NEW", lambda k: k.rsa(3072, range(k.big_count))),
         Case("RSA-4096, first registration", "NEW", lambda k: k.rsa(4096, range(k.big_count))),
         Case("Ed25519, first registration", "NEW", fresh_ed25519),
+        Case("P-256, first registration", "NEW", fresh_p256),
         Case("RSA-4096, reconnect", "EXISTING", lambda k: k.rsa(4096, range(k.big_count)),
              reconnect=True, cached=True),
     ]
@@ -222,6 +267,8 @@ def _cases() -> list[Case]:
                           garbage_rsa(bits)))
     cases.append(Case("Ed25519, garbage signature, new key", "BAD_SIGNATURE",
                       lambda k: [GarbageEd25519Key() for _ in range(k.count)]))
+    cases.append(Case("P-256, garbage signature, new key", "BAD_SIGNATURE",
+                      lambda k: [GarbageP256Key() for _ in range(k.count)]))
     cases.append(Case("reconnect by an unknown endpoint id", "UNKNOWN_KEY_HASH", fresh_ed25519,
                       reconnect=True, unknown_id=True))
     replayed = {
@@ -229,6 +276,7 @@ def _cases() -> list[Case]:
         "RSA-3072": lambda k: k.rsa(3072, range(k.big_count, k.big_count + 1)),
         "RSA-4096": lambda k: k.rsa(4096, range(k.big_count, k.big_count + 1)),
         "Ed25519": lambda k: [_crypto.generate_ed25519_key()],
+        "P-256": lambda k: [_crypto.generate_p256_key()],
     }
     for shape, key in replayed.items():
         cases.append(Case(f"{shape}, replay of an accepted request", "REPLAYED_REQUEST", key,
@@ -236,6 +284,7 @@ def _cases() -> list[Case]:
     cases += [
         Case("Ed25519, first registration, largest frame", "NEW", fresh_ed25519,
              largest=True),
+        Case("P-256, first registration, largest frame", "NEW", fresh_p256, largest=True),
         Case("RSA-4096, garbage signature, new key, largest frame", "BAD_SIGNATURE",
              garbage_rsa(4096), largest=True),
         Case("RSA-4096, replay, largest frame", "REPLAYED_REQUEST",
@@ -271,7 +320,11 @@ def _profile(case: Case, key: Any, sdk_token: str, max_frame: int) -> bytes:
     der = _crypto.public_key_der(key)
     if not case.largest:
         return profile_for(int.from_bytes(_crypto.endpoint_id(der)[:4], "big"))
-    signature = 64 if isinstance(key, ed25519.Ed25519PrivateKey) else (key.key_size + 7) // 8
+    signature = (
+        64
+        if isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey))
+        else (key.key_size + 7) // 8
+    )
     # flags, algorithm, timestamp, token, key, profile and signature with their lengths
     fixed = 1 + 1 + 8 + 1 + len(sdk_token) + 2 + len(der) + 2 + 2 + signature
     size = max_frame - FRAME_OVERHEAD - fixed

@@ -29,6 +29,8 @@ from client._policy import (
     Waiting,
 )
 from client._state import (
+    DEFAULT_KEY_TYPE,
+    KEY_TYPES,
     PRIVATE_KEY_FILE,
     PUBLIC_KEY_FILE,
     StateError,
@@ -82,7 +84,9 @@ def _register(args: argparse.Namespace) -> int:
         deadline_s=args.deadline,
     )
     on_event = _print_event if args.verbose else None
-    with Device.open(args.state, args.sdk, policy=policy, on_event=on_event) as device:
+    with Device.open(
+        args.state, args.sdk, key_type=args.key_type, policy=policy, on_event=on_event
+    ) as device:
         if device.state_dir.recovered:
             print(f"client: {device.state_dir.recovered}", file=sys.stderr)
         if args.api == "asyncio":
@@ -172,6 +176,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="JSON|@FILE",
         help="endpoint profile as JSON text, or @file; default: the last one registered "
         "(empty on a first boot)",
+    )
+    reg.add_argument(
+        "--key-type",
+        choices=tuple(KEY_TYPES),
+        metavar="TYPE",
+        help=f"the key a first boot generates: {', '.join(KEY_TYPES)} (default "
+        f"{DEFAULT_KEY_TYPE}; p256 is ECDSA P-256, the key secure elements hold); on a later "
+        "boot it must name the key the device has (exit 2 otherwise)",
     )
     reg.add_argument(
         "--api",

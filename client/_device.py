@@ -72,15 +72,19 @@ class Device:
         cls,
         state_dir: str | os.PathLike[str],
         config: SdkConfig | str | os.PathLike[str],
+        *,
+        key_type: str | None = None,
         **options: object,
     ) -> Device:
         """Open the state directory (see client._state) with ``config`` or its JSON path.
 
+        ``key_type`` is the key a first boot generates (client._state.KEY_TYPES; default
+        RSA-2048); on a later boot, a type other than the key's is a KeyTypeError.
         Raises :class:`StateError` subclasses when the directory cannot be used as it is.
         """
         if not isinstance(config, SdkConfig):
             config = load_sdk_config(config)
-        opened = StateDir.open(state_dir)
+        opened = StateDir.open(state_dir, key_type)
         try:
             return cls(opened, config, **options)  # type: ignore[arg-type]
         except BaseException:

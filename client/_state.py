@@ -2,7 +2,8 @@
 
 Layout of the state directory (created with mode 0700)::
 
-    key.private   the RSA-2048 private key, PKCS#8 PEM, mode 0600
+    key.private   the private key, PKCS#8 PEM, mode 0600: RSA-2048 unless the first boot
+                  chose another type (KEY_TYPES: Ed25519, ECDSA P-256)
     key.public    its SubjectPublicKeyInfo PEM (derivable from key.private), mode 0644
     state.json    what the device learned (format below), mode 0600
     bootstrap-trust.json   the Bootstrap keys learned from rotations (client/_trust.py),
@@ -38,10 +39,11 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 import kaa_files
 from client._trust import BootstrapTrust, decode_trust, encode_trust
@@ -60,6 +62,10 @@ __all__ = [
     "StateDir",
     "StateDirBusy",
     "StateError",
+    "KeyTypeError",
+    "KEY_TYPES",
+    "DEFAULT_KEY_TYPE",
+    "key_type_of",
     "profile_hash",
 ]
 
@@ -70,6 +76,24 @@ STATE_FILE = "state.json"
 PROFILE_FILE = "profile"
 TRUST_FILE = "bootstrap-trust.json"
 LOCK_FILE = ".lock"
+
+#: The endpoint key types a first boot can generate (``--key-type``), by name. RSA-2048 is
+#: the default; P-256 is the key a secure element or TPM holds and signs with in hardware.
+KEY_TYPES: dict[str, Callable[[], crypto.PrivateKey]] = {
+    "rsa2048": lambda: crypto.generate_rsa_key(2048),
+    "ed25519": crypto.generate_ed25519_key,
+    "p256": crypto.generate_p256_key,
+}
+DEFAULT_KEY_TYPE = "rsa2048"
+
+
+def key_type_of(key: crypto.PrivateKey) -> str:
+    """The KEY_TYPES name of ``key`` ("rsa3072" and the like for other RSA sizes)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return f"rsa{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "p256"  # crypto.load_private_key loads P-256 keys only
+    return "ed25519"
 
 
 class StateError(Exception):
@@ -82,6 +106,10 @@ class MissingKeyError(StateError):
 
 class CorruptKeyError(StateError):
     """key.private exists but is not a usable private key."""
+
+
+class KeyTypeError(StateError):
+    """The key type asked for is unknown, or not the type of the key the device has."""
 
 
 class CorruptTrustError(StateError):
@@ -282,15 +310,28 @@ class StateDir:
         return self.state.endpoint_id
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> StateDir:
-        """Open (creating on first boot) the state directory at ``path``; see module doc."""
+    def open(cls, path: str | os.PathLike[str], key_type: str | None = None) -> StateDir:
+        """Open (creating on first boot) the state directory at ``path``; see module doc.
+
+        ``key_type`` (a KEY_TYPES name) is the key a first boot generates (default
+        RSA-2048). A device keeps its key for life: naming a type that differs from the key
+        already there is a :class:`KeyTypeError`, never a new key.
+        """
+        if key_type is not None and key_type not in KEY_TYPES:
+            raise KeyTypeError(f"unknown key type {key_type!r}: one of {', '.join(KEY_TYPES)}")
         root = Path(path)
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         loose = _tighten(root)
         lock_fd = _lock(root / LOCK_FILE)
         try:
             _remove_stale_temp_files(root)
-            private_key, first_boot = _load_or_create_keys(root)
+            private_key, first_boot = _load_or_create_keys(root, key_type or DEFAULT_KEY_TYPE)
+            if key_type is not None and key_type_of(private_key) != key_type:
+                raise KeyTypeError(
+                    f"{root / PRIVATE_KEY_FILE} is a {key_type_of(private_key)} key, not "
+                    f"{key_type}: the key type is chosen at the first boot and kept (a new key "
+                    "is a new endpoint; delete the state directory to become one)"
+                )
             key_id = crypto.endpoint_id(crypto.public_key_der(private_key)).hex()
             state, recovered = _load_state(root / STATE_FILE, key_id)
             trust = _load_trust(root / TRUST_FILE)
@@ -425,7 +466,7 @@ def _remove_stale_temp_files(root: Path) -> None:
                 stale.unlink()
 
 
-def _load_or_create_keys(root: Path) -> tuple[crypto.PrivateKey, bool]:
+def _load_or_create_keys(root: Path, key_type: str) -> tuple[crypto.PrivateKey, bool]:
     private_path = root / PRIVATE_KEY_FILE
     public_path = root / PUBLIC_KEY_FILE
     try:
@@ -438,7 +479,7 @@ def _load_or_create_keys(root: Path) -> tuple[crypto.PrivateKey, bool]:
                 "identity cannot be recovered here. Restore key.private from a backup, or "
                 "delete the whole state directory to start as a new endpoint."
             ) from None
-        key = crypto.generate_rsa_key(2048)
+        key = KEY_TYPES[key_type]()
         # Private first: a crash before the public key is written is repaired below on the
         # next boot, since the public key is derived from the private one.
         kaa_files.save_private_key(private_path, key)
@@ -450,7 +491,9 @@ def _load_or_create_keys(root: Path) -> tuple[crypto.PrivateKey, bool]:
         raise CorruptKeyError(
             f"{private_path} is not a usable private key ({exc}); it is left as it is"
         ) from None
-    if not isinstance(loaded, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+    if not isinstance(
+        loaded, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)
+    ):
         raise CorruptKeyError(f"{private_path} holds no signing key; it is left as it is")
     expected = crypto.public_key_pem(loaded)
     try:

@@ -68,6 +68,7 @@ class FrameFlag(enum.IntFlag):
 class SignatureAlgorithm(enum.IntEnum):
     RSA_PKCS1V15_SHA256 = 1
     ED25519 = 2
+    ECDSA_P256_SHA256 = 3
 
 
 class KeyExchangeAlgorithm(enum.IntEnum):
@@ -95,6 +96,19 @@ PAYLOAD_FLAG_KEY_IS_HASH = 0x01
 #: e costs a verify one modular squaring: with e ~ 2^3071 one garbage signature costs ~150
 #: verifies of e = 65537, and anyone may send one.
 RSA_PUBLIC_EXPONENT = 65537
+
+#: An ECDSA P-256 signature on the wire: r || s, each a 32-byte big-endian integer (as JWS
+#: ES256, COSE and PSA psa_sign_hash emit it), never DER (docs/protocol-decisions.md).
+P256_SIGNATURE_SIZE = 64
+#: The one DER SubjectPublicKeyInfo prefix of a P-256 endpoint key: SEQUENCE { SEQUENCE {
+#: id-ecPublicKey, namedCurve prime256v1 }, BIT STRING { 0 unused bits, 0x04 } }; X and Y
+#: (32 bytes each, big-endian) follow, 91 bytes in all. Every other encoding of a P-256 key
+#: (compressed or hybrid point, explicit parameters, long-form lengths) is refused, so one
+#: key has one endpoint id. kaa_wire_ext reads this copy at import.
+P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004")
+#: P-256's field prime p and group order n (SEC 2, 2.4.2).
+P256_FIELD_PRIME = 2**256 - 2**224 + 2**192 + 2**96 - 1
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 #: The canonical encodings of the 8 points of small order on edwards25519, refused as
 #: endpoint keys (docs/protocol.md 5.3): with the identity as the key, R = identity, S = 0

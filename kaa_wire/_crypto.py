@@ -7,17 +7,24 @@ verify and the Bootstrap signer (see ``_opener.py``, ``_registration.py`` and ``
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.exceptions import UnsupportedAlgorithm as _CUA
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kaa_wire._constants import (
     AEAD_TAG_SIZE,
     MIN_RSA_BITS,
+    P256_ORDER,
+    P256_SIGNATURE_SIZE,
     REGISTER_SIGNATURE_CONTEXT,
     RESPONSE_KDF_INFO,
     RESPONSE_NONCE_SIZE,
@@ -41,6 +48,7 @@ __all__ = [
     "PublicKey",
     "generate_rsa_key",
     "generate_ed25519_key",
+    "generate_p256_key",
     "generate_x25519_key",
     "load_private_key",
     "load_public_key",
@@ -64,8 +72,10 @@ __all__ = [
     "open_answer",
 ]
 
-PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+_PRIVATE_TYPES = (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)
+_PUBLIC_TYPES = (rsa.RSAPublicKey, ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)
 
 _ZERO_NONCE = bytes(12)
 _PEM_MARK = b"-----BEGIN"
@@ -79,13 +89,25 @@ def generate_ed25519_key() -> ed25519.Ed25519PrivateKey:
     return ed25519.Ed25519PrivateKey.generate()
 
 
+def generate_p256_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 def generate_x25519_key() -> x25519.X25519PrivateKey:
     return x25519.X25519PrivateKey.generate()
 
 
+def _only_p256(key: Any) -> None:
+    """EC keys are protocol keys on P-256 only (docs/protocol.md 8)."""
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and not (
+        isinstance(key.curve, ec.SECP256R1)
+    ):
+        raise LocalProtocolError(f"unsupported EC curve {key.curve.name}: only P-256")
+
+
 def load_private_key(
     data: bytes,
-) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | x25519.X25519PrivateKey:
+) -> PrivateKey | x25519.X25519PrivateKey:
     """A private key from PEM or DER (PKCS#8 or traditional), unencrypted."""
     try:
         if data.lstrip().startswith(_PEM_MARK):
@@ -94,14 +116,15 @@ def load_private_key(
             key = serialization.load_der_private_key(data, password=None)
     except (ValueError, TypeError, _CUA) as exc:
         raise LocalProtocolError(f"not a usable private key: {exc}") from None
-    if not isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey)):
+    if not isinstance(key, (*_PRIVATE_TYPES, x25519.X25519PrivateKey)):
         raise LocalProtocolError(f"unsupported private key type {type(key).__name__}")
+    _only_p256(key)
     return key
 
 
 def load_public_key(
     data: bytes,
-) -> rsa.RSAPublicKey | ed25519.Ed25519PublicKey | x25519.X25519PublicKey:
+) -> PublicKey | x25519.X25519PublicKey:
     """A public key from PEM or DER SubjectPublicKeyInfo, or the public half of a private key."""
     try:
         if data.lstrip().startswith(_PEM_MARK):
@@ -115,14 +138,15 @@ def load_public_key(
                 return load_private_key(data).public_key()
     except (ValueError, TypeError, _CUA) as exc:
         raise LocalProtocolError(f"not a usable public key: {exc}") from None
-    if not isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey, x25519.X25519PublicKey)):
+    if not isinstance(key, (*_PUBLIC_TYPES, x25519.X25519PublicKey)):
         raise LocalProtocolError(f"unsupported public key type {type(key).__name__}")
+    _only_p256(key)
     return key
 
 
 def public_key_der(key: PublicKey | PrivateKey) -> bytes:
     """DER SubjectPublicKeyInfo, as ``openssl pkey -pubin -outform DER`` prints it."""
-    if not isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
+    if not isinstance(key, _PUBLIC_TYPES):
         key = key.public_key()
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -132,7 +156,7 @@ def public_key_der(key: PublicKey | PrivateKey) -> bytes:
 def public_key_pem(
     key: PublicKey | PrivateKey | x25519.X25519PrivateKey | x25519.X25519PublicKey,
 ) -> bytes:
-    if isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, x25519.X25519PrivateKey)):
+    if isinstance(key, (*_PRIVATE_TYPES, x25519.X25519PrivateKey)):
         key = key.public_key()
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -157,14 +181,49 @@ def signature_algorithm_of(key: PublicKey | PrivateKey) -> SignatureAlgorithm:
         return SignatureAlgorithm.RSA_PKCS1V15_SHA256
     if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
         return SignatureAlgorithm.ED25519
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(
+        key.curve, ec.SECP256R1
+    ):
+        return SignatureAlgorithm.ECDSA_P256_SHA256
     raise UnsupportedAlgorithm(f"no signature algorithm for {type(key).__name__}")
 
 
+def _ecdsa_sha256() -> ec.ECDSA:
+    """ECDSA with SHA-256, with RFC 6979 deterministic nonces where the OpenSSL under
+    ``cryptography`` has them (3.2 and later): a weak random source cannot then leak the key
+    through its nonces, and a signature is a reproducible test vector. The verifier cannot
+    tell the two kinds apart, and need not."""
+    try:
+        return ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+    except _CUA:
+        return ec.ECDSA(hashes.SHA256())
+
+
 def sign(key: PrivateKey, data: bytes) -> bytes:
-    """Sign with the key's protocol algorithm (RSA PKCS#1 v1.5 SHA-256, or Ed25519)."""
+    """Sign with the key's protocol algorithm: RSA PKCS#1 v1.5 SHA-256, Ed25519, or ECDSA
+    P-256 SHA-256 as the fixed 64 bytes r || s (docs/protocol.md 8)."""
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature_algorithm_of(key)  # P-256 only
+        r, s = decode_dss_signature(key.sign(data, _ecdsa_sha256()))
+        half = P256_SIGNATURE_SIZE // 2
+        return r.to_bytes(half, "big") + s.to_bytes(half, "big")
     return key.sign(data)
+
+
+def _p256_signature_der(signature: bytes) -> bytes | None:
+    """The DER ECDSA-Sig-Value of a wire signature r || s, or None unless it has exactly
+    64 bytes and 1 <= r, s <= n - 1 (what every verifier must check, checked here in the
+    open rather than left to OpenSSL). s and n - s both verify: see docs/protocol.md 8."""
+    if len(signature) != P256_SIGNATURE_SIZE:
+        return None
+    half = P256_SIGNATURE_SIZE // 2
+    r = int.from_bytes(signature[:half], "big")
+    s = int.from_bytes(signature[half:], "big")
+    if not (0 < r < P256_ORDER and 0 < s < P256_ORDER):
+        return None
+    return encode_dss_signature(r, s)
 
 
 def signature_valid(key: PublicKey, data: bytes, signature: bytes) -> bool:
@@ -172,6 +231,11 @@ def signature_valid(key: PublicKey, data: bytes, signature: bytes) -> bool:
     try:
         if isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            der = _p256_signature_der(signature)
+            if der is None:
+                return False
+            key.verify(der, data, ec.ECDSA(hashes.SHA256()))
         else:
             key.verify(signature, data)
     except InvalidSignature:

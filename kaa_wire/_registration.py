@@ -12,12 +12,14 @@ from collections.abc import Iterable
 
 from cryptography.exceptions import UnsupportedAlgorithm as _CryptoUnsupported
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from kaa_wire._constants import (
     ED25519_SMALL_ORDER_KEYS,
     MAX_RSA_BITS,
     MIN_RSA_BITS,
+    P256_FIELD_PRIME,
+    P256_SPKI_PREFIX,
     PAYLOAD_FLAG_KEY_IS_HASH,
     RSA_PUBLIC_EXPONENT,
     SIGNATURE_LENGTH_PREFIX,
@@ -76,14 +78,18 @@ def parse_registration_payload(plaintext: bytes) -> RegistrationPayload:
 
 
 def load_endpoint_key(key_der: bytes) -> PublicKey:
-    """Load and vet an endpoint key: canonical DER; RSA of 2048-4096 bits with e = 65537, or
-    an Ed25519 point in canonical encoding and not of small order (docs/protocol.md 5.3).
+    """Load and vet an endpoint key: canonical DER; RSA of 2048-4096 bits with e = 65537, an
+    Ed25519 point in canonical encoding and not of small order, or a P-256 point on the curve
+    in the one uncompressed named-curve encoding (docs/protocol.md 5.3).
 
     Raises MalformedFrame or UnsupportedAlgorithm for any other key. The one acceptance
     policy for endpoint keys: kaa_wire_ext hands every key its fast path does not recognise
     to this function (looked up on this module at each call), so both paths accept and
     refuse the same keys with the same errors.
     """
+    ec_parts = _ec_spki_parts(key_der)
+    if ec_parts is not None:
+        return _load_p256_key(key_der, *ec_parts)
     try:
         key = serialization.load_der_public_key(key_der)
     except (ValueError, _CryptoUnsupported):
@@ -104,12 +110,105 @@ def load_endpoint_key(key_der: bytes) -> PublicKey:
             raise MalformedFrame("endpoint key is not a valid RSA public key")
     elif isinstance(key, ed25519.Ed25519PublicKey):
         _vet_ed25519_point(key.public_bytes_raw())
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        # An EC key whose DER the walker above could not follow: a P-256 one cannot be in
+        # the canonical encoding, and no other curve is supported.
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise _unsupported_curve()
+        raise MalformedFrame("endpoint key is not canonical DER")
     else:
-        raise UnsupportedAlgorithm("endpoint keys must be RSA or Ed25519")
+        raise UnsupportedAlgorithm("endpoint keys must be RSA, Ed25519 or P-256")
     # The endpoint id hashes these bytes, so one key must have exactly one encoding.
     if public_key_der(key) != key_der:
         raise MalformedFrame("endpoint key is not canonical DER")
     return key
+
+
+#: DER of the OID id-ecPublicKey (1.2.840.10045.2.1), and of the namedCurve parameters
+#: prime256v1 (1.2.840.10045.3.1.7): both inside P256_SPKI_PREFIX.
+_EC_PUBLIC_KEY_OID = bytes.fromhex("06072a8648ce3d0201")
+_P256_CURVE_OID = bytes.fromhex("06082a8648ce3d030107")
+_P256_COORDINATE_SIZE = 32
+
+
+def _der_tlv(data: bytes, at: int, end: int) -> tuple[int, int, int] | None:
+    """(tag, content start, content end) of the DER TLV at ``at`` that fits before ``end``;
+    None when there is none. Definite lengths only; how minimal they are is not checked
+    here (only one exact encoding is ever accepted, see _load_p256_key)."""
+    if end - at < 2:
+        return None
+    tag, first = data[at], data[at + 1]
+    at += 2
+    if first < 0x80:
+        length = first
+    else:
+        size = first & 0x7F
+        if size == 0 or size > 4 or end - at < size:
+            return None
+        length = int.from_bytes(data[at : at + size], "big")
+        at += size
+    if length > end - at:
+        return None
+    return tag, at, at + length
+
+
+def _ec_spki_parts(der: bytes) -> tuple[bytes, bytes] | None:
+    """(the parameters' DER, the BIT STRING's content) when ``der`` is a
+    SubjectPublicKeyInfo with the algorithm id-ecPublicKey; else None.
+
+    A small walker, not ``cryptography``: which curve a key claims decides between
+    MALFORMED_FRAME and UNSUPPORTED_ALGORITHM, and ``cryptography`` refuses curves it does
+    not know with the same error as garbage, and loads explicit parameters that match a named
+    curve as that curve.
+    """
+    outer = _der_tlv(der, 0, len(der))
+    if outer is None or outer[0] != 0x30 or outer[2] != len(der):
+        return None
+    algorithm = _der_tlv(der, outer[1], outer[2])
+    if algorithm is None or algorithm[0] != 0x30:
+        return None
+    oid_end = algorithm[1] + len(_EC_PUBLIC_KEY_OID)
+    if der[algorithm[1] : oid_end] != _EC_PUBLIC_KEY_OID or oid_end > algorithm[2]:
+        return None
+    key = _der_tlv(der, algorithm[2], outer[2])
+    if key is None or key[0] != 0x03 or key[2] != outer[2] or key[2] == key[1]:
+        return None
+    if der[key[1]] != 0:  # unused bits in the BIT STRING
+        return None
+    if oid_end < algorithm[2]:  # the parameters: one whole TLV, or none
+        parameters = _der_tlv(der, oid_end, algorithm[2])
+        if parameters is None or parameters[2] != algorithm[2]:
+            return None
+    return der[oid_end : algorithm[2]], der[key[1] + 1 : key[2]]
+
+
+def _unsupported_curve() -> UnsupportedAlgorithm:
+    return UnsupportedAlgorithm("EC endpoint keys must be on P-256 (named curve prime256v1)")
+
+
+def _load_p256_key(key_der: bytes, parameters: bytes, point: bytes) -> ec.EllipticCurvePublicKey:
+    """Vet an id-ecPublicKey SubjectPublicKeyInfo: another curve or explicit parameters are
+    UNSUPPORTED_ALGORITHM; for P-256, only P256_SPKI_PREFIX || X || Y with X, Y < p and the
+    point on the curve loads, anything else is MALFORMED_FRAME."""
+    if parameters != _P256_CURVE_OID:
+        raise _unsupported_curve()
+    if point == b"\x00":
+        raise MalformedFrame("endpoint key is the P-256 point at infinity")
+    if len(point) == 1 + _P256_COORDINATE_SIZE and point[0] in (2, 3):
+        # Another encoding of a key that has an uncompressed one: a second endpoint id.
+        raise MalformedFrame("endpoint key is a compressed P-256 point")
+    if len(key_der) != len(P256_SPKI_PREFIX) + 2 * _P256_COORDINATE_SIZE or not (
+        key_der.startswith(P256_SPKI_PREFIX)
+    ):
+        raise MalformedFrame("endpoint key is not canonical DER")
+    x = int.from_bytes(point[1 : 1 + _P256_COORDINATE_SIZE], "big")
+    y = int.from_bytes(point[1 + _P256_COORDINATE_SIZE :], "big")
+    if x >= P256_FIELD_PRIME or y >= P256_FIELD_PRIME:
+        raise MalformedFrame("endpoint key has a P-256 coordinate not below p")
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except ValueError:
+        raise MalformedFrame("endpoint key is not a point on P-256") from None
 
 
 def _vet_ed25519_point(raw: bytes) -> None:
@@ -132,6 +231,8 @@ def _vet_ed25519_point(raw: bytes) -> None:
 def _algorithm_matches(key: PublicKey, algorithm: int) -> bool:
     if isinstance(key, rsa.RSAPublicKey):
         return algorithm == SignatureAlgorithm.RSA_PKCS1V15_SHA256
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return algorithm == SignatureAlgorithm.ECDSA_P256_SHA256
     return algorithm == SignatureAlgorithm.ED25519
 
 

@@ -7,7 +7,8 @@ cdef struct KeyMaterial:
     Py_ssize_t n_len
     const unsigned char *e          # RSA public exponent, likewise (empty for zero)
     Py_ssize_t e_len
-    const unsigned char *raw        # Ed25519 public key, 32 bytes
+    const unsigned char *raw        # Ed25519 public key, 32 bytes; or the P-256 point,
+                                    # 0x04 || X || Y, 65 bytes
 
 # Fill `m` and return its kind (SIG_*) when `der` is an ordinary key the pure path accepts;
 # else 0, and the pure loader decides.
@@ -21,7 +22,11 @@ cdef int _build_rsa(const KeyMaterial *m, ssl.RSA **out) noexcept nogil
 # An Ed25519 public key, or NULL (error queue cleared).
 cdef ssl.EVP_PKEY *_build_ed25519(const KeyMaterial *m) noexcept nogil
 
-# 1 when `signature` over `data` is valid for the key (rsa or pkey, by kind), 0 when not,
+# A P-256 public key from its vetted point, or NULL (error queue cleared).
+cdef ssl.EVP_PKEY *_build_p256(const KeyMaterial *m) noexcept nogil
+
+# 1 when `signature` over `data` is valid for the key (rsa for RSA, pkey for Ed25519 and
+# P-256, by kind), 0 when not,
 # -1 when out of memory.
 cdef int _verify_signature(
     int kind, ssl.RSA *rsa, ssl.EVP_PKEY *pkey,

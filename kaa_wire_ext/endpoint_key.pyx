@@ -2,12 +2,15 @@
 # with it. Mirrors kaa_wire/_registration.py's load_endpoint_key; declared in
 # endpoint_key.pxd (RegistrationVerifier, verify_batch and kaa_wire_ext._bench use it).
 #
-# The pure path accepts exactly two shapes of key (it loads the DER with
+# The pure path accepts exactly three shapes of key (it loads the DER with
 # `cryptography`, vets it, then demands that re-encoding gives the same bytes back):
 #   * RSA, 2048..4096 bits, e = 65537: SEQUENCE { SEQUENCE { rsaEncryption, NULL },
 #       BIT STRING { SEQUENCE { INTEGER n, INTEGER e } } }, all in DER;
 #   * Ed25519: the fixed 12-byte prefix and 32 key bytes, a canonical point encoding that is
 #       not one of the 8 small-order points.
+#   * ECDSA P-256: the fixed 27-byte prefix (kaa_wire._constants.P256_SPKI_PREFIX, ending in
+#       the 0x04 of an uncompressed point) and X || Y, a point on the curve (OpenSSL's
+#       EC_POINT_oct2point checks X, Y < p and the curve equation).
 # The fast path here recognises the ordinary cases of those shapes directly: the RSA
 # structure is walked to find n and e, re-encoded from them, and must equal the input byte
 # for byte (the pure path's canonical-DER rule, by construction); the key is then built with
@@ -18,13 +21,17 @@
 # kaa_wire/_registration.py, and a rejected key costs the pure loader's few microseconds.
 # "Ordinary" RSA means n odd and e = RSA_PUBLIC_EXPONENT; "ordinary" Ed25519 means y < p,
 # no sign bit on x = 0, and not in kaa_wire._constants.ED25519_SMALL_ORDER_KEYS (copied
-# below at import). Anything else is the pure loader's call, and it refuses it: a wrong
+# below at import); "ordinary" P-256 means the prefix and a point on the curve. Anything else is the pure loader's call, and it refuses it: a wrong
 # copy here could only send a key the pure loader refuses through the fast path, which the
 # differential tests (tests/test_endpoint_keys.py, tests/test_parity_endpoint_keys.py) would see.
 
 from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
 
+from cryptography.hazmat.primitives import serialization as _key_serialization
+from cryptography.hazmat.primitives.asymmetric import ec as _ec
+
 from kaa_wire._constants import ED25519_SMALL_ORDER_KEYS as _ED25519_SMALL_ORDER_KEYS
+from kaa_wire._constants import P256_SPKI_PREFIX as _P256_SPKI_PREFIX_BYTES
 
 # The whole Ed25519 SPKI prefix.
 cdef const unsigned char *_ED25519_PREFIX = b"\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00"
@@ -49,6 +56,45 @@ cdef int _copy_small_order_points() except -1:
 
 
 _copy_small_order_points()
+
+# The P-256 SPKI prefix (up to and including the point's 0x04), copied once from its one
+# source; then the 64 bytes X || Y.
+cdef enum:
+    _P256_PREFIX_SIZE = 27
+    _P256_POINT_SIZE = 65      # 0x04 || X || Y
+cdef unsigned char _P256_PREFIX[_P256_PREFIX_SIZE]
+# The curve, made once: EC_POINT_oct2point only reads it, from any thread.
+cdef ssl.EC_GROUP *_P256_GROUP = NULL
+
+
+cdef int _init_p256() except -1:
+    global _P256_GROUP
+    if len(_P256_SPKI_PREFIX_BYTES) != _P256_PREFIX_SIZE:
+        raise ImportError("kaa_wire._constants.P256_SPKI_PREFIX: expected 27 bytes")
+    memcpy(_P256_PREFIX, PyBytes_AS_STRING(_P256_SPKI_PREFIX_BYTES), _P256_PREFIX_SIZE)
+    _P256_GROUP = ssl.EC_GROUP_new_by_curve_name(ssl.NID_X9_62_prime256v1)
+    if _P256_GROUP == NULL:
+        ssl.ERR_clear_error()
+        raise ImportError("OpenSSL has no P-256 (prime256v1) curve")
+    return 0
+
+
+_init_p256()
+
+
+cdef bint _p256_point_is_ordinary(const unsigned char *point) noexcept nogil:
+    """An uncompressed point (65 bytes, 0x04 first) with X, Y < p on P-256: what the pure
+    loader accepts after the prefix. Not the point at infinity, which has no such encoding."""
+    cdef ssl.EC_POINT *p = ssl.EC_POINT_new(_P256_GROUP)
+    cdef bint ok
+    if p == NULL:
+        ssl.ERR_clear_error()
+        return False  # then the pure loader decides
+    ok = ssl.EC_POINT_oct2point(_P256_GROUP, p, point, _P256_POINT_SIZE, NULL) == 1
+    ssl.EC_POINT_free(p)
+    if not ok:
+        ssl.ERR_clear_error()
+    return ok
 
 
 cdef inline int _bit_length(unsigned char byte) noexcept nogil:
@@ -94,13 +140,22 @@ cdef int _parse_endpoint_key(
     """Fill `m` and return its kind when `der` is an ordinary key the pure path accepts;
     else 0 (then the pure loader decides).
 
-    Only canonical DER of an Ed25519 key with an ordinary point, or of an RSA
-    2048..4096-bit key with n odd and e = RSA_PUBLIC_EXPONENT, returns non-zero.
+    Only canonical DER of an Ed25519 key with an ordinary point, of a P-256 key on the
+    curve, or of an RSA 2048..4096-bit key with n odd and e = RSA_PUBLIC_EXPONENT, returns
+    non-zero.
     """
     cdef Py_ssize_t header, length, rest, bits, i
     cdef const unsigned char *p
     cdef uint64_t e = 0
     m.kind = 0
+    if size == _P256_PREFIX_SIZE - 1 + _P256_POINT_SIZE and memcmp(
+        der, _P256_PREFIX, _P256_PREFIX_SIZE
+    ) == 0:
+        if not _p256_point_is_ordinary(der + _P256_PREFIX_SIZE - 1):
+            return 0  # the pure loader refuses it, with its message
+        m.raw = der + _P256_PREFIX_SIZE - 1
+        m.kind = SIG_ECDSA_P256_SHA256
+        return m.kind
     if size == _ED25519_PREFIX_SIZE + _ED25519_KEY_SIZE and memcmp(
         der, _ED25519_PREFIX, _ED25519_PREFIX_SIZE
     ) == 0:
@@ -193,6 +248,58 @@ cdef ssl.EVP_PKEY *_build_ed25519(const KeyMaterial *m) noexcept nogil:
     return pkey
 
 
+cdef ssl.EVP_PKEY *_build_p256(const KeyMaterial *m) noexcept nogil:
+    """A P-256 public key from its vetted 65-byte point, or NULL (error queue cleared) when
+    OpenSSL fails: the legacy EC_KEY inside an EVP_PKEY, so the verify below can take it
+    back with EVP_PKEY_get0_EC_KEY and call ECDSA_do_verify, as RSA keys use RSA_verify.
+    The curve is copied from the shared group (about 1 us) rather than made by name (about
+    11 us with OpenSSL 3.0: most of a fresh key's cost)."""
+    cdef ssl.EC_KEY *ec = ssl.EC_KEY_new()
+    cdef ssl.EVP_PKEY *pkey = NULL
+    if (
+        ec != NULL
+        and ssl.EC_KEY_set_group(ec, _P256_GROUP) == 1
+        and ssl.EC_KEY_oct2key(ec, m.raw, _P256_POINT_SIZE, NULL) == 1
+    ):
+        pkey = ssl.EVP_PKEY_new()
+        if pkey != NULL and ssl.EVP_PKEY_set1_EC_KEY(pkey, ec) != 1:
+            ssl.EVP_PKEY_free(pkey)
+            pkey = NULL
+    ssl.EC_KEY_free(ec)  # the EVP_PKEY holds its own reference
+    if pkey == NULL:
+        ssl.ERR_clear_error()
+    return pkey
+
+
+cdef int _verify_p256(
+    ssl.EVP_PKEY *pkey, const unsigned char *digest,
+    const unsigned char *signature, size_t signature_len,
+) noexcept nogil:
+    """1 when r || s verifies over the SHA-256 digest, 0 when not (any length but 64, r or s
+    outside [1, n - 1], which ECDSA_do_verify refuses itself), -1 when out of memory."""
+    cdef ssl.ECDSA_SIG *sig
+    cdef ssl.BIGNUM *r
+    cdef ssl.BIGNUM *s
+    cdef int ok
+    if signature_len != P256_SIGNATURE_SIZE:
+        return 0
+    sig = ssl.ECDSA_SIG_new()
+    r = ssl.BN_bin2bn(signature, P256_SIGNATURE_SIZE // 2, NULL)
+    s = ssl.BN_bin2bn(signature + P256_SIGNATURE_SIZE // 2, P256_SIGNATURE_SIZE // 2, NULL)
+    if sig == NULL or r == NULL or s == NULL or ssl.ECDSA_SIG_set0(sig, r, s) != 1:
+        ssl.BN_free(r)
+        ssl.BN_free(s)
+        ssl.ECDSA_SIG_free(sig)
+        ssl.ERR_clear_error()
+        return -1
+    # ECDSA_do_verify only reads the key; its prototype lacks the const.
+    ok = ssl.ECDSA_do_verify(
+        digest, 32, sig, <ssl.EC_KEY *>ssl.EVP_PKEY_get0_EC_KEY(pkey)
+    ) == 1
+    ssl.ECDSA_SIG_free(sig)  # frees r and s
+    return ok
+
+
 cdef int _verify_signature(
     int kind, ssl.RSA *rsa, ssl.EVP_PKEY *pkey,
     const unsigned char *data, size_t data_len,
@@ -209,6 +316,13 @@ cdef int _verify_signature(
         ok = ssl.RSA_verify(
             ssl.NID_sha256, digest, 32, signature, <unsigned int>signature_len, rsa
         ) == 1
+    elif kind == SIG_ECDSA_P256_SHA256:
+        if pkey == NULL:
+            return 0
+        ssl.SHA256(data, data_len, digest)
+        ok = _verify_p256(pkey, digest, signature, signature_len)
+        if ok < 0:
+            return -1
     else:
         if pkey == NULL:
             return 0
@@ -280,8 +394,17 @@ cdef int _material_from_pure(object key_der, KeyMaterial *m, list keep) except -
         m.e = <const unsigned char *>PyBytes_AS_STRING(e)
         m.e_len = len(e)
         m.kind = SIG_RSA_PKCS1V15_SHA256
+    elif isinstance(key, _ec.EllipticCurvePublicKey):
+        raw = key.public_bytes(
+            _key_serialization.Encoding.X962, _key_serialization.PublicFormat.UncompressedPoint
+        )
+        if len(raw) != _P256_POINT_SIZE:
+            raise InternalError("unexpected endpoint key from the pure loader")
+        keep.append(raw)
+        m.raw = <const unsigned char *>PyBytes_AS_STRING(raw)
+        m.kind = SIG_ECDSA_P256_SHA256
     else:
-        raw = key.public_bytes_raw()  # the pure loader returns RSA or Ed25519 keys only
+        raw = key.public_bytes_raw()  # else the pure loader returns an Ed25519 key
         if len(raw) != _ED25519_KEY_SIZE:
             raise InternalError("unexpected endpoint key from the pure loader")
         keep.append(raw)
@@ -297,13 +420,17 @@ cdef _EndpointKey _key_from_material(const KeyMaterial *m):
     if m.kind == SIG_RSA_PKCS1V15_SHA256:
         if _build_rsa(m, &key.rsa) < 0:
             raise MemoryError()
+    elif m.kind == SIG_ECDSA_P256_SHA256:
+        key.pkey = _build_p256(m)  # the point is vetted: only memory can fail
+        if key.pkey == NULL:
+            raise MemoryError()
     else:
         key.pkey = _build_ed25519(m)
     return key
 
 
 cdef _EndpointKey _load_endpoint_key(object key_der):
-    """Load and vet an endpoint key: canonical DER, RSA 2048-4096 bits, or Ed25519."""
+    """Load and vet an endpoint key: canonical DER, RSA 2048-4096 bits, Ed25519, P-256."""
     cdef Py_buffer view
     cdef KeyMaterial m
     cdef list keep = []
@@ -319,6 +446,5 @@ cdef _EndpointKey _load_endpoint_key(object key_der):
 
 
 cdef inline bint _algorithm_fits(int kind, object algorithm) except -1:
-    if kind == SIG_RSA_PKCS1V15_SHA256:
-        return algorithm == SIG_RSA_PKCS1V15_SHA256
-    return algorithm == SIG_ED25519
+    # Each kind is the id of the one signature algorithm its keys sign with.
+    return algorithm == kind

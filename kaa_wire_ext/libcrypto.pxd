@@ -20,6 +20,8 @@ cdef extern from "openssl_shim.h" nogil:
     # bn.h
     ctypedef struct BIGNUM:
         pass
+    ctypedef struct BN_CTX:
+        pass
     BIGNUM *BN_bin2bn(const unsigned char *s, int len, BIGNUM *ret)
     void BN_free(BIGNUM *a)
     int BN_num_bits(const BIGNUM *a)
@@ -35,6 +37,35 @@ cdef extern from "openssl_shim.h" nogil:
                    const unsigned char *sigbuf, unsigned int siglen, RSA *rsa)
     int RSA_size(const RSA *rsa)
     int NID_sha256
+
+    # ec.h, ecdsa.h (legacy API, as for RSA): P-256 endpoint keys and their verify
+    ctypedef struct EC_GROUP:
+        pass
+    ctypedef struct EC_POINT:
+        pass
+    ctypedef struct EC_KEY:
+        pass
+    ctypedef struct ECDSA_SIG:
+        pass
+    int NID_X9_62_prime256v1
+    EC_GROUP *EC_GROUP_new_by_curve_name(int nid)
+    void EC_GROUP_free(EC_GROUP *group)
+    EC_POINT *EC_POINT_new(const EC_GROUP *group)
+    void EC_POINT_free(EC_POINT *point)
+    int EC_POINT_oct2point(const EC_GROUP *group, EC_POINT *p, const unsigned char *buf,
+                           size_t len, BN_CTX *ctx)
+    EC_KEY *EC_KEY_new()
+    int EC_KEY_set_group(EC_KEY *key, const EC_GROUP *group)
+    void EC_KEY_free(EC_KEY *key)
+    int EC_KEY_oct2key(EC_KEY *key, const unsigned char *buf, size_t len, BN_CTX *ctx)
+    ECDSA_SIG *ECDSA_SIG_new()
+    void ECDSA_SIG_free(ECDSA_SIG *sig)
+    int ECDSA_SIG_set0(ECDSA_SIG *sig, BIGNUM *r, BIGNUM *s)
+    int ECDSA_do_verify(const unsigned char *dgst, int dgst_len, const ECDSA_SIG *sig,
+                        EC_KEY *eckey)
+    int EVP_PKEY_set1_EC_KEY(EVP_PKEY *pkey, EC_KEY *key)
+    const EC_KEY *EVP_PKEY_get0_EC_KEY(const EVP_PKEY *pkey)
+    EVP_PKEY *EVP_PKEY_new()
 
     # sha.h (one-shot digests)
     unsigned char *SHA1(const unsigned char *d, size_t n, unsigned char *md)
@@ -128,8 +159,6 @@ cdef extern from "openssl_shim.h" nogil:
     EVP_PKEY *d2i_AutoPrivateKey(EVP_PKEY **a, const unsigned char **pp, long length)
 
     # Only for the reference loops of _bench.pyx (key-build alternatives).
-    ctypedef struct BN_CTX:
-        pass
     ctypedef struct BN_MONT_CTX:
         pass
     BN_CTX *BN_CTX_new()

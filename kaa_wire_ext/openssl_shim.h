@@ -4,7 +4,8 @@
  * (RSA_new/RSA_set0_key/RSA_verify): on OpenSSL 3.0 it is 4-5x cheaper per fresh key than
  * d2i_PUBKEY or EVP_PKEY_fromdata (measured; see benchmarks/). Those functions are
  * deprecated in 3.0 but supported through 3.x, so the deprecation attributes are silenced
- * here rather than scattered over the build.
+ * here rather than scattered over the build. P-256 endpoint keys likewise use the legacy
+ * EC_KEY and ECDSA_do_verify, the same trade for the same reason.
  */
 #ifndef KAA_WIRE_EXT_OPENSSL_SHIM_H
 #define KAA_WIRE_EXT_OPENSSL_SHIM_H
@@ -24,6 +25,8 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>

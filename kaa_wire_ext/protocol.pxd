@@ -31,6 +31,10 @@ cdef enum:
     # SignatureAlgorithm
     SIG_RSA_PKCS1V15_SHA256 = 1
     SIG_ED25519 = 2
+    SIG_ECDSA_P256_SHA256 = 3
+
+    # An ECDSA P-256 signature on the wire: r || s, 32 bytes each.
+    P256_SIGNATURE_SIZE = 64
 
     # KeyExchangeAlgorithm, AeadAlgorithm
     KEX_X25519 = 1

@@ -22,6 +22,10 @@ cdef int _batch_verify_one(_BatchEntry *entry) noexcept nogil:
     if entry.key.kind == SIG_RSA_PKCS1V15_SHA256:
         if _build_rsa(&entry.key, &rsa) < 0:
             return -1
+    elif entry.key.kind == SIG_ECDSA_P256_SHA256:
+        pkey = _build_p256(&entry.key)
+        if pkey == NULL:
+            return -1
     else:
         pkey = _build_ed25519(&entry.key)
     result = _verify_signature(

@@ -67,7 +67,8 @@ def ext() -> Any:
 @pytest.fixture(scope="session")
 def keys(vector_keys: dict[str, Any]) -> dict[str, Any]:
     """The fixed vector keys, plus a few generated once: RSA-1024 (too small), RSA-4096
-    (the largest allowed), P-256 and X25519 (wrong kinds). Modules that need other keys
+    (the largest allowed), P-256 (signature algorithm 3) and X25519 (a wrong kind). Modules
+    that need other keys
     under this name define their own fixture."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 

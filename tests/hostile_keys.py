@@ -179,3 +179,26 @@ def rsa_key_with_exponent(bits: int, e: int | None = None, *, near: int | None =
         assert e is not None
         if math.gcd(e, lam) == 1:
             return RawRsaKey(p * q, e, pow(e, -1, lam))
+
+
+# -- P-256 ---------------------------------------------------------------------------------
+
+P256_P = 2**256 - 2**224 + 2**192 + 2**96 - 1
+P256_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def p256_on_curve(x: int, y: int) -> bool:
+    """y^2 = x^3 - 3x + b (mod p), with the coordinates as given (not reduced)."""
+    return (y * y - (x * x * x - 3 * x + P256_B)) % P256_P == 0
+
+
+def p256_point_with_small_x() -> tuple[int, int]:
+    """A point whose x is below 2^256 - p, so x + p still fits 32 bytes: the same point
+    written with X >= p (p = 3 mod 4, so a square root is one power)."""
+    for x in range(1, 1000):
+        rhs = (x**3 - 3 * x + P256_B) % P256_P
+        y = pow(rhs, (P256_P + 1) // 4, P256_P)
+        if y * y % P256_P == rhs:
+            return x, y
+    raise AssertionError("no point with a small x in 1000 tries")

@@ -219,4 +219,37 @@ def endpoint_key_variants(keys: dict[str, Any]) -> dict[str, bytes]:
         "empty": b"",
         "junk": b"\x30\x00",
         "truncated rsa": good[:100],
+        **p256_key_variants(keys["p256"]),
+    }
+
+
+EC_ALGORITHM = der_tlv(0x30, der_tlv(6, bytes.fromhex("2a8648ce3d0201"))
+                       + der_tlv(6, bytes.fromhex("2a8648ce3d030107")))
+
+
+def p256_key_variants(key: Any) -> dict[str, bytes]:
+    """P-256 keys each path must judge alike: the canonical SPKI and its neighbours."""
+    good = spki(key)
+    point = good[26:]
+    x, y = point[1:33], point[33:]
+    p = (2**256 - 2**224 + 2**192 + 2**96 - 1).to_bytes(32, "big")
+    compressed = bytes([2 + (y[-1] & 1)]) + x
+    return {
+        "p256 rebuilt": der_tlv(0x30, EC_ALGORITHM + der_tlv(3, b"\x00" + point)),
+        "p256 compressed": der_tlv(0x30, EC_ALGORITHM + der_tlv(3, b"\x00" + compressed)),
+        "p256 hybrid": good[:26] + bytes([6 + (y[-1] & 1)]) + good[27:],
+        "p256 off curve": good[:-1] + bytes([good[-1] ^ 1]),
+        "p256 x = p": good[:27] + p + y,
+        "p256 y = p": good[:59] + p,
+        "p256 x, y = ff..": good[:27] + b"\xff" * 64,
+        "p256 zero point": good[:27] + bytes(64),
+        "p256 infinity": der_tlv(0x30, EC_ALGORITHM + der_tlv(3, b"\x00\x00")),
+        "p256 long form": der_tlv(0x30, EC_ALGORITHM + der_tlv(3, b"\x00" + point), True),
+        "p256 trailing byte": good + b"\x00",
+        "p256 truncated": good[:-1],
+        "p256 unused bits": good[:25] + b"\x01" + good[26:],
+        "p256 wrong curve OID": good[:22] + b"\x08" + good[23:],
+        "p256 no parameters": der_tlv(
+            0x30, der_tlv(0x30, der_tlv(6, bytes.fromhex("2a8648ce3d0201")))
+            + der_tlv(3, b"\x00" + point)),
     }

@@ -334,3 +334,26 @@ def test_wire_budget(keys: dict[str, Any]) -> None:
         sizes[reconnect] = len(client.send_request())
     assert sizes[False] == 845 and sizes[False] < 880 + 200
     assert sizes[True] == 569 and sizes[True] <= 400 + 200
+
+
+@pytest.mark.parametrize(
+    ("key_type", "first", "reconnect"),
+    [("rsa2048", 845, 569), ("rsa4096", 1357, 825), ("ed25519", 403, 377), ("p256", 450, 377)],
+)
+def test_wire_budget_per_key_type(
+    keys: dict[str, Any], key_type: str, first: int, reconnect: int
+) -> None:
+    """docs/protocol.md 10, the table by endpoint key type (22-character token, P = 200)."""
+    private_key = {
+        "rsa2048": lambda: keys["endpoint_rsa"],
+        "rsa4096": lambda: _crypto.generate_rsa_key(4096),
+        "ed25519": lambda: keys["endpoint_ed25519"],
+        "p256": lambda: keys["endpoint_p256"],
+    }[key_type]()
+    sizes = [
+        len(RegisterClient(_node(keys), sdk_token="s" * 22, private_key=private_key,
+                           profile=b"p" * 200, timestamp_ms=NOW_MS,
+                           reconnect=is_reconnect).send_request())
+        for is_reconnect in (False, True)
+    ]
+    assert sizes == [first, reconnect]

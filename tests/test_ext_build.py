@@ -66,6 +66,7 @@ PXD_MIRRORS: dict[str, int] = {
     "MIN_RSA_BITS": _constants.MIN_RSA_BITS,
     "MAX_RSA_BITS": _constants.MAX_RSA_BITS,
     "RSA_PUBLIC_EXPONENT": _constants.RSA_PUBLIC_EXPONENT,
+    "P256_SIGNATURE_SIZE": _constants.P256_SIGNATURE_SIZE,
 }
 
 

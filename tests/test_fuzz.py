@@ -19,6 +19,7 @@ from tests.fuzz.harness import (
     OPEN_SELECTOR,
     PAYLOAD_SELECTOR,
     RESOLVE_SELECTOR,
+    VERIFY_SELECTOR,
     check,
 )
 
@@ -31,6 +32,11 @@ SEED_PAYLOADS = [
     for v in load_vectors("registration.json")
     if "ok" in v["expect"]
 ]
+SEED_VERIFIES = [
+    bytes([VERIFY_SELECTOR]) + bytes.fromhex(v["plaintext"])
+    for v in load_vectors("registration.json")
+    if "ok" in v["expect"] and not v["stored_key"]
+]
 SEED_RESOLVES = [
     bytes([RESOLVE_SELECTOR]) + bytes.fromhex(v["hex"])[6:]
     for v in load_vectors("messages.json")
@@ -38,7 +44,7 @@ SEED_RESOLVES = [
 ]
 SEED_OPENS = [  # bodies of the requests sealed to the harness's Operations key
     bytes([OPEN_SELECTOR]) + bytes.fromhex(EXCHANGE[name])[6:]
-    for name in ("register_request_frame", "reconnect_request_frame")
+    for name in ("register_request_frame", "reconnect_request_frame", "register_request_p256_frame")
 ]
 SEED_CHAINS = [  # answers with and without rotations, for the chain check
     bytes([CHAIN_SELECTOR]) + bytes.fromhex(EXCHANGE[name])[6:]
@@ -71,6 +77,7 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
         st.binary(max_size=96),
         mutated(SEED_FRAMES),
         mutated(SEED_PAYLOADS),
+        mutated(SEED_VERIFIES),
         mutated(SEED_RESOLVES),
         mutated(SEED_OPENS),
         mutated(SEED_CHAINS),

@@ -25,10 +25,17 @@ from tests.parity import (
     with_signature,
 )
 
+#: The P-256 generator as an endpoint key: a point on the curve, to mutate.
+P256_GENERATOR_SPKI = bytes.fromhex(
+    "3059301306072a8648ce3d020106082a8648ce3d03010703420004"
+    "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+    "4fe342e2fe1a7f9b8e7ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51"
+)
+
 
 def test_endpoint_key_variants(ext: Any, keys: dict[str, Any]) -> None:
     for name, der in endpoint_key_variants(keys).items():
-        for algorithm in (1, 2):
+        for algorithm in (1, 2, 3):
             data = payload_bytes(key=der, algorithm=algorithm, signature=bytes(256))
             try:
                 verify_both(ext, data)
@@ -55,11 +62,27 @@ def test_random_rsa_endpoint_keys(
 
 @SETTINGS
 @given(der=st.one_of(mutated(bytes.fromhex("302a300506032b6570032100") + bytes(range(32))),
-                     mutated(rsa_spki(2**2047 + 12345, 65537))))
-def test_mutated_endpoint_keys(ext: Any, der: bytes) -> None:
+                     mutated(rsa_spki(2**2047 + 12345, 65537)),
+                     mutated(P256_GENERATOR_SPKI)),
+       algorithm=st.sampled_from([1, 3]))
+def test_mutated_endpoint_keys(ext: Any, der: bytes, algorithm: int) -> None:
     if not der:
         return  # an empty key is refused by the payload itself
-    verify_both(ext, payload_bytes(key=der, algorithm=1, signature=bytes(256)))
+    verify_both(ext, payload_bytes(key=der, algorithm=algorithm, signature=bytes(256)))
+
+
+@SETTINGS
+@given(signature=st.one_of(st.binary(min_size=62, max_size=66),
+                           st.sampled_from([bytes(64), b"\xff" * 64])),
+       flip=st.integers(0, 64 * 8 - 1))
+def test_p256_signatures_are_judged_alike(
+    ext: Any, keys: dict[str, Any], signature: bytes, flip: int
+) -> None:
+    """Random r || s, and a real signature with one bit flipped, on each path."""
+    verify_both(ext, signed_payload(keys["p256"])[:-66] + with_signature(signature))
+    real = bytearray(signed_payload(keys["p256"]))
+    real[-64 + flip // 8] ^= 1 << (flip % 8)
+    verify_both(ext, bytes(real))
 
 
 def test_e_equal_one_keys_are_judged_alike(ext: Any) -> None:
@@ -92,7 +115,7 @@ def test_ordinary_keys_never_reach_the_pure_loader(
         raise AssertionError("the pure loader was asked")
 
     monkeypatch.setattr(_registration, "load_endpoint_key", refuse)
-    for name in ("rsa", "rsa4096", "ed25519"):
+    for name in ("rsa", "rsa4096", "ed25519", "p256"):
         data = signed_payload(keys[name])
         assert ext.RegistrationVerifier(0).verify(ext.parse_registration_payload(data), CONTEXT)
         der = _crypto.public_key_der(keys[name])

@@ -290,3 +290,25 @@ def test_exchange_opens_with_each_opener(impl: types.SimpleNamespace) -> None:
         if answer_name == "register_response_frame":
             result = _codec.decode_registration_result(opened)
             assert impl.encode_registration_result(result) == opened
+
+
+def test_the_p256_registration_opens_and_verifies_on_each_path(
+    impl: types.SimpleNamespace,
+) -> None:
+    """The fixed P-256 first registration (signature algorithm 3, r || s) opens and verifies
+    on each implementation, and its endpoint id is SHA-1 of the 91-byte DER key."""
+    keys = _keys()
+    request = bytes.fromhex(EXCHANGE["register_request_p256_frame"])
+    plaintext, ephemeral_public, _ = impl.RegistrationOpener(keys["operations_x25519"]).open(
+        request[:HEADER_SIZE], request[HEADER_SIZE:]
+    )
+    assert ephemeral_public == _crypto.x25519_public_bytes(keys["ephemeral_x25519_p256"])
+    payload = impl.parse_registration_payload(plaintext)
+    der = bytes.fromhex(EXCHANGE["endpoint_p256_public_key"])
+    assert payload.signature_algorithm == 3 and payload.key == der and len(der) == 91
+    assert len(payload.signature) == 64
+    context = _crypto.registration_signature_context(
+        bytes.fromhex(EXCHANGE["operations_public_key"]), ephemeral_public
+    )
+    endpoint_id = impl.RegistrationVerifier().verify(payload, context)
+    assert endpoint_id.hex() == EXCHANGE["endpoint_p256_id"] == _crypto.endpoint_id(der).hex()

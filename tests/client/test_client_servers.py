@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from client import Connected, Device, Revoked, StateDir
+from client._state import key_type_of
 from kaa_wire import BadSignature, RevokedEndpoint, UnknownKeyHash
+from kaa_wire._crypto import load_private_key
 from tests.client.conftest import (
     ROOT,
     Register,
@@ -126,6 +128,39 @@ def test_cli_boot_sequence_and_endpoint_id_from_openssl(
     assert cli_json(kept)["status"] == "existing"
     assert (state / "profile").read_bytes() == b'{"fw":"2.0.0","model":"t1000"}'
     assert (state / "profile").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("key_type", ["p256", "ed25519"])
+def test_cli_key_type_registers_reconnects_and_is_kept(
+    servers: Servers, tmp_path: Path, key_type: str
+) -> None:
+    """``--key-type``: the first boot generates that key (private 0600), registers NEW,
+    reconnects by key hash with it (the server re-checks the stored key) and updates its
+    profile; naming another type later is exit 2, with the key and state untouched."""
+    state = tmp_path / "device"
+    common = ["register", "--sdk", str(servers.sdk_path), "--state", str(state)]
+    first = run_cli(*common, "--key-type", key_type, "--profile", '{"fw": "1"}')
+    assert first.returncode == 0, first.stderr
+    doc = cli_json(first)
+    assert doc["status"] == "new"
+    assert doc["endpoint_id"] == _openssl_endpoint_id(state / "key.public")
+    key = load_private_key((state / "key.private").read_bytes())
+    assert key_type_of(key) == key_type  # type: ignore[arg-type]
+    assert (state / "key.private").stat().st_mode & 0o777 == 0o600
+    again = run_cli(*common, "--key-type", key_type, "--profile", '{"fw": "1"}')
+    assert again.returncode == 0, again.stderr
+    assert cli_json(again)["status"] == "existing"
+    changed = run_cli(*common, "--profile", '{"fw": "2"}')  # no --key-type: the key is kept
+    assert changed.returncode == 0, changed.stderr
+    assert cli_json(changed)["status"] == "profile_updated"
+    assert cli_json(changed)["endpoint_id"] == doc["endpoint_id"]
+
+    before = {name: (state / name).read_bytes() for name in ("key.private", "state.json")}
+    other = run_cli(*common, "--key-type", "rsa2048")
+    assert other.returncode == 2
+    assert f"is a {key_type} key, not rsa2048" in other.stderr
+    assert other.stdout == ""
+    assert {name: (state / name).read_bytes() for name in before} == before
 
 
 # -- failover ------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """What every fuzz input is put through: both framers, the codec, both payload parsers,
-both RESOLVE_REQUEST body decoders, both registration openers, and the endpoint's check of
-a RESOLVE_RESPONSE's rotation chain (pure only: there is no other implementation).
+both RESOLVE_REQUEST body decoders, both registration openers, both proof-of-possession
+verifiers (endpoint key checks: RSA, Ed25519, P-256 DER; r || s signatures), and the
+endpoint's check of a RESOLVE_RESPONSE's rotation chain (pure only: there is no other
+implementation).
 
 ``check`` raises AssertionError when the implementations disagree, and lets any exception
 other than a RemoteProtocolError escape: to a fuzzer, both are crashes.
@@ -14,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from kaa_wire import _codec, _crypto
-from kaa_wire._constants import PROTOCOL_VERSION
+from kaa_wire._constants import PROTOCOL_VERSION, REGISTER_SIGNATURE_CONTEXT
 from kaa_wire._errors import RemoteProtocolError
 from kaa_wire._framing import Framer as PureFramer
 from kaa_wire._opener import RegistrationOpener as PureOpener
+from kaa_wire._registration import RegistrationVerifier as PureVerifier
 from kaa_wire._registration import parse_registration_payload as pure_parse
 from kaa_wire._rotation import TrustedKey, follow_chain
 
@@ -34,6 +37,10 @@ RESOLVE_SELECTOR = 0xFD
 OPEN_SELECTOR = 0xFE
 #: First byte that routes an input to the RESOLVE_RESPONSE decoder and the chain check.
 CHAIN_SELECTOR = 0xFC
+#: First byte that routes an input to the payload parsers and then the verifiers, with the
+#: context of tests/vectors/registration.json (so its vectors are seeds that verify).
+VERIFY_SELECTOR = 0xFB
+VERIFY_CONTEXT = REGISTER_SIGNATURE_CONTEXT + bytes(range(64))
 #: The openers hold the vectors' Operations key, so the vectors' requests open (good seeds).
 _KEYS = json.loads((Path(__file__).parents[1] / "vectors" / "keys.json").read_text())
 _STATIC_KEY = _crypto.load_private_key(_KEYS["operations_x25519"].encode())
@@ -87,6 +94,16 @@ def open_outcome(opener: Any, body: bytes) -> Any:
         return type(exc)
 
 
+def verify_outcome(parse: Callable[[bytes], Any], verifier: Any, data: bytes) -> Any:
+    """The endpoint id, or the error (class and message: kaa_wire errors compare both).
+    A reconnect payload is checked against its own bytes as the stored key."""
+    try:
+        payload = parse(data)
+        return verifier.verify(payload, VERIFY_CONTEXT, data if payload.key_is_hash else None)
+    except RemoteProtocolError as exc:
+        return exc
+
+
 def chain_outcome(body: bytes) -> None:
     """Decode a RESOLVE_RESPONSE body and follow its rotations: protocol errors only."""
     try:
@@ -109,6 +126,13 @@ def check(data: bytes) -> None:
         ours = payload_outcome(pure_parse, data[1:])
         if _ext is not None:
             assert payload_outcome(_ext.parse_registration_payload, data[1:]) == ours
+        return
+    if data[:1] == bytes([VERIFY_SELECTOR]):
+        ours = verify_outcome(pure_parse, PureVerifier(0), data[1:])
+        if _ext is not None:
+            theirs = verify_outcome(_ext.parse_registration_payload, _ext.RegistrationVerifier(0),
+                                    data[1:])
+            assert theirs == ours
         return
     if data[:1] == bytes([RESOLVE_SELECTOR]):
         ours = request_outcome(_codec.decode_resolve_request, data[1:])

@@ -9,8 +9,12 @@ never stored (docs/protocol.md 5.3).
   (ground until it verifies: OpenSSL accepts it), and the identity key used by two parties
   for the same endpoint id, which before the fix both registered and updated.
 
-The controls beside them (the same construction with e = 65537) register, so a refusal
-here is the key rule, not a request built wrong.
+* A P-256 key as a compressed point (a second encoding, hence a second endpoint id, of a
+  key that registers uncompressed), and as the same point with X + p, each with a proof
+  that verifies under the key: MALFORMED_FRAME; a P-384 key: UNSUPPORTED_ALGORITHM.
+
+The controls beside them (the same construction with e = 65537, the canonical P-256 key)
+register, so a refusal here is the key rule, not a request built wrong.
 """
 
 from __future__ import annotations
@@ -128,3 +132,52 @@ def test_the_identity_key_does_not_let_two_parties_share_an_endpoint(
     assert send(second, node) == ("MALFORMED_FRAME", True)
     assert _never_stored(server, ED25519_PREFIX + identity)
     probe(server.sdk, node=node)
+
+
+def _p256_request(
+    server: MainServer, node: OperationsNode, key_field: bytes, key: object
+) -> Crafted:
+    return craft(
+        node,
+        sdk_token=server.sdk.sdk_token,
+        signing_key=key,
+        key_field=key_field,
+        signature_algorithm=3,
+        timestamp_ms=int(time.time() * 1000),
+    )
+
+
+def test_p256_keys_in_a_second_encoding_or_on_another_curve_are_refused(
+    server: MainServer, node: OperationsNode
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.test_endpoint_keys_p256 import ec_spki, xy
+
+    key = _crypto.generate_p256_key()
+    compressed = ec_spki(key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint))
+    assert send(_p256_request(server, node, compressed, key), node) == ("MALFORMED_FRAME", True)
+    assert _never_stored(server, compressed)
+    # The same point with X + p: a key whose x is small enough, signed by nobody (no private
+    # key is known for it), so the refusal must come before any verify.
+    x, y = hostile_keys.p256_point_with_small_x()
+    shifted = ec_spki(xy(x + hostile_keys.P256_P, y))
+    crafted = craft(node, sdk_token=server.sdk.sdk_token, signing_key=None, key_field=shifted,
+                    signature_algorithm=3, timestamp_ms=int(time.time() * 1000),
+                    sign=lambda data: bytes(64))
+    assert send(crafted, node) == ("MALFORMED_FRAME", True)
+    assert _never_stored(server, shifted)
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    p384_der = p384.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    crafted = craft(node, sdk_token=server.sdk.sdk_token, signing_key=None, key_field=p384_der,
+                    signature_algorithm=3, timestamp_ms=int(time.time() * 1000),
+                    sign=lambda data: bytes(64))
+    assert send(crafted, node) == ("UNSUPPORTED_ALGORITHM", True)
+    assert _never_stored(server, p384_der)
+    # The control: the canonical encoding of the same key registers.
+    canonical = _crypto.public_key_der(key)
+    assert send(_p256_request(server, node, canonical, key), node) == ("NEW", True)
+    assert not _never_stored(server, canonical)

@@ -395,10 +395,12 @@ ALGORITHM_DOWNGRADES = [
     ("aead=2", {"aead": 2}, False),
     ("aead=255", {"aead": 255}, False),
     ("signature=0", {"signature_algorithm": 0}, True),
-    ("signature=3", {"signature_algorithm": 3}, True),
+    ("signature=4", {"signature_algorithm": 4}, True),
+    ("p256-id-on-rsa-key", {"signature_algorithm": 3}, True),
     ("ed25519-id-on-rsa-key", {"signature_algorithm": 2}, True),
     ("rsa-1024", {"key": "rsa1024"}, True),
-    ("p-256", {"key": "p256"}, True),
+    ("rsa-id-on-p256-key", {"key": "p256"}, True),
+    ("p-384", {"key": "p384"}, True),
 ]
 
 
@@ -424,6 +426,9 @@ def test_unknown_or_weak_algorithms_are_refused(
     elif kind == "p256":
         key = ec.generate_private_key(ec.SECP256R1())
         options["signature_algorithm"] = 1
+    elif kind == "p384":
+        key = ec.generate_private_key(ec.SECP384R1())
+        options["signature_algorithm"] = 3
         options["sign"] = lambda data: b"\x00" * 64
     crafted = craft(
         node,

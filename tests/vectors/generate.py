@@ -2,9 +2,11 @@
 
 Run ``python tests/vectors/generate.py`` after a deliberate change to the wire format (it
 also rewrites the hex examples of docs/protocol.md); the
-output is deterministic (RSA PKCS#1 v1.5 and Ed25519 signatures are, and every nonce,
-response nonce and ephemeral key here is fixed), so an unchanged format rewrites identical
-files. The keys live in keys.json and are made once; they are test keys and protect nothing.
+output is deterministic (RSA PKCS#1 v1.5 and Ed25519 signatures are, ECDSA P-256 ones are
+with RFC 6979 nonces, which ``kaa_wire._crypto.sign`` uses when the OpenSSL under
+``cryptography`` has them (3.2 and later; the pip wheels have), and every nonce, response nonce
+and ephemeral key here is fixed), so an unchanged format rewrites identical files. The keys
+live in keys.json and are made once; they are test keys and protect nothing.
 exchange.json states every input of its frames under "inputs". The vectors follow the
 protocol's own rules: each registration has its own ephemeral key and a later timestamp
 than the one before, and each sealed answer its own response nonce. A real server draws
@@ -90,6 +92,14 @@ def _keys() -> dict[str, Any]:
     # Added later: the reconnect's own ephemeral key (an endpoint never reuses one).
     if "ephemeral_x25519_reconnect" not in pems:
         pems["ephemeral_x25519_reconnect"] = _crypto.private_key_pem(
+            _crypto.generate_x25519_key()
+        ).decode()
+    # Added with P-256 endpoint keys (signature algorithm 3), and the ephemeral key of the
+    # P-256 registration of the exchange.
+    if "endpoint_p256" not in pems:
+        pems["endpoint_p256"] = _crypto.private_key_pem(_crypto.generate_p256_key()).decode()
+    if "ephemeral_x25519_p256" not in pems:
+        pems["ephemeral_x25519_p256"] = _crypto.private_key_pem(
             _crypto.generate_x25519_key()
         ).decode()
     if not path.exists() or json.loads(path.read_text()) != pems:
@@ -262,6 +272,7 @@ def registration_vectors(keys: dict[str, Any]) -> list[dict[str, Any]]:
         ("signed by another key", payload(signer=keys["other_rsa"]), None),
         ("algorithm id does not fit the key", payload(signature_algorithm=2), None),
         ("unknown algorithm id", payload(signature_algorithm=9), None),
+        *p256_registration_cases(payload, keys["endpoint_p256"]),
         ("unknown flag bit", b"\x02" + good[1:], None),
         ("key is not DER", payload(key=b"\x30\x03\x02\x01\x01"), None),
         ("truncated by one byte", good[:-1], None),
@@ -292,6 +303,44 @@ def registration_vectors(keys: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return vectors
+
+
+def p256_registration_cases(
+    payload: Any, key: Any
+) -> list[tuple[str, bytes, bytes | None]]:
+    """P-256 (signature algorithm 3): the good cases, and one of each refusal."""
+    from cryptography.hazmat.primitives import serialization
+
+    from kaa_wire._constants import P256_ORDER
+
+    der = _crypto.public_key_der(key)
+    good = payload(owner=key)
+    signed, signature = good[: -2 - 64], good[-64:]
+
+    def with_signature(sig: bytes) -> bytes:
+        return signed + len(sig).to_bytes(2, "big") + sig
+
+    r, s = signature[:32], int.from_bytes(signature[32:], "big")
+    compressed = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    # The canonical SPKI with the compressed point: SEQUENCE and BIT STRING lengths redone.
+    compressed_der = bytes([0x30, 0x39]) + der[2:23] + bytes([0x03, 0x22, 0x00]) + compressed
+    off_curve = der[:-1] + bytes([der[-1] ^ 1])
+    return [
+        ("P-256 endpoint key", good, None),
+        ("P-256 reconnect with key hash", payload(owner=key, key_is_hash=True,
+                                                  key=_crypto.endpoint_id(der)), der),
+        ("P-256 high S (n - s) also verifies",
+         with_signature(r + (P256_ORDER - s).to_bytes(32, "big")), None),
+        ("P-256 signature of 63 bytes", with_signature(signature[:-1]), None),
+        ("P-256 signature of 65 bytes", with_signature(signature + b"\x00"), None),
+        ("P-256 signature with r = 0", with_signature(bytes(32) + signature[32:]), None),
+        ("P-256 signature with s = n", with_signature(r + P256_ORDER.to_bytes(32, "big")), None),
+        ("P-256 key with the RSA algorithm id", payload(owner=key, signature_algorithm=1), None),
+        ("P-256 compressed point", payload(owner=key, key=compressed_der), None),
+        ("P-256 point off the curve", payload(owner=key, key=off_curve), None),
+    ]
 
 
 def _describe_payload(plaintext: bytes) -> dict[str, Any]:
@@ -343,12 +392,15 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
     resolve_response_rotated = rotated.send_response(_crypto.sign(successor, signed))
 
     def register(
-        reconnect: bool, ephemeral: x25519.X25519PrivateKey, timestamp_ms: int
+        reconnect: bool,
+        ephemeral: x25519.X25519PrivateKey,
+        timestamp_ms: int,
+        private_key: Any = endpoint,
     ) -> tuple[bytes, OperationsServerConnection, bytes]:
         reg = RegisterClient(
             nodes[0],
             sdk_token=SDK_TOKEN,
-            private_key=endpoint,
+            private_key=private_key,
             profile=PROFILE,
             timestamp_ms=timestamp_ms,
             reconnect=reconnect,
@@ -395,6 +447,12 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
         ERROR_RESPONSE_NONCE,
     )
     plain_error = BootstrapServerConnection().send_error(ReplayedRequest("seen before"))
+    # The same first registration by a P-256 device (signature algorithm 3).
+    p256 = keys["endpoint_p256"]
+    register_request_p256, p256_ops, _ = register(
+        False, keys["ephemeral_x25519_p256"], REGISTER_TIMESTAMP_MS, p256
+    )
+    p256_id = p256_ops.verify()
     return {
         "inputs": {
             "keys": "keys.json: bootstrap_rsa signs the resolution answer; operations_x25519 "
@@ -414,12 +472,18 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
             "secret with the error response nonce",
             "sealed_error_response_nonce": ERROR_RESPONSE_NONCE.hex(),
             "reconnect_response_secret": reconnect_secret.hex(),
+            "register_p256": "register_request_p256_frame: endpoint_p256 registers at "
+            "register_timestamp_ms through keys.json ephemeral_x25519_p256, public "
+            + _crypto.x25519_public_bytes(keys["ephemeral_x25519_p256"]).hex()
+            + "; its signature is ECDSA P-256 SHA-256 r || s with an RFC 6979 nonce",
         },
         "bootstrap_public_key": _crypto.public_key_der(bootstrap).hex(),
         "bootstrap_generation_2_public_key": _crypto.public_key_der(successor).hex(),
         "operations_public_key": _crypto.x25519_public_bytes(operations).hex(),
         "endpoint_public_key": _crypto.public_key_der(endpoint).hex(),
         "endpoint_id": eid.hex(),
+        "endpoint_p256_public_key": _crypto.public_key_der(p256).hex(),
+        "endpoint_p256_id": p256_id.hex(),
         "app_token": APP_TOKEN,
         "sdk_token": SDK_TOKEN,
         "profile": PROFILE.hex(),
@@ -429,6 +493,7 @@ def exchange_vectors(keys: dict[str, Any]) -> dict[str, str]:
         "register_request_frame": register_request.hex(),
         "register_response_frame": register_response.hex(),
         "reconnect_request_frame": reconnect_request.hex(),
+        "register_request_p256_frame": register_request_p256.hex(),
         "sealed_error_frame": sealed_error.hex(),
         "error_frame": plain_error.hex(),
     }
