@@ -272,3 +272,21 @@ def test_usage_errors(binary: Path, tmp_path: Path) -> None:
     ):
         done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30)
         assert done.returncode == 3 and done.stderr.startswith("usage:") and not done.stdout
+
+
+def test_first_registration_and_reconnect_p256(
+    binary: Path, tmp_path: Path, server: MainServer
+) -> None:
+    device = Device(binary, tmp_path / "device")
+    first = device.run("--key-type", "p256")
+    assert first.code == 0, first.log
+    assert first.out["status"] == "new" and first.out["key_created"] is True
+    key = _crypto.load_private_key((device.state / "key.der").read_bytes())
+    der = _crypto.public_key_der(key)
+    assert len(der) == 91 and der.startswith(bytes.fromhex("3059301306072a8648ce3d0201"))
+    assert first.out["endpoint_id"] == hashlib.sha1(der).hexdigest()
+    shown = control_json(server.data, "endpoint", "show", first.out["endpoint_id"])
+    assert "c-demo" in json.dumps(shown)
+    again = device.run("--key-type", "p256")
+    assert (again.out["status"], again.out["endpoint_id"]) == ("existing", first.out["endpoint_id"])
+    assert "[key hash]" in again.log
