@@ -197,5 +197,38 @@ def main(vectors: Path, out: Path) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
+def seeds(vectors: Path, out: Path) -> None:
+    """Seed corpora for fuzz/: fuzz_parsers (selector byte + body) and fuzz_core (selector
+    byte + frame), from the same vectors."""
+    sys.path.insert(0, str(vectors.parents[1]))
+    from kaa_wire import _crypto
+
+    exchange = json.loads((vectors / "exchange.json").read_text())
+    parsers, core = out / "parsers", out / "core"
+    parsers.mkdir(parents=True, exist_ok=True)
+    core.mkdir(parents=True, exist_ok=True)
+    frames = [bytes.fromhex(c["hex"]) for c in json.loads((vectors / "frames.json").read_text())]
+    frames += [bytes.fromhex(c["hex"]) for c in json.loads((vectors / "messages.json").read_text())]
+    secret = bytes.fromhex(exchange["inputs"]["register_response_secret"])
+    response = bytes.fromhex(exchange["register_response_frame"])
+    result = _crypto.open_answer(secret, response[6:], response[:6])
+    seeds_of = {0: [f[:6] for f in frames], 1: [], 2: [], 3: [result]}
+    for frame in frames:
+        if frame[1:2] == b"\x02":
+            seeds_of[1].append(frame[6:])
+        elif frame[1:2] == b"\x7f" and not frame[2]:
+            seeds_of[2].append(frame[6:])
+    for selector, bodies in seeds_of.items():
+        for i, body in enumerate(bodies):
+            (parsers / f"{selector}-{i}").write_bytes(bytes([selector]) + body)
+    for i, frame in enumerate(frames):
+        stage = 1 if frame[1] in (0x04, 0x7F) else 0
+        (core / f"{i}").write_bytes(bytes([stage]) + frame)
+    (core / "register").write_bytes(b"\x01" + response)
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    if sys.argv[1] == "--seeds":
+        seeds(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main(Path(sys.argv[1]), Path(sys.argv[2]))
