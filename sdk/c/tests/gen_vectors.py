@@ -55,28 +55,16 @@ def main(vectors: Path, out: Path) -> None:
             serialization.NoEncryption(),
         )
 
-    lines.append(f"static const char ENDPOINT_RSA_PEM[] = {c_str(keys['endpoint_rsa'])};")
-    lines.append(f"static const char OTHER_RSA_PEM[] = {c_str(keys['other_rsa'])};")
-    for name in ("ephemeral_x25519", "ephemeral_x25519_reconnect", "operations_x25519"):
-        lines.append(
-            f"static const uint8_t {name.upper()}[32] = {{{', '.join(str(b) for b in raw_x25519(name))}}};"
-        )
-    for field in (
-        "bootstrap_public_key",
-        "operations_public_key",
-        "endpoint_public_key",
-        "endpoint_id",
-        "profile",
-        "resolve_request_frame",
-        "resolve_response_frame",
-        "resolve_response_rotated_frame",
-        "register_request_frame",
-        "register_response_frame",
-        "reconnect_request_frame",
-        "sealed_error_frame",
-        "error_frame",
-    ):
-        data = bytes.fromhex(exchange[field])
+    for name, pem in keys.items():
+        if "x25519" in name:
+            raw = ", ".join(str(b) for b in raw_x25519(name))
+            lines.append(f"static const uint8_t {name.upper()}[32] = {{{raw}}};")
+        elif name.startswith(("endpoint_", "other_")):
+            lines.append(f"static const char {name.upper()}_PEM[] = {c_str(pem)};")
+    for field, value in exchange.items():
+        if not isinstance(value, str) or field.endswith("_token"):
+            continue
+        data = bytes.fromhex(value)
         lines.append(f"static const uint8_t *const X_{field.upper()} = {c_bytes(data)};")
         lines.append(f"static const size_t X_{field.upper()}_LEN = {len(data)}u;")
     inputs = exchange["inputs"]
@@ -174,24 +162,29 @@ def main(vectors: Path, out: Path) -> None:
         )
     lines.append("};")
 
-    # registration payloads the C SDK builds: endpoint_rsa's, verifying
-    endpoint_der = exchange["endpoint_public_key"]
+    # registration payloads the C SDK builds and signs: those of endpoint_rsa and
+    # endpoint_p256 that verify (RSA PKCS#1 v1.5 and RFC 6979 ECDSA are deterministic)
+    own = {
+        1: (exchange["endpoint_public_key"], exchange["endpoint_id"]),
+        3: (exchange["endpoint_p256_public_key"], exchange["endpoint_p256_id"]),
+    }
     lines.append(
         "typedef struct { const char *name; const uint8_t *plaintext; size_t len; const uint8_t *context;"
         " size_t context_len; int key_is_hash; uint64_t timestamp_ms; const char *sdk_token;"
-        " const uint8_t *key; size_t key_len; const uint8_t *profile; size_t profile_len; } reg_case;"
+        " const uint8_t *key; size_t key_len; const uint8_t *profile; size_t profile_len; int alg; } reg_case;"
     )
     lines.append("static const reg_case REG_CASES[] = {")
     for case in load("registration.json"):
         ok, verify = case["expect"].get("ok"), case["expect"].get("verify")
-        if not ok or verify != {"ok": exchange["endpoint_id"]} or ok["signature_algorithm"] != 1:
-            continue
-        if not ok["key_is_hash"] and ok["key"] != endpoint_der:
+        if not ok or ok["signature_algorithm"] not in own or "high S" in case["name"]:
+            continue  # (n - s is another valid signature, which no RFC 6979 signer makes)
+        der, endpoint_id = own[ok["signature_algorithm"]]
+        if verify != {"ok": endpoint_id} or ok["key"] not in (der, endpoint_id):
             continue
         lines.append(
             f"  {{{c_str(case['name'])}, {hexb(case['plaintext'])}, {hexb(case['context'])},"
             f" {int(ok['key_is_hash'])}, {ok['timestamp_ms']}ull, {c_str(ok['sdk_token'])},"
-            f" {hexb(ok['key'])}, {hexb(ok['profile'])}}},"
+            f" {hexb(ok['key'])}, {hexb(ok['profile'])}, {ok['signature_algorithm']}}},"
         )
     lines.append("};")
     out.write_text("\n".join(lines) + "\n")

@@ -59,8 +59,11 @@ def main(files: list[str]) -> int:
     print(f"worst-case stack: {worst[0]} bytes")
     print("  path: " + " -> ".join(f"{p.split(':')[-1]} ({frame[p]})" for p in worst[1]))
     leaves = sorted(e for e in external - frame.keys() if e != "__indirect_call")
-    print("  not included: " + ", ".join(leaves)
-          + " (libc leaves), and the ports' functions behind __indirect_call")
+    print(
+        "  not included: "
+        + ", ".join(leaves)
+        + " (libc leaves), and the ports' functions behind __indirect_call"
+    )
     return 0
 
 
