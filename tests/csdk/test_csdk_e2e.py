@@ -25,6 +25,25 @@ pytestmark = pytest.mark.csdk
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "sdk" / "c" / "examples" / "register"
 RUN_TIMEOUT_S = 120
+#: The crypto port calls of one boot that resolves once and registers once (the random
+#: source: the Bootstrap draw, the nonce, the node order; SHA-256 (the port's hash calls;
+#: the signatures hash inside verify and sign): the anchor's fingerprint, once for the
+#: request and once for the answer, and the state's checksum on save, plus on load when
+#: there is a state; HKDF: the request keys and the answer's key).
+CRYPTO_FIRST_BOOT = {
+    "key_generation": 1,
+    "verify": 1,
+    "check_key": 0,
+    "x25519_keypair": 1,
+    "x25519": 1,
+    "sign": 1,
+    "hkdf": 2,
+    "aead_seal": 1,
+    "aead_open": 1,
+    "sha256": 3,
+    "sha1": 1,
+    "random": 3,
+}
 
 
 @dataclass
@@ -135,6 +154,8 @@ def test_first_registration_reconnect_and_profile_update_rsa(
     first = device.run()
     assert first.code == 0, first.log
     assert first.out["status"] == "new" and first.out["key_created"] is True
+    # docs/c-sdk.md, "Cost on a device": one resolution, one registration, nothing more.
+    assert first.out["crypto"] == CRYPTO_FIRST_BOOT
     endpoint_id = first.out["endpoint_id"]
     assert endpoint_id == endpoint_id_of(device.state / "key.der")
     assert (device.state / "key.der").stat().st_mode & 0o777 == 0o600
@@ -147,6 +168,7 @@ def test_first_registration_reconnect_and_profile_update_rsa(
     assert again.code == 0, again.log
     assert (again.out["status"], again.out["endpoint_id"]) == ("existing", endpoint_id)
     assert again.out["key_created"] is False and "[key hash]" in again.log
+    assert again.out["crypto"] == {**CRYPTO_FIRST_BOOT, "key_generation": 0, "sha256": 4}
 
     changed = device.run(profile='{"model":"c-demo","fw":"2"}')
     assert (changed.out["status"], changed.out["endpoint_id"]) == ("profile_updated", endpoint_id)
