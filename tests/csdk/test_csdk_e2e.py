@@ -180,12 +180,12 @@ def test_sealed_revocation(binary: Path, tmp_path: Path, server: MainServer) -> 
     assert first.code == 0, first.log
     control(server.data, "endpoint", "revoke", first.out["endpoint_id"], "--reason", "csdk test")
     revoked = device.run()
-    assert revoked.code == 2, revoked.log
+    assert revoked.code == 3, revoked.log
     assert revoked.out["status"] == "revoked" and revoked.out["message"]
     assert "REVOKED_ENDPOINT (sealed)" in revoked.log
     # Not registered any more: the next boot sends the full key, and is refused again.
     again = device.run()
-    assert again.code == 2 and "[key hash]" not in again.log.splitlines()[-1]
+    assert again.code == 3 and "[key hash]" not in again.log.splitlines()[-1]
 
 
 def _runs_until(device: Device, first_attempt: str, tries: int = 30) -> list[Run]:
@@ -281,7 +281,7 @@ def test_corrupt_state_is_refused_not_forgotten(binary: Path, tmp_path: Path) ->
     data[7] ^= 0xFF
     state.write_bytes(bytes(data))
     broken = device.run()
-    assert broken.code == 4 and "CORRUPT_STATE" in broken.log
+    assert broken.code == 2 and "CORRUPT_STATE" in broken.log
     assert state.read_bytes() == bytes(data)  # left for the operator, never overwritten
 
 
@@ -293,7 +293,7 @@ def test_usage_errors(binary: Path, tmp_path: Path) -> None:
         ["--state", str(tmp_path), "--max-failures", "x"],
     ):
         done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30)
-        assert done.returncode == 3 and done.stderr.startswith("usage:") and not done.stdout
+        assert done.returncode == 2 and done.stderr.startswith("usage:") and not done.stdout
 
 
 def test_first_registration_and_reconnect_p256(
