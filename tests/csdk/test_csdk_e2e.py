@@ -312,3 +312,32 @@ def test_first_registration_and_reconnect_p256(
     again = device.run("--key-type", "p256")
     assert (again.out["status"], again.out["endpoint_id"]) == ("existing", first.out["endpoint_id"])
     assert "[key hash]" in again.log
+
+
+def test_follows_a_bootstrap_key_rotation(tmp_path: Path) -> None:
+    """A device built before a rotation follows it through the certificate, keeps the new
+    key in its state, and asks with the new generation from then on."""
+    main = start_main(tmp_path / "data", "--admin-port", "-1", name="rotation")
+    try:
+        old = build(main.data / "sdk.h", tmp_path / "register")
+        device = Device(old, tmp_path / "device")
+        assert device.run().code == 0
+        control(main.data, "bootstrap", "rotate", "--key-type", "rsa-2048")
+        # the running Bootstrap reloads its key ring within refresh_s (1 s)
+        deadline = time.monotonic() + 60
+        while "generation=2" not in main.process.logs():
+            assert time.monotonic() < deadline, main.process.logs()
+            time.sleep(0.1)
+        state_before = (device.state / "state.bin").read_bytes()
+        rotated = device.run()
+        assert rotated.code == 0, rotated.log
+        assert "bootstrap key rotated to generation 2" in rotated.log
+        assert rotated.out["crypto"]["check_key"] == 1
+        assert rotated.out["crypto"]["verify"] == 2  # the certificate, then the answer
+        state = (device.state / "state.bin").read_bytes()
+        assert len(state) == len(state_before) + 294  # the learned RSA-2048 key, kept
+        again = device.run()
+        assert again.code == 0 and "rotated" not in again.log
+        assert again.out["crypto"]["verify"] == 1  # asked with generation 2: no certificate
+    finally:
+        main.process.stop()
