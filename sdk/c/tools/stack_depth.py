@@ -51,6 +51,19 @@ def main(files: list[str]) -> int:
                 best = max(best, (depth, path))
         return frame[function] + best[0], (function, *best[1])
 
+    @cache
+    def deepest_port_call(function: str) -> tuple[int, tuple[str, ...]]:
+        """The SDK's stack when a port function is entered, on the deepest such path."""
+        best: tuple[int, tuple[str, ...]] = (-1, ())
+        if "__indirect_call" in calls.get(function, ()):
+            best = (frame[function], (function,))
+        for callee in calls.get(function, ()):
+            if callee in frame:
+                depth, path = deepest_port_call(callee)
+                if depth >= 0:
+                    best = max(best, (frame[function] + depth, (function, *path)))
+        return best
+
     entries = sorted(f for f in frame if f.split(":")[-1].startswith("kaa_"))
     worst = (0, ())
     for entry in entries:
@@ -58,6 +71,9 @@ def main(files: list[str]) -> int:
         worst = max(worst, (depth, path))
     print(f"worst-case stack: {worst[0]} bytes")
     print("  path: " + " -> ".join(f"{p.split(':')[-1]} ({frame[p]})" for p in worst[1]))
+    port = max(deepest_port_call(entry) for entry in entries)
+    print(f"SDK stack under a port call, worst case: {port[0]} bytes (the port's own comes on top)")
+    print("  path: " + " -> ".join(f"{p.split(':')[-1]} ({frame[p]})" for p in port[1]))
     leaves = sorted(e for e in external - frame.keys() if e != "__indirect_call")
     print(
         "  not included: "
