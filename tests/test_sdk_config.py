@@ -100,4 +100,9 @@ def test_header_and_json_carry_the_same_facts(pem: str) -> None:
     assert "#define KAA_MAX_FRAME_SIZE 65536u" in header
     assert "#define KAA_ACCEPT_UNBOUND_RESOLUTION 1" in header
     assert "unsigned long key_generation;" in header and "unsigned short port;" in header
-    assert '{ "boot.example.net",\n      9888u,' in header and "4u }" in header
+    assert '{ "boot.example.net",\n      9888u,' in header and "4u,\n" in header
+    # What the C SDK takes from the same PEM: the DER, its size and the algorithm id.
+    assert "#ifndef KAA_BOOTSTRAP_SERVER_DECLARED" in header
+    assert "const unsigned char *public_key_der;" in header
+    assert '(const unsigned char *)"\\060\\202\\001\\042' in header
+    assert "294u,\n      1u }" in header

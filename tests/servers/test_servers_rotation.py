@@ -119,7 +119,11 @@ def test_rotate_writes_the_chain_and_retires_the_key(server: MainServer) -> None
     exported = SdkConfig.from_json(out.read_text()).bootstrap_servers[0]
     assert exported.key_generation == 3
     assert _crypto.public_key_der(exported.public_key()) == chain.public_key
-    assert f"{3}u }}" in (data.parent / "after.h").read_text()  # the struct's key_generation
+    header = (data.parent / "after.h").read_text()
+    # the struct's key_generation, then the members derived for the C SDK from the same
+    # key: its 44-byte DER and Ed25519's algorithm id
+    assert "      3u,\n      (const unsigned char *)" in header
+    assert "      44u,\n      2u }" in header
 
 
 def test_a_running_bootstrap_picks_up_each_rotation(server: MainServer) -> None:
