@@ -44,16 +44,8 @@ class Directory:
             store.get_application, ttl_s=refresh_s, negative_ttl_s=refresh_s, max_entries=max_apps
         )
         self._keys: LookupCache[bytes, bytes] = LookupCache(
-            self._load_key(store), ttl_s=math.inf, negative_ttl_s=refresh_s, max_entries=max_keys
+            store.get_endpoint_key, ttl_s=math.inf, negative_ttl_s=refresh_s, max_entries=max_keys
         )
-
-    @staticmethod
-    def _load_key(store: RegistryStore):  # type: ignore[no-untyped-def]
-        async def load(endpoint_id: bytes) -> bytes | None:
-            endpoint = await store.get_endpoint(endpoint_id)
-            return None if endpoint is None else endpoint.public_key
-
-        return load
 
     def cached(self, token_hash: bytes, endpoint_id: bytes | None) -> Found | Miss:
         """Everything from the caches without awaiting, or MISS if any part must be loaded.

@@ -313,6 +313,13 @@ class RegistryStore(abc.ABC):
     @abc.abstractmethod
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None: ...
 
+    async def get_endpoint_key(self, endpoint_id: bytes) -> bytes | None:
+        """The stored DER public key of an endpoint (None: no such endpoint): what an
+        Operations node's key-cache miss reads. A backend may answer it cheaper than
+        :meth:`get_endpoint` (one column; lookups gathered into one read)."""
+        endpoint = await self.get_endpoint(endpoint_id)
+        return None if endpoint is None else endpoint.public_key
+
     @abc.abstractmethod
     async def list_endpoints(
         self, application: str | None = None, limit: int = 100, offset: int = 0

@@ -404,3 +404,22 @@ def test_writes_are_visible_to_a_second_store_on_the_same_data(
             assert await other.register_endpoint(write) is WriteOutcome.REPLAYED
 
     store_backend.run(body)
+
+
+def test_endpoint_keys_are_read_alone_and_together(store_backend: StoreBackend) -> None:
+    """The key-cache miss read: each lookup gets its own key (or None), whether it is alone
+    or one of many asked in the same loop turn (SQLite answers those with one query, in
+    chunks of _group_read.MAX_IDS_PER_QUERY), and the same id asked twice at once."""
+
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        writes = [endpoint_write(n, carried_key=True) for n in range(1, 601)]
+        outcomes = await asyncio.gather(*(store.register_endpoint(w) for w in writes))
+        assert set(outcomes) == {WriteOutcome.NEW}
+        assert await store.get_endpoint_key(writes[0].endpoint_id) == writes[0].public_key
+        assert await store.get_endpoint_key(bytes(20)) is None
+        asked = [w.endpoint_id for w in writes] + [bytes(20), writes[7].endpoint_id]
+        got = await asyncio.gather(*(store.get_endpoint_key(i) for i in asked))
+        assert got == [w.public_key for w in writes] + [None, writes[7].public_key]
+
+    store_backend.run(body)

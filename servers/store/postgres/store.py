@@ -336,6 +336,10 @@ class PostgresStore(RegistryStore):
         sql = f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = $1"
         return await self._select_one(_rows.endpoint, sql, endpoint_id)
 
+    async def get_endpoint_key(self, endpoint_id: bytes) -> bytes | None:
+        sql = "SELECT public_key FROM endpoints WHERE endpoint_id = $1"
+        return await self._select_one(lambda row: bytes(row[0]), sql, endpoint_id)
+
     async def list_endpoints(
         self, application: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[Endpoint]:

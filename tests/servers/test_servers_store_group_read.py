@@ -1,0 +1,57 @@
+"""The SQLite store's gathered key reads (servers/store/_group_read.py): what a batch does
+when the store cannot take it, and when a caller gives up. The contract itself (right
+key per id, alone and together) is in test_servers_store.py, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from store_records import endpoint_write
+
+from servers.store import StoreBusy, StoreError, WriteOutcome
+from servers.store.sqlite import SqliteStore
+from servers.store.limits import StoreLimits
+
+
+def test_a_batch_the_store_cannot_take_fails_every_waiter(tmp_path: Path) -> None:
+    async def body() -> None:
+        store = SqliteStore(tmp_path / "r.db", limits=StoreLimits(max_pending_reads=1))
+        await store.open()
+        try:
+            write = endpoint_write(1, carried_key=True)
+            assert await store.register_endpoint(write) is WriteOutcome.NEW
+            blocker = asyncio.ensure_future(store.list_endpoints())  # holds the one read
+            await asyncio.sleep(0)
+            waiters = [store.get_endpoint_key(write.endpoint_id) for _ in range(3)]
+            results = await asyncio.gather(*waiters, return_exceptions=True)
+            assert all(isinstance(r, StoreBusy) for r in results), results
+            await blocker
+            # the bound is released: the next batch is answered
+            assert await store.get_endpoint_key(write.endpoint_id) == write.public_key
+        finally:
+            await store.close()
+        with pytest.raises(StoreError):
+            await store.get_endpoint_key(write.endpoint_id)
+
+    asyncio.run(body())
+
+
+def test_a_cancelled_waiter_leaves_the_others_answered(tmp_path: Path) -> None:
+    async def body() -> None:
+        store = SqliteStore(tmp_path / "r.db")
+        await store.open()
+        try:
+            write = endpoint_write(1, carried_key=True)
+            assert await store.register_endpoint(write) is WriteOutcome.NEW
+            gone = asyncio.ensure_future(store.get_endpoint_key(write.endpoint_id))
+            kept = asyncio.ensure_future(store.get_endpoint_key(write.endpoint_id))
+            await asyncio.sleep(0)
+            gone.cancel()
+            assert await kept == write.public_key
+            assert gone.cancelled()
+        finally:
+            await store.close()
+
+    asyncio.run(body())
