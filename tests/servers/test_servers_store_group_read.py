@@ -11,8 +11,8 @@ import pytest
 from store_records import endpoint_write
 
 from servers.store import StoreBusy, StoreError, WriteOutcome
-from servers.store.sqlite import SqliteStore
 from servers.store.limits import StoreLimits
+from servers.store.sqlite import SqliteStore
 
 
 def test_a_batch_the_store_cannot_take_fails_every_waiter(tmp_path: Path) -> None:
