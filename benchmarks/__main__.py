@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.loadgen.keys import DEFAULT_KEYCACHE, KeyCache
+from benchmarks.loadgen.keys import DEFAULT_KEYCACHE, KeyCache, PooledKeys
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="comma-separated, the first is the headline (default ext,py)")
     run.add_argument("--procs", type=int, default=2, help="generator processes")
     run.add_argument("--no-plot", action="store_true")
+    run.add_argument("--own-primes", action="store_true",
+                     help="one generated RSA key per endpoint (default: prime-pool keys, "
+                     "the same verify cost, ~250x fewer key generations)")
     run.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                      help="first wait up to this long for the load average to fall below 0.5")
     prof = sub.add_parser("profile", help="profile a server under load (py-spy)")
@@ -103,10 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         plan = dataclasses.replace(plan, runs=args.runs)
     if args.wait_quiet:
         suite.wait_quiet(0.5, args.wait_quiet)
+    cache = KeyCache(args.keycache)
+    keys = cache if args.own_primes else PooledKeys(cache)
     result = suite.run_suite(
         plan,
         out_dir=args.out,
-        keycache=KeyCache(args.keycache),
+        keycache=keys,
         implementations=tuple(args.implementations.split(",")),
         procs=args.procs,
         plot=not args.no_plot,

@@ -72,6 +72,11 @@ class KeyCache:
         self.bits = bits
         self.dir = self.root / f"rsa{bits}"
 
+    @property
+    def spec(self) -> str:
+        """What a generator worker is told to load keys from (``key_source``)."""
+        return str(self.root)
+
     def path(self, index: int) -> Path:
         return self.dir / f"{index:05d}.der"
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen.floor_server import FloorServer
-from benchmarks.loadgen.keys import KeyCache
+from benchmarks.loadgen.keys import KeyCache, PooledKeys
 from benchmarks.loadgen.pool import GeneratorPool
 from benchmarks.loadgen.report import format_point, format_summary
 from benchmarks.loadgen.requests import Target
@@ -234,7 +234,7 @@ def run_implementation(
     implementation: str,
     plan: Plan,
     *,
-    keycache: KeyCache,
+    keycache: KeyCache | PooledKeys,
     procs: int,
     server_cpus: list[int] | None,
     generator_cpus: list[int] | None,
@@ -249,7 +249,7 @@ def run_implementation(
         with GeneratorPool(
             target,
             procs=procs,
-            keycache=keycache.root,
+            keycache=keycache.spec,
             reconnect_keys=range(plan.reconnect_pool),
             cpus=generator_cpus,
             server_pid=server.pid,
@@ -403,7 +403,7 @@ def run_suite(
     plan: Plan,
     *,
     out_dir: Path,
-    keycache: KeyCache,
+    keycache: KeyCache | PooledKeys,
     implementations: tuple[str, ...] = ("ext", "py"),
     procs: int = 2,
     plot: bool = True,
