@@ -52,7 +52,7 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 def _worker(
     conn: Connection, sdk_json: str, indexes: list[int], holdoff_s: float,
-    start_at: float, cpus: list[int] | None, bound_s: float,
+    cpus: list[int] | None, bound_s: float,
 ) -> None:  # fmt: skip
     import asyncio
 
@@ -72,6 +72,7 @@ def _worker(
     devices = [keys.load(i) for i in indexes]
     policy = RetryPolicy(initial_holdoff_s=holdoff_s)
     conn.send({"ready": True})
+    start_at: float = conn.recv()  # the common start, once every worker has its keys
     if cpus:
         os.sched_setaffinity(0, cpus)
     done_at: list[float] = []
@@ -143,24 +144,23 @@ def run_storm(
     server.start(timeout=120.0)
     try:
         ctx = multiprocessing.get_context("spawn")
-        start_at = time.monotonic() + 60.0  # room to build every key first
         pipes, workers = [], []
         for p in range(procs):
             parent, child = ctx.Pipe()
             worker = ctx.Process(
                 target=_worker, daemon=True,
                 args=(child, str(server.sdk_json), list(range(p, devices, procs)), holdoff_s,
-                      start_at, generator_cpus, BOUND_S),
+                      generator_cpus, BOUND_S),
             )  # fmt: skip
             worker.start()
             pipes.append(parent)
             workers.append(worker)
         for parent in pipes:
             parent.recv()  # keys built
-        wait = start_at - time.monotonic()
-        if wait < 0:
-            raise RuntimeError("building the storm's keys took longer than its head start")
-        time.sleep(wait)
+        start_at = time.monotonic() + 0.5
+        for parent in pipes:
+            parent.send(start_at)
+        time.sleep(max(0.0, start_at - time.monotonic()))
         server_before = cpu.sample(server.pid, threads=True)
         machine_before = cpu.machine_times()
         log(f"[storm] {devices:,} devices, hold-off uniform(0, {holdoff_s:g}) s: go")
