@@ -47,6 +47,7 @@ def _control(data: Path, *args: str) -> None:
 
 def _prepare(workdir: Path, mode: str, cpus: list[int] | None) -> None:
     """Create the data directory, then switch it to ``mode`` while no server runs."""
+    workdir.mkdir(parents=True)
     server = ServerUnderTest("ext", cpus=cpus, workdir=workdir).start()
     app = Target.from_sdk_json(server.sdk_json).app_token
     server.stop()
