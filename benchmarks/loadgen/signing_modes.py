@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -99,14 +100,19 @@ def run_modes(
                 entry.setdefault("verdicts", []).append(best["verdict"])
                 entry.setdefault("errors", []).append(best["error_count"])
             out.setdefault("sign_floor_per_s", []).append(round(floors["sign_floor_per_s"], 1))
-    base = out["modes"]["rsa2048"]["per_s"]
+    base = out["modes"]["rsa2048"]
     for entry in out["modes"].values():
-        ratios = [m / b for m, b in zip(entry["per_s"], base, strict=True)]
-        entry["ratio_to_rsa2048"] = round(sorted(ratios)[len(ratios) // 2], 2)
+        ratios = [m / b for m, b in zip(entry["per_s"], base["per_s"], strict=True)]
+        entry["ratio_to_rsa2048"] = round(statistics.median(ratios), 2)
         entry["ratio_to_rsa2048_per_round"] = [round(r, 2) for r in ratios]
+        # per server CPU second: what the rate would be on a core of its own
+        cpu = [b / m for m, b in zip(entry["cpu_us"], base["cpu_us"], strict=True) if m]
+        entry["cpu_ratio_to_rsa2048"] = round(statistics.median(cpu), 2) if cpu else None
+        entry["cpu_ratio_to_rsa2048_per_round"] = [round(r, 2) for r in cpu]
     out["target"] = {
-        mode: {"value": out["modes"][mode]["ratio_to_rsa2048"], "target": ">= 10",
-               "met": out["modes"][mode]["ratio_to_rsa2048"] >= 10}
+        mode: {"value": out["modes"][mode]["cpu_ratio_to_rsa2048"], "target": ">= 10",
+               "met": (out["modes"][mode]["cpu_ratio_to_rsa2048"] or 0) >= 10,
+               "wall_clock_value": out["modes"][mode]["ratio_to_rsa2048"]}
         for mode in MODES[1:]
     }  # fmt: skip
     return out

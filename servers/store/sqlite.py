@@ -291,6 +291,15 @@ def _put_node(conn: sqlite3.Connection, node: Node) -> None:
     )
 
 
+#: SQLite's page cache per connection, in KiB (SQLite's default is 2 MiB). At fleet size
+#: (millions of endpoints) every registration touches a random leaf of the endpoint-id
+#: index: with 2 MiB not even the index's inner pages stay cached, and each lookup and
+#: insert re-reads them through the VFS. The writer's cache holds the inner pages and the
+#: hottest leaves of a 10-million-endpoint store; each reader's, the inner pages
+#: (benchmarks/README.md, "Fleet scale"). Memory: at most 64 + 2 x 16 MiB.
+WRITER_CACHE_KIB = 65536
+READER_CACHE_KIB = 16384
+
 #: The mode of the database and of its side files: the owner's alone.
 PRIVATE_FILE_MODE = 0o600
 #: What SQLite keeps beside the database (the rollback journal only before WAL is set).
@@ -371,6 +380,7 @@ class SqliteStore(RegistryStore):
         if mode.lower() != "wal":
             raise StoreError(f"cannot switch {self.path} to WAL (got {mode})")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB:d}")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
@@ -379,6 +389,7 @@ class SqliteStore(RegistryStore):
         if conn is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only = ON")
+            conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB:d}")
             self._reader_local.conn = conn
             with self._reader_lock:
                 self._reader_conns.append(conn)
