@@ -5,6 +5,7 @@ key per id, alone and together) is in test_servers_store.py, on both backends.""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,15 @@ def test_a_batch_the_store_cannot_take_fails_every_waiter(tmp_path: Path) -> Non
         try:
             write = endpoint_write(1, carried_key=True)
             assert await store.register_endpoint(write) is WriteOutcome.NEW
-            blocker = asyncio.ensure_future(store.list_endpoints())  # holds the one read
+            release = threading.Event()
+            # holds the one pending read until released
+            blocker = asyncio.ensure_future(store._read(lambda _: release.wait(30)))
             await asyncio.sleep(0)
             waiters = [store.get_endpoint_key(write.endpoint_id) for _ in range(3)]
             results = await asyncio.gather(*waiters, return_exceptions=True)
             assert all(isinstance(r, StoreBusy) for r in results), results
-            await blocker
+            release.set()
+            assert await blocker
             # the bound is released: the next batch is answered
             assert await store.get_endpoint_key(write.endpoint_id) == write.public_key
         finally:
