@@ -49,12 +49,12 @@ class FleetPlan:
 QUICK = FleetPlan(
     "quick", sizes=(10_000, 1_000_000),
     measure=MeasurePlan(concurrency=64, seconds=2.0, open_seconds=2.0, cap=8000),
-    storm_devices=100_000, storm_holdoff_s=30.0,
+    storm_devices=100_000, storm_holdoff_s=120.0,
 )  # fmt: skip
 FULL = FleetPlan(
     "full", sizes=(10_000, 1_000_000, 10_000_000),
     measure=MeasurePlan(concurrency=64, seconds=5.0, open_seconds=5.0, cap=25000),
-    storm_devices=100_000, storm_holdoff_s=30.0, postgres_sizes=(1_000_000,),
+    storm_devices=100_000, storm_holdoff_s=120.0, postgres_sizes=(1_000_000,),
 )  # fmt: skip
 
 
