@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--out", type=Path, default=RESULTS / "profile")
     prof.add_argument("--keycache", type=Path, default=DEFAULT_KEYCACHE)
     fleet = sub.add_parser("fleet", help="registrations against fleet-sized stores")
-    fleet.add_argument("--quick", action="store_true", help="10k and 1M endpoints (< 10 min)")
+    fleet_size = fleet.add_mutually_exclusive_group()
+    fleet_size.add_argument("--quick", action="store_true", help="10k and 1M endpoints (< 10 min)")
+    fleet_size.add_argument("--smoke", action="store_true",
+                            help="400 endpoints, 40 operations, for the test suite")
     fleet.add_argument("--sizes", help="comma-separated store sizes, instead of the plan's")
     fleet.add_argument("--data", type=Path, default=Path("/tmp/kaa-fleet"),
                        help="where the filled stores live (reused by later runs; never git)")
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from benchmarks.fleet import run as fleet_run
 
-        fplan = fleet_run.QUICK if args.quick else fleet_run.FULL
+        fplan = fleet_run.SMOKE if args.smoke else fleet_run.QUICK if args.quick else fleet_run.FULL
         if args.storm_devices:
             fplan = dataclasses.replace(fplan, storm_devices=args.storm_devices)
         if args.postgres_sizes:

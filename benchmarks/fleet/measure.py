@@ -101,7 +101,7 @@ def _pair(
     """Closed loop then open loop at 80 % of its rate; returns them and first keys used."""
     share = 1.0 if first is not None else 0.0
     keys = first if first is not None else range(0)
-    count = max(200, min(plan.cap, round(guess_per_s * plan.seconds)))
+    count = max(min(200, plan.cap), min(plan.cap, round(guess_per_s * plan.seconds)))
     closed = pool.point(
         "operations", count=count, max_seconds=plan.seconds * 3,
         concurrency=plan.concurrency, first_keys=keys, first_share=share,
@@ -109,7 +109,7 @@ def _pair(
     log(kind, closed)
     used = closed["first_keys_used"]
     rate = max(1.0, plan.open_fraction * closed["per_s"])
-    count = max(100, min(plan.cap, round(rate * plan.open_seconds)))
+    count = max(min(100, plan.cap), min(plan.cap, round(rate * plan.open_seconds)))
     opened = pool.point(
         "operations", count=count, max_seconds=count / rate + 10.0, rate=rate,
         first_keys=keys[used:], first_share=share,
@@ -170,8 +170,8 @@ def measure_size(
     # reconnects that miss: a fresh server (empty key cache), endpoints it never saw
     target, server_pid = restart()
     working = min(len(stored), 10 * KEY_CACHE_ENTRIES)
-    n_closed = max(200, min(plan.cap, round(guess_per_s * plan.seconds)))
-    n_open = max(100, min(plan.cap, round(0.8 * guess_per_s * plan.open_seconds) + 100))
+    n_closed = max(min(200, plan.cap), min(plan.cap, round(guess_per_s * plan.seconds)))
+    n_open = max(min(100, plan.cap), min(plan.cap, round(0.8 * guess_per_s * plan.open_seconds)))
     # The working set is spread over the whole store (every stride-th row), not its start.
     stride = max(1, len(stored) // working)
     sample = rng.sample(range(working), min(working, n_closed + n_open))
@@ -185,7 +185,7 @@ def measure_size(
     memory.append(server_memory_mib(server_pid))
     rest = drawn[n_closed:] or drawn
     rate = max(1.0, plan.open_fraction * closed["per_s"])
-    count = min(len(rest), max(100, round(rate * plan.open_seconds)))
+    count = min(len(rest), max(min(100, plan.cap), round(rate * plan.open_seconds)))
     with pool_for(rest[:count], server_pid, target) as pool:
         opened = pool.point(
             "operations", count=count, max_seconds=count / rate + 10.0, rate=rate

@@ -28,12 +28,9 @@ from benchmarks.loadgen.requests import Target
 from benchmarks.loadgen.servers import ServerUnderTest
 from benchmarks.loadgen.suite import layout, machine_info
 
-__all__ = ["FULL", "QUICK", "FleetPlan", "run_fleet"]
+__all__ = ["FULL", "QUICK", "SMOKE", "FleetPlan", "run_fleet"]
 
 
-#: First key index of the fresh (never stored) keys; every fill stays below it.
-#: (after the largest store of the run; every fill stays below it)
-FRESH_SPAN = 400_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +47,11 @@ QUICK = FleetPlan(
     "quick", sizes=(10_000, 1_000_000),
     measure=MeasurePlan(concurrency=64, seconds=2.0, open_seconds=2.0, cap=8000),
     storm_devices=100_000, storm_holdoff_s=120.0,
+)  # fmt: skip
+SMOKE = FleetPlan(
+    "smoke", sizes=(400,),
+    measure=MeasurePlan(concurrency=4, seconds=0.5, open_seconds=0.5, cap=40),
+    storm_devices=40, storm_holdoff_s=1.0,
 )  # fmt: skip
 FULL = FleetPlan(
     "full", sizes=(10_000, 1_000_000, 10_000_000),
@@ -226,7 +228,8 @@ def run_fleet(
     keys = PooledKeys(KeyCache(keycache))
     sizes = sizes or plan.sizes
     fresh_base = max(sizes + (plan.postgres_sizes if postgres_dsn else ()))
-    keys.ensure(fresh_base + FRESH_SPAN)
+    fresh_span = 4 * plan.measure.cap  # closed + open loop of new registrations, twice over
+    keys.ensure(fresh_base)
     keys.check()
     steal_before = cpu.machine_times()
     result: dict[str, Any] = {
@@ -251,12 +254,13 @@ def run_fleet(
         fill_record = deployment.ensure_filled(keys, keys.spec)
         manifest = deployment.manifest()
         cursor = int(manifest.get("fresh_cursor", 0))
+        keys.ensure(fresh_base + cursor + fresh_span)
         target, pid = deployment.start()
         try:
             measured = measure_size(
                 target, pid, plan=plan.measure, keys=keys.spec,
                 stored=range(0, size),
-                fresh=range(fresh_base + cursor, fresh_base + FRESH_SPAN),
+                fresh=range(fresh_base + cursor, fresh_base + cursor + fresh_span),
                 server_cpus=server_cpus, generator_cpus=generator_cpus,
                 restart=deployment.restart, label=f"{backend} {size:,}", log=_log,
                 guess_per_s=guess,
