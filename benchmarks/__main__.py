@@ -3,6 +3,7 @@
     python -m benchmarks run            # full: 3 runs, both implementations (~10 min)
     python -m benchmarks run --quick    # one short run, under a minute
     python -m benchmarks profile        # py-spy profile of the Operations server under load
+    python -m benchmarks fleet --quick  # fleet-scale stores: 10k and 1M endpoints (< 10 min)
 
 ``run`` starts the servers itself, measures the crypto and sign floors in the same run,
 loads registrations and resolutions against the extension and the pure-Python server, and
@@ -15,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.loadgen.keys import DEFAULT_KEYCACHE, KeyCache
+from benchmarks.loadgen.keys import DEFAULT_KEYCACHE, KeyCache, PooledKeys
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="comma-separated, the first is the headline (default ext,py)")
     run.add_argument("--procs", type=int, default=2, help="generator processes")
     run.add_argument("--no-plot", action="store_true")
+    run.add_argument("--own-primes", action="store_true",
+                     help="one generated RSA key per endpoint (default: prime-pool keys, "
+                     "the same verify cost, ~250x fewer key generations)")
     run.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                      help="first wait up to this long for the load average to fall below 0.5")
     prof = sub.add_parser("profile", help="profile a server under load (py-spy)")
@@ -50,7 +54,43 @@ def main(argv: list[str] | None = None) -> int:
                            "--seconds; a lower figure ends a window at its count)")
     prof.add_argument("--out", type=Path, default=RESULTS / "profile")
     prof.add_argument("--keycache", type=Path, default=DEFAULT_KEYCACHE)
+    fleet = sub.add_parser("fleet", help="registrations against fleet-sized stores")
+    fleet_size = fleet.add_mutually_exclusive_group()
+    fleet_size.add_argument("--quick", action="store_true", help="10k and 1M endpoints (< 10 min)")
+    fleet_size.add_argument("--smoke", action="store_true",
+                            help="400 endpoints, 40 operations, for the test suite")
+    fleet.add_argument("--sizes", help="comma-separated store sizes, instead of the plan's")
+    fleet.add_argument("--data", type=Path, default=Path("/tmp/kaa-fleet"),
+                       help="where the filled stores live (reused by later runs; never git)")
+    fleet.add_argument("--postgres", metavar="DSN",
+                       help="also measure a PostgreSQL store at the plan's sizes (full: 1M)")
+    fleet.add_argument("--postgres-sizes", help="comma-separated, instead of the plan's")
+    fleet.add_argument("--storm-devices", type=int, help="instead of the plan's 100,000")
+    fleet.add_argument("--no-storm", action="store_true")
+    fleet.add_argument("--out", type=Path, default=RESULTS)
+    fleet.add_argument("--keycache", type=Path, default=DEFAULT_KEYCACHE)
+    fleet.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
+    command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    if args.command == "fleet":
+        import dataclasses
+
+        from benchmarks.fleet import run as fleet_run
+
+        fplan = fleet_run.SMOKE if args.smoke else fleet_run.QUICK if args.quick else fleet_run.FULL
+        if args.storm_devices:
+            fplan = dataclasses.replace(fplan, storm_devices=args.storm_devices)
+        if args.postgres_sizes:
+            sizes = tuple(int(s) for s in args.postgres_sizes.split(","))
+            fplan = dataclasses.replace(fplan, postgres_sizes=sizes)
+        fleet_run.run_fleet(
+            fplan, out_dir=args.out, data_root=args.data, keycache=args.keycache,
+            postgres_dsn=args.postgres, storm=not args.no_storm, plot=not args.no_plot,
+            sizes=tuple(int(s) for s in args.sizes.split(",")) if args.sizes else None,
+            command=command.strip(),
+        )  # fmt: skip
+        return 0
 
     if args.command == "profile":
         from benchmarks.loadgen.profile import profile_service
@@ -72,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         plan = dataclasses.replace(plan, runs=args.runs)
     if args.wait_quiet:
         suite.wait_quiet(0.5, args.wait_quiet)
-    command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+    cache = KeyCache(args.keycache)
+    keys = cache if args.own_primes else PooledKeys(cache)
     result = suite.run_suite(
         plan,
         out_dir=args.out,
-        keycache=KeyCache(args.keycache),
+        keycache=keys,
         implementations=tuple(args.implementations.split(",")),
         procs=args.procs,
         plot=not args.no_plot,

@@ -91,6 +91,9 @@ class _Worker:
     started_at: float
     buffer: bytes = b""
     listeners: Listeners | None = None
+    #: The worker closed its end of the ready pipe (it wrote its line, or it died). An
+    #: fd at end of file stays readable: selecting it again would spin this loop.
+    closed: bool = False
 
 
 class _Group:
@@ -179,6 +182,8 @@ class _Group:
             chunk = os.read(worker.ready_fd, 4096)
         except OSError:
             chunk = b""
+        if not chunk:
+            worker.closed = True
         worker.buffer += chunk
         if worker.listeners is None and b"\n" in worker.buffer:
             doc = json.loads(worker.buffer.split(b"\n", 1)[0])
@@ -221,11 +226,15 @@ class _Group:
             due = self.last_start[worker.slot] + _RESTART_INTERVAL_S
             self.restart_at[worker.slot] = max(due, time.monotonic())
 
+    def watched_fds(self) -> list[int]:
+        """The ready pipes still open: one at end of file would make select return at once."""
+        return [w.ready_fd for w in self.workers.values() if not w.closed]
+
     def loop(self) -> int:
         for slot in range(self.settings.workers):
             self.start(slot)
         while self.workers or self.restart_at:
-            fds = [w.ready_fd for w in self.workers.values()]
+            fds = self.watched_fds()
             with contextlib.suppress(InterruptedError):
                 readable, _, _ = select.select(fds, [], [], 0.1)
                 for worker in list(self.workers.values()):

@@ -22,9 +22,11 @@ __all__ = [
     "CpuSample",
     "core_busy",
     "core_times",
+    "machine_times",
     "pinned",
     "run_time_s",
     "sample",
+    "steal_share",
     "thread_times",
     "usage",
 ]
@@ -133,3 +135,20 @@ def core_busy(
     busy = sum(after[c][0] - before[c][0] for c in cores if c in after and c in before)
     total = sum(after[c][1] - before[c][1] for c in cores if c in after and c in before)
     return busy / total if total > 0 else 0.0
+
+
+def machine_times() -> tuple[float, float]:
+    """(steal, total) jiffies of the whole machine so far (the ``cpu`` line of /proc/stat)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name == "cpu":
+            numbers = [float(v) for v in values]
+            steal = numbers[7] if len(numbers) > 7 else 0.0
+            return steal, sum(numbers[:8])
+    return 0.0, 0.0
+
+
+def steal_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Share of all cores' time the hypervisor gave to other guests between two readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0

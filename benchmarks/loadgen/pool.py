@@ -53,7 +53,7 @@ class GeneratorPool:
         target: Target,
         *,
         procs: int,
-        keycache: Path,
+        keycache: Path | str,
         reconnect_keys: Sequence[int],
         cpus: Sequence[int] | None = None,
         server_pid: int | None = None,
@@ -223,6 +223,7 @@ class GeneratorPool:
         time.sleep(max(0.0, start_at - time.monotonic()))
         server_before = cpu.sample(server_pid, threads=True) if server_pid else None
         cores_before = cpu.core_times()
+        machine_before = cpu.machine_times()
         for i in active:
             reply = self._conns[i].recv()
             if not reply.pop("ok"):
@@ -230,6 +231,7 @@ class GeneratorPool:
             runs[i] = reply
         server_after = cpu.sample(server_pid, threads=True) if server_pid else None
         cores_after = cpu.core_times()
+        machine_after = cpu.machine_times()
         result = self._merge(
             [r for r in runs if r is not None], start_at, service, mode, concurrency, rate
         )
@@ -252,6 +254,8 @@ class GeneratorPool:
             result["server_core_other_processes"] = round(
                 max(0.0, busy - server["share_of_one_core"] / self.server_cores), 4
             )
+        # What the hypervisor took from this VM in the window (shared/PERF.md: report it).
+        result["steal"] = round(cpu.steal_share(machine_before, machine_after), 4)
         result["bottleneck"], result["verdict"] = self._verdict(result)
         return result
 

@@ -84,6 +84,8 @@ class Target:
     max_frame_size: int
     #: The generation of ``bootstrap_key_pem`` (a rotated deployment's export says).
     bootstrap_key_generation: int = 1
+    #: Cached-signature mode: answers are not bound to the request's nonce (the export says).
+    accept_unbound: bool = False
 
     @classmethod
     def from_sdk_json(cls, path: Path | str) -> Target:
@@ -98,6 +100,7 @@ class Target:
             boot.public_key_pem,
             sdk.max_frame_size,
             boot.key_generation,
+            sdk.accept_unbound_resolution,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +150,7 @@ def resolve_blocking(target: Target, timeout: float = 10.0) -> Resolved:
         target.bootstrap_key(),
         nonce=os.urandom(16),
         key_generation=target.bootstrap_key_generation,
+        accept_unbound=target.accept_unbound,
         max_frame_size=target.max_frame_size,
     )
     with socket.create_connection((target.bootstrap_host, target.bootstrap_port), timeout) as s:
@@ -260,6 +264,7 @@ def build_resolutions(count: int, target: Target) -> list[Request]:
             bootstrap_key,
             nonce=os.urandom(16),
             key_generation=target.bootstrap_key_generation,
+            accept_unbound=target.accept_unbound,
             max_frame_size=target.max_frame_size,
         )
         frame = client.send_request()

@@ -32,7 +32,7 @@ import uvloop
 from benchmarks.loadgen import cpu
 from benchmarks.loadgen.floor_server import ANSWER_SIZE
 from benchmarks.loadgen.hdr import Histogram
-from benchmarks.loadgen.keys import EndpointKey, KeyCache
+from benchmarks.loadgen.keys import EndpointKey, KeySource, key_source
 from benchmarks.loadgen.requests import (
     ANSWERED,
     Request,
@@ -250,7 +250,7 @@ class Worker:
         self.target: Target | None = None
         self.resolved: Resolved | None = None
         self.clock: TimeSource | None = None
-        self.keys: KeyCache | None = None
+        self.keys: KeySource | None = None
         self.reconnect_keys: list[EndpointKey] = []
         self.requests: list[Request] = []
         self.all_cpus = sorted(os.sched_getaffinity(0))
@@ -259,7 +259,7 @@ class Worker:
 
     def setup(self, target: dict[str, Any], keycache: str, reconnect: list[int]) -> dict[str, Any]:
         self.target = Target(**target)
-        self.keys = KeyCache(keycache)
+        self.keys = key_source(keycache)
         self.resolved = resolve_blocking(self.target)
         self.clock = TimeSource(self.resolved)
         self.reconnect_keys = self.keys.load_many(reconnect)

@@ -16,16 +16,9 @@ import math
 from typing import NamedTuple
 
 from servers.caching import MISS, LookupCache, Miss
-from servers.store.base import Application, RegistryStore, SdkToken
+from servers.store.base import Application, EndpointKey, RegistryStore, SdkToken
 
 __all__ = ["Directory", "Found"]
-
-
-class KnownKey(NamedTuple):
-    """A registered endpoint's stored key and the application (token) it belongs to."""
-
-    der: bytes
-    application: str
 
 
 class Found(NamedTuple):
@@ -54,19 +47,9 @@ class Directory:
         self._apps: LookupCache[str, Application] = LookupCache(
             store.get_application, ttl_s=refresh_s, negative_ttl_s=refresh_s, max_entries=max_apps
         )
-        self._keys: LookupCache[bytes, KnownKey] = LookupCache(
-            self._load_key(store), ttl_s=math.inf, negative_ttl_s=refresh_s, max_entries=max_keys
+        self._keys: LookupCache[bytes, EndpointKey] = LookupCache(
+            store.get_endpoint_key, ttl_s=math.inf, negative_ttl_s=refresh_s, max_entries=max_keys
         )
-
-    @staticmethod
-    def _load_key(store: RegistryStore):  # type: ignore[no-untyped-def]
-        async def load(endpoint_id: bytes) -> KnownKey | None:
-            endpoint = await store.get_endpoint(endpoint_id)
-            if endpoint is None or not endpoint.registered:  # pre-revoked ids have no key
-                return None
-            return KnownKey(endpoint.public_key, endpoint.application)
-
-        return load
 
     def cached(self, token_hash: bytes, endpoint_id: bytes | None) -> Found | Miss:
         """Everything from the caches without awaiting, or MISS if any part must be loaded.
@@ -92,12 +75,12 @@ class Directory:
         return Found(sdk, app, _key_of(known, sdk))
 
     def remember_key(self, endpoint_id: bytes, key_der: bytes, application: str) -> None:
-        self._keys.put(endpoint_id, KnownKey(key_der, application))
+        self._keys.put(endpoint_id, EndpointKey(key_der, application))
 
 
-def _key_of(known: KnownKey | None, sdk: SdkToken | None) -> bytes | None:
+def _key_of(known: EndpointKey | None, sdk: SdkToken | None) -> bytes | None:
     """The stored key if the endpoint belongs to the token's application, else None: an id
     of another application answers exactly as an id nobody registered."""
     if known is None or sdk is None or known.application != sdk.application:
         return None
-    return known.der
+    return known.public_key

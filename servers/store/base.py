@@ -24,6 +24,7 @@ import enum
 import zlib
 from collections.abc import Callable
 from types import TracebackType
+from typing import NamedTuple
 
 from kaa_wire import RegistrationStatus, Topic
 
@@ -34,6 +35,7 @@ __all__ = [
     "SdkToken",
     "EndpointStatus",
     "Endpoint",
+    "EndpointKey",
     "EndpointWrite",
     "WriteOutcome",
     "Node",
@@ -116,6 +118,13 @@ class SdkToken:
 class EndpointStatus(enum.StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"
+
+
+class EndpointKey(NamedTuple):
+    """A registered endpoint's stored DER key and the application (token) it belongs to."""
+
+    public_key: bytes
+    application: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -340,6 +349,16 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None: ...
+
+    async def get_endpoint_key(self, endpoint_id: bytes) -> EndpointKey | None:
+        """A registered endpoint's stored key and application (None: no such endpoint, or
+        an id revoked before it registered): what an Operations node's key-cache miss
+        reads. A backend may answer it cheaper than :meth:`get_endpoint` (two columns;
+        lookups gathered into one read)."""
+        endpoint = await self.get_endpoint(endpoint_id)
+        if endpoint is None or not endpoint.registered:
+            return None
+        return EndpointKey(endpoint.public_key, endpoint.application)
 
     @abc.abstractmethod
     async def list_endpoints(

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ from servers import logs
 from servers.store import _rows
 from servers.store._decision import ACCEPTED, StoredEndpoint, decide
 from servers.store._group_commit import COMMIT_BUCKETS, GroupCommitWriter, WriterStats
+from servers.store._group_read import KeyReads
 from servers.store._migrations import Migration, pending
 from servers.store.base import (
     AlreadyExists,
@@ -50,6 +51,7 @@ from servers.store.base import (
     ApplicationChanges,
     AuditEntry,
     Endpoint,
+    EndpointKey,
     EndpointStatus,
     EndpointWrite,
     LeaseHeld,
@@ -316,6 +318,15 @@ def _put_node(conn: sqlite3.Connection, node: Node, reclaim: bool) -> None:
         raise LeaseHeld(_rows.node(held), node.renewed_ms)
 
 
+#: SQLite's page cache per connection, in KiB (SQLite's default is 2 MiB). At fleet size
+#: (millions of endpoints) every registration touches a random leaf of the endpoint-id
+#: index: with 2 MiB not even the index's inner pages stay cached, and each lookup and
+#: insert re-reads them through the VFS. The writer's cache holds the inner pages and the
+#: hottest leaves of a 10-million-endpoint store; each reader's, the inner pages
+#: (benchmarks/README.md, "Fleet scale"). Memory: at most 64 + 2 x 16 MiB.
+WRITER_CACHE_KIB = 65536
+READER_CACHE_KIB = 16384
+
 #: The mode of the database and of its side files: the owner's alone.
 PRIVATE_FILE_MODE = 0o600
 #: What SQLite keeps beside the database (the rollback journal only before WAL is set).
@@ -430,6 +441,7 @@ class SqliteStore(RegistryStore):
         self._reader_lock = threading.Lock()
         self._max_pending_reads = limits.max_pending_reads
         self._pending_reads = 0
+        self._key_reads = KeyReads(self._submit_read, self._read_done)
 
     # -- connections --------------------------------------------------------------------
 
@@ -455,6 +467,7 @@ class SqliteStore(RegistryStore):
         if mode.lower() != "wal":
             raise StoreError(f"cannot switch {self.path} to WAL (got {mode})")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB:d}")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
@@ -463,6 +476,7 @@ class SqliteStore(RegistryStore):
         if conn is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only = ON")
+            conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB:d}")
             self._reader_local.conn = conn
             with self._reader_lock:
                 self._reader_conns.append(conn)
@@ -546,6 +560,18 @@ class SqliteStore(RegistryStore):
         finally:
             self._pending_reads -= 1
 
+    def _submit_read(self, query: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """Start ``query`` on a reader thread (a pending read until ``_read_done``)."""
+        if self._readers is None:
+            raise StoreError("the store is not open")
+        if self._pending_reads >= self._max_pending_reads:
+            raise StoreBusy(f"{self._pending_reads} reads pending")
+        self._pending_reads += 1
+        return self._readers.submit(self._run_read, query)
+
+    def _read_done(self) -> None:
+        self._pending_reads -= 1
+
     def _run_read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return query(self._reader())
@@ -622,6 +648,10 @@ class SqliteStore(RegistryStore):
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
         sql = f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?"
         return await self._select_one(_rows.endpoint, sql, endpoint_id)
+
+    async def get_endpoint_key(self, endpoint_id: bytes) -> EndpointKey | None:
+        # Gathered with the other misses of this loop turn into one reader job.
+        return await self._key_reads.get(endpoint_id)
 
     async def list_endpoints(
         self, application: str | None = None, limit: int = 100, offset: int = 0

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -137,3 +138,23 @@ def test_workers_that_cannot_start_fail_the_start(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "servers.control init" in result.stderr
+
+
+def test_the_supervisor_sleeps_once_its_workers_are_ready(tmp_path: Path) -> None:
+    """Each worker closes its ready pipe once it listens; a pipe at end of file stays
+    readable, and selecting it again made the supervisor spin (a core's worth of CPU
+    taken from its own workers). Sampled: a sleeping process is in state S between its
+    0.1 s wake-ups, a spinning one is always R (running or runnable)."""
+    main = start_main(tmp_path / "data", "--workers", "2")
+    try:
+        supervisor = main.process.proc.pid
+        assert len(children_of(supervisor)) == 2  # listeners.json: both are ready
+        states = []
+        for _ in range(40):
+            stat = Path(f"/proc/{supervisor}/stat").read_text()
+            states.append(stat[stat.rindex(")") + 2])
+            time.sleep(0.025)
+        assert states.count("R") <= 10, "".join(states)
+    finally:
+        code = main.process.stop()
+    assert code == 0, main.process.logs()

@@ -22,6 +22,7 @@ from servers.store import (
     ApplicationChanges,
     AuditEntry,
     Balancing,
+    EndpointKey,
     EndpointStatus,
     LeaseHeld,
     Node,
@@ -322,6 +323,7 @@ def test_an_id_revoked_before_it_registers_is_refused(
         assert (await store.list_audit())[0].action == "endpoint.pre-revoke"
         assert await store.register_endpoint(write) is WriteOutcome.REVOKED
         assert await store.get_endpoint(write.endpoint_id) == pre  # nothing written
+        assert await store.get_endpoint_key(write.endpoint_id) is None  # no key to reconnect by
         # Reinstated, it is forgotten, and registers as new.
         back = await store.reinstate_endpoint(write.endpoint_id, _audit("endpoint.reinstate"))
         assert back.status is EndpointStatus.ACTIVE and back.revoked_ms is None
@@ -477,5 +479,25 @@ def test_writes_are_visible_to_a_second_store_on_the_same_data(
             stored = await other.get_endpoint(write.endpoint_id)
             assert stored is not None and stored.public_key == write.public_key
             assert await other.register_endpoint(write) is WriteOutcome.REPLAYED
+
+    store_backend.run(body)
+
+
+def test_endpoint_keys_are_read_alone_and_together(store_backend: StoreBackend) -> None:
+    """The key-cache miss read: each lookup gets its own key (or None), whether it is alone
+    or one of many asked in the same loop turn (SQLite answers those with one query, in
+    chunks of _group_read.MAX_IDS_PER_QUERY), and the same id asked twice at once."""
+
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        writes = [endpoint_write(n, carried_key=True) for n in range(1, 601)]
+        outcomes = await asyncio.gather(*(store.register_endpoint(w) for w in writes))
+        assert set(outcomes) == {WriteOutcome.NEW}
+        keys = [EndpointKey(w.public_key, w.application) for w in writes]
+        assert await store.get_endpoint_key(writes[0].endpoint_id) == keys[0]
+        assert await store.get_endpoint_key(bytes(20)) is None
+        asked = [w.endpoint_id for w in writes] + [bytes(20), writes[7].endpoint_id]
+        got = await asyncio.gather(*(store.get_endpoint_key(i) for i in asked))
+        assert got == [*keys, None, keys[7]]
 
     store_backend.run(body)

@@ -23,6 +23,7 @@ from servers.store.base import (
     ApplicationChanges,
     AuditEntry,
     Endpoint,
+    EndpointKey,
     EndpointStatus,
     EndpointWrite,
     LeaseHeld,
@@ -341,6 +342,15 @@ class PostgresStore(RegistryStore):
     async def get_endpoint(self, endpoint_id: bytes) -> Endpoint | None:
         sql = f"SELECT {_rows.ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = $1"
         return await self._select_one(_rows.endpoint, sql, endpoint_id)
+
+    async def get_endpoint_key(self, endpoint_id: bytes) -> EndpointKey | None:
+        sql = (
+            "SELECT public_key, application FROM endpoints "
+            "WHERE endpoint_id = $1 AND length(public_key) > 0"
+        )
+        return await self._select_one(
+            lambda row: EndpointKey(bytes(row[0]), row[1]), sql, endpoint_id
+        )
 
     async def list_endpoints(
         self, application: str | None = None, limit: int = 100, offset: int = 0
