@@ -7,6 +7,7 @@
     bootstrap show|rotate                 the Bootstrap key: its generation; rotate it
     endpoint list|show|revoke             registered endpoints
     nodes list                            Operations node leases
+    admin add|key|list|revoke             admin console logins and API keys (docs/console.md)
     audit list                            control actions and revocations
 
 ``--json`` prints machine-readable output. ``--store DSN`` works on a PostgreSQL registry
@@ -36,7 +37,7 @@ from kaa_wire.crypto import (
 )
 from servers import config as cfg
 from servers.clock import wall_ms
-from servers.control import actions
+from servers.control import actions, credentials
 from servers.control.export import build_sdk_config, write_export
 from servers.datadir import PRIVATE_DIR_MODE, DataDir, DataDirError, NotInitialized
 from servers.keyring import Keyring, KeyringError, rotate
@@ -654,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(audit, "list", _audit_list, "newest first").add_argument(
         "--limit", type=_at_least(1), default=50, metavar="N"
     )
+    credentials.add_commands(commands, command, _print)
     return parser
 
 
@@ -687,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.settings = cfg.load_settings(args)
         return asyncio.run(_run(args))
-    except (UsageError, cfg.ConfigError) as exc:
+    except (UsageError, cfg.ConfigError, credentials.CredentialError) as exc:
         parser.error(str(exc))
     except (
         NotFound,
