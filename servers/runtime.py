@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import signal
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import uvloop
 
 import kaa_wire
-from servers import logs
+from servers import console, logs
 from servers.admin import AdminServer
 from servers.bootstrap.keys import KeyringWatcher
 from servers.bootstrap.presign import Presigner
@@ -197,6 +198,13 @@ class _Services:
             max_connections=s.admin_max_connections,
             timeout_s=s.admin_timeout_s,
             not_ready=self.not_ready,
+            console=functools.partial(
+                console.install,
+                store=self.store,
+                settings=s,
+                datadir=self.datadir,
+                render_metrics=self.metrics.render,
+            ),
         )
         self.metrics.add_stats("kaa_admin", "Admin port", self.admin.stats)
         return await self.admin.start(s.admin_host, s.admin_port)
