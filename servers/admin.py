@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +39,11 @@ MAX_HEAD_LINE = 8190
 #: The largest request body; more is answered 413 without being read.
 MAX_BODY = 64 * 1024
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+#: aiohttp's protocol logs a malformed request at ERROR; it is answered 400 and is the
+#: peer's fault, and a flood of them must not flood the logs. (A handler's own failure is
+#: logged by the console's error middleware.)
+_quiet = logging.getLogger("servers.admin.http")
+_quiet.setLevel(logging.CRITICAL)
 
 
 def _raw(status: str, body: bytes) -> bytes:
@@ -97,6 +103,7 @@ class AdminServer:
             keepalive_timeout=self.timeout_s,
             max_line_size=MAX_HEAD_LINE,
             max_field_size=MAX_HEAD_LINE,
+            logger=_quiet,
         )
         await self._runner.setup()
         make_handler = self._runner.server

@@ -120,7 +120,8 @@ def test_admin_holds_few_connections_each_for_a_short_time() -> None:
             return await asyncio.open_connection("127.0.0.1", port)
 
         async def trickle(writer: asyncio.StreamWriter) -> None:
-            for byte in b"GET /healthz HTTP/1.1\r\n" * 10:
+            # A well-formed head that never ends (a malformed one is refused 400 at once).
+            for byte in b"GET /healthz HTTP/1.1\r\nX-Pad: " + b"a" * 200:
                 writer.write(bytes([byte]))
                 await asyncio.sleep(0.05)
 
@@ -137,7 +138,7 @@ def test_admin_holds_few_connections_each_for_a_short_time() -> None:
 
             # A peer that asks for a big answer and never reads it.
             reader, writer = await connect()
-            writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             await asyncio.sleep(0.1)
             assert admin.connections.active == 1  # held, its answer half written
             while admin.connections.active:
@@ -147,7 +148,8 @@ def test_admin_holds_few_connections_each_for_a_short_time() -> None:
 
             oversized, oversized_w = await connect()
             oversized_w.write(b"GET /" + b"a" * 9000)
-            assert (await _until_closed(oversized)).startswith(b"HTTP/1.1 400 ")
+            # (HTTP/1.0: a request line that long is not read, so neither is its version.)
+            assert (await _until_closed(oversized)).split(b"\r\n")[0].endswith(b" 400 Bad Request")
             healthy, healthy_w = await connect()
             healthy_w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert (await _until_closed(healthy)).endswith(b"\r\n\r\nok\n")
