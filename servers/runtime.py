@@ -79,6 +79,7 @@ class _Services:
         self.keys: KeyringWatcher | None = None
         self.lease: NodeLease | None = None
         self.admin: AdminServer | None = None
+        self.bootstrap_port: int | None = None
 
     def _context(self, service: BootstrapService | OperationsService) -> ServiceContext:
         s = self.settings
@@ -134,7 +135,13 @@ class _Services:
             valid_for_s=s.resolution_valid_s,
             retry_after_ms=s.retry_after_ms,
         )
-        return await self._listen(self._context(service), s.bootstrap_port)
+        self.bootstrap_port = await self._listen(self._context(service), s.bootstrap_port)
+        return self.bootstrap_port
+
+    def bootstrap_address(self) -> tuple[str, int]:
+        """Where devices find the Bootstrap (for the console's SDK export): this process's,
+        as bound, or the configured one."""
+        return self.settings.public_host, self.bootstrap_port or self.settings.bootstrap_port
 
     def key_fields(self, service: str) -> dict[str, object]:
         """The Bootstrap key a Bootstrap signs with, for its ``listening`` line."""
@@ -204,6 +211,7 @@ class _Services:
                 settings=s,
                 datadir=self.datadir,
                 render_metrics=self.metrics.render,
+                bootstrap=self.bootstrap_address,
             ),
         )
         self.metrics.add_stats("kaa_admin", "Admin port", self.admin.stats)

@@ -45,13 +45,14 @@ def install(
     settings: Settings,
     datadir: DataDir,
     render_metrics: Callable[[], str],
+    bootstrap: Callable[[], tuple[str, int]],
 ) -> None:
     """Add the console and the API to the admin port's ``app``."""
     # Secure cookies unless the port is on loopback (plain HTTP there is the default;
     # anywhere else it must sit behind TLS: docs/operations.md).
     auth = Auth(store, secure_cookie=not is_loopback(settings.admin_host))
     sampler = Sampler(render_metrics)
-    api = Api(store, settings, datadir, sampler)
+    api = Api(store, settings, datadir, sampler, bootstrap)
     pages = Pages(api, auth)
     app.middlewares.insert(0, errors)  # outermost: every refusal becomes JSON or a page
     app.middlewares.append(auth.middleware)

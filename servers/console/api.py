@@ -177,6 +177,18 @@ def _version(body: dict[str, Any]) -> int | None:
     return value
 
 
+def _bootstrap_servers(body: dict[str, Any]) -> list[tuple[str, int]]:
+    """``"bootstrap_servers": ["host:port", ...]``, as the CLI's ``--bootstrap``."""
+    value = _field(body, "bootstrap_servers", list) or []
+    servers = []
+    for item in value:
+        host, sep, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _bad("bootstrap_servers", 'a list of "HOST:PORT"')
+        servers.append((host, int(port)))
+    return servers
+
+
 def endpoint_id_of(text: str) -> bytes:
     if len(text) != 40 or not _HEX.fullmatch(text.lower()):
         raise ApiError(400, "invalid_parameter", "an endpoint id is 40 hex digits", field="id")
@@ -203,8 +215,15 @@ def _identity(request: web.Request) -> Identity:
 
 class Api:
     def __init__(
-        self, store: RegistryStore, settings: Settings, datadir: DataDir, sampler: Sampler
+        self,
+        store: RegistryStore,
+        settings: Settings,
+        datadir: DataDir,
+        sampler: Sampler,
+        bootstrap: Callable[[], tuple[str, int]],
     ) -> None:
+        #: The Bootstrap an SDK export names by default (host, port).
+        self.bootstrap_address = bootstrap
         self.store = store
         self.settings = settings
         self.datadir = datadir
@@ -355,11 +374,11 @@ class Api:
         found = await self.store.find_sdk_token(actions.sdk_token_hash(sdk_token))
         if found is None or found.application != app.token:
             raise NotFound("that SDK token does not belong to this application")
+        servers = _bootstrap_servers(body) or [self.bootstrap_address()]
         keyring = self.datadir.keyring()
-        s = self.settings
         config = build_sdk_config(
-            app, sdk_token, [(s.public_host, s.bootstrap_port)], keyring.public_key_pem,
-            keyring.generation, s.max_frame_size,
+            app, sdk_token, servers, keyring.public_key_pem, keyring.generation,
+            self.settings.max_frame_size,
         )  # fmt: skip
         if form == "header":
             text, name, kind = c_header(config), "sdk.h", "text/x-c"

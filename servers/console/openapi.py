@@ -126,7 +126,11 @@ SCHEMAS: dict[str, Any] = {
     "SdkToken": _object(_SDK_TOKEN),
     "SdkTokenList": _items("SdkToken"),
     "NewSdkToken": _object({**_SDK_TOKEN, "sdk_token": _STR}),
-    "SdkExport": _object({"sdk_token": _STR}, {"format": {"enum": ["json", "header"]}}),
+    "SdkExport": _object(
+        {"sdk_token": _STR},
+        {"format": {"enum": ["json", "header"]},
+         "bootstrap_servers": {"type": "array", "items": {"type": "string"}}},
+    ),
     "Endpoint": _object(_ENDPOINT),
     "EndpointDetail": _object({**_ENDPOINT, "public_key_der_hex": _STR, "profile": _STR}),
     "EndpointPage": _page("Endpoint"),
