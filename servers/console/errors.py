@@ -120,7 +120,9 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     headers["Content-Security-Policy"] = CSP
     headers["X-Frame-Options"] = "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "no-referrer"
+    # (not no-referrer: with it Chromium sends "Origin: null" on a form post, which the
+    # CSRF check must refuse)
+    headers["Referrer-Policy"] = "same-origin"
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     if not request.path.startswith("/static/"):
         headers["Cache-Control"] = "no-store"
