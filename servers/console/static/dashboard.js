@@ -27,7 +27,9 @@ function drawChart(history) {
   const top = Math.max(1, ...history.map(p => Math.max(p.registrations_per_s, p.refusals_per_s)));
   const t0 = history[0].at_ms, t1 = history[history.length - 1].at_ms;
   svg.append(el("text", {x: 2, y: 12}, top.toFixed(1) + "/s"));
-  svg.append(el("text", {x: 2, y: H - 4}, Math.round((t1 - t0) / 60000) + " min"));
+  const span = (t1 - t0) / 1000;
+  const label = span < 120 ? Math.round(span) + " s" : Math.round(span / 60) + " min";
+  svg.append(el("text", {x: 2, y: H - 4}, "last " + label));
   svg.append(el("path", {d: path(history, "registrations_per_s", top, t0, t1), class: "reg"}));
   svg.append(el("path", {d: path(history, "refusals_per_s", top, t0, t1), class: "ref"}));
 }
