@@ -121,7 +121,7 @@ OPTIONS: dict[str, Option] = {
             "admin_port",
             int,
             9899,
-            "admin HTTP port serving /metrics and /healthz (0: pick a free port, -1: off)",
+            "admin HTTP port: /metrics, /healthz, the console and API (0: a free port, -1: off)",
         ),
         Option(
             "admin_host",
@@ -159,7 +159,7 @@ OPTIONS: dict[str, Option] = {
             "admin_timeout_s",
             float,
             2.0,
-            "seconds an admin connection may live, request and answer (then it is aborted)",
+            "admin deadline in seconds: a request head (408), a handler (503), an idle connection",
         ),
         Option("retry_after_ms", int, 1000, "retry hint sent with Overloaded errors"),
         Option(
