@@ -12,7 +12,12 @@ hand-written server it replaced guaranteed:
   does not extend it: ``408``, then closed) and stay idle at most ``timeout_s`` between
   requests; a request's handler has ``timeout_s`` to answer; a peer that has not read its
   answer ``timeout_s`` after it was due is aborted;
-* a request line or header is at most 8 KiB, a body at most ``MAX_BODY`` bytes.
+* a request line or header is at most 8 KiB, a body at most ``MAX_BODY`` bytes;
+* the console and API answer at most ``requests_per_s`` requests a second (a token
+  bucket of two seconds' worth); beyond, ``429`` at once, which costs next to nothing.
+  The port shares the services' loop, so this bounds what it can take from them
+  (docs/console.md has the measurement). The probes are not counted: a scraper is never
+  refused for a busy console.
 
 ``/healthz`` is readiness (``503`` with the reason while the store cannot be read or the
 lease renewed), ``/livez`` liveness; both and ``/metrics`` need no credential (the port
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,7 +38,7 @@ from aiohttp import web
 
 from servers.limits import Gate
 
-__all__ = ["AdminServer", "MAX_BODY", "MAX_HEAD_LINE"]
+__all__ = ["AdminServer", "MAX_BODY", "MAX_HEAD_LINE", "TokenBucket"]
 
 #: The longest request line and header line (aiohttp's own default: 8 KiB).
 MAX_HEAD_LINE = 8190
@@ -58,6 +64,26 @@ _BUSY = _raw("503 Service Unavailable", b"busy\n")
 _TIMED_OUT = _raw("408 Request Timeout", b"timeout\n")
 
 Setup = Callable[[web.Application], None]
+_PROBES = frozenset({"/metrics", "/healthz", "/livez"})
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up (loop time, loop thread)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._tokens = self.burst
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class AdminServer:
@@ -69,6 +95,7 @@ class AdminServer:
         timeout_s: float = 2.0,
         not_ready: Callable[[], str | None] = lambda: None,
         console: Setup | None = None,
+        requests_per_s: float = 20.0,
     ) -> None:
         self._render = render_metrics
         #: Why the process cannot serve now (store unreachable, lease not held), or None.
@@ -80,6 +107,8 @@ class AdminServer:
         self.timeout_s = timeout_s
         self.refused = 0
         self.timed_out = 0
+        self.budget = TokenBucket(requests_per_s, burst=2 * requests_per_s)
+        self.throttled = 0
         #: The open, admitted connections, by transport (for the request middleware).
         self._open: dict[Any, _Connection] = {}
 
@@ -130,6 +159,7 @@ class AdminServer:
             "connections_open": self.connections.active,
             "refused_total": self.refused,
             "timed_out_total": self.timed_out,
+            "throttled_total": self.throttled,
         }
 
     # -- connections ----------------------------------------------------------------------
@@ -144,6 +174,10 @@ class AdminServer:
     async def _deadline(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if request.path not in _PROBES and not self.budget.take():
+            self.throttled += 1
+            raise web.HTTPTooManyRequests(text="too many admin requests: retry\n",
+                                          headers={"Retry-After": "1"})  # fmt: skip
         conn = self._open.get(request.transport)
         if conn is not None:
             conn.busy += 1

@@ -161,6 +161,12 @@ OPTIONS: dict[str, Option] = {
             2.0,
             "admin deadline in seconds: a request head (408), a handler (503), an idle connection",
         ),
+        Option(
+            "admin_requests_per_s",
+            float,
+            20.0,
+            "console and API requests per second (bursts of twice that); beyond: 429",
+        ),
         Option("retry_after_ms", int, 1000, "retry hint sent with Overloaded errors"),
         Option(
             "sign_threads",
@@ -230,6 +236,7 @@ class Settings:
     max_connections: int
     admin_max_connections: int
     admin_timeout_s: float
+    admin_requests_per_s: float
     retry_after_ms: int
     sign_threads: int
     max_pending_signs: int
@@ -276,6 +283,7 @@ class Settings:
             (self.max_connections >= 1, "max_connections must be >= 1"),
             (self.admin_max_connections >= 1, "admin_max_connections must be >= 1"),
             (self.admin_timeout_s > 0, "admin_timeout_s must be > 0"),
+            (self.admin_requests_per_s > 0, "admin_requests_per_s must be > 0"),
             (bool(self.admin_host), "admin_host must not be empty"),
             (1 <= self.workers <= 256, "workers must be 1-256"),
             (

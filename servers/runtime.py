@@ -204,6 +204,7 @@ class _Services:
             self.metrics.render,
             max_connections=s.admin_max_connections,
             timeout_s=s.admin_timeout_s,
+            requests_per_s=s.admin_requests_per_s,
             not_ready=self.not_ready,
             console=functools.partial(
                 console.install,

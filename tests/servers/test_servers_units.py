@@ -97,6 +97,36 @@ def test_admin_serves_metrics_and_health() -> None:
     asyncio.run(main())
 
 
+def test_admin_requests_beyond_the_budget_are_refused_but_not_the_probes() -> None:
+    """A budget of 2 requests a second (a burst of 4): the fifth quick request is 429 with
+    Retry-After; the probes are neither counted nor refused; a second later it answers."""
+
+    async def main() -> None:
+        admin = AdminServer(lambda: "kaa_up 1\n", requests_per_s=2)
+        port = await admin.start("127.0.0.1", 0)
+
+        def get(path: str) -> tuple[int, str | None]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                    return r.status, None
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.headers.get("Retry-After")
+
+        try:
+            statuses = [(await asyncio.to_thread(get, "/nope"))[0] for _ in range(4)]
+            assert statuses == [404] * 4
+            assert await asyncio.to_thread(get, "/nope") == (429, "1")
+            for probe in ("/metrics", "/healthz", "/livez"):
+                assert (await asyncio.to_thread(get, probe))[0] == 200
+            await asyncio.sleep(1.0)
+            assert (await asyncio.to_thread(get, "/nope"))[0] == 404
+            assert admin.stats()["throttled_total"] == 1
+        finally:
+            await admin.stop()
+
+    asyncio.run(main())
+
+
 async def _until_closed(reader: asyncio.StreamReader) -> bytes:
     """What the server sends before it closes (a reset counts as a close)."""
     try:
