@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 hammered.append(result["per_s"])
                 print(f"round {round_ + 1}: alone {alone[-1]:.0f}/s, with the API hammered "
                       f"{hammered[-1]:.0f}/s ({api_rates[-1]:.0f} API requests/s, "
-                      f"{hammer.failed} failed)", flush=True)  # fmt: skip
+                      f"{hammer.failed} refused or failed)", flush=True)  # fmt: skip
         finally:
             server.terminate()
             server.wait(60)
