@@ -10,7 +10,8 @@ applications of 90 %, 9 % and 1 %; 0.1 % revoked; a JSON profile with a model an
 serial), starts a real ``python -m servers`` on it, and times each query of ``QUERIES``
 through ``GET /api/v1/endpoints`` with an API key: ``--repeat`` times each, the median and
 the slowest, in milliseconds, client-side (request written to answer read). It reports
-figures; it asserts nothing about speed (the machine is shared and noisy).
+figures; it asserts nothing about speed (the machine is shared and noisy). ``pytest
+benchmarks/bench_console.py`` runs a short pass as a test of the answers.
 """
 
 from __future__ import annotations
@@ -114,16 +115,19 @@ class _Main:
     def __init__(self, data: Path, store: list[str]) -> None:
         import subprocess
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "servers", "--data", str(data), *store, "--host", "127.0.0.1",
-             "--bootstrap-port", "0", "--operations-port", "0", "--admin-port", "0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_environment(REPO),
-        )  # fmt: skip
+        self.log = data.parent / "servers.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "servers", "--data", str(data), *store, "--host",
+                 "127.0.0.1", "--bootstrap-port", "0", "--operations-port", "0",
+                 "--admin-port", "0"],
+                stdout=log, stderr=log, env=child_environment(REPO),
+            )  # fmt: skip
         listeners = data / "listeners.json"
         deadline = time.monotonic() + 120
         while not listeners.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("python -m servers did not start")
+                raise RuntimeError(f"python -m servers did not start:\n{self.log.read_text()}")
             time.sleep(0.1)
         self.url = f"http://127.0.0.1:{json.loads(listeners.read_text())['admin_port']}"
 
@@ -210,6 +214,16 @@ def run(count: int, repeat: int, postgres: str | None) -> list[dict[str, Any]]:
                 from benchmarks.throwaway_db import drop_database
 
                 drop_database(postgres or "", database)
+
+
+def test_a_short_pass_answers_every_query() -> None:
+    """``pytest benchmarks/``: 2,000 endpoints, each query once; the answers, not speed."""
+    rows = {r["query"]: r["rows"] for r in run(2000, 1, None)}
+    assert rows["list, first page (50)"] == rows["list, next page (cursor)"] == 50
+    assert rows["id prefix (6 hex digits)"] == rows["profile contains, one row"] == 1
+    assert rows["profile contains, no row (full scan)"] == 0
+    assert rows["status = revoked (0.1 %)"] == 2
+    assert min(rows.values()) >= 0  # none refused
 
 
 def main(argv: list[str] | None = None) -> int:
