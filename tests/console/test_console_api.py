@@ -295,3 +295,18 @@ def test_a_revoked_api_key_is_refused_at_its_next_request(console: Console) -> N
     assert console.api("GET", "/me", key=key).status == 200
     control(console.main.data, "admin", "revoke", "short-lived")
     assert console.api("GET", "/me", key=key).code == "unauthenticated"
+
+
+def test_read_only_may_download_an_sdk_configuration_but_not_make_a_token(
+    console: Console,
+) -> None:
+    app = console.main.sdk.application_token
+    sdk_token = console.main.sdk.sdk_token
+    made = console.api("POST", f"/apps/{app}/sdk-tokens", key=console.reader_key)
+    assert (made.status, made.code) == (403, "forbidden")
+    export = console.api("POST", f"/apps/{app}/sdk-export", key=console.reader_key,
+                         body={"sdk_token": sdk_token})  # fmt: skip
+    assert export.status == 200 and export.json["sdk_token"] == sdk_token
+    wrong = console.api("POST", f"/apps/{app}/sdk-export", key=console.reader_key,
+                        body={"sdk_token": "not-a-token"})  # fmt: skip
+    assert (wrong.status, wrong.code) == (404, "not_found")
