@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,13 +35,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _python(*args: str, timeout: float = 600, check: bool = True) -> str:
-    result = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, env=child_environment(REPO),
-        timeout=timeout,
+    """Run ``python ARGS`` in a session of its own: on a timeout the whole group is killed
+    (the load generator's worker processes too, which would otherwise go on loading the
+    machine)."""
+    proc = subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=child_environment(REPO), start_new_session=True,
     )  # fmt: skip
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{args} failed:\n{result.stderr[-2000:]}")
-    return result.stdout
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{args} failed:\n{stderr[-2000:]}")
+    return stdout
 
 
 class Hammer:
