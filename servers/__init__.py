@@ -23,6 +23,8 @@ Layout (each module one job):
     servers/caching.py         bounded lookup caches in front of the store
     servers/clock.py           the wall clock, in one place
     servers/tasks.py           stopping a background task
-    servers/metrics.py         Prometheus metrics; servers/admin.py serves /metrics, /healthz
+    servers/metrics.py         Prometheus metrics
+    servers/admin.py           the admin HTTP port (aiohttp): /metrics, /healthz, /livez
+    servers/console/           the web console and /api/v1 on it (docs/console.md)
     servers/logs.py            structured logs, text or JSON
 """

@@ -1,43 +1,89 @@
-"""The admin HTTP port: ``GET /metrics`` (Prometheus text) and ``GET /healthz``.
+"""The admin HTTP port: ``/metrics``, ``/healthz``, ``/livez``, and the console and API.
 
-A deliberately tiny HTTP/1.1 server: one request per connection, nothing else. It must
-never cost the services a descriptor or a moment of the event loop they need, whoever
-connects to it, so:
+Served by aiohttp (``aiohttp.web``) on the services' own uvloop loop (docs/console.md says
+why, and what it costs the services). Whoever connects, the port must never cost the
+services a descriptor or a moment of the loop they need, so this module keeps what the
+hand-written server it replaced guaranteed:
 
 * it binds to its own address (``admin_host``, loopback by default), not the services';
 * at most ``max_connections`` are open; one more is answered ``503`` and closed at once,
   never queued (those few descriptors are in the process's budget, servers/limits.py);
-* each connection lives at most ``timeout_s``, request *and* answer: trickling bytes does
-  not extend it, and a peer that never reads the answer is aborted at that deadline;
-* a request head is at most 8 KiB; it is parsed by hand on an ``asyncio.Protocol``, with
-  no task and no stream per connection.
+* a connection may wait at most ``timeout_s`` for a whole request head (trickling bytes
+  does not extend it: ``408``, then closed) and stay idle at most ``timeout_s`` between
+  requests; a request's handler has ``timeout_s`` to answer; a peer that has not read its
+  answer ``timeout_s`` after it was due is aborted;
+* a request line or header is at most 8 KiB, a body at most ``MAX_BODY`` bytes;
+* the console and API answer at most ``requests_per_s`` requests a second (a token
+  bucket of two seconds' worth); beyond, ``429`` at once, which costs next to nothing.
+  The port shares the services' loop, so this bounds what it can take from them
+  (docs/console.md has the measurement). The probes are not counted: a scraper is never
+  refused for a busy console.
+
+``/healthz`` is readiness (``503`` with the reason while the store cannot be read or the
+lease renewed), ``/livez`` liveness; both and ``/metrics`` need no credential (the port
+is on loopback by default: docs/operations.md says how to expose it). Everything else is
+the console (servers/console/), which needs one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
 
 from servers.limits import Gate
 
-__all__ = ["AdminServer"]
+__all__ = ["AdminServer", "MAX_BODY", "MAX_HEAD_LINE", "TokenBucket"]
 
-_MAX_HEAD = 8192
+#: The longest request line and header line (aiohttp's own default: 8 KiB).
+MAX_HEAD_LINE = 8190
+#: The largest request body; more is answered 413 without being read.
+MAX_BODY = 64 * 1024
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
-_TEXT = "text/plain"
+#: aiohttp's protocol logs a malformed request at ERROR; it is answered 400 and is the
+#: peer's fault, and a flood of them must not flood the logs. (A handler's own failure is
+#: logged by the console's error middleware.)
+_quiet = logging.getLogger("servers.admin.http")
+_quiet.setLevel(logging.CRITICAL)
 
 
-def _response(status: str, content_type: str, body: bytes) -> bytes:
+def _raw(status: str, body: bytes) -> bytes:
     return (
-        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
         + body
     )
 
 
-_BUSY = _response("503 Service Unavailable", _TEXT, b"busy\n")
-_BAD_REQUEST = _response("400 Bad Request", _TEXT, b"bad request\n")
-_TIMED_OUT = _response("408 Request Timeout", _TEXT, b"timeout\n")
+_BUSY = _raw("503 Service Unavailable", b"busy\n")
+_TIMED_OUT = _raw("408 Request Timeout", b"timeout\n")
+
+Setup = Callable[[web.Application], None]
+_PROBES = frozenset({"/metrics", "/healthz", "/livez"})
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up (loop time, loop thread)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._tokens = self.burst
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class AdminServer:
@@ -48,26 +94,64 @@ class AdminServer:
         max_connections: int = 16,
         timeout_s: float = 2.0,
         not_ready: Callable[[], str | None] = lambda: None,
+        console: Setup | None = None,
+        requests_per_s: float = 20.0,
     ) -> None:
         self._render = render_metrics
         #: Why the process cannot serve now (store unreachable, lease not held), or None.
         self._not_ready = not_ready
+        self._console = console
         self._server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
         self.connections = Gate("admin connections", max_connections)
         self.timeout_s = timeout_s
         self.refused = 0
         self.timed_out = 0
+        self.budget = TokenBucket(requests_per_s, burst=2 * requests_per_s)
+        self.throttled = 0
+        #: The open, admitted connections, by transport (for the request middleware).
+        self._open: dict[Any, _Connection] = {}
+
+    def application(self) -> web.Application:
+        """The aiohttp application: the probes, and the console when given."""
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._deadline])
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/livez", self._livez)
+        if self._console is not None:
+            self._console(app)
+        return app
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port."""
+        self._runner = web.AppRunner(
+            self.application(),
+            access_log=None,  # state changes are in the audit log; probes would flood it
+            handle_signals=False,
+            handler_cancellation=True,  # a peer that goes away cancels its handler
+            keepalive_timeout=self.timeout_s,
+            max_line_size=MAX_HEAD_LINE,
+            max_field_size=MAX_HEAD_LINE,
+            logger=_quiet,
+        )
+        await self._runner.setup()
+        make_handler = self._runner.server
+        assert make_handler is not None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _AdminConnection(self), host, port)
+        self._server = await loop.create_server(
+            lambda: self._admit(make_handler), host, port, backlog=128
+        )
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            for conn in list(self._open.values()):
+                conn.abort()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), self.timeout_s)
+        if self._runner is not None:
+            await self._runner.cleanup()
 
     def stats(self) -> dict[str, float]:
         """For /metrics (``kaa_admin_*``)."""
@@ -75,101 +159,144 @@ class AdminServer:
             "connections_open": self.connections.active,
             "refused_total": self.refused,
             "timed_out_total": self.timed_out,
+            "throttled_total": self.throttled,
         }
 
-    def answer(self, head: bytes) -> bytes:
-        """The whole response to a request head (without its final blank line)."""
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = request_line.split(" ")
-        if len(parts) != 3:
-            return _BAD_REQUEST
-        method, target, _ = parts
-        path = target.split("?", 1)[0]
-        if method != "GET":
-            return _response("405 Method Not Allowed", _TEXT, b"method not allowed\n")
-        if path == "/metrics":
-            return _response("200 OK", _PROMETHEUS, self._render().encode())
-        if path == "/healthz":  # readiness: can it serve?
-            reason = self._not_ready()
-            if reason is not None:
-                body = f"not ready: {reason}\n".encode()
-                return _response("503 Service Unavailable", _TEXT, body)
-            return _response("200 OK", _TEXT, b"ok\n")
-        if path == "/livez":  # liveness: the process runs and answers
-            return _response("200 OK", _TEXT, b"alive\n")
-        return _response("404 Not Found", _TEXT, b"not found\n")
+    # -- connections ----------------------------------------------------------------------
+
+    def _admit(self, make_handler: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
+        if not self.connections.try_enter():
+            self.refused += 1
+            return _Busy()
+        return _Connection(self, make_handler())
+
+    @web.middleware
+    async def _deadline(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path not in _PROBES and not self.budget.take():
+            self.throttled += 1
+            raise web.HTTPTooManyRequests(text="too many admin requests: retry\n",
+                                          headers={"Retry-After": "1"})  # fmt: skip
+        conn = self._open.get(request.transport)
+        if conn is not None:
+            conn.busy += 1
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await handler(request)
+        except TimeoutError:
+            self.timed_out += 1
+            raise web.HTTPServiceUnavailable(reason="Timeout", text="timeout\n") from None
+        finally:
+            if conn is not None:
+                conn.busy -= 1
+                conn.answered()
+
+    # -- the probes -----------------------------------------------------------------------
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        body = self._render().encode()
+        return web.Response(body=body, headers={"Content-Type": _PROMETHEUS})
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        reason = self._not_ready()
+        if reason is not None:
+            return web.Response(status=503, text=f"not ready: {reason}\n")
+        return web.Response(text="ok\n")
+
+    async def _livez(self, _: web.Request) -> web.Response:
+        return web.Response(text="alive\n")
 
 
-class _AdminConnection(asyncio.Protocol):
-    __slots__ = ("_admin", "_admitted", "_answered", "_deadline", "_head", "_transport")
-
-    def __init__(self, admin: AdminServer) -> None:
-        self._admin = admin
-        self._transport: asyncio.Transport | None = None
-        self._head = bytearray()
-        self._admitted = False
-        self._answered = False
-        self._deadline: asyncio.TimerHandle | None = None
+class _Busy(asyncio.Protocol):
+    """A connection beyond the limit: 503 and closed at once."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's: duck-typed
-        self._transport = stream
-        admin = self._admin
-        if not admin.connections.try_enter():
-            admin.refused += 1
-            self._send(_BUSY)
-            if stream.get_write_buffer_size():  # (it fits a fresh socket's buffer)
-                stream.abort()
-            return
-        self._admitted = True
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(admin.timeout_s, self._expired)
+        stream.write(_BUSY)
+        stream.close()
+        if stream.get_write_buffer_size():  # (it fits a fresh socket's buffer)
+            stream.abort()
+
+
+class _Connection(asyncio.Protocol):
+    """aiohttp's protocol for one admitted connection, with the admission and deadline
+    around it: every call is passed on."""
+
+    def __init__(self, server: AdminServer, inner: asyncio.Protocol) -> None:
+        self._server = server
+        self._inner = inner
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        #: Requests being handled now.
+        self.busy = 0
+        #: Whether a request was answered on this connection (an idle keep-alive
+        #: connection is closed quietly at its deadline; one that never sent a whole
+        #: request head gets 408).
+        self._answered_once = False
+        self._overdue = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._server._open[transport] = self
+        self._arm()
+        self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._answered:
-            return  # one request per connection: anything after it is ignored
-        self._head += data
-        end = self._head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._head) > _MAX_HEAD:
-                self._send(_BAD_REQUEST)
-            return
-        if end + 4 > _MAX_HEAD:
-            self._send(_BAD_REQUEST)
-            return
-        self._send(self._admin.answer(bytes(self._head[:end])))
+        self._inner.data_received(data)
 
-    def eof_received(self) -> bool:
-        if not self._answered:
-            self._send(_BAD_REQUEST)  # the peer stopped before a whole request head
-        return True  # _send closes; a half-closed peer still gets the answer
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._answered = True
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        if self._admitted:
-            self._admitted = False
-            self._admin.connections.leave()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport = self._transport
+        if transport is not None and self._server._open.pop(transport, None) is not None:
+            self._server.connections.leave()
+        self._inner.connection_lost(exc)
+
+    def answered(self) -> None:
+        self._answered_once = True
+        self._overdue = False
+        self._arm()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._server.timeout_s, self._expired)
 
     def _expired(self) -> None:
-        self._deadline = None
-        self._admin.timed_out += 1
-        transport = self._transport
-        if transport is None:
-            return
-        if not self._answered:
-            self._send(_TIMED_OUT)
-        # A peer that has not read its answer by now is not waited for.
-        if transport.get_write_buffer_size():
-            transport.abort()
-
-    def _send(self, response: bytes) -> None:
-        self._answered = True
-        self._head.clear()
+        self._timer = None
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        transport.write(response)
+        if self.busy and not self._overdue:
+            # A handler is running: it answers by its own deadline; the peer then has one
+            # more period to read the answer.
+            self._overdue = True
+            self._arm()
+            return
+        if self.busy or transport.get_write_buffer_size():
+            self._server.timed_out += 1
+            transport.abort()
+            return
+        if not self._answered_once:
+            self._server.timed_out += 1
+            transport.write(_TIMED_OUT)
         transport.close()
+        if transport.get_write_buffer_size():
+            transport.abort()
+

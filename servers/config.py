@@ -121,7 +121,7 @@ OPTIONS: dict[str, Option] = {
             "admin_port",
             int,
             9899,
-            "admin HTTP port serving /metrics and /healthz (0: pick a free port, -1: off)",
+            "admin HTTP port: /metrics, /healthz, the console and API (0: a free port, -1: off)",
         ),
         Option(
             "admin_host",
@@ -159,7 +159,13 @@ OPTIONS: dict[str, Option] = {
             "admin_timeout_s",
             float,
             2.0,
-            "seconds an admin connection may live, request and answer (then it is aborted)",
+            "admin deadline in seconds: a request head (408), a handler (503), an idle connection",
+        ),
+        Option(
+            "admin_requests_per_s",
+            float,
+            20.0,
+            "console and API requests per second (bursts of twice that); beyond: 429",
         ),
         Option("retry_after_ms", int, 1000, "retry hint sent with Overloaded errors"),
         Option(
@@ -230,6 +236,7 @@ class Settings:
     max_connections: int
     admin_max_connections: int
     admin_timeout_s: float
+    admin_requests_per_s: float
     retry_after_ms: int
     sign_threads: int
     max_pending_signs: int
@@ -276,6 +283,7 @@ class Settings:
             (self.max_connections >= 1, "max_connections must be >= 1"),
             (self.admin_max_connections >= 1, "admin_max_connections must be >= 1"),
             (self.admin_timeout_s > 0, "admin_timeout_s must be > 0"),
+            (self.admin_requests_per_s > 0, "admin_requests_per_s must be > 0"),
             (bool(self.admin_host), "admin_host must not be empty"),
             (1 <= self.workers <= 256, "workers must be 1-256"),
             (

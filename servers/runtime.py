@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import signal
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import uvloop
 
 import kaa_wire
-from servers import logs
+from servers import console, logs
 from servers import metrics as metrics_module
 from servers._impl import ExchangeProtocol
 from servers.admin import AdminServer
@@ -95,6 +96,7 @@ class _Services:
         self.keys: KeyringWatcher | None = None
         self.lease: NodeLease | None = None
         self.admin: AdminServer | None = None
+        self.bootstrap_port: int | None = None
 
     def _context(self, service: BootstrapService | OperationsService) -> ServiceContext:
         s = self.settings
@@ -155,7 +157,13 @@ class _Services:
             valid_for_s=s.resolution_valid_s,
             retry_after_ms=s.retry_after_ms,
         )
-        return await self._listen(self._context(service), s.bootstrap_port)
+        self.bootstrap_port = await self._listen(self._context(service), s.bootstrap_port)
+        return self.bootstrap_port
+
+    def bootstrap_address(self) -> tuple[str, int]:
+        """Where devices find the Bootstrap (for the console's SDK export): this process's,
+        as bound, or the configured one."""
+        return self.settings.public_host, self.bootstrap_port or self.settings.bootstrap_port
 
     def key_fields(self, service: str) -> dict[str, object]:
         """The Bootstrap key a Bootstrap signs with, for its ``listening`` line."""
@@ -246,7 +254,16 @@ class _Services:
             self.render_metrics,
             max_connections=s.admin_max_connections,
             timeout_s=s.admin_timeout_s,
+            requests_per_s=s.admin_requests_per_s,
             not_ready=self.not_ready,
+            console=functools.partial(
+                console.install,
+                store=self.store,
+                settings=s,
+                datadir=self.datadir,
+                render_metrics=self.render_metrics,  # the same one view as /metrics
+                bootstrap=self.bootstrap_address,
+            ),
         )
         self.metrics.add_stats("kaa_admin", "Admin port", self.admin.stats)
         return await self.admin.start(s.admin_host, s.admin_port)

@@ -28,6 +28,7 @@ _COMMON = (
     "admin_host",
     "admin_max_connections",
     "admin_timeout_s",
+    "admin_requests_per_s",
     "log_json",
     "log_level",
     "max_frame_size",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,12 +95,29 @@ POSTGRES_DSN_ENV = "KAA_TEST_POSTGRES_DSN"
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("postgres") is None or os.environ.get(POSTGRES_DSN_ENV):
-        return
-    reason = f"needs PostgreSQL: set {POSTGRES_DSN_ENV} (scripts/postgres-throwaway start DIR)"
+    if item.get_closest_marker("postgres") is not None and not os.environ.get(POSTGRES_DSN_ENV):
+        _unavailable(
+            f"needs PostgreSQL: set {POSTGRES_DSN_ENV} (scripts/postgres-throwaway start DIR)"
+        )
+    if item.get_closest_marker("browser") is not None:
+        missing = [tool for tool in BROWSER_TOOLS if shutil.which(tool) is None]
+        if missing:
+            wanted = " and ".join(missing)
+            _unavailable(f"needs {wanted} (apt-get install chromium chromium-driver)")
+
+
+def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI is set, so this is a failure, not a skip", pytrace=False)
     pytest.skip(reason)
+
+
+# -- a real browser (issue #15): tests marked `browser` ------------------------------------
+#
+# Headless Chromium from Debian's packages, driven by Selenium through Debian's
+# chromedriver. Without them the tests skip, except under CI, where they fail.
+
+BROWSER_TOOLS = ("chromium", "chromedriver")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@
     bootstrap show|rotate                 the Bootstrap key: its generation; rotate it
     endpoint list|show|revoke             registered endpoints
     nodes list                            Operations node leases
+    admin add|key|list|revoke             admin console logins and API keys (docs/console.md)
     audit list                            control actions and revocations
 
 ``--json`` prints machine-readable output. ``--store DSN`` works on a PostgreSQL registry
@@ -37,21 +38,23 @@ from kaa_wire.crypto import (
 )
 from servers import config as cfg
 from servers.clock import wall_ms
-from servers.control import actions
+from servers.control import actions, credentials
+from servers.control.documents import app_doc as _app_doc
+from servers.control.documents import changed as _changed
+from servers.control.documents import endpoint_doc as _endpoint_doc
+from servers.control.documents import keyring_doc as _keyring_doc
+from servers.control.documents import node_doc as _node_doc
+from servers.control.documents import sdk_token_doc as _sdk_token_doc
 from servers.control.export import build_sdk_config, write_export
 from servers.datadir import PRIVATE_DIR_MODE, DataDir, DataDirError, NotInitialized
-from servers.keyring import Keyring, KeyringError, rotate
+from servers.keyring import KeyringError, rotate
 from servers.store.base import (
     AlreadyExists,
-    Application,
     ApplicationChanges,
     AuditEntry,
     Balancing,
-    Endpoint,
-    Node,
     NotFound,
     RegistryStore,
-    SdkToken,
     StoreError,
 )
 from servers.store.factory import is_postgres_dsn, store_for
@@ -73,67 +76,6 @@ class UsageError(Exception):
 
 
 # -- rendering -----------------------------------------------------------------------------
-
-
-def _body_text(body: bytes) -> dict[str, str]:
-    try:
-        return {"config": body.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"config_hex": body.hex()}
-
-
-def _app_doc(app: Application, sdk_tokens: int | None = None) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "token": app.token,
-        "name": app.name,
-        "config_version": app.config_version,
-        **_body_text(app.config),
-        "topics": [{"id": t.topic_id, "name": t.name} for t in app.topics],
-        "balancing": str(app.balancing),
-        "cached_signature": app.cached_signature,
-        "created_ms": app.created_ms,
-    }
-    if sdk_tokens is not None:
-        doc["sdk_tokens"] = sdk_tokens
-    return doc
-
-
-def _endpoint_doc(endpoint: Endpoint, with_profile: bool = False) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "endpoint_id": endpoint.endpoint_id.hex(),
-        "application": endpoint.application,
-        "status": str(endpoint.status),
-        # None: an id revoked before it ever registered (endpoint revoke of an unknown id).
-        "registration_status": (
-            endpoint.registration_status.name if endpoint.registered else None
-        ),
-        "first_seen_ms": endpoint.first_seen_ms,
-        "last_seen_ms": endpoint.last_seen_ms,
-        "last_request_ms": endpoint.last_request_ms,
-        "revoked_ms": endpoint.revoked_ms,
-        "profile_sha256": endpoint.profile_hash.hex(),
-    }
-    if with_profile:
-        doc["public_key_der_hex"] = endpoint.public_key.hex()
-        doc["profile"] = endpoint.profile.decode("utf-8", errors="replace")
-    return doc
-
-
-def _node_doc(node: Node, now_ms: int) -> dict[str, Any]:
-    return {
-        "node_id": node.node_id,
-        "host": node.host,
-        "port": node.port,
-        "priority": node.priority,
-        "weight": node.weight,
-        "load": node.load,
-        "live": node.lease_expires_ms > now_ms,
-        "lease_left_ms": node.lease_expires_ms - now_ms,
-        "access_point_id": node.access_point_id,
-        "kex_public_key": node.kex_public_key.hex(),
-        "started_ms": node.started_ms,
-        "renewed_ms": node.renewed_ms,
-    }
 
 
 def _shown(key: str, value: Any) -> Any:
@@ -276,11 +218,6 @@ async def _app_update(store: RegistryStore, args: argparse.Namespace, _: DataDir
     return 0
 
 
-def _changed(changes: ApplicationChanges) -> str:
-    fields = ("name", "config", "config_version", "topics", "balancing", "cached_signature")
-    return "changed=" + ",".join(f for f in fields if getattr(changes, f) is not None)
-
-
 async def _app_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
     apps = await store.list_applications()
     if args.json:
@@ -295,16 +232,6 @@ async def _app_show(store: RegistryStore, args: argparse.Namespace, _: DataDir) 
     app = await actions.existing_application(store, args.token)
     _print(args, _app_doc(app, len(await store.list_sdk_tokens(app.token))))
     return 0
-
-
-def _sdk_token_doc(token: SdkToken) -> dict[str, Any]:
-    # The token itself is never stored: it is named by its SHA-256 (a prefix will do).
-    return {
-        "sha256": token.token_hash.hex(),
-        "application": token.application,
-        "created_ms": token.created_ms,
-        "revoked_ms": token.revoked_ms,
-    }
 
 
 async def _sdk_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
@@ -378,17 +305,6 @@ KEY_TYPES: dict[str, Callable[[], PrivateKey]] = {
     "rsa-3072": lambda: generate_rsa_key(3072),
     "ed25519": generate_ed25519_key,
 }
-
-
-def _keyring_doc(keyring: Keyring, datadir: DataDir) -> dict[str, Any]:
-    key = keyring.signer.algorithm
-    return {
-        "generation": keyring.generation,
-        "signature_algorithm": {1: "rsa-pkcs1v15-sha256", 2: "ed25519"}.get(key, str(key)),
-        "key_sha256": keyring.fingerprint,
-        "chain": str(datadir.key_files.chain) if keyring.generation > 1 else None,
-        "pending_rotation": keyring.pending,
-    }
 
 
 async def _bootstrap_show(store: RegistryStore, args: argparse.Namespace, datadir: DataDir) -> int:
@@ -695,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(audit, "list", _audit_list, "newest first").add_argument(
         "--limit", type=_at_least(1), default=50, metavar="N"
     )
+    credentials.add_commands(commands, command, _print)
     return parser
 
 
@@ -733,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.settings = cfg.load_settings(args)
         return asyncio.run(_run(args))
-    except (UsageError, cfg.ConfigError) as exc:
+    except (UsageError, cfg.ConfigError, credentials.CredentialError) as exc:
         parser.error(str(exc))
     except (
         NotFound,

@@ -24,9 +24,12 @@ import enum
 import zlib
 from collections.abc import Callable
 from types import TracebackType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from kaa_wire import RegistrationStatus, Topic
+
+if TYPE_CHECKING:  # (console.py imports the row converters, which import this module)
+    from servers.store.console import AdminCredential, EndpointQuery
 
 __all__ = [
     "Balancing",
@@ -411,3 +414,36 @@ class RegistryStore(abc.ABC):
     @abc.abstractmethod
     async def list_audit(self, limit: int = 100) -> list[AuditEntry]:
         """Newest first."""
+
+    @abc.abstractmethod
+    async def search_audit(
+        self, subject: str | None = None, before: int | None = None, limit: int = 50
+    ) -> list[AuditEntry]:
+        """Newest first: entries with ``seq`` below ``before`` (a cursor), of ``subject``
+        when given (by an index: servers/store/console.py)."""
+
+    # -- admin console: credentials and searches (servers/store/console.py) ---------------
+
+    @abc.abstractmethod
+    async def add_credential(self, credential: AdminCredential, audit: AuditEntry) -> None:
+        """Raises AlreadyExists for a taken name."""
+
+    @abc.abstractmethod
+    async def get_credential(self, name: str) -> AdminCredential | None: ...
+
+    @abc.abstractmethod
+    async def find_api_key(self, secret_hash: str) -> AdminCredential | None:
+        """The API key credential whose SHA-256 (hex) is ``secret_hash``."""
+
+    @abc.abstractmethod
+    async def list_credentials(self) -> list[AdminCredential]:
+        """Oldest first; hashes included (callers never show them)."""
+
+    @abc.abstractmethod
+    async def revoke_credential(self, name: str, audit: AuditEntry) -> AdminCredential:
+        """Mark revoked (idempotent; the first time is kept); raises NotFound."""
+
+    @abc.abstractmethod
+    async def search_endpoints(self, query: EndpointQuery) -> list[tuple[int, Endpoint]]:
+        """One page, newest first: (row position, endpoint); the last position is the
+        cursor of the next page."""

@@ -89,6 +89,24 @@ CREATE TABLE audit_log (
         2, "SDK tokens can be revoked", "ALTER TABLE sdk_tokens ADD COLUMN revoked_ms bigint"
     ),
     Migration(
+        3,
+        "admin console: credentials; search indexes",
+        """
+CREATE TABLE admin_credentials (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    name text PRIMARY KEY,
+    kind text NOT NULL,
+    role text NOT NULL,
+    secret_hash text NOT NULL,
+    created_ms bigint NOT NULL,
+    revoked_ms bigint
+);
+CREATE INDEX admin_credentials_secret ON admin_credentials (secret_hash);
+CREATE INDEX endpoints_status ON endpoints (status, seq);
+CREATE INDEX audit_log_subject ON audit_log (subject, seq);
+""",
+    ),
+    Migration(
         4,
         "node leases name their holder",
         "ALTER TABLE nodes ADD COLUMN holder text NOT NULL DEFAULT ''",

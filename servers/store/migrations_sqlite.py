@@ -86,6 +86,24 @@ CREATE TABLE IF NOT EXISTS audit_log (
         "ALTER TABLE sdk_tokens ADD COLUMN revoked_ms INTEGER",
     ),
     Migration(
+        3,
+        "admin console: credentials; search indexes",
+        """
+CREATE TABLE admin_credentials (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE INDEX admin_credentials_secret ON admin_credentials(secret_hash);
+CREATE INDEX endpoints_status ON endpoints(status, id);
+CREATE INDEX audit_log_subject ON audit_log(subject, id)
+""",
+    ),
+    Migration(
         4,
         "node leases name their holder",
         "ALTER TABLE nodes ADD COLUMN holder TEXT NOT NULL DEFAULT ''",

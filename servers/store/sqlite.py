@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 import kaa_files
 from kaa_wire import RegistrationStatus
 from servers import logs
-from servers.store import _rows
+from servers.store import _rows, console
 from servers.store._decision import ACCEPTED, StoredEndpoint, decide
 from servers.store._group_commit import COMMIT_BUCKETS, GroupCommitWriter, WriterStats
 from servers.store._group_read import KeyReads
@@ -301,6 +301,32 @@ def _set_revoked(
         raise NotFound("no such endpoint")
     _insert_audit(conn, audit)
     return _rows.endpoint(row)
+
+
+def _add_credential(
+    conn: sqlite3.Connection, credential: console.AdminCredential, audit: AuditEntry
+) -> None:
+    c = credential
+    try:
+        conn.execute(
+            f"INSERT INTO admin_credentials ({console.CREDENTIAL_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (c.name, str(c.kind), str(c.role), c.secret_hash, c.created_ms, c.revoked_ms),
+        )
+    except sqlite3.IntegrityError:
+        raise AlreadyExists("a credential with this name exists") from None
+    _insert_audit(conn, audit)
+
+
+def _revoke_credential(
+    conn: sqlite3.Connection, name: str, audit: AuditEntry
+) -> console.AdminCredential:
+    sql = (
+        "UPDATE admin_credentials SET revoked_ms = COALESCE(revoked_ms, ?) "
+        f"WHERE name = ? RETURNING {console.CREDENTIAL_COLUMNS}"
+    )
+    return _audited_update(conn, console.credential, "no such credential", audit, sql,
+                           (audit.at_ms, name))  # fmt: skip
 
 
 def _sqlite(sql: str) -> str:
@@ -704,3 +730,44 @@ class SqliteStore(RegistryStore):
             "ORDER BY id DESC LIMIT ?"
         )
         return await self._select(lambda row: AuditEntry(*row), sql, limit)
+
+    async def search_audit(
+        self, subject: str | None = None, before: int | None = None, limit: int = 50
+    ) -> list[AuditEntry]:
+        sql, params = console.audit_search(subject, before, limit, postgres=False)
+        return await self._select(lambda row: AuditEntry(*row), sql, *params)
+
+    # -- admin console ------------------------------------------------------------------
+
+    async def add_credential(
+        self, credential: console.AdminCredential, audit: AuditEntry
+    ) -> None:
+        job = functools.partial(_add_credential, credential=credential, audit=audit)
+        await self._write(job, bounded=False)
+
+    async def get_credential(self, name: str) -> console.AdminCredential | None:
+        sql = f"SELECT {console.CREDENTIAL_COLUMNS} FROM admin_credentials WHERE name = ?"
+        return await self._select_one(console.credential, sql, name)
+
+    async def find_api_key(self, secret_hash: str) -> console.AdminCredential | None:
+        sql = (
+            f"SELECT {console.CREDENTIAL_COLUMNS} FROM admin_credentials "
+            "WHERE secret_hash = ? AND kind = ?"
+        )
+        return await self._select_one(
+            console.credential, sql, secret_hash, str(console.CredentialKind.API_KEY)
+        )
+
+    async def list_credentials(self) -> list[console.AdminCredential]:
+        sql = f"SELECT {console.CREDENTIAL_COLUMNS} FROM admin_credentials ORDER BY id"
+        return await self._select(console.credential, sql)
+
+    async def revoke_credential(self, name: str, audit: AuditEntry) -> console.AdminCredential:
+        job = functools.partial(_revoke_credential, name=name, audit=audit)
+        return await self._write(job, bounded=False)
+
+    async def search_endpoints(
+        self, query: console.EndpointQuery
+    ) -> list[tuple[int, Endpoint]]:
+        sql, params = console.endpoint_search(query, postgres=False)
+        return await self._select(console.positioned_endpoint, sql, *params)

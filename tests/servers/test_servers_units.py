@@ -97,6 +97,36 @@ def test_admin_serves_metrics_and_health() -> None:
     asyncio.run(main())
 
 
+def test_admin_requests_beyond_the_budget_are_refused_but_not_the_probes() -> None:
+    """A budget of 2 requests a second (a burst of 4): the fifth quick request is 429 with
+    Retry-After; the probes are neither counted nor refused; a second later it answers."""
+
+    async def main() -> None:
+        admin = AdminServer(lambda: "kaa_up 1\n", requests_per_s=2)
+        port = await admin.start("127.0.0.1", 0)
+
+        def get(path: str) -> tuple[int, str | None]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                    return r.status, None
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.headers.get("Retry-After")
+
+        try:
+            statuses = [(await asyncio.to_thread(get, "/nope"))[0] for _ in range(4)]
+            assert statuses == [404] * 4
+            assert await asyncio.to_thread(get, "/nope") == (429, "1")
+            for probe in ("/metrics", "/healthz", "/livez"):
+                assert (await asyncio.to_thread(get, probe))[0] == 200
+            await asyncio.sleep(1.0)
+            assert (await asyncio.to_thread(get, "/nope"))[0] == 404
+            assert admin.stats()["throttled_total"] == 1
+        finally:
+            await admin.stop()
+
+    asyncio.run(main())
+
+
 async def _until_closed(reader: asyncio.StreamReader) -> bytes:
     """What the server sends before it closes (a reset counts as a close)."""
     try:
@@ -120,7 +150,8 @@ def test_admin_holds_few_connections_each_for_a_short_time() -> None:
             return await asyncio.open_connection("127.0.0.1", port)
 
         async def trickle(writer: asyncio.StreamWriter) -> None:
-            for byte in b"GET /healthz HTTP/1.1\r\n" * 10:
+            # A well-formed head that never ends (a malformed one is refused 400 at once).
+            for byte in b"GET /healthz HTTP/1.1\r\nX-Pad: " + b"a" * 200:
                 writer.write(bytes([byte]))
                 await asyncio.sleep(0.05)
 
@@ -137,7 +168,7 @@ def test_admin_holds_few_connections_each_for_a_short_time() -> None:
 
             # A peer that asks for a big answer and never reads it.
             reader, writer = await connect()
-            writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             await asyncio.sleep(0.1)
             assert admin.connections.active == 1  # held, its answer half written
             while admin.connections.active:
@@ -147,7 +178,8 @@ def test_admin_holds_few_connections_each_for_a_short_time() -> None:
 
             oversized, oversized_w = await connect()
             oversized_w.write(b"GET /" + b"a" * 9000)
-            assert (await _until_closed(oversized)).startswith(b"HTTP/1.1 400 ")
+            # (HTTP/1.0: a request line that long is not read, so neither is its version.)
+            assert (await _until_closed(oversized)).split(b"\r\n")[0].endswith(b" 400 Bad Request")
             healthy, healthy_w = await connect()
             healthy_w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert (await _until_closed(healthy)).endswith(b"\r\n\r\nok\n")

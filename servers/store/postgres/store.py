@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from servers import logs
-from servers.store import _rows
+from servers.store import _rows, console
 from servers.store._group_commit import COMMIT_BUCKETS, WriterStats
 from servers.store.base import (
     AlreadyExists,
@@ -459,3 +459,61 @@ class PostgresStore(RegistryStore):
             "ORDER BY seq DESC LIMIT $1"
         )
         return await self._select(lambda row: AuditEntry(*row), sql, limit)
+
+    async def search_audit(
+        self, subject: str | None = None, before: int | None = None, limit: int = 50
+    ) -> list[AuditEntry]:
+        sql, params = console.audit_search(subject, before, limit, postgres=True)
+        return await self._select(lambda row: AuditEntry(*row), sql, *params)
+
+    # -- admin console ------------------------------------------------------------------
+
+    async def add_credential(
+        self, credential: console.AdminCredential, audit: AuditEntry
+    ) -> None:
+        c = credential
+
+        async def work(conn: asyncpg.Connection) -> None:
+            try:
+                await conn.execute(
+                    f"INSERT INTO admin_credentials ({console.CREDENTIAL_COLUMNS}) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    c.name, str(c.kind), str(c.role), c.secret_hash, c.created_ms, c.revoked_ms,
+                )  # fmt: skip
+            except asyncpg.UniqueViolationError:
+                raise AlreadyExists("a credential with this name exists") from None
+            await _insert_audit(conn, audit)
+
+        await self._transaction(work)
+
+    async def get_credential(self, name: str) -> console.AdminCredential | None:
+        sql = f"SELECT {console.CREDENTIAL_COLUMNS} FROM admin_credentials WHERE name = $1"
+        return await self._select_one(console.credential, sql, name)
+
+    async def find_api_key(self, secret_hash: str) -> console.AdminCredential | None:
+        sql = (
+            f"SELECT {console.CREDENTIAL_COLUMNS} FROM admin_credentials "
+            "WHERE secret_hash = $1 AND kind = $2"
+        )
+        return await self._select_one(
+            console.credential, sql, secret_hash, str(console.CredentialKind.API_KEY)
+        )
+
+    async def list_credentials(self) -> list[console.AdminCredential]:
+        sql = f"SELECT {console.CREDENTIAL_COLUMNS} FROM admin_credentials ORDER BY seq"
+        return await self._select(console.credential, sql)
+
+    async def revoke_credential(self, name: str, audit: AuditEntry) -> console.AdminCredential:
+        sql = (
+            "UPDATE admin_credentials SET revoked_ms = COALESCE(revoked_ms, $1) "
+            f"WHERE name = $2 RETURNING {console.CREDENTIAL_COLUMNS}"
+        )
+        return await self._audited_update(
+            console.credential, "no such credential", audit, sql, audit.at_ms, name
+        )
+
+    async def search_endpoints(
+        self, query: console.EndpointQuery
+    ) -> list[tuple[int, Endpoint]]:
+        sql, params = console.endpoint_search(query, postgres=True)
+        return await self._select(console.positioned_endpoint, sql, *params)

@@ -1,0 +1,76 @@
+"""The admin console and the admin JSON API, on the admin port (servers/admin.py).
+
+    auth.py       sessions, API keys, roles, CSRF
+    api.py        /api/v1 (openapi.py describes it)
+    pages.py      the server-rendered console (templates/, static/)
+    dashboard.py  the dashboard's figures, read from the /metrics text
+    errors.py     JSON errors with stable codes; the security headers
+
+docs/console.md says what was chosen and why.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from aiohttp import web
+
+from servers.config import Settings
+from servers.console.api import Api
+from servers.console.auth import Auth
+from servers.console.dashboard import Sampler
+from servers.console.errors import errors, security_headers
+from servers.console.openapi import document
+from servers.console.pages import Pages
+from servers.datadir import DataDir
+from servers.store.base import RegistryStore
+
+__all__ = ["install", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def install(
+    app: web.Application,
+    *,
+    store: RegistryStore,
+    settings: Settings,
+    datadir: DataDir,
+    render_metrics: Callable[[], str],
+    bootstrap: Callable[[], tuple[str, int]],
+) -> None:
+    """Add the console and the API to the admin port's ``app``."""
+    # Secure cookies unless the port is on loopback (plain HTTP there is the default;
+    # anywhere else it must sit behind TLS: docs/operations.md).
+    auth = Auth(store, secure_cookie=not is_loopback(settings.admin_host))
+    sampler = Sampler(render_metrics)
+    api = Api(store, settings, datadir, sampler, bootstrap)
+    pages = Pages(api, auth)
+    app.middlewares.insert(0, errors)  # outermost: every refusal becomes JSON or a page
+    app.middlewares.append(auth.middleware)
+    app.on_response_prepare.append(security_headers)
+    app.add_routes(api.routes())
+    spec = document()
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(spec)
+
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    pages.install(app)
+
+    async def start(_: web.Application) -> None:
+        await sampler.start()
+
+    async def stop(_: web.Application) -> None:
+        await sampler.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)

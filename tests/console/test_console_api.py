@@ -1,0 +1,312 @@
+"""The admin API over real HTTP against a real ``python -m servers``: every route, its
+OpenAPI description checked against what it really answers, and bad input of every kind
+(wrong types, oversized bodies, unknown ids, bad cursors, no or a wrong credential)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import jsonschema
+import pytest
+import referencing
+
+from servers.console.api import Api
+from servers.console.openapi import ERROR_CODES
+from tests.console.console_harness import (
+    ADMIN_PASSWORD,
+    READER_PASSWORD,
+    Answer,
+    Console,
+    register_devices,
+)
+
+
+def _spec(console: Console) -> dict[str, Any]:
+    answer = console.api("GET", "/openapi.json")
+    assert answer.status == 200
+    spec: dict[str, Any] = answer.json
+    return spec
+
+
+def _check(spec: dict[str, Any], method: str, template: str, answer: Answer) -> None:
+    """``answer`` is one the document allows for this operation: its status is listed and
+    its JSON body validates against the schema given for that status."""
+    op = spec["paths"][template][method.lower()]
+    documented = op["responses"]
+    assert str(answer.status) in documented, (method, template, answer.status, answer.body)
+    content = documented[str(answer.status)].get("content", {})
+    kind = answer.headers.get("Content-Type", "").split(";")[0]
+    if kind != "application/json" or "application/json" not in content:
+        return
+    schema = content["application/json"]["schema"]
+    resource = referencing.Resource.from_contents(spec, referencing.jsonschema.DRAFT202012)
+    registry = referencing.Registry().with_resource("urn:kaa-admin", resource)
+    jsonschema.Draft202012Validator(
+        {"$ref": "urn:kaa-admin" + schema["$ref"]} if "$ref" in schema else schema,
+        registry=registry,
+    ).validate(answer.json)
+
+
+def test_the_openapi_document_lists_exactly_the_routes_the_server_has(console: Console) -> None:
+    spec = _spec(console)
+    documented = {
+        (method.upper(), path) for path, ops in spec["paths"].items() for method in ops
+    }
+    routes = {(r.method, r.path) for r in Api.routes(Api.__new__(Api))}
+    routes.add(("GET", "/api/v1/openapi.json"))
+    assert documented == routes
+    codes = spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+    assert set(codes["enum"]) == set(ERROR_CODES)
+
+
+def test_every_operation_answers_as_documented(console: Console) -> None:
+    """Each operation once, successfully, with its answer validated against the document;
+    then refusals of each kind, validated too."""
+    spec = _spec(console)
+    calls: list[tuple[str, str, str, Answer]] = []
+
+    def call(method: str, template: str, path: str | None = None, **kw: Any) -> Answer:
+        answer = console.api(method, (path or template).removeprefix("/api/v1"), **kw)
+        calls.append((method, template, path or template, answer))
+        return answer
+
+    (endpoint_id,) = register_devices(console, [b'{"model":"api-check"}'])
+    call("GET", "/api/v1/me")
+    call("GET", "/api/v1/dashboard")
+    topics = [{"id": 1, "name": "t"}]
+    app = call("POST", "/api/v1/apps", body={"name": "api test", "topics": topics})
+    assert app.status == 201, app.body
+    token = app.json["token"]
+    call("GET", "/api/v1/apps")
+    call("GET", "/api/v1/apps/{token}", f"/api/v1/apps/{token}")
+    patched = call("PATCH", "/api/v1/apps/{token}", f"/api/v1/apps/{token}",
+                   body={"config": '{"a":1}'})  # fmt: skip
+    assert patched.json["config_version"] == 2
+    new = call("POST", "/api/v1/apps/{token}/sdk-tokens", f"/api/v1/apps/{token}/sdk-tokens")
+    assert new.status == 201 and new.json["sdk_token"]
+    listed = call("GET", "/api/v1/apps/{token}/sdk-tokens", f"/api/v1/apps/{token}/sdk-tokens")
+    assert "sdk_token" not in listed.json["items"][0]  # never shown again
+    exported = call("POST", "/api/v1/apps/{token}/sdk-export", f"/api/v1/apps/{token}/sdk-export",
+                    body={"sdk_token": new.json["sdk_token"]})  # fmt: skip
+    assert exported.status == 200 and exported.json["sdk_token"] == new.json["sdk_token"]
+    assert "attachment" in exported.headers["Content-Disposition"]
+    header = console.api("POST", f"/apps/{token}/sdk-export",
+                         body={"sdk_token": new.json["sdk_token"], "format": "header"})  # fmt: skip
+    assert b"#define KAA_SDK_TOKEN" in header.body
+    sha = new.json["sha256"]
+    revoked = call("POST", "/api/v1/apps/{token}/sdk-tokens/{sha256}/revoke",
+                   f"/api/v1/apps/{token}/sdk-tokens/{sha}/revoke")  # fmt: skip
+    assert revoked.json["revoked_ms"] is not None
+    call("GET", "/api/v1/endpoints")
+    call("GET", "/api/v1/endpoints/{id}", f"/api/v1/endpoints/{endpoint_id}")
+    r = call("POST", "/api/v1/endpoints/{id}/revoke", f"/api/v1/endpoints/{endpoint_id}/revoke",
+             body={"reason": "lost"})  # fmt: skip
+    assert r.json["status"] == "revoked"
+    r = call("POST", "/api/v1/endpoints/{id}/reinstate",
+             f"/api/v1/endpoints/{endpoint_id}/reinstate")  # fmt: skip
+    assert r.json["status"] == "active"
+    call("GET", "/api/v1/nodes")
+    audit = call("GET", "/api/v1/audit", f"/api/v1/audit?subject={endpoint_id}")
+    assert [e["action"] for e in audit.json["items"]] == ["endpoint.reinstate", "endpoint.revoke"]
+    assert {e["actor"] for e in audit.json["items"]} == {"api:robot"}
+    assert audit.json["items"][1]["detail"] == "lost"
+    call("GET", "/api/v1/bootstrap")
+    creds = call("GET", "/api/v1/credentials")
+    assert {c["name"] for c in creds.json["items"]} >= {"alice", "rita", "robot", "reader"}
+    assert "secret_hash" not in creds.body.decode()
+    call("GET", "/api/v1/openapi.json")
+    for method, template, _, answer in calls:
+        assert answer.status < 300, (method, template, answer.status, answer.body)
+        _check(spec, method, template, answer)
+
+    # Refusals, each validated against the document too.
+    refusals = [
+        ("GET", "/api/v1/apps", "/api/v1/apps", {"key": "kaa_admin_wrong"}, 401, "unauthenticated"),
+        ("GET", "/api/v1/endpoints/{id}", "/api/v1/endpoints/" + "0" * 40, {}, 404, "not_found"),
+        ("GET", "/api/v1/endpoints/{id}", "/api/v1/endpoints/xyz", {}, 400, "invalid_parameter"),
+        ("GET", "/api/v1/apps/{token}", "/api/v1/apps/nope", {}, 404, "not_found"),
+        ("POST", "/api/v1/apps", "/api/v1/apps", {"body": {"name": 5}}, 400, "invalid_parameter"),
+        ("POST", "/api/v1/apps", "/api/v1/apps", {"key": console.reader_key, "body": {"name": "x"}},
+         403, "forbidden"),
+        ("GET", "/api/v1/endpoints", "/api/v1/endpoints?cursor=bm9wZQ", {}, 400, "bad_cursor"),
+        ("GET", "/api/v1/audit", "/api/v1/audit?cursor=ZToxMA", {}, 400, "bad_cursor"),
+    ]  # fmt: skip
+    for method, template, path, kw, status, code in refusals:
+        answer = console.api(method, path.removeprefix("/api/v1"), **kw)
+        assert (answer.status, answer.code) == (status, code), (path, answer.body)
+        _check(spec, method, template, answer)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kw", "status", "code"),
+    [
+        # no credential, a wrong one, a malformed header
+        ("GET", "/endpoints", {"key": None, "headers": {}}, 401, "unauthenticated"),
+        ("GET", "/endpoints", {"headers": {"Authorization": "Basic eDp5"}}, 401, "unauthenticated"),
+        ("GET", "/endpoints", {"key": "kaa_admin_" + "A" * 43}, 401, "unauthenticated"),
+        # wrong types and shapes
+        ("POST", "/apps", {"body": {"name": ""}}, 400, "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a", "cached_signature": "yes"}}, 400,
+         "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a", "config_version": True}}, 400,
+         "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a", "topics": [{"id": "1"}]}}, 400,
+         "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a", "balancing": "round-robin"}}, 400,
+         "invalid_parameter"),
+        ("POST", "/apps", {"body": ["name"]}, 400, "invalid_json"),
+        ("POST", "/apps", {"raw": b"{not json", "headers": {"Content-Type": "application/json"}},
+         400, "invalid_json"),
+        ("POST", "/apps", {"raw": b"name=x", "headers": {"Content-Type": "text/plain"}}, 415,
+         "unsupported_media_type"),
+        ("POST", "/apps", {"raw": b'{"name":"' + b"a" * 70_000 + b'"}',
+                           "headers": {"Content-Type": "application/json"}}, 413,
+         "body_too_large"),
+        ("PATCH", "/apps/nope", {"body": {}}, 400, "nothing_to_change"),
+        ("PATCH", "/apps/nope", {"body": {"name": "b"}}, 404, "not_found"),
+        # unknown ids
+        ("POST", "/endpoints/" + "ab" * 20 + "/reinstate", {}, 404, "not_found"),
+        ("POST", "/apps/nope/sdk-tokens", {}, 404, "not_found"),
+        ("POST", "/apps/nope/sdk-tokens/" + "0" * 64 + "/revoke", {}, 404, "not_found"),
+        ("POST", "/apps/nope/sdk-export", {"body": {"sdk_token": "x"}}, 404, "not_found"),
+        ("GET", "/no-such-route", {}, 404, "not_found"),
+        ("DELETE", "/apps", {}, 405, "method_not_allowed"),
+        # bad queries and cursors
+        ("GET", "/endpoints?limit=0", {}, 400, "invalid_parameter"),
+        ("GET", "/endpoints?limit=501", {}, 400, "invalid_parameter"),
+        ("GET", "/endpoints?limit=ten", {}, 400, "invalid_parameter"),
+        ("GET", "/endpoints?id_prefix=xyz", {}, 400, "invalid_parameter"),
+        ("GET", "/endpoints?status=deleted", {}, 400, "invalid_parameter"),
+        ("GET", "/endpoints?since_ms=-1", {}, 400, "invalid_parameter"),
+        ("GET", "/endpoints?cursor=!!!", {}, 400, "bad_cursor"),
+        ("GET", "/endpoints?cursor=YToxMA", {}, 400, "bad_cursor"),  # the audit log's
+        ("GET", "/audit?limit=-5", {}, 400, "invalid_parameter"),
+    ],
+)
+def test_bad_input_is_refused_with_a_stable_code(
+    console: Console, method: str, path: str, kw: dict[str, Any], status: int, code: str
+) -> None:
+    if kw.get("key", "") is None or "Authorization" in kw.get("headers", {}):
+        answer = console.request(method, "/api/v1" + path, headers=kw.get("headers"))
+    else:
+        answer = console.api(method, path, **kw)
+    assert (answer.status, answer.code) == (status, code), answer.body
+    assert answer.headers["Content-Type"].startswith("application/json")
+
+
+def test_cursor_pages_walk_every_endpoint_once_newest_first(console: Console) -> None:
+    ids = register_devices(console, [b'{"batch":"walk","n":%d}' % i for i in range(5)])
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        query = "/endpoints?profile=walk&limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = console.api("GET", query).json
+        seen += [e["endpoint_id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids[::-1]
+
+
+def test_filters_select_what_they_say(console: Console) -> None:
+    before = int(time.time() * 1000) - 1
+    ids = register_devices(console, [b'{"filter":"red"}', b'{"filter":"blue"}'])
+    app = console.main.sdk.application_token
+
+    def found(query: str) -> list[str]:
+        answer = console.api("GET", "/endpoints?" + query)
+        assert answer.status == 200, answer.body
+        return [e["endpoint_id"] for e in answer.json["items"]]
+
+    assert found("profile=red") == [ids[0]]
+    assert found(f"id_prefix={ids[1][:7]}") == [ids[1]]
+    assert found(f"id_prefix={ids[1]}") == [ids[1]]
+    assert set(found(f"since_ms={before}")) >= set(ids)
+    assert found(f"since_ms={before + 10**9}") == []
+    assert set(ids) <= set(found(f"application={app}&limit=500"))
+    assert found("application=nope") == []
+    console.api("POST", f"/endpoints/{ids[0]}/revoke")
+    assert ids[0] in found("status=revoked")
+    assert ids[0] not in found("status=active&profile=filter")
+    assert found("status=revoked&profile=blue") == []
+
+
+def test_sessions_need_the_csrf_token_and_this_origin(console: Console) -> None:
+    opener, login = console.login("alice", ADMIN_PASSWORD)
+    assert login.status == 303
+    cookie = login.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    me = console.request("GET", "/api/v1/me", opener=opener)
+    assert me.json["name"] == "alice" and me.json["via"] == "session"
+    csrf = me.json["csrf_token"]
+
+    def create(**headers: str) -> Answer:
+        return console.request("POST", "/api/v1/apps", body={"name": "via session"},
+                               opener=opener, headers=headers)  # fmt: skip
+
+    assert create().code == "csrf_refused"  # no token
+    assert create(**{"X-CSRF-Token": "wrong"}).code == "csrf_refused"
+    evil = {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}
+    assert create(**evil).code == "csrf_refused"
+    assert create(**{"X-CSRF-Token": csrf, "Sec-Fetch-Site": "cross-site"}).code == "csrf_refused"
+    made = create(**{"X-CSRF-Token": csrf, "Origin": console.url})
+    assert made.status == 201, made.body
+    audit = console.api("GET", "/audit?limit=5").json["items"]
+    assert any(e["action"] == "app.create" and e["actor"] == "console:alice" for e in audit)
+
+
+def test_logins_are_checked_and_read_only_changes_nothing(console: Console) -> None:
+    _, wrong = console.login("alice", "not the password")
+    assert wrong.status == 401 and b"Wrong name or password" in wrong.body
+    _, unknown = console.login("mallory", ADMIN_PASSWORD)
+    assert unknown.status == 401
+    opener, ok = console.login("rita", READER_PASSWORD)
+    assert ok.status == 303
+    csrf = console.request("GET", "/api/v1/me", opener=opener).json["csrf_token"]
+    apps = console.request("GET", "/api/v1/apps", opener=opener)
+    assert apps.status == 200
+    refused = console.request("POST", "/api/v1/apps", body={"name": "nope"}, opener=opener,
+                              headers={"X-CSRF-Token": csrf, "Origin": console.url})  # fmt: skip
+    assert (refused.status, refused.code) == (403, "forbidden")
+    assert console.api("GET", "/apps").json["items"] == apps.json["items"]
+
+
+def test_answers_carry_the_security_headers(console: Console) -> None:
+    for path in ("/login", "/api/v1/me", "/healthz", "/static/console.css"):
+        answer = console.request("GET", path, key=console.reader_key)
+        assert answer.status == 200, path
+        csp = answer.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Server" not in answer.headers
+    page = console.request("GET", "/login").body.decode()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page) and "style=" not in page
+
+
+def test_a_revoked_api_key_is_refused_at_its_next_request(console: Console) -> None:
+    from tests.console.console_harness import add_key
+    from tests.servers.servers_harness import control
+
+    key = add_key(console.main.data, "short-lived", "read-only")
+    assert console.api("GET", "/me", key=key).status == 200
+    control(console.main.data, "admin", "revoke", "short-lived")
+    assert console.api("GET", "/me", key=key).code == "unauthenticated"
+
+
+def test_read_only_may_download_an_sdk_configuration_but_not_make_a_token(
+    console: Console,
+) -> None:
+    app = console.main.sdk.application_token
+    sdk_token = console.main.sdk.sdk_token
+    made = console.api("POST", f"/apps/{app}/sdk-tokens", key=console.reader_key)
+    assert (made.status, made.code) == (403, "forbidden")
+    export = console.api("POST", f"/apps/{app}/sdk-export", key=console.reader_key,
+                         body={"sdk_token": sdk_token})  # fmt: skip
+    assert export.status == 200 and export.json["sdk_token"] == sdk_token
+    wrong = console.api("POST", f"/apps/{app}/sdk-export", key=console.reader_key,
+                        body={"sdk_token": "not-a-token"})  # fmt: skip
+    assert (wrong.status, wrong.code) == (404, "not_found")
