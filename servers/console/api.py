@@ -54,6 +54,8 @@ _MAX_NAME = 200
 _MAX_CONFIG = 32 * 1024
 _MAX_REASON = 500
 _MAX_PROFILE_QUERY = 200
+#: A row position in a cursor: 18 digits always fit a signed 64-bit column.
+_MAX_CURSOR_DIGITS = 18
 
 
 # -- cursors ---------------------------------------------------------------------------------
@@ -67,13 +69,16 @@ def encode_cursor(kind: str, position: int) -> str:
 def decode_cursor(kind: str, text: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
-        found, _, position = raw.partition(":")
-        value = int(position)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ApiError(400, "bad_cursor", "the cursor is not one this API gave") from None
-    if found != kind or value < 0:
+    found, _, position = raw.partition(":")
+    # Exactly what encode_cursor writes: digits that fit the stores' 64-bit row positions
+    # (int() would also take " 5", "+5", "1_0" and numbers no column can hold).
+    if not (position.isascii() and position.isdigit() and len(position) <= _MAX_CURSOR_DIGITS):
+        raise ApiError(400, "bad_cursor", "the cursor is not one this API gave")
+    if found != kind:
         raise ApiError(400, "bad_cursor", "the cursor is not one of this list")
-    return value
+    return int(position)
 
 
 # -- reading requests ------------------------------------------------------------------------
@@ -103,7 +108,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise ApiError(415, "unsupported_media_type", "send application/json")
     try:
         body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...
         raise ApiError(400, "invalid_json", "the body is not JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body is not a JSON object")
@@ -121,7 +126,19 @@ def _field(
     # bool is an int in Python: a JSON true is not a number here.
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
         raise _bad(name, f"wrong type ({type(value).__name__})")
+    if isinstance(value, str) and not _is_utf8(value):
+        raise _bad(name, "not valid Unicode text (a lone surrogate)")
     return value
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a string JSON let through with a lone surrogate (\\ud800): no store or
+    page can encode it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:

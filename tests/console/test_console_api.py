@@ -182,6 +182,15 @@ def test_every_operation_answers_as_documented(console: Console) -> None:
         ("GET", "/endpoints?since_ms=-1", {}, 400, "invalid_parameter"),
         ("GET", "/endpoints?cursor=!!!", {}, 400, "bad_cursor"),
         ("GET", "/endpoints?cursor=YToxMA", {}, 400, "bad_cursor"),  # the audit log's
+        # found by the console review: a 500 each, before
+        ("GET", "/endpoints?cursor=ZTo5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ", {}, 400, "bad_cursor"),
+        ("GET", "/audit?cursor=ZTo5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ", {}, 400, "bad_cursor"),
+        ("GET", "/endpoints?cursor=ZTogNQ", {}, 400, "bad_cursor"),  # "e: 5"
+        ("POST", "/apps", {"raw": b"[" * 30_000, "headers": {"Content-Type": "application/json"}},
+         400, "invalid_json"),
+        ("POST", "/apps", {"raw": b'{"name":"\\ud800"}',
+                           "headers": {"Content-Type": "application/json"}}, 400,
+         "invalid_parameter"),
         ("GET", "/audit?limit=-5", {}, 400, "invalid_parameter"),
     ],
 )
