@@ -209,13 +209,14 @@ def seeds(vectors: Path, out: Path) -> None:
     for frame in frames:
         if frame[1:2] == b"\x02":
             seeds_of[1].append(frame[6:])
-        elif frame[1:2] == b"\x7f" and not frame[2]:
+        elif frame[1:2] == b"\x7f" and frame[2:3] == b"\x00":
             seeds_of[2].append(frame[6:])
     for selector, bodies in seeds_of.items():
         for i, body in enumerate(bodies):
             (parsers / f"{selector}-{i}").write_bytes(bytes([selector]) + body)
     for i, frame in enumerate(frames):
-        stage = 1 if frame[1] in (0x04, 0x7F) else 0
+        # (slices: some framing vectors are shorter than a header)
+        stage = 1 if frame[1:2] in (b"\x04", b"\x7f") else 0
         (core / f"{i}").write_bytes(bytes([stage]) + frame)
     (core / "register").write_bytes(b"\x01" + response)
 
