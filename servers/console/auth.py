@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
+from servers import logs
 from servers.clock import wall_ms
 from servers.console.errors import ApiError
 from servers.control.credentials import api_key_hash, api_key_matches, verify_password
@@ -142,6 +143,11 @@ class Auth:
         self.sessions = Sessions()
         self.secure_cookie = secure_cookie
         self.logins = Gate("admin logins", LOGIN_SLOTS)
+        # A refused login is a warning in the log, not an audit row: a guesser must not be
+        # able to fill the audit table. Rate limited like refused connections, with counts.
+        self.refused_logins = logs.Trouble(
+            logs.get("console"), "login", base_s=0.0, event="login refused", log_every_s=10.0
+        )
 
     # -- identifying a request --------------------------------------------------------------
 
@@ -211,6 +217,8 @@ class Auth:
         finally:
             self.logins.leave()
         if not ok or credential is None or credential.kind != CredentialKind.PASSWORD:
+            # (repr: the name is the requester's text; it must not forge a log line)
+            self.refused_logins.failed("wrong name or password", name=repr(name[:64]))
             return None
         await self.store.add_audit(AuditEntry(wall_ms(), f"console:{name}", "admin.login", name))
         return self.sessions.new(name)
