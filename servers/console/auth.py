@@ -55,6 +55,9 @@ CSRF_HEADER = "X-CSRF-Token"
 IDLE_S = 30 * 60
 LIFETIME_S = 12 * 3600
 MAX_SESSIONS = 1000
+#: Sessions one credential may hold; its oldest goes first beyond. Without it one login,
+#: even a read-only one, repeated 1,000 times pushed every other user's session out.
+MAX_SESSIONS_PER_NAME = 16
 #: One: Argon2 is made to take a core, and on a 2-core machine two checks at once took both
 #: from the services (the console review measured registrations 3x slower).
 LOGIN_SLOTS = 1
@@ -100,6 +103,9 @@ class Sessions:
     def new(self, name: str) -> Session:
         now = time.monotonic()
         session = Session(secrets.token_urlsafe(32), name, secrets.token_urlsafe(32), now, now)
+        own = [sid for sid, s in self._by_id.items() if s.name == name]  # oldest first
+        for sid in own[: max(0, len(own) + 1 - MAX_SESSIONS_PER_NAME)]:
+            del self._by_id[sid]
         self._by_id[session.sid] = session
         while len(self._by_id) > MAX_SESSIONS:
             self._by_id.popitem(last=False)
