@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -43,7 +44,10 @@ def chromium(downloads: Path, width: int = 1280, height: int = 900) -> WebDriver
 
 
 def wait(driver: WebDriver, what: str, condition: object) -> object:
-    return WebDriverWait(driver, WAIT_S).until(condition, what)  # type: ignore[arg-type]
+    # A condition may read the page while a form's navigation replaces it: an element of the
+    # old document then errors (stale, or "does not belong to the document"); ask again.
+    waiting = WebDriverWait(driver, WAIT_S, ignored_exceptions=(WebDriverException,))
+    return waiting.until(condition, what)  # type: ignore[arg-type]
 
 
 def by_id(driver: WebDriver, element_id: str) -> WebElement:

@@ -121,9 +121,14 @@ def test_find_a_device_revoke_it_and_its_next_registration_is_refused(
     driver.get(console.url + "/endpoints")
     by_id(driver, "id_prefix").send_keys(endpoint_id[:10])
     by_id(driver, "search").click()
-    rows = wait(driver, "the search result",
-                lambda d: d.find_elements(By.CSS_SELECTOR, "#endpoint-list tbody a"))  # fmt: skip
-    assert [r.text for r in rows] == [endpoint_id]  # type: ignore[attr-defined]
+
+    def found(d: WebDriver) -> list[Any] | bool:
+        # The unfiltered list is on screen until the search's page replaces it: wait for the
+        # rows of the search itself, not the first rows seen.
+        rows = d.find_elements(By.CSS_SELECTOR, "#endpoint-list tbody a")
+        return rows if [r.text for r in rows] == [endpoint_id] else False
+
+    rows = wait(driver, "the search result", found)
     screenshot(driver, shots, "console-endpoints")
     rows[0].click()  # type: ignore[index]
     assert "dock 4" in by_id(driver, "profile").text
