@@ -162,6 +162,19 @@ class _Endpoint:
             raise MalformedFrame("connection closed before a whole frame arrived")
         return frame
 
+    def _request_frame(self, msg_type: MessageType, refusal: str) -> Frame | None:
+        """A server side's one request frame, or None while it is incomplete."""
+        self._expect(_State.AWAITING, "receive a request")
+        frame = self._next_frame()
+        if frame is None:
+            return None
+        self.state = _State.ERROR  # until the request is accepted whole
+        if frame.msg_type != msg_type:
+            raise UnexpectedMessage(refusal)
+        if self._framer.buffered:
+            raise UnexpectedMessage("bytes after the request: one exchange per connection")
+        return frame
+
     def _frame(self, msg_type: int, body: bytes, flags: int = 0) -> bytes:
         return encode_frame(msg_type, body, flags, self._max_frame_size)
 
@@ -258,15 +271,11 @@ class BootstrapServerConnection(_Endpoint):
         self._signed_part = b""
 
     def next_event(self) -> ResolveRequest | NeedData:
-        self._expect(_State.AWAITING, "receive a request")
-        frame = self._next_frame()
+        frame = self._request_frame(
+            MessageType.RESOLVE_REQUEST, "a Bootstrap service takes RESOLVE_REQUEST only"
+        )
         if frame is None:
             return NEED_DATA
-        self.state = _State.ERROR
-        if frame.msg_type != MessageType.RESOLVE_REQUEST:
-            raise UnexpectedMessage("a Bootstrap service takes RESOLVE_REQUEST only")
-        if self._framer.buffered:
-            raise UnexpectedMessage("bytes after the request: one exchange per connection")
         request = decode_resolve_request(frame.body)
         # Every node record is a TCP service: a request that cannot use TCP gets nothing.
         if Transport.TCP not in request.transports:
@@ -473,15 +482,11 @@ class OperationsServerConnection(_Endpoint):
         self.payload: RegistrationPayload | None = None
 
     def next_event(self) -> RegistrationPayload | NeedData:
-        self._expect(_State.AWAITING, "receive a request")
-        frame = self._next_frame()
+        frame = self._request_frame(
+            MessageType.REGISTER_REQUEST, "an Operations service takes REGISTER_REQUEST only"
+        )
         if frame is None:
             return NEED_DATA
-        self.state = _State.ERROR
-        if frame.msg_type != MessageType.REGISTER_REQUEST:
-            raise UnexpectedMessage("an Operations service takes REGISTER_REQUEST only")
-        if self._framer.buffered:
-            raise UnexpectedMessage("bytes after the request: one exchange per connection")
         plaintext, self._ephemeral_public, self._response_secret = self._opener.open(
             frame.header, frame.body
         )

@@ -78,31 +78,21 @@ cdef bytes _answer_header(int msg_type, int flags, Py_ssize_t length, object max
     return PyBytes_FromStringAndSize(<const char *>out, HEADER_SIZE)
 
 
-cdef class OperationsServerConnection:
-    """The Operations side of one exchange; kaa_wire._connection's class of the same name
-    (its docstring is the contract), check for check and message for message."""
+cdef class _ServerConnection:
+    """What both server sides share (kaa_wire._connection's ``_Endpoint`` and
+    ``_request_frame``): the framer, the end of stream, the state, and the one request."""
 
     cdef Framer _framer
-    cdef object _opener
-    cdef object _verifier
     cdef object _max_frame_size
     cdef bint _closed
     cdef _ConnState _state
-    cdef object _ephemeral_public
-    cdef object _response_secret    # bytes once the request opened, else None
-    cdef public object payload
 
-    def __init__(self, opener, verifier, *, max_frame_size=DEFAULT_MAX_FRAME_SIZE):
+    def __init__(self, max_frame_size):
         _bind_connection_names()
         self._framer = Framer(max_frame_size)
         self._max_frame_size = max_frame_size
         self._closed = False
         self._state = _AWAITING
-        self._opener = opener
-        self._verifier = verifier
-        self._ephemeral_public = b""
-        self._response_secret = None
-        self.payload = None
 
     @property
     def state(self):
@@ -122,7 +112,8 @@ cdef class OperationsServerConnection:
         else:
             self._closed = True
 
-    def next_event(self):
+    cdef object _request_frame(self, int msg_type, str refusal):
+        """The exchange's one request frame, or None while it is incomplete."""
         self._expect(_AWAITING, "receive a request")
         try:
             frame = self._framer.next_frame()
@@ -133,12 +124,39 @@ cdef class OperationsServerConnection:
             if self._closed:
                 self._state = _ERROR
                 raise MalformedFrame("connection closed before a whole frame arrived")
-            return _NEED_DATA
-        self._state = _ERROR
-        if frame[0] != MSG_REGISTER_REQUEST:
-            raise UnexpectedMessage("an Operations service takes REGISTER_REQUEST only")
+            return None
+        self._state = _ERROR  # until the request is accepted whole
+        if frame[0] != msg_type:
+            raise UnexpectedMessage(refusal)
         if self._framer._end != self._framer._start:
             raise UnexpectedMessage("bytes after the request: one exchange per connection")
+        return frame
+
+
+cdef class OperationsServerConnection(_ServerConnection):
+    """The Operations side of one exchange; kaa_wire._connection's class of the same name
+    (its docstring is the contract), check for check and message for message."""
+
+    cdef object _opener
+    cdef object _verifier
+    cdef object _ephemeral_public
+    cdef object _response_secret    # bytes once the request opened, else None
+    cdef public object payload
+
+    def __init__(self, opener, verifier, *, max_frame_size=DEFAULT_MAX_FRAME_SIZE):
+        _ServerConnection.__init__(self, max_frame_size)
+        self._opener = opener
+        self._verifier = verifier
+        self._ephemeral_public = b""
+        self._response_secret = None
+        self.payload = None
+
+    def next_event(self):
+        frame = self._request_frame(
+            MSG_REGISTER_REQUEST, "an Operations service takes REGISTER_REQUEST only"
+        )
+        if frame is None:
+            return _NEED_DATA
         plaintext, self._ephemeral_public, self._response_secret = self._opener.open(
             frame[2], frame[3]
         )
@@ -184,61 +202,24 @@ cdef class OperationsServerConnection:
         )
 
 
-cdef class BootstrapServerConnection:
+cdef class BootstrapServerConnection(_ServerConnection):
     """The Bootstrap side of one exchange; kaa_wire._connection's class of the same name
     (its docstring is the contract), check for check and message for message."""
 
-    cdef Framer _framer
-    cdef object _max_frame_size
-    cdef bint _closed
-    cdef _ConnState _state
     cdef bytes _signed_part
     cdef public object request
 
     def __init__(self, max_frame_size=DEFAULT_MAX_FRAME_SIZE):
-        _bind_connection_names()
-        self._framer = Framer(max_frame_size)
-        self._max_frame_size = max_frame_size
-        self._closed = False
-        self._state = _AWAITING
+        _ServerConnection.__init__(self, max_frame_size)
         self.request = None
         self._signed_part = b""
 
-    @property
-    def state(self):
-        return _STATES[self._state]
-
-    cdef int _expect(self, _ConnState state, str action) except -1:
-        if self._state != state:
-            raise LocalProtocolError(f"cannot {action} in state {self.state.name}")
-        return 0
-
-    def receive_data(self, data):
-        """Feed bytes from the peer; ``b""`` means the peer closed its side."""
-        if data:
-            if self._closed:
-                raise LocalProtocolError("data after end of stream")
-            self._framer.receive_data(data)
-        else:
-            self._closed = True
-
     def next_event(self):
-        self._expect(_AWAITING, "receive a request")
-        try:
-            frame = self._framer.next_frame()
-        except RemoteProtocolError:
-            self._state = _ERROR
-            raise
+        frame = self._request_frame(
+            MSG_RESOLVE_REQUEST, "a Bootstrap service takes RESOLVE_REQUEST only"
+        )
         if frame is None:
-            if self._closed:
-                self._state = _ERROR
-                raise MalformedFrame("connection closed before a whole frame arrived")
             return _NEED_DATA
-        self._state = _ERROR
-        if frame[0] != MSG_RESOLVE_REQUEST:
-            raise UnexpectedMessage("a Bootstrap service takes RESOLVE_REQUEST only")
-        if self._framer._end != self._framer._start:
-            raise UnexpectedMessage("bytes after the request: one exchange per connection")
         request = decode_resolve_request(frame[3])
         # Every node record is a TCP service: a request that cannot use TCP gets nothing.
         if _TCP not in request.transports:
