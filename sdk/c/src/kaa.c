@@ -366,6 +366,22 @@ int kaa_order_nodes(kaa_context *ctx)
     return KAA_OK;
 }
 
+/* Sends ctx->buf[0..len) to ctx's current host and awaits its answer's header. */
+static int exchange_step(kaa_context *ctx, kaa_step *step, int stage, size_t len)
+{
+    ctx->rx_len = 0;
+    ctx->rx_need = KAA_HEADER_SIZE;
+    ctx->phase = PH_AWAIT;
+    step->kind = KAA_STEP_EXCHANGE;
+    step->stage = stage;
+    step->host = ctx->host;
+    step->host_len = ctx->host_len;
+    step->port = ctx->port;
+    step->request = ctx->buf;
+    step->request_len = len;
+    return KAA_OK;
+}
+
 static int begin_resolve(kaa_context *ctx, uint64_t now_ms, kaa_step *step)
 {
     size_t index = ctx->next_bootstrap, len;
@@ -391,17 +407,7 @@ static int begin_resolve(kaa_context *ctx, uint64_t now_ms, kaa_step *step)
                                     ctx->config->application_token, ctx->config->max_frame_size);
     if (err) return err;
     (void)now_ms;
-    ctx->rx_len = 0;
-    ctx->rx_need = KAA_HEADER_SIZE;
-    ctx->phase = PH_AWAIT;
-    step->kind = KAA_STEP_EXCHANGE;
-    step->stage = KAA_STAGE_RESOLVE;
-    step->host = ctx->host;
-    step->host_len = ctx->host_len;
-    step->port = ctx->port;
-    step->request = ctx->buf;
-    step->request_len = len;
-    return KAA_OK;
+    return exchange_step(ctx, step, KAA_STAGE_RESOLVE, len);
 }
 
 /* Builds and seals the REGISTER_REQUEST to node (docs/protocol.md 5.1-5.3) in ctx->buf. */
@@ -503,17 +509,7 @@ static int begin_register(kaa_context *ctx, uint64_t now_ms, kaa_step *step)
     ctx->last_sent_ms = ts;
     err = build_register(ctx, &node, &len);
     if (err) return err; /* a failure of this node; nothing was sent */
-    ctx->rx_len = 0;
-    ctx->rx_need = KAA_HEADER_SIZE;
-    ctx->phase = PH_AWAIT;
-    step->kind = KAA_STEP_EXCHANGE;
-    step->stage = KAA_STAGE_REGISTER;
-    step->host = ctx->host;
-    step->host_len = ctx->host_len;
-    step->port = ctx->port;
-    step->request = ctx->buf;
-    step->request_len = len;
-    return KAA_OK;
+    return exchange_step(ctx, step, KAA_STAGE_REGISTER, len);
 }
 
 int kaa_next(kaa_context *ctx, uint64_t now_ms, kaa_step *step)
