@@ -8,7 +8,8 @@ Three kinds of registration, each on a fresh server process (an empty key cache)
 * **reconnect, miss**: endpoints drawn at random, without repeats, from a working set of
   the whole store or ``10 x`` the node's key cache (50,000 entries), whichever is smaller:
   none of them was seen by this server process, so every one takes the coroutine path
-  and a store read of its key.
+  and a store read of its key. The fresh server first serves ``MISS_WARMUP`` untimed
+  misses on other endpoints, as the hits' server was warmed up by the points before.
 
 Each kind gets a closed-loop point (its peak) and an open-loop point at 80 % of that peak
 (p50/p99/p99.9 without coordinated omission). The server's CPU per registration, its
@@ -31,6 +32,8 @@ __all__ = ["KEY_CACHE_ENTRIES", "MeasurePlan", "measure_size", "server_memory_mi
 #: servers.operations.directory.Directory's default ``max_keys``.
 KEY_CACHE_ENTRIES = 50_000
 HOT_SET = 512
+#: Untimed misses that warm a fresh server up before the measured ones.
+MISS_WARMUP = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,8 +177,17 @@ def measure_size(
     n_open = max(min(100, plan.cap), min(plan.cap, round(0.8 * guess_per_s * plan.open_seconds)))
     # The working set is spread over the whole store (every stride-th row), not its start.
     stride = max(1, len(stored) // working)
-    sample = rng.sample(range(working), min(working, n_closed + n_open))
+    sample = rng.sample(range(working), min(working, MISS_WARMUP + n_closed + n_open))
     drawn = [stored.start + i * stride for i in sample]
+    # Warm the fresh server up first, as the hits' server was (its reader threads open their
+    # connections and page caches on first use): misses on endpoints the measured points
+    # never draw, untimed.
+    warm, drawn = drawn[:MISS_WARMUP], drawn[MISS_WARMUP:] or drawn
+    with pool_for(warm, server_pid, target) as pool:
+        pool.point(
+            "operations", count=len(warm), max_seconds=plan.seconds * 3,
+            concurrency=plan.concurrency,
+        )  # fmt: skip
     with pool_for(drawn[:n_closed], server_pid, target) as pool:
         closed = pool.point(
             "operations", count=min(n_closed, len(drawn)), max_seconds=plan.seconds * 3,
