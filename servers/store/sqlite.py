@@ -43,7 +43,7 @@ from servers import logs
 from servers.store import _rows, console
 from servers.store._decision import ACCEPTED, StoredEndpoint, decide
 from servers.store._group_commit import COMMIT_BUCKETS, GroupCommitWriter, WriterStats
-from servers.store._group_read import KeyReads
+from servers.store._group_read import KeyReads, sqlite_keys
 from servers.store._migrations import Migration, pending
 from servers.store.base import (
     AlreadyExists,
@@ -467,7 +467,7 @@ class SqliteStore(RegistryStore):
         self._reader_lock = threading.Lock()
         self._max_pending_reads = limits.max_pending_reads
         self._pending_reads = 0
-        self._key_reads = KeyReads(self._submit_read, self._read_done)
+        self._key_reads = KeyReads(self._read_keys)
 
     # -- connections --------------------------------------------------------------------
 
@@ -597,6 +597,26 @@ class SqliteStore(RegistryStore):
 
     def _read_done(self) -> None:
         self._pending_reads -= 1
+
+    def _read_keys(self, ids: list[bytes]) -> asyncio.Future[dict[bytes, EndpointKey]]:
+        """One gathered batch of key reads (servers/store/_group_read.py) on a reader
+        thread; its answer comes back to the loop with one call_soon_threadsafe."""
+        done = self._submit_read(functools.partial(sqlite_keys, ids=ids))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[bytes, EndpointKey]] = loop.create_future()
+
+        def back(_: Future[dict[bytes, EndpointKey]]) -> None:
+            self._read_done()
+            if future.cancelled():
+                return
+            exc = done.exception()
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(done.result())
+
+        done.add_done_callback(lambda _: loop.call_soon_threadsafe(back, done))
+        return future
 
     def _run_read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         try:

@@ -17,6 +17,7 @@ import asyncpg
 from servers import logs
 from servers.store import _rows, console
 from servers.store._group_commit import COMMIT_BUCKETS, WriterStats
+from servers.store._group_read import POSTGRES_KEYS, KeyReads
 from servers.store.base import (
     AlreadyExists,
     Application,
@@ -92,6 +93,7 @@ class PostgresStore(RegistryStore):
         self._writer = BatchWriter(self._connect, limits)
         self._listener = NodeListener(self._connect)
         self._pending_reads = 0
+        self._key_reads = KeyReads(self._read_keys)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
@@ -344,13 +346,21 @@ class PostgresStore(RegistryStore):
         return await self._select_one(_rows.endpoint, sql, endpoint_id)
 
     async def get_endpoint_key(self, endpoint_id: bytes) -> EndpointKey | None:
-        sql = (
-            "SELECT public_key, application FROM endpoints "
-            "WHERE endpoint_id = $1 AND length(public_key) > 0"
-        )
-        return await self._select_one(
-            lambda row: EndpointKey(bytes(row[0]), row[1]), sql, endpoint_id
-        )
+        # Gathered with the other misses of this loop turn into one query.
+        return await self._key_reads.get(endpoint_id)
+
+    def _read_keys(self, ids: list[bytes]) -> asyncio.Future[dict[bytes, EndpointKey]]:
+        """One gathered batch of key reads (servers/store/_group_read.py): one query."""
+        if self._pool is None:
+            raise StoreError("the store is not open")
+
+        async def work(conn: asyncpg.Connection) -> dict[bytes, EndpointKey]:
+            return {
+                bytes(row[0]): EndpointKey(bytes(row[1]), row[2])
+                for row in await conn.fetch(POSTGRES_KEYS, ids)
+            }
+
+        return asyncio.ensure_future(self._read(work))
 
     async def list_endpoints(
         self, application: str | None = None, limit: int = 100, offset: int = 0
