@@ -278,7 +278,7 @@ def test_the_console_answers_only_to_its_own_names(
     console's own origin for the browser."""
     headers = {"Host": host.format(port=_port(budgeted)),
                "Authorization": f"Bearer {budgeted.reader_key}"}  # fmt: skip
-    status, body, answer = _get(budgeted, path, headers=headers)
+    status, body, _ = _get(budgeted, path, headers=headers)
     if allowed:
         assert status == 200, body
         return

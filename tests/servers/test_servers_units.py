@@ -98,8 +98,9 @@ def test_admin_serves_metrics_and_health() -> None:
 
 
 def test_admin_requests_beyond_the_budget_are_refused_but_not_the_probes() -> None:
-    """A budget of 8 requests a second (an anonymous address gets 2, in a burst of 4): the fifth quick request is 429 with
-    Retry-After; the probes are neither counted nor refused; a second later it answers."""
+    """A budget of 8 requests a second, of which one anonymous address gets 2 (a burst of
+    4): the fifth quick request is 429 with Retry-After; the probes are neither counted
+    nor refused; a second later it answers."""
 
     async def main() -> None:
         admin = AdminServer(lambda: "kaa_up 1\n", requests_per_s=8)
