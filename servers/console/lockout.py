@@ -14,8 +14,9 @@ is not held by the name's lockout, only by its own address's. What remains is a
 guesser spread over many addresses: each address gets its few free tries, and the name's
 lockout slows the sum; docs/console.md says so.
 
-Memory is bounded: at most ``MAX_ENTRIES`` addresses and names are remembered, the least
-recently failed going first (an attacker can push out counts, which only gives back free
+Memory is bounded: at most ``MAX_ENTRIES`` addresses and names are remembered (by their
+first ``MAX_KEY`` characters: a credential's name is at most 64), the least recently
+failed going first (an attacker can push out counts, which only gives back free
 tries the other limits still bound).
 """
 
@@ -74,6 +75,7 @@ class FailedLogins:
     FORGET_S = 15 * 60.0
     MAX_ENTRIES = 4096
     MAX_TRUSTED = 1024
+    MAX_KEY = 128
 
     def __init__(self) -> None:
         self.addresses = _Counts(self.FREE_PER_ADDRESS, self.MAX_ENTRIES)
@@ -83,6 +85,7 @@ class FailedLogins:
 
     def locked_for(self, address: str, name: str) -> float:
         """Seconds until a login of ``name`` from ``address`` may be tried (0: now)."""
+        address, name = address[: self.MAX_KEY], name[: self.MAX_KEY]
         now = time.monotonic()
         wait = self.addresses.locked_for(address, now)
         if (name, address) not in self._trusted:
@@ -90,11 +93,13 @@ class FailedLogins:
         return wait
 
     def failed(self, address: str, name: str) -> None:
+        address, name = address[: self.MAX_KEY], name[: self.MAX_KEY]
         now = time.monotonic()
         self.addresses.failed(address, now)
         self.names.failed(name, now)
 
     def succeeded(self, address: str, name: str) -> None:
+        address, name = address[: self.MAX_KEY], name[: self.MAX_KEY]
         self.addresses.forget(address)
         self.names.forget(name)
         self._trusted[(name, address)] = None

@@ -243,8 +243,9 @@ def test_lockouts_grow_and_are_bounded() -> None:
         failed.failed("10.0.0.1", "x")
     assert failed.locked_for("10.0.0.1", "x") <= FailedLogins.MAX_LOCK_S
     for n in range(FailedLogins.MAX_ENTRIES + 10):
-        failed.failed(f"a{n}", f"n{n}")
+        failed.failed(f"a{n}", f"n{n}" + "x" * 60_000)  # (a name as long as a body allows)
     assert len(failed.addresses) == len(failed.names) == FailedLogins.MAX_ENTRIES
+    assert all(len(key) <= FailedLogins.MAX_KEY for key in failed.names._records)
 
 
 # -- F6: Host names ----------------------------------------------------------------------------
