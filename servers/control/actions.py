@@ -100,7 +100,9 @@ def new_token() -> str:
 
 
 def sdk_token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode("ascii")).digest()
+    # (Tokens are ASCII, so this is their ASCII; anything else someone types hashes to a
+    # token that does not exist, instead of raising: the CLI answers "not found".)
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 async def create_application(
