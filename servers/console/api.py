@@ -198,9 +198,12 @@ def _config(body: dict[str, Any]) -> bytes | None:
 
 def _version(body: dict[str, Any]) -> int | None:
     value: int | None = _field(body, "config_version", int)
-    if value is not None and not 0 <= value < 2**32:
-        raise _bad("config_version", "from 0 to 2^32-1")
-    return value
+    if value is None:
+        return None
+    try:
+        return actions.checked_config_version(value)
+    except ValueError as exc:
+        raise _bad("config_version", str(exc)) from None
 
 
 def _bootstrap_servers(body: dict[str, Any]) -> list[tuple[str, int]]:

@@ -30,6 +30,7 @@ __all__ = [
     "create_sdk_token",
     "application_audit",
     "checked_name",
+    "checked_config_version",
     "checked_topic",
     "checked_bootstrap_server",
 ]
@@ -47,6 +48,13 @@ def checked_name(name: str) -> str:
     if not 0 < len(name) <= MAX_NAME or not name.isprintable():
         raise ValueError(f"a name is 1 to {MAX_NAME} printable characters")
     return name
+
+
+def checked_config_version(version: int) -> int:
+    """A configuration version: 32 unsigned bits, as on the wire; ValueError otherwise."""
+    if not 0 <= version < 2**32:
+        raise ValueError("a configuration version is 0 to 2^32-1")
+    return version
 
 
 def checked_topic(topic_id: int, name: str) -> Topic:

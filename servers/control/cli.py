@@ -160,6 +160,13 @@ def _hostport(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
 
 
+def _config_version(text: str) -> int:
+    try:
+        return actions.checked_config_version(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+
+
 def _name(text: str) -> str:
     try:
         return actions.checked_name(text)
@@ -464,7 +471,7 @@ def _app_fields(parser: argparse.ArgumentParser, *, create: bool) -> None:
     parser.add_argument("--body-file", metavar="FILE", help="configuration body from a file")
     parser.add_argument(
         "--config-version",
-        type=int,
+        type=_config_version,
         default=1 if create else None,
         metavar="N",
         help="configuration version (default: 1)" if create

@@ -391,6 +391,8 @@ def test_an_sdk_export_refuses_a_token_that_is_not_ascii(console: Console) -> No
         ["app", "create", "--name", "a", "--topic", "1:t\nu"],
         ["app", "create", "--name", "a\nforged"],
         ["app", "update", "nope", "--name", "bell\x07"],
+        ["app", "create", "--name", "a", "--config-version", str(2**70)],  # was a traceback
+        ["app", "create", "--name", "a", "--config-version", "-1"],
         ["sdk", "export", "--sdk-token", "t\u00e9"],  # was a traceback (exit 1: not found)
     ],
 )
