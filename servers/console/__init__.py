@@ -26,7 +26,7 @@ from servers.console.errors import ApiError, errors, security_headers
 from servers.console.openapi import document
 from servers.console.pages import Pages
 from servers.datadir import DataDir
-from servers.metrics import Metrics
+from servers.metrics import Registry
 from servers.store.base import RegistryStore
 
 __all__ = ["install", "is_loopback"]
@@ -49,10 +49,10 @@ def install(
     datadir: DataDir,
     render_metrics: Callable[[], str],
     bootstrap: Callable[[], tuple[str, int]],
-    metrics: Metrics | None = None,
+    registry: Registry | None = None,
 ) -> None:
-    """Add the console and the API to the admin port's ``app`` (and its login counter to
-    ``metrics``)."""
+    """Add the console and the API to the admin port's ``app``, and its figures
+    (``kaa_admin_logins_total``) to the ``/metrics`` of ``registry``."""
     # Secure cookies unless the port is on loopback (plain HTTP there is the default;
     # anywhere else it must sit behind TLS: docs/operations.md).
     auth = Auth(store, secure_cookie=not is_loopback(settings.admin_host))
@@ -64,8 +64,8 @@ def install(
     app.middlewares.append(_host_check(hosts))
     app.middlewares.append(auth.middleware)
     app[CREDENTIALED] = auth.credentialed  # the request budget's reserved share
-    if metrics is not None:
-        metrics.add(auth.login_results)
+    if registry is not None:
+        registry.add(auth.login_results)
     app.on_response_prepare.append(security_headers)
     app.add_routes(api.routes())
     spec = document()
