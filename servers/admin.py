@@ -13,11 +13,13 @@ hand-written server it replaced guaranteed:
   requests; a request's handler has ``timeout_s`` to answer; a peer that has not read its
   answer ``timeout_s`` after it was due is aborted;
 * a request line or header is at most 8 KiB, a body at most ``MAX_BODY`` bytes;
-* the console and API answer at most ``requests_per_s`` requests a second (a token
-  bucket of two seconds' worth); beyond, ``429`` at once, which costs next to nothing.
-  The port shares the services' loop, so this bounds what it can take from them
-  (docs/console.md has the measurement). The probes are not counted: a scraper is never
-  refused for a busy console.
+* the console and API answer at most ``requests_per_s`` requests a second (token
+  buckets of two seconds' worth, :class:`RequestBudget`); beyond, ``429`` at once, which
+  costs next to nothing. The port shares the services' loop, so this bounds what it can
+  take from them (docs/console.md has the measurement). Half the budget is kept for
+  requests with a credential the console knows, and an address without one gets a
+  quarter at most: anonymous requests, from one address or many, never lock an admin
+  out. The probes are not counted: a scraper is never refused for a busy console.
 
 ``/healthz`` is readiness (``503`` with the reason while the store cannot be read or the
 lease renewed), ``/livez`` liveness; both and ``/metrics`` need no credential (the port
@@ -29,8 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,7 +42,15 @@ from aiohttp import web
 
 from servers.limits import Gate
 
-__all__ = ["AdminServer", "MAX_BODY", "MAX_HEAD_LINE", "TokenBucket"]
+__all__ = [
+    "AdminServer",
+    "CREDENTIALED",
+    "client_key",
+    "MAX_BODY",
+    "MAX_HEAD_LINE",
+    "RequestBudget",
+    "TokenBucket",
+]
 
 #: The longest request line and header line (aiohttp's own default: 8 KiB).
 MAX_HEAD_LINE = 8190
@@ -62,6 +74,9 @@ def _raw(status: str, body: bytes) -> bytes:
 
 _BUSY = _raw("503 Service Unavailable", b"busy\n")
 _TIMED_OUT = _raw("408 Request Timeout", b"timeout\n")
+#: The 429 of the request budget, as the console's JSON errors (servers/console/errors.py).
+_THROTTLED_JSON = b'{"error": {"code": "busy", "message": "too many admin requests: retry"}}'
+_THROTTLED_HEADERS = {"Retry-After": "1"}
 
 Setup = Callable[[web.Application], None]
 _PROBES = frozenset({"/metrics", "/healthz", "/livez"})
@@ -86,6 +101,71 @@ class TokenBucket:
         return True
 
 
+#: An app key: whether a request carries a credential the console knows (a live
+#: session's cookie, an API key it has checked). The console sets it (a cheap look-up in
+#: memory, never the store); without it every request is anonymous.
+CREDENTIALED: web.AppKey[Callable[[web.Request], bool]] = web.AppKey(
+    "credentialed",
+    object,  # type: ignore[arg-type]
+)
+
+
+class RequestBudget:
+    """The console's and API's ``rate`` requests a second, shared so that anonymous
+    requests cannot starve the ones with a credential (the console review locked every
+    admin out with 40 ``GET /login`` a second into one global bucket):
+
+    * ``RESERVED_SHARE`` of the rate is for requests with a credential only; they may
+      also take from the rest;
+    * anonymous requests share the rest, and one client address (an IPv6 /64: one host's
+      usual allocation) gets ``ADDRESS_SHARE`` of the rate at most;
+    * at most ``MAX_ADDRESSES`` addresses have a bucket, the least recently seen going
+      first: a spray of addresses costs bounded memory (an address pushed out comes back
+      with a full bucket, but every anonymous request also takes from the shared one).
+    """
+
+    RESERVED_SHARE = 0.5
+    ADDRESS_SHARE = 0.25
+    MAX_ADDRESSES = 4096
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        reserved = rate * self.RESERVED_SHARE
+        self.reserved = TokenBucket(reserved, burst=2 * reserved)
+        self.shared = TokenBucket(rate - reserved, burst=2 * (rate - reserved))
+        self._addresses: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, address: str | None, credentialed: bool) -> bool:
+        if credentialed:
+            return self.reserved.take() or self.shared.take()
+        return self._bucket(client_key(address)).take() and self.shared.take()
+
+    def _bucket(self, key: str) -> TokenBucket:
+        bucket = self._addresses.get(key)
+        if bucket is not None:
+            self._addresses.move_to_end(key)
+            return bucket
+        own = self.rate * self.ADDRESS_SHARE
+        bucket = self._addresses[key] = TokenBucket(own, burst=2 * own)
+        if len(self._addresses) > self.MAX_ADDRESSES:
+            self._addresses.popitem(last=False)
+        return bucket
+
+    def __len__(self) -> int:
+        return len(self._addresses)
+
+
+def client_key(address: str | None) -> str:
+    """An IPv4 address, or an IPv6 address's /64 (a host gets a whole /64 to pick from)."""
+    if not address or ":" not in address:
+        return address or ""
+    try:
+        network = ipaddress.IPv6Network((address.partition("%")[0], 64), strict=False)
+    except ValueError:
+        return address
+    return str(network.network_address)
+
+
 class AdminServer:
     def __init__(
         self,
@@ -107,7 +187,7 @@ class AdminServer:
         self.timeout_s = timeout_s
         self.refused = 0
         self.timed_out = 0
-        self.budget = TokenBucket(requests_per_s, burst=2 * requests_per_s)
+        self.budget = RequestBudget(requests_per_s)
         self.throttled = 0
         #: The open, admitted connections, by transport (for the request middleware).
         self._open: dict[Any, _Connection] = {}
@@ -174,10 +254,14 @@ class AdminServer:
     async def _deadline(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path not in _PROBES and not self.budget.take():
+        if request.path not in _PROBES and not self._within_budget(request):
             self.throttled += 1
-            raise web.HTTPTooManyRequests(text="too many admin requests: retry\n",
-                                          headers={"Retry-After": "1"})  # fmt: skip
+            # A constant answer, not the console's error page: a flood costs next to nothing.
+            if request.path.startswith("/api/"):
+                return web.Response(status=429, body=_THROTTLED_JSON, headers=_THROTTLED_HEADERS,
+                                    content_type="application/json")  # fmt: skip
+            return web.Response(status=429, text="too many admin requests: retry\n",
+                                headers=_THROTTLED_HEADERS)  # fmt: skip
         conn = self._open.get(request.transport)
         if conn is not None:
             conn.busy += 1
@@ -191,6 +275,11 @@ class AdminServer:
             if conn is not None:
                 conn.busy -= 1
                 conn.answered()
+
+    def _within_budget(self, request: web.Request) -> bool:
+        credentialed = request.app.get(CREDENTIALED)
+        known = credentialed is not None and credentialed(request)
+        return self.budget.take(request.remote, known)
 
     # -- the probes -----------------------------------------------------------------------
 
@@ -299,4 +388,3 @@ class _Connection(asyncio.Protocol):
         transport.close()
         if transport.get_write_buffer_size():
             transport.abort()
-

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kaa_wire._constants import ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE
+from servers.admin_hosts import parse_allowed_hosts
 from servers.store.factory import is_store_setting
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
 
@@ -162,6 +163,14 @@ OPTIONS: dict[str, Option] = {
             "admin deadline in seconds: a request head (408), a handler (503), an idle connection",
         ),
         Option(
+            "admin_allowed_hosts",
+            str,
+            "",
+            "more Host names the console and API answer to, comma-separated HOST or HOST:PORT "
+            "(e.g. a reverse proxy's); besides admin_host, and localhost on loopback",
+            "HOSTS",
+        ),
+        Option(
             "admin_requests_per_s",
             float,
             20.0,
@@ -236,6 +245,7 @@ class Settings:
     max_connections: int
     admin_max_connections: int
     admin_timeout_s: float
+    admin_allowed_hosts: str
     admin_requests_per_s: float
     retry_after_ms: int
     sign_threads: int
@@ -313,6 +323,11 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(_named(message))
+        try:
+            parse_allowed_hosts(self.admin_allowed_hosts)
+        except ValueError as exc:
+            message = f"admin_allowed_hosts must list HOST or HOST:PORT: {exc}"
+            raise ConfigError(_named(message)) from None
         try:
             self.store_limits  # noqa: B018 (built for its checks)
         except ValueError as exc:

@@ -263,6 +263,7 @@ class _Services:
                 datadir=self.datadir,
                 render_metrics=self.render_metrics,  # the same one view as /metrics
                 bootstrap=self.bootstrap_address,
+                registry=self.metrics.registry,
             ),
         )
         self.metrics.add_stats("kaa_admin", "Admin port", self.admin.stats)

@@ -50,7 +50,6 @@ __all__ = ["Api", "audit_doc", "decode_cursor", "encode_cursor", "endpoint_id_of
 PREFIX = "/api/v1"
 DEFAULT_PAGE = 50
 _HEX = re.compile(r"[0-9a-f]*")
-_MAX_NAME = 200
 _MAX_CONFIG = 32 * 1024
 _MAX_REASON = 500
 _MAX_PROFILE_QUERY = 200
@@ -152,6 +151,16 @@ def _text(body: dict[str, Any], name: str, limit: int, *, required: bool = False
     return value
 
 
+def _name(body: dict[str, Any], *, required: bool = False) -> str | None:
+    value: str | None = _field(body, "name", str, required=required)
+    if value is None:
+        return None
+    try:
+        return actions.checked_name(value)
+    except ValueError as exc:
+        raise _bad("name", str(exc)) from None
+
+
 def _topics(body: dict[str, Any]) -> tuple[Topic, ...] | None:
     value = _field(body, "topics", list)
     if value is None:
@@ -166,8 +175,8 @@ def _topics(body: dict[str, Any]) -> tuple[Topic, ...] | None:
         ):
             raise _bad("topics", 'a list of {"id": integer, "name": string}')
         try:
-            topics.append(Topic(item["id"], item["name"]))
-        except (ValueError, TypeError) as exc:
+            topics.append(actions.checked_topic(item["id"], item["name"]))
+        except ValueError as exc:
             raise _bad("topics", str(exc)) from None
     return tuple(topics)
 
@@ -189,9 +198,12 @@ def _config(body: dict[str, Any]) -> bytes | None:
 
 def _version(body: dict[str, Any]) -> int | None:
     value: int | None = _field(body, "config_version", int)
-    if value is not None and not 0 <= value < 2**32:
-        raise _bad("config_version", "from 0 to 2^32-1")
-    return value
+    if value is None:
+        return None
+    try:
+        return actions.checked_config_version(value)
+    except ValueError as exc:
+        raise _bad("config_version", str(exc)) from None
 
 
 def _bootstrap_servers(body: dict[str, Any]) -> list[tuple[str, int]]:
@@ -200,9 +212,12 @@ def _bootstrap_servers(body: dict[str, Any]) -> list[tuple[str, int]]:
     servers = []
     for item in value:
         host, sep, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isascii() or not port.isdigit() or len(port) > 5:
             raise _bad("bootstrap_servers", 'a list of "HOST:PORT"')
-        servers.append((host, int(port)))
+        try:
+            servers.append(actions.checked_bootstrap_server(host, int(port)))
+        except ValueError as exc:
+            raise _bad("bootstrap_servers", str(exc)) from None
     return servers
 
 
@@ -308,7 +323,7 @@ class Api:
         return web.json_response(doc, status=201)
 
     async def create_app(self, who: Identity, body: dict[str, Any]) -> dict[str, Any]:
-        name = _text(body, "name", _MAX_NAME, required=True)
+        name = _name(body, required=True)
         cached = _field(body, "cached_signature", bool)
         assert name is not None
         app = await actions.create_application(
@@ -326,7 +341,7 @@ class Api:
     async def app_update(self, request: web.Request) -> web.Response:
         body = await _body(request)
         changes = ApplicationChanges(
-            name=_text(body, "name", _MAX_NAME),
+            name=_name(body),
             config=_config(body),
             config_version=_version(body),
             topics=_topics(body),
@@ -337,8 +352,8 @@ class Api:
             raise ApiError(400, "nothing_to_change", "give at least one field to change")
         token = request.match_info["token"]
         app = await actions.existing_application(self.store, token)
-        audit = AuditEntry(wall_ms(), _identity(request).actor, "app.update", app.name,
-                           changed(changes))  # fmt: skip
+        audit = actions.application_audit(wall_ms(), _identity(request).actor, "app.update",
+                                          app, changed(changes))  # fmt: skip
         updated = await self.store.update_application(token, changes, audit)
         return web.json_response(app_doc(updated))
 
@@ -372,7 +387,7 @@ class Api:
         found = await self.store.find_sdk_token(bytes.fromhex(text))
         if found is None or found.application != app.token:
             raise NotFound("no such SDK token of this application")
-        audit = AuditEntry(wall_ms(), who.actor, "sdk.revoke", app.token, text[:16])
+        audit = actions.application_audit(wall_ms(), who.actor, "sdk.revoke", app, text[:16])
         return sdk_token_doc(await self.store.revoke_sdk_token(found.token_hash, audit))
 
     @reads_only
@@ -388,6 +403,8 @@ class Api:
         if form not in ("json", "header"):
             raise _bad("format", "json or header")
         assert sdk_token is not None
+        if not sdk_token.isascii():  # (tokens are URL-safe base64; the hash takes ASCII)
+            raise _bad("sdk_token", "an SDK token is ASCII")
         found = await self.store.find_sdk_token(actions.sdk_token_hash(sdk_token))
         if found is None or found.application != app.token:
             raise NotFound("that SDK token does not belong to this application")

@@ -15,7 +15,11 @@
 * **Roles**: read-only may read everything; only admin may change anything.
 * A password is checked with Argon2 off the event loop, at most ``LOGIN_SLOTS`` at once
   (each costs 64 MiB and ~50 ms of a core): more is refused ``429`` at once, so a login
-  flood takes at most one core from the services.
+  flood takes at most one core from the services. An address or a name with too many
+  failed logins is refused at once for a while (lockout.py), so one client sending
+  wrong passwords cannot hold that slot.
+* Which requests carry a credential this process knows, cheaply and without the store
+  (:meth:`Auth.credentialed`): the admin port's request budget keeps a share for them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
+import math
 import secrets
 import time
 import urllib.parse
@@ -33,10 +38,13 @@ from typing import TypeVar
 from aiohttp import web
 
 from servers import logs
+from servers.admin import client_key
 from servers.clock import wall_ms
 from servers.console.errors import ApiError
+from servers.console.lockout import FailedLogins
 from servers.control.credentials import api_key_hash, api_key_matches, verify_password
 from servers.limits import Gate
+from servers.metrics import Counter
 from servers.store.base import AuditEntry, RegistryStore
 from servers.store.console import AdminCredential, CredentialKind, Role
 
@@ -64,6 +72,8 @@ LOGIN_SLOTS = 1
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Paths anyone may ask for: the probes, the login page, the static files.
 _PUBLIC = ("/healthz", "/livez", "/metrics", "/login", "/static/")
+#: API keys (their hashes) this process found live lately, for :meth:`Auth.credentialed`.
+MAX_KNOWN_KEYS = 256
 
 
 @dataclasses.dataclass(slots=True)
@@ -123,6 +133,14 @@ class Sessions:
         self._by_id.move_to_end(sid)
         return session
 
+    def live(self, sid: str) -> bool:
+        """Whether ``sid`` is a session now (without counting as a use)."""
+        session = self._by_id.get(sid)
+        if session is None:
+            return False
+        now = time.monotonic()
+        return now - session.used <= IDLE_S and now - session.created <= LIFETIME_S
+
     def drop(self, sid: str) -> None:
         self._by_id.pop(sid, None)
 
@@ -149,6 +167,15 @@ class Auth:
         self.sessions = Sessions()
         self.secure_cookie = secure_cookie
         self.logins = Gate("admin logins", LOGIN_SLOTS)
+        self.failed_logins = FailedLogins()
+        #: ``kaa_admin_logins_total`` (install() adds it to /metrics).
+        self.login_results = Counter(
+            "kaa_admin_logins_total",
+            "Console logins: ok, refused (wrong name or password), limited (after too many "
+            "failures), busy (the Argon2 slot taken)",
+            ("result",),
+        )
+        self._known_keys: OrderedDict[str, None] = OrderedDict()
         # A refused login is a warning in the log, not an audit row: a guesser must not be
         # able to fill the audit table. Rate limited like refused connections, with counts.
         self.refused_logins = logs.Trouble(
@@ -163,9 +190,15 @@ class Auth:
             scheme, _, key = header.partition(" ")
             if scheme.lower() != "bearer" or not key.strip():
                 raise ApiError(401, "unauthenticated", "Authorization must be 'Bearer KEY'")
-            found = await self.store.find_api_key(api_key_hash(key.strip()))
+            digest = api_key_hash(key.strip())
+            found = await self.store.find_api_key(digest)
             if found is None or not found.live or not api_key_matches(found, key.strip()):
+                self._known_keys.pop(digest, None)
                 raise ApiError(401, "unauthenticated", "unknown or revoked API key")
+            self._known_keys[digest] = None
+            self._known_keys.move_to_end(digest)
+            while len(self._known_keys) > MAX_KNOWN_KEYS:
+                self._known_keys.popitem(last=False)
             return Identity(found.name, found.role, "api-key")
         sid = request.cookies.get(COOKIE)
         if not sid:
@@ -178,6 +211,18 @@ class Auth:
             self.sessions.drop(sid)
             return None
         return Identity(credential.name, credential.role, "session", session)
+
+    def credentialed(self, request: web.Request) -> bool:
+        """Whether the request carries a live session's cookie or an API key this process
+        checked lately: a dictionary look-up and at most one SHA-256, never the store (the
+        request budget asks before the request is let in). The request itself is still
+        identified by :meth:`identify`."""
+        header = request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, key = header.partition(" ")
+            return scheme.lower() == "bearer" and api_key_hash(key.strip()) in self._known_keys
+        sid = request.cookies.get(COOKIE)
+        return sid is not None and self.sessions.live(sid)
 
     @web.middleware
     async def middleware(
@@ -213,9 +258,17 @@ class Auth:
 
     # -- logging in and out -----------------------------------------------------------------
 
-    async def login(self, name: str, password: str) -> Session | None:
-        """A new session for a right name and password; None otherwise (audited on success)."""
+    async def login(self, name: str, password: str, address: str | None) -> Session | None:
+        """A new session for a right name and password; None otherwise (audited on success).
+        ``address`` is the client's (``request.remote``), for the failed-login limits."""
+        client = client_key(address)
+        wait = self.failed_logins.locked_for(client, name)
+        if wait > 0:
+            self.login_results.inc("limited")
+            raise ApiError(429, "login_limited", "too many failed logins from this address "
+                           f"or for this name: retry in {math.ceil(wait)} s")  # fmt: skip
         if not self.logins.try_enter():
+            self.login_results.inc("busy")
             raise ApiError(429, "busy", "too many logins at once: retry")
         try:
             credential: AdminCredential | None = await self.store.get_credential(name)
@@ -223,9 +276,13 @@ class Auth:
         finally:
             self.logins.leave()
         if not ok or credential is None or credential.kind != CredentialKind.PASSWORD:
+            self.failed_logins.failed(client, name)
+            self.login_results.inc("refused")
             # (repr: the name is the requester's text; it must not forge a log line)
             self.refused_logins.failed("wrong name or password", name=repr(name[:64]))
             return None
+        self.failed_logins.succeeded(client, name)
+        self.login_results.inc("ok")
         await self.store.add_audit(AuditEntry(wall_ms(), f"console:{name}", "admin.login", name))
         return self.sessions.new(name)
 

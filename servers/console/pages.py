@@ -99,7 +99,7 @@ class Pages:
         name, password = _form_text(form, "name"), form.get("password", "")
         session = None
         if name and isinstance(password, str) and password and len(password) <= 1024:
-            session = await self.auth.login(name, password)
+            session = await self.auth.login(name, password, request.remote)
         if session is None:
             return self.render(request, "login.html", status=401, failed=True)
         response = web.HTTPSeeOther("/")

@@ -10,7 +10,8 @@ import getpass
 import hashlib
 import secrets
 
-from kaa_wire import Topic
+from kaa_wire import LocalProtocolError, Topic
+from kaa_wire.sdk_config import BootstrapServer
 from servers.clock import wall_ms
 from servers.store.base import (
     Application,
@@ -21,7 +22,70 @@ from servers.store.base import (
     SdkToken,
 )
 
-__all__ = ["actor", "new_token", "sdk_token_hash", "create_application", "create_sdk_token"]
+__all__ = [
+    "actor",
+    "new_token",
+    "sdk_token_hash",
+    "create_application",
+    "create_sdk_token",
+    "application_audit",
+    "checked_name",
+    "checked_config_version",
+    "checked_topic",
+    "checked_bootstrap_server",
+]
+
+#: An application's name: for people, at most this many characters.
+MAX_NAME = 200
+
+
+# -- the rules for what people type (the CLI's and the API's one copy) ------------------------
+
+
+def checked_name(name: str) -> str:
+    """An application's name: 1 to MAX_NAME printable characters (a control character
+    would forge lines in a listing or a log); ValueError otherwise."""
+    if not 0 < len(name) <= MAX_NAME or not name.isprintable():
+        raise ValueError(f"a name is 1 to {MAX_NAME} printable characters")
+    return name
+
+
+def checked_config_version(version: int) -> int:
+    """A configuration version: 32 unsigned bits, as on the wire; ValueError otherwise."""
+    if not 0 <= version < 2**32:
+        raise ValueError("a configuration version is 0 to 2^32-1")
+    return version
+
+
+def checked_topic(topic_id: int, name: str) -> Topic:
+    """A topic (an id of 32 unsigned bits, a printable name of at most 255 bytes);
+    ValueError otherwise."""
+    if not name.isprintable():
+        raise ValueError("a topic name is printable text")
+    try:
+        return Topic(topic_id, name)
+    except LocalProtocolError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def checked_bootstrap_server(host: str, port: int) -> tuple[str, int]:
+    """A Bootstrap address for an SDK export, by the SDK configuration's own rule (a
+    printable host, a port of 1-65535); ValueError otherwise."""
+    try:
+        BootstrapServer(host, port, public_key_pem="")  # (the key is checked elsewhere)
+    except LocalProtocolError as exc:
+        raise ValueError(str(exc)) from None
+    return host, port
+
+
+def application_audit(
+    at_ms: int, who: str, action: str, app: Application, detail: str = ""
+) -> AuditEntry:
+    """An audit row about an application: its subject is the application's token, as
+    for every action on one (stable across renames; application tokens are identifiers,
+    not secrets: docs/security.md). SDK tokens never appear, only their SHA-256's first
+    16 hex digits."""
+    return AuditEntry(at_ms, who, action, app.token, detail)
 
 
 def actor() -> str:
@@ -44,7 +108,9 @@ def new_token() -> str:
 
 
 def sdk_token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode("ascii")).digest()
+    # (Tokens are ASCII, so this is their ASCII; anything else someone types hashes to a
+    # token that does not exist, instead of raising: the CLI answers "not found".)
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 async def create_application(
@@ -70,7 +136,8 @@ async def create_application(
         created_ms=now,
     )
     detail = f"name={name} balancing={balancing} cached_signature={cached_signature}"
-    await store.create_application(app, AuditEntry(now, who or actor(), "app.create", name, detail))
+    audit = application_audit(now, who or actor(), "app.create", app, detail)
+    await store.create_application(app, audit)
     return app
 
 
@@ -88,6 +155,6 @@ async def create_sdk_token(store: RegistryStore, application: str, who: str | No
     token = new_token()
     now = wall_ms()
     record = SdkToken(sdk_token_hash(token), application, now)
-    audit = AuditEntry(now, who or actor(), "sdk.create", app.name, "")
+    audit = application_audit(now, who or actor(), "sdk.create", app, record.token_hash.hex()[:16])
     await store.add_sdk_token(record, audit)
     return token

@@ -144,14 +144,34 @@ def _topic(text: str) -> Topic:
     topic_id, sep, name = text.partition(":")
     if not sep or not topic_id.isdigit():
         raise argparse.ArgumentTypeError(f"topic must be ID:NAME, got {text!r}")
-    return Topic(int(topic_id), name)
+    try:
+        return actions.checked_topic(int(topic_id), name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
 
 
 def _hostport(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
+    try:
+        return actions.checked_bootstrap_server(host, int(port))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+
+
+def _config_version(text: str) -> int:
+    try:
+        return actions.checked_config_version(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+
+
+def _name(text: str) -> str:
+    try:
+        return actions.checked_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
 
 
 def _on_off(text: str) -> bool:
@@ -212,7 +232,8 @@ async def _app_update(store: RegistryStore, args: argparse.Namespace, _: DataDir
     if changes == ApplicationChanges():
         raise UsageError("nothing to change")
     app = await actions.existing_application(store, args.token)
-    audit = AuditEntry(wall_ms(), actions.actor(), "app.update", app.name, _changed(changes))
+    audit = actions.application_audit(wall_ms(), actions.actor(), "app.update", app,
+                                      _changed(changes))  # fmt: skip
     updated = await store.update_application(args.token, changes, audit)
     _print(args, _app_doc(updated))
     return 0
@@ -247,7 +268,6 @@ async def _sdk_list(store: RegistryStore, args: argparse.Namespace, _: DataDir) 
 
 
 async def _sdk_revoke(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
-    await actions.existing_application(store, args.app)
     prefix = args.sha256.lower()
     tokens = await store.list_sdk_tokens(args.app)
     matches = [t for t in tokens if t.token_hash.hex().startswith(prefix)]
@@ -256,7 +276,9 @@ async def _sdk_revoke(store: RegistryStore, args: argparse.Namespace, _: DataDir
             f"{len(matches)} SDK tokens of this application match {prefix}: give more digits"
             if matches else f"no SDK token of this application matches {prefix}"
         )
-    audit = AuditEntry(wall_ms(), actions.actor(), "sdk.revoke", args.app, prefix)
+    app = await actions.existing_application(store, args.app)
+    audit = actions.application_audit(wall_ms(), actions.actor(), "sdk.revoke", app,
+                                      matches[0].token_hash.hex()[:16])  # fmt: skip
     revoked = await store.revoke_sdk_token(matches[0].token_hash, audit)
     _print(args, _sdk_token_doc(revoked))
     return 0
@@ -442,14 +464,14 @@ _READ_ONLY: frozenset[Command] = frozenset({
 def _app_fields(parser: argparse.ArgumentParser, *, create: bool) -> None:
     # Create states its defaults; update says what happens to a field not given.
     kept = "" if create else "; unchanged if not given"
-    parser.add_argument("--name", required=create, help=f"a name for people{kept}")
+    parser.add_argument("--name", type=_name, required=create, help=f"a name for people{kept}")
     parser.add_argument(
         "--body", metavar="TEXT", help="configuration body" + (" (default {})" if create else kept)
     )
     parser.add_argument("--body-file", metavar="FILE", help="configuration body from a file")
     parser.add_argument(
         "--config-version",
-        type=int,
+        type=_config_version,
         default=1 if create else None,
         metavar="N",
         help="configuration version (default: 1)" if create

@@ -192,6 +192,28 @@ def test_every_operation_answers_as_documented(console: Console) -> None:
                            "headers": {"Content-Type": "application/json"}}, 400,
          "invalid_parameter"),
         ("GET", "/audit?limit=-5", {}, 400, "invalid_parameter"),
+        # found by the console review's second round: topic ids out of range were a 500;
+        # control characters in names were taken
+        ("POST", "/apps", {"body": {"name": "a", "topics": [{"id": 2**70, "name": "t"}]}}, 400,
+         "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a", "topics": [{"id": -1, "name": "t"}]}}, 400,
+         "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a", "topics": [{"id": 2**32, "name": "t"}]}}, 400,
+         "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a", "topics": [{"id": 1, "name": "t\nu"}]}}, 400,
+         "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a", "topics": [{"id": 1, "name": "t" * 256}]}},
+         400, "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a\nforged line"}}, 400, "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "bell\u0007"}}, 400, "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "x" * 201}}, 400, "invalid_parameter"),
+        ("POST", "/apps", {"body": {"name": "a", "config_version": 2**70}}, 400,
+         "invalid_parameter"),
+        ("PATCH", "/apps/nope", {"body": {"topics": [{"id": 2**70, "name": "t"}]}}, 400,
+         "invalid_parameter"),
+        ("PATCH", "/apps/nope", {"body": {"topics": [{"id": -5, "name": "t"}]}}, 400,
+         "invalid_parameter"),
+        ("PATCH", "/apps/nope", {"body": {"name": "tab\there"}}, 400, "invalid_parameter"),
     ],
 )
 def test_bad_input_is_refused_with_a_stable_code(
@@ -325,3 +347,106 @@ def test_read_only_may_download_an_sdk_configuration_but_not_make_a_token(
     wrong = console.api("POST", f"/apps/{app}/sdk-export", key=console.reader_key,
                         body={"sdk_token": "not-a-token"})  # fmt: skip
     assert (wrong.status, wrong.code) == (404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["line\nbreak:9888"],  # was a 500 (and sdk.h would have broken its string literal)
+        ["nul\u0000byte:9888"],
+        ["esc\u001b[31m:9888"],
+        ["h" * 300 + ":9888"],
+        ["host:\u00b2"],  # a Unicode digit
+        ["host:0"],
+        ["host:65536"],
+        ["host"],
+        [5],
+    ],
+)
+def test_an_sdk_export_refuses_bad_bootstrap_hosts(console: Console, bad: list[Any]) -> None:
+    app, sdk_token = console.main.sdk.application_token, console.main.sdk.sdk_token
+    for form in ("json", "header"):
+        answer = console.api("POST", f"/apps/{app}/sdk-export",
+                             body={"sdk_token": sdk_token, "format": form,
+                                   "bootstrap_servers": bad})  # fmt: skip
+        assert (answer.status, answer.code) == (400, "invalid_parameter"), answer.body
+        assert answer.json["error"]["field"] == "bootstrap_servers"
+
+
+def test_an_sdk_export_refuses_a_token_that_is_not_ascii(console: Console) -> None:
+    """Was a 500: the token's hash takes ASCII."""
+    app = console.main.sdk.application_token
+    answer = console.api("POST", f"/apps/{app}/sdk-export", body={"sdk_token": "t\u00e9"})
+    assert (answer.status, answer.code) == (400, "invalid_parameter"), answer.body
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sdk", "export", "--bootstrap", "line\nbreak:9888"],
+        ["sdk", "export", "--bootstrap", "esc\x1b:9888"],
+        ["sdk", "export", "--bootstrap", "h" * 300 + ":9888"],
+        ["app", "create", "--name", "a", "--topic", f"{2**70}:t"],
+        ["app", "create", "--name", "a", "--topic", f"{2**32}:t"],
+        ["app", "create", "--name", "a", "--topic", "1:t\nu"],
+        ["app", "create", "--name", "a\nforged"],
+        ["app", "update", "nope", "--name", "bell\x07"],
+        ["app", "create", "--name", "a", "--config-version", str(2**70)],  # was a traceback
+        ["app", "create", "--name", "a", "--config-version", "-1"],
+        ["sdk", "export", "--sdk-token", "t\u00e9"],  # was a traceback (exit 1: not found)
+    ],
+)
+def test_the_cli_refuses_the_same_input_in_one_line(console: Console, args: list[str]) -> None:
+    """The CLI and the API share the rules (servers/control/actions.py); the CLI's refusal
+    is one line and exit code 2, never a traceback."""
+    from tests.servers.servers_harness import control
+
+    code = 2
+    if args[:2] == ["sdk", "export"]:
+        app, sdk_token = console.main.sdk.application_token, console.main.sdk.sdk_token
+        if "--sdk-token" in args:
+            code = 1
+        else:
+            args = [*args, "--sdk-token", sdk_token]
+        args = [*args, "--app", app, "--out", "/nonexistent/sdk.json"]
+    result = control(console.main.data, *args, check=False)
+    assert result.returncode == code, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_audit_subjects_name_an_application_by_its_token_wherever_the_change_came_from(
+    console: Console,
+) -> None:
+    """The console review found app.create, app.update and sdk.create naming the
+    application by name and sdk.revoke by token. Now every one names its token (stable
+    across a rename, and not a secret); no SDK token ever appears."""
+    from tests.servers.servers_harness import control_json
+
+    data = console.main.data
+    made = console.api("POST", "/apps", body={"name": "audited by api"})
+    assert made.status == 201
+    via_api = made.json["token"]
+    sdk = console.api("POST", f"/apps/{via_api}/sdk-tokens")
+    assert sdk.status == 201
+    secrets = [sdk.json["sdk_token"]]
+    assert console.api("PATCH", f"/apps/{via_api}", body={"name": "renamed"}).status == 200
+    revoked = console.api("POST", f"/apps/{via_api}/sdk-tokens/{sdk.json['sha256']}/revoke")
+    assert revoked.status == 200, revoked.body
+
+    via_cli = control_json(data, "app", "create", "--name", "audited by cli")["token"]
+    secrets.append(control_json(data, "sdk", "create", via_cli)["sdk_token"])
+    control_json(data, "app", "update", via_cli, "--name", "renamed too")
+    listed = control_json(data, "sdk", "list", via_cli)
+    control_json(data, "sdk", "revoke", via_cli, listed[0]["sha256"])
+
+    actions = ["app.create", "sdk.create", "app.update", "sdk.revoke"]
+    for token in (via_api, via_cli):
+        entries = console.api("GET", f"/audit?subject={token}").json["items"]
+        assert sorted(e["action"] for e in entries) == sorted(actions), entries
+    everything = console.api("GET", "/audit?limit=500").body.decode()
+    assert not any(secret in everything for secret in secrets)
+    for name in ("audited by api", "audited by cli", "renamed", "renamed too"):
+        assert not any(
+            e["subject"] == name for e in console.api("GET", "/audit?limit=500").json["items"]
+        )

@@ -1,0 +1,301 @@
+"""The console review's second round, over real HTTP against a real ``python -m servers``:
+
+* F1: anonymous requests (from one address or several) cannot use up the request budget
+  of the requests that carry a credential, nor one address another's;
+* F2: failed logins lock their address, and their name, out for a while, before any
+  Argon2 work, so one client cannot hold the login slot;
+* F3: ``kaa_admin_logins_total{result}`` counts logins;
+* F6: the console answers only to its own Host names and ``admin_allowed_hosts`` (DNS
+  rebinding), the probes to any.
+
+Other addresses than 127.0.0.1 are other loopback addresses (127.0.0.0/8 is all lo's on
+Linux): each client connection picks its source address.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from servers.admin import RequestBudget
+from servers.console.lockout import FailedLogins
+from tests.console.console_harness import (
+    ADMIN_PASSWORD,
+    READER_PASSWORD,
+    Console,
+    add_key,
+    add_password,
+)
+from tests.servers.servers_harness import IO_TIMEOUT_S, _env, start_main
+
+PROXY_NAME = "console.example.com"
+
+
+@pytest.fixture(scope="module")
+def budgeted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """A server with the default request budget (20 a second) and a proxy's name allowed."""
+    data = tmp_path_factory.mktemp("budgeted") / "data"
+    main = start_main(data, "--admin-allowed-hosts", f"{PROXY_NAME}, other.example:8443")
+    try:
+        add_password(data, "alice", "admin", ADMIN_PASSWORD)
+        add_password(data, "rita", "read-only", READER_PASSWORD)
+        yield Console(main, add_key(data, "robot", "admin"), add_key(data, "reader", "read-only"))
+    finally:
+        assert main.process.stop() == 0, main.process.logs()
+
+
+def _port(console: Console) -> int:
+    return int(console.main.listeners["admin_port"])
+
+
+def _get(
+    console: Console,
+    path: str,
+    *,
+    source: str = "127.0.0.1",
+    headers: Mapping[str, str] | None = None,
+    method: str = "GET",
+    body: bytes | None = None,
+) -> tuple[int, bytes, http.client.HTTPResponse]:
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", _port(console), timeout=IO_TIMEOUT_S, source_address=(source, 0)
+    )
+    try:
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        answer = conn.getresponse()
+        return answer.status, answer.read(), answer
+    finally:
+        conn.close()
+
+
+def _login(
+    console: Console, name: str, password: str, source: str = "127.0.0.1"
+) -> tuple[int, bytes, str | None]:
+    """POST /login as a browser would, from ``source``: (status, body, session cookie)."""
+    form = urllib.parse.urlencode({"name": name, "password": password}).encode()
+    status, body, answer = _get(
+        console, "/login", method="POST", body=form, source=source,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": console.url},
+    )  # fmt: skip
+    cookie = answer.getheader("Set-Cookie")
+    return status, body, cookie.split(";", 1)[0] if cookie else None
+
+
+def _metric(console: Console, sample: str) -> float:
+    status, body, _ = _get(console, "/metrics")
+    assert status == 200
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", body.decode(), re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+class _Flood:
+    """Anonymous ``GET /login`` as fast as answered, from each of ``sources``, on kept-alive
+    connections, until stopped; counts the answers by status."""
+
+    def __init__(self, console: Console, sources: list[str]) -> None:
+        self.console = console
+        self.statuses: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(s,)) for s in sources]
+
+    def _run(self, source: str) -> None:
+        port = _port(self.console)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=IO_TIMEOUT_S,
+                                          source_address=(source, 0))  # fmt: skip
+        while not self._stop.is_set():
+            try:
+                conn.request("GET", "/login")
+                answer = conn.getresponse()
+                answer.read()
+                self.statuses[answer.status] = self.statuses.get(answer.status, 0) + 1
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=IO_TIMEOUT_S,
+                                                  source_address=(source, 0))  # fmt: skip
+        conn.close()
+
+    def __enter__(self) -> _Flood:
+        for thread in self._threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while self.statuses.get(429, 0) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.statuses.get(429, 0) >= 20, self.statuses  # the budget is spent
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+# -- F1: the request budget ------------------------------------------------------------------
+
+
+def test_anonymous_requests_from_many_addresses_never_lock_out_a_logged_in_admin(
+    budgeted: Console,
+) -> None:
+    """Before: one bucket for everyone, and 40 GET /login a second from anywhere answered
+    every admin 429."""
+    status, _, cookie = _login(budgeted, "alice", ADMIN_PASSWORD)
+    assert status == 303 and cookie is not None
+    key = {"Authorization": f"Bearer {budgeted.admin_key}"}
+    assert _get(budgeted, "/api/v1/me", headers=key)[0] == 200  # (the key is now known)
+    sources = [f"127.0.0.{n}" for n in range(2, 10)]
+    asks = [("/api/v1/me", {"Cookie": cookie}), ("/api/v1/me", key), ("/", {"Cookie": cookie})]
+    with _Flood(budgeted, sources) as flood:
+        answers = []
+        for n in range(24):  # (about 6 a second: within the half kept for credentials)
+            path, headers = asks[n % len(asks)]
+            answers.append(_get(budgeted, path, headers=headers)[0])
+            time.sleep(0.15)
+    assert answers == [200] * 24, (answers, flood.statuses)
+
+
+def test_one_flooding_address_leaves_the_others_their_share(budgeted: Console) -> None:
+    with _Flood(budgeted, ["127.0.0.20"]) as flood:
+        time.sleep(1.0)  # (the flooder's first burst past, and the shared bucket's)
+        answers = []
+        for _ in range(8):
+            answers.append(_get(budgeted, "/login", source="127.0.0.21")[0])
+            time.sleep(0.25)
+    assert answers == [200] * 8, (answers, flood.statuses)
+    # the refusals are the cheap constant answer, JSON on the API
+    status, body, answer = _get(budgeted, "/api/v1/me", source="127.0.0.22")
+    while status != 429:
+        status, body, answer = _get(budgeted, "/api/v1/me", source="127.0.0.22")
+    assert json.loads(body)["error"]["code"] == "busy"
+    assert answer.getheader("Retry-After") == "1"
+
+
+def test_a_spray_of_addresses_costs_bounded_memory() -> None:
+    budget = RequestBudget(20.0)
+    for n in range(RequestBudget.MAX_ADDRESSES + 500):
+        budget.take(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", credentialed=False)
+    assert len(budget) == RequestBudget.MAX_ADDRESSES
+    # one IPv6 host is one /64, whichever of its addresses it sends from
+    for n in range(100):
+        budget.take(f"2001:db8:1:2::{n:x}", credentialed=False)
+    assert len(budget) == RequestBudget.MAX_ADDRESSES
+    assert not all(budget.take(f"2001:db8:1:2::{n:x}", credentialed=False) for n in range(100))
+
+
+# -- F2, F3: failed logins ---------------------------------------------------------------------
+
+
+def test_failed_logins_lock_their_address_out_but_not_the_admin(console: Console) -> None:
+    """Before: a client sending wrong passwords one after another kept the one Argon2 slot
+    busy, and the admin's login was answered 429 busy."""
+    limited = _metric(console, 'kaa_admin_logins_total{result="limited"}')
+    refused = _metric(console, 'kaa_admin_logins_total{result="refused"}')
+    ok = _metric(console, 'kaa_admin_logins_total{result="ok"}')
+    for _ in range(FailedLogins.FREE_PER_ADDRESS):
+        assert _login(console, "alice", "wrong password", source="127.0.0.2")[0] == 401
+    # locked: at once, even with the right password, and without an Argon2 check
+    status, body, cookie = _login(console, "alice", ADMIN_PASSWORD, source="127.0.0.2")
+    assert (status, cookie) == (429, None) and b"login_limited" in body
+    # the admin, from their own address, is not held
+    status, _, cookie = _login(console, "alice", ADMIN_PASSWORD, source="127.0.0.1")
+    assert status == 303 and cookie is not None
+    assert _metric(console, 'kaa_admin_logins_total{result="limited"}') == limited + 1
+    assert _metric(console, 'kaa_admin_logins_total{result="refused"}') == (
+        refused + FailedLogins.FREE_PER_ADDRESS
+    )
+    assert _metric(console, 'kaa_admin_logins_total{result="ok"}') == ok + 1
+
+
+def test_failed_logins_for_one_name_lock_the_name_but_not_where_it_logged_in(
+    console: Console,
+) -> None:
+    """A guesser on one name from many addresses is slowed by the name's lockout; an
+    address the name logged in from before is not held by it (else anyone could lock an
+    admin out by guessing at their name)."""
+    assert _login(console, "rita", READER_PASSWORD, source="127.0.0.1")[0] == 303
+    for n in range(FailedLogins.FREE_PER_NAME):
+        assert _login(console, "rita", "wrong", source=f"127.0.1.{n + 1}")[0] == 401
+    status, body, _ = _login(console, "rita", READER_PASSWORD, source="127.0.2.1")
+    assert status == 429 and b"login_limited" in body
+    assert _login(console, "rita", READER_PASSWORD, source="127.0.0.1")[0] == 303
+    # another name is not held
+    assert _login(console, "alice", ADMIN_PASSWORD, source="127.0.2.2")[0] == 303
+
+
+def test_lockouts_grow_and_are_bounded() -> None:
+    failed = FailedLogins()
+    for _ in range(FailedLogins.FREE_PER_ADDRESS - 1):
+        failed.failed("10.0.0.1", "x")
+    assert failed.locked_for("10.0.0.1", "x") == 0
+    failed.failed("10.0.0.1", "x")
+    first = failed.locked_for("10.0.0.1", "x")
+    failed.failed("10.0.0.1", "x")
+    assert 0 < first < failed.locked_for("10.0.0.1", "x") <= FailedLogins.MAX_LOCK_S
+    for _ in range(100):
+        failed.failed("10.0.0.1", "x")
+    assert failed.locked_for("10.0.0.1", "x") <= FailedLogins.MAX_LOCK_S
+    for n in range(FailedLogins.MAX_ENTRIES + 10):
+        failed.failed(f"a{n}", f"n{n}" + "x" * 60_000)  # (a name as long as a body allows)
+    assert len(failed.addresses) == len(failed.names) == FailedLogins.MAX_ENTRIES
+    assert all(len(key) <= FailedLogins.MAX_KEY for key in failed.names._records)
+
+
+# -- F6: Host names ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "allowed"),
+    [
+        ("127.0.0.1:{port}", "/login", True),
+        ("localhost:{port}", "/login", True),
+        ("[::1]:{port}", "/login", True),
+        (PROXY_NAME, "/login", True),
+        (f"{PROXY_NAME}:443", "/api/v1/me", True),
+        ("other.example:8443", "/login", True),
+        ("other.example", "/login", False),  # listed with a port only
+        ("rebound.attacker.example:{port}", "/login", False),
+        ("rebound.attacker.example:{port}", "/api/v1/me", False),
+        ("rebound.attacker.example:{port}", "/static/console.css", False),
+        ("127.0.0.1:1", "/login", False),  # another port of this host
+        ("", "/login", False),
+        # the probes answer to any name
+        ("rebound.attacker.example", "/metrics", True),
+        ("rebound.attacker.example", "/healthz", True),
+        ("rebound.attacker.example", "/livez", True),
+    ],
+)
+def test_the_console_answers_only_to_its_own_names(
+    budgeted: Console, host: str, path: str, allowed: bool
+) -> None:
+    """Before: any Host was answered, so a page of a name rebound to 127.0.0.1 was the
+    console's own origin for the browser."""
+    headers = {"Host": host.format(port=_port(budgeted)),
+               "Authorization": f"Bearer {budgeted.reader_key}"}  # fmt: skip
+    status, body, _ = _get(budgeted, path, headers=headers)
+    if allowed:
+        assert status == 200, body
+        return
+    assert status == 421, body
+    if path.startswith("/api/"):
+        assert json.loads(body)["error"]["code"] == "unknown_host"
+    else:
+        assert b"unknown_host" in body
+
+
+def test_a_bad_allowed_hosts_setting_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "servers", "--data", str(tmp_path / "d"),
+         "--admin-allowed-hosts", "ok.example, not a/name"],
+        capture_output=True, text=True, env=_env(), timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--admin-allowed-hosts" in lines[0], result.stderr
