@@ -8,7 +8,7 @@ serves the socket with the same :class:`~servers.admin.AdminServer` and console 
 services' loop used to run, and renders ``/metrics``, ``/healthz`` and ``/livez`` from the
 services' publications (servers/metrics.py, ``WorkerGroup``). It exits on SIGTERM
 (SIGINT is ignored: the parent stops it), and when its life pipe reads end of file (its
-parent is gone, even killed).
+parent is gone, even killed: it then removes the figures' directory its parent left).
 docs/console.md says why the admin port runs here.
 """
 
@@ -103,9 +103,12 @@ async def serve(launch: AdminLaunch) -> None:
         try:
             await stop.wait()
         finally:
-            if gone:
-                logs.event(log, logging.WARNING, "the services are gone: admin process stops")
             await admin.stop()
+            if gone:
+                # They could not remove their figures' directory (killed): it is on tmpfs,
+                # memory until the next boot, so it goes with the last process using it.
+                logs.event(log, logging.WARNING, "the services are gone: admin process stops")
+                group.remove()
 
 
 def main() -> int:

@@ -5,6 +5,7 @@ serving; the services killed, it exits; the services silent (stopped, not dead),
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -93,12 +94,32 @@ def test_a_killed_admin_process_is_restarted_while_the_services_serve(
     assert second is not None and _exited(second)
 
 
+def _publications_of(pid: int) -> list[Path]:
+    """The figures files the services' process ``pid`` published (servers/metrics.py)."""
+    found = []
+    for path in Path("/dev/shm").glob("kaa-metrics-*/worker-*.json"):
+        try:
+            if json.loads(path.read_text())["pid"] == pid:
+                found.append(path)
+        except (OSError, ValueError, KeyError):
+            continue
+    return found
+
+
 def test_killed_services_take_the_admin_process_along(tmp_path: Path) -> None:
+    """SIGKILL: the services can neither stop the admin process nor remove their figures'
+    directory; it exits on its own (its life pipe closes) and removes the directory."""
     main = start_main(tmp_path / "data")
-    admin = _admin_process(main.process.proc.pid)
+    services = main.process.proc.pid
+    admin = _admin_process(services)
     assert admin is not None
-    main.process.kill()  # SIGKILL: the services cannot stop it; its life pipe closes
+    published = _publications_of(services)
+    assert published or not os.access("/dev/shm", os.W_OK)  # (elsewhere: the temp dir)
+    main.process.kill()
     wait_until(lambda: _exited(admin), "the admin process to exit")
+    assert main.process.logs().count("the services are gone: admin process stops") == 1
+    for path in published:
+        assert not path.parent.exists(), path
 
 
 def test_healthz_turns_503_when_the_services_stop_publishing(tmp_path: Path) -> None:
