@@ -4,13 +4,16 @@ hammering the admin API of the same process.
     python -m benchmarks.bench_console_impact                # 3 rounds of off / on
     python -m benchmarks.bench_console_impact --rounds 5 --seconds 10 --hammers 4
 
-One ``python -m servers`` (one process, one uvloop loop: the services and the admin port
-share it). Each round runs the register load generator (``benchmarks.loadgen register``,
+One ``python -m servers`` (the services on one uvloop loop; the admin port in a child
+process of its own, servers/admin_process.py, or on the services' loop before that).
+Each round runs the register load generator (``benchmarks.loadgen register``,
 closed loop, reconnecting endpoints) twice: once alone, once while ``--hammers`` threads
 of this process ask ``GET /api/v1/endpoints?limit=50`` and ``GET /api/v1/dashboard`` back
 to back with an API key (far more than people at a console: the dashboard polls once
 every 2 s). It prints registrations per second of each run, their medians, the ratio, and
-the API requests per second served meanwhile. Figures only: the machine is shared.
+the API requests per second served meanwhile, and the CPU per registration of the
+services' process alone and of the server as a whole (the services and any child process
+of theirs: the admin process), from /proc. Figures only: the machine is shared.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.environment import child_environment
+from benchmarks.loadgen import cpu
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,6 +93,49 @@ class Hammer:
             thread.join()
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the admin process of a ``python -m servers``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds so far of the process ``pid`` alone, and of it with its children."""
+    own = cpu.sample(pid).seconds
+    children = 0.0
+    for child in _children(pid):
+        try:
+            children += cpu.sample(child).seconds
+        except OSError:
+            continue  # it ended meanwhile
+    return own, own + children
+
+
+class Run:
+    """One load run with the server's CPU around it: µs per registration."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def __call__(self, sdk: Path, keys: Path, seconds: float, count: int, out: Path
+                 ) -> dict[str, Any]:  # fmt: skip
+        own0, all0 = cpu_seconds(self.pid)
+        result = load(sdk, keys, seconds, count, out)
+        own1, all1 = cpu_seconds(self.pid)
+        ok = max(1, result["ok"])
+        result["services_us"] = 1e6 * (own1 - own0) / ok
+        result["server_us"] = 1e6 * (all1 - all0) / ok
+        return result
+
+
 def load(sdk: Path, keys: Path, seconds: float, count: int, out: Path) -> dict[str, Any]:
     """One closed-loop run: ``count`` reconnects (built and signed before the timed
     window) or ``seconds``, whichever ends first."""
@@ -131,18 +178,27 @@ def main(argv: list[str] | None = None) -> int:
             alone: list[float] = []
             hammered: list[float] = []
             api_rates: list[float] = []
+            #: µs of CPU per registration: [services alone, server alone, services
+            #: hammered, server hammered] per round.
+            costs: list[tuple[float, float, float, float]] = []
+            run = Run(server.pid)
             sdk, out = data / "sdk.json", Path(tmp) / "load.json"
             for round_ in range(args.rounds):
-                result = load(sdk, keys, args.seconds, args.count, out)
-                alone.append(result["per_s"])
+                quiet = run(sdk, keys, args.seconds, args.count, out)
+                alone.append(quiet["per_s"])
                 with Hammer(url, key, args.hammers) as hammer:
                     started = time.monotonic()
-                    result = load(sdk, keys, args.seconds, args.count, out)
+                    result = run(sdk, keys, args.seconds, args.count, out)
                     api_rates.append(hammer.done / (time.monotonic() - started))
                 hammered.append(result["per_s"])
+                costs.append((quiet["services_us"], quiet["server_us"],
+                              result["services_us"], result["server_us"]))  # fmt: skip
                 print(f"round {round_ + 1}: alone {alone[-1]:.0f}/s, with the API hammered "
                       f"{hammered[-1]:.0f}/s ({api_rates[-1]:.0f} API requests/s, "
-                      f"{hammer.failed} refused or failed)", flush=True)  # fmt: skip
+                      f"{hammer.failed} refused or failed); CPU per registration: "
+                      f"services {costs[-1][0]:.0f} µs alone, {costs[-1][2]:.0f} µs hammered; "
+                      f"server {costs[-1][1]:.0f} µs alone, {costs[-1][3]:.0f} µs hammered",
+                      flush=True)  # fmt: skip
         finally:
             server.terminate()
             server.wait(60)
@@ -151,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
           f"max {max(alone):.0f}); with {args.hammers} API clients {h:.0f} (min "
           f"{min(hammered):.0f}, max {max(hammered):.0f}); ratio {h / a:.2f}; "
           f"API {statistics.median(api_rates):.0f} requests/s")  # fmt: skip
+    med = [statistics.median(c[i] for c in costs) for i in range(4)]
+    print(f"CPU µs per registration, median: services alone {med[0]:.0f}, hammered "
+          f"{med[2]:.0f} (x{med[2] / med[0]:.2f}); server (services + admin process) alone "
+          f"{med[1]:.0f}, hammered {med[3]:.0f} (x{med[3] / med[1]:.2f})")  # fmt: skip
     return 0
 
 

@@ -91,13 +91,8 @@ def _main_workers(
 
     def workers_ready(shared: Listeners, each: list[Listeners]) -> None:
         async def export(store: RegistryStore) -> None:
-            await on_ready(store, shared)
+            await on_ready(store, shared)  # (the group's one admin port with the rest)
 
-        for listeners in each[1:]:  # (worker 0's is printed with the rest below)
-            if listeners.admin_port is not None:
-                print_line(
-                    f"metrics    http://{listeners.admin_host}:{listeners.admin_port}/metrics"
-                )
         if run(with_store(export)):  # writes listeners.json last: the group is ready
             raise RuntimeError("cannot write the SDK export")
 

@@ -1,9 +1,10 @@
 """The admin HTTP port: ``/metrics``, ``/healthz``, ``/livez``, and the console and API.
 
-Served by aiohttp (``aiohttp.web``) on the services' own uvloop loop (docs/console.md says
-why, and what it costs the services). Whoever connects, the port must never cost the
-services a descriptor or a moment of the loop they need, so this module keeps what the
-hand-written server it replaced guaranteed:
+Served by aiohttp (``aiohttp.web``) in a process of its own, on its own uvloop loop
+(servers/admin_process.py; docs/console.md says why, and what it costs the services).
+Whoever connects, the port must never cost the services a descriptor or a moment of the
+loop they need, nor the admin process more than a bounded share, so this module keeps
+what the hand-written server it replaced guaranteed:
 
 * it binds to its own address (``admin_host``, loopback by default), not the services';
 * at most ``max_connections`` are open; one more is answered ``503`` and closed at once,
@@ -15,14 +16,16 @@ hand-written server it replaced guaranteed:
 * a request line or header is at most 8 KiB, a body at most ``MAX_BODY`` bytes;
 * the console and API answer at most ``requests_per_s`` requests a second (token
   buckets of two seconds' worth, :class:`RequestBudget`); beyond, ``429`` at once, which
-  costs next to nothing. The port shares the services' loop, so this bounds what it can
-  take from them (docs/console.md has the measurement). Half the budget is kept for
-  requests with a credential the console knows, and an address without one gets a
-  quarter at most: anonymous requests, from one address or many, never lock an admin
-  out. The probes are not counted: a scraper is never refused for a busy console.
+  costs next to nothing. This bounds what the console can take from the machine and the
+  store it shares with the services (docs/console.md has the measurement). Half the
+  budget is kept for requests with a credential the console knows, and an address
+  without one gets a quarter at most: anonymous requests, from one address or many,
+  never lock an admin out. The probes are not counted: a scraper is never refused for a
+  busy console.
 
-``/healthz`` is readiness (``503`` with the reason while the store cannot be read or the
-lease renewed), ``/livez`` liveness; both and ``/metrics`` need no credential (the port
+``/healthz`` is the services' readiness (``503`` with the reason while the store cannot
+be read or the lease renewed, or the services published nothing lately), ``/livez`` their
+liveness; both and ``/metrics`` need no credential (the port
 is on loopback by default: docs/operations.md says how to expose it). Everything else is
 the console (servers/console/), which needs one.
 """
@@ -174,12 +177,15 @@ class AdminServer:
         max_connections: int = 16,
         timeout_s: float = 2.0,
         not_ready: Callable[[], str | None] = lambda: None,
+        not_alive: Callable[[], str | None] = lambda: None,
         console: Setup | None = None,
         requests_per_s: float = 20.0,
     ) -> None:
         self._render = render_metrics
         #: Why the process cannot serve now (store unreachable, lease not held), or None.
         self._not_ready = not_ready
+        #: Why the services are not alive (they published nothing lately), or None.
+        self._not_alive = not_alive
         self._console = console
         self._server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
@@ -202,8 +208,9 @@ class AdminServer:
             self._console(app)
         return app
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen; returns the bound port."""
+    async def start(self, host: str | None, port: int | None, sock: Any = None) -> int:
+        """Listen on (host, port), or serve ``sock``, a socket already listening (the
+        services' process bound it: servers/admin_process.py); returns the bound port."""
         self._runner = web.AppRunner(
             self.application(),
             access_log=None,  # state changes are in the audit log; probes would flood it
@@ -219,7 +226,7 @@ class AdminServer:
         assert make_handler is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: self._admit(make_handler), host, port, backlog=128
+            lambda: self._admit(make_handler), host, port, sock=sock, backlog=128
         )
         return int(self._server.sockets[0].getsockname()[1])
 
@@ -294,6 +301,9 @@ class AdminServer:
         return web.Response(text="ok\n")
 
     async def _livez(self, _: web.Request) -> web.Response:
+        reason = self._not_alive()
+        if reason is not None:
+            return web.Response(status=503, text=f"not alive: {reason}\n")
         return web.Response(text="alive\n")
 
 

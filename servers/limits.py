@@ -100,7 +100,7 @@ def ensure_fd_limit(connections: int) -> tuple[int, int]:
     """Raise the soft RLIMIT_NOFILE so ``connections`` sockets fit, up to the hard limit.
 
     ``connections``: every connection the process may hold at once, the services'
-    ``max_connections`` each plus the admin port's ``admin_max_connections``. Returns
+    ``max_connections`` each (or, in the admin process, ``admin_max_connections``). Returns
     ``(soft limit now, descriptors wanted)``; the caller warns when the first is smaller. A
     common default soft limit is 1024: with that, 1024 idle connections to one service would
     exhaust the process's descriptors, and every other service of the process (and the

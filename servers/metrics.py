@@ -3,9 +3,9 @@
 All updates happen on the event loop thread; state owned by other threads (the store
 writer) is read at scrape time through collectors.
 
-What an HTTP server calls: :meth:`Metrics.render` (this process's figures) and, under
-``--workers``, :class:`WorkerGroup`'s ``render`` (the whole group's, merged: any worker's
-admin port gives the same one view). Neither knows anything of HTTP.
+The services publish their figures (:class:`WorkerGroup`'s ``publish``) for the admin
+process (servers/admin_process.py), which renders them merged (``render``: one view of
+every ``--workers`` process). Neither knows anything of HTTP.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ __all__ = [
     "Registry",
     "Metrics",
     "WorkerGroup",
+    "Publication",
+    "stats_families",
+    "process_figures",
     "LATENCY_BUCKETS",
     "MAX_APPLICATION_LABELS",
 ]
@@ -405,18 +408,9 @@ class Metrics:
         self.registry.add(family)
 
     def add_stats(self, prefix: str, what: str, read: Callable[[], dict[str, float]]) -> None:
-        """One family per key of ``read()`` (read at each scrape): ``<prefix>_<key>``.
-
-        Keys ending in ``_total`` are counters, the others gauges.
-        """
-        for key in read():
-            kind = Counter if key.endswith("_total") else Gauge
-
-            def sample(key: str = key) -> list[tuple[Labels, float]]:
-                return [((), read().get(key, 0.0))]
-
-            help_text = f"{what}: {key.removesuffix('_total').replace('_', ' ')}"
-            self.registry.add(kind(f"{prefix}_{key}", help_text, read=sample))
+        """One family per key of ``read()`` (read at each scrape): ``<prefix>_<key>``."""
+        for family in stats_families(prefix, what, read):
+            self.registry.add(family)
 
     def add_gauge(self, name: str, help_text: str, read: Callable[[], float | None]) -> None:
         """A gauge read at each scrape (no sample while ``read()`` is None)."""
@@ -429,6 +423,28 @@ class Metrics:
 
     def render(self) -> str:
         return self.registry.render()
+
+
+def stats_families(prefix: str, what: str, read: Callable[[], dict[str, float]]) -> list[_Family]:
+    """One family per key of ``read()`` (read at each scrape): ``<prefix>_<key>``.
+
+    Keys ending in ``_total`` are counters, the others gauges.
+    """
+    families: list[_Family] = []
+    for key in read():
+        kind = Counter if key.endswith("_total") else Gauge
+
+        def sample(key: str = key) -> list[tuple[Labels, float]]:
+            return [((), read().get(key, 0.0))]
+
+        help_text = f"{what}: {key.removesuffix('_total').replace('_', ' ')}"
+        families.append(kind(f"{prefix}_{key}", help_text, read=sample))
+    return families
+
+
+def process_figures() -> dict[str, float]:
+    """This process's CPU, memory and descriptors (the ``process_*`` figures)."""
+    return _process_figures()
 
 
 def _implementation() -> str:
@@ -447,11 +463,14 @@ _MERGE_MAX = frozenset({
     "kaa_lease_held",
 })  # fmt: skip
 _MERGE_MIN = frozenset({"process_start_time_seconds", "kaa_ready"})
-#: How often a worker publishes its figures for the others.
+#: How often a services process publishes its figures for the admin process.
 PUBLISH_INTERVAL_S = 1.0
+#: A publication older than this is a services process that is gone or stuck: not alive,
+#: not ready (a few intervals: a busy loop or a slow disk delays one, not five).
+STALE_AFTER_S = 5.0
 
 
-#: The group this process is a worker of (set in the worker after the fork), or None.
+#: The group this process publishes to (set in a worker after the fork), or None.
 _current_group: WorkerGroup | None = None
 
 
@@ -466,17 +485,20 @@ def current_group() -> WorkerGroup | None:
 
 
 class WorkerGroup:
-    """The figures of all ``--workers`` of one group, for one merged ``/metrics``.
+    """The services' figures, published for the admin process's one ``/metrics``.
 
-    The supervisor makes a private directory (on tmpfs, /dev/shm, where it exists) before
-    it forks; each worker writes its figures there every :data:`PUBLISH_INTERVAL_S`
-    (``worker-<slot>.json``: the families' sample lines; written to a temporary file and
-    renamed, so a reader sees a whole one; not fsynced: nothing here outlives the group),
-    and renders its own figures live and the others' last published ones, merged: every
-    worker's admin port then answers with the same one view. A restarted worker starts
-    its counters from zero, so the merged counter goes down once (Prometheus treats that as
-    a reset); the per-worker figures stay on each worker's own ``/metrics/worker``... no:
-    see docs/operations.md, "Workers".
+    The admin port runs in a process of its own (servers/admin_process.py), so it reads
+    the services' figures from files. Their supervisor (the process started: with
+    ``--workers`` the workers' parent, otherwise the services' process itself) makes a
+    private directory (on tmpfs, /dev/shm, where it exists); each services process (slot
+    0, or each worker's) writes there every :data:`PUBLISH_INTERVAL_S`
+    ``worker-<slot>.json``: when, its readiness and its families' sample lines (written
+    to a temporary file and renamed, so a reader sees a whole one; not fsynced: nothing
+    here outlives the group). The admin process renders them merged (:meth:`render`), and
+    answers ``/healthz`` and ``/livez`` from them (:meth:`health`): a publication older
+    than :data:`STALE_AFTER_S` is a process that is gone or stuck. A restarted worker
+    starts its counters from zero, so the merged counter goes down once (Prometheus treats
+    that as a reset).
     """
 
     def __init__(self, directory: Path, slot: int | None = None) -> None:
@@ -500,34 +522,77 @@ class WorkerGroup:
     def _path(self, slot: int) -> Path:
         return self.directory / f"worker-{slot}.json"
 
-    def publish(self, metrics: Metrics) -> None:
-        """Write this worker's figures for the others."""
+    def publish(self, metrics: Metrics, not_ready: str | None) -> None:
+        """Write this process's figures and readiness (``not_ready``: why it cannot serve
+        now, or None) for the admin process."""
         assert self.slot is not None
         target = self._path(self.slot)
         tmp = target.with_name(f".{target.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(metrics.registry.families()))
+        doc = {"at": time.time(), "pid": os.getpid(), "not_ready": not_ready,
+               "families": metrics.registry.families()}  # fmt: skip
+        tmp.write_text(json.dumps(doc))
         os.replace(tmp, target)
 
-    def render(self, metrics: Metrics) -> str:
-        """This worker's live figures and the others' last published ones, merged; and
-        ``kaa_worker_connections_total{worker}``: how the kernel spreads connections."""
-        by_slot = {self.slot: metrics.registry.families()}
+    def published(self) -> dict[int, Publication]:
+        """Every slot's last publication, by slot (an unreadable one is left out)."""
+        found: dict[int, Publication] = {}
         for path in sorted(self.directory.glob("worker-*.json")):
-            slot = int(path.stem.removeprefix("worker-"))
-            if slot == self.slot:
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                by_slot[slot] = [tuple(f) for f in json.loads(path.read_text())]
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                doc = json.loads(path.read_text())
+                found[int(path.stem.removeprefix("worker-"))] = Publication(
+                    at=float(doc["at"]),
+                    not_ready=doc["not_ready"],
+                    families=[tuple(f) for f in doc["families"]],  # type: ignore[misc]
+                )
+        return found
+
+    def render(
+        self, own: Sequence[tuple[str, str, str, list[str]]] = (), *, per_worker: bool = False
+    ) -> str:
+        """The services' last published figures, merged, then ``own`` (the admin
+        process's); with ``per_worker``, ``kaa_worker_connections_total{worker}`` too: how
+        the kernel spreads connections over ``--workers``."""
+        by_slot = {slot: p.families for slot, p in self.published().items()}
         merged = merge_families(list(by_slot.values()))
-        spread = [
-            f'kaa_worker_connections_total{{worker="{slot}"}} {_number(_total(fams, CONNECTIONS))}'
-            for slot, fams in sorted(by_slot.items(), key=lambda item: item[0] or 0)
-        ]
-        merged.append((
-            "kaa_worker_connections_total", "counter",
-            "TCP connections accepted by each worker (of all its services)", spread,
-        ))  # fmt: skip
-        return _render(merged)
+        if per_worker:
+            spread = [
+                f'kaa_worker_connections_total{{worker="{slot}"}} '
+                f"{_number(_total(fams, CONNECTIONS))}"
+                for slot, fams in sorted(by_slot.items())
+            ]
+            merged.append((
+                "kaa_worker_connections_total", "counter",
+                "TCP connections accepted by each worker (of all its services)", spread,
+            ))  # fmt: skip
+        return _render([*merged, *own])
+
+    def health(self, slots: int, now: float | None = None) -> tuple[str | None, str | None]:
+        """(why the services are not alive, why they are not ready), each None when they
+        are: alive while at least one of the ``slots`` published within
+        :data:`STALE_AFTER_S`; ready while every one did and none says it is not."""
+        now = time.time() if now is None else now
+        published = self.published()
+        fresh = {s: p for s, p in published.items() if now - p.at <= STALE_AFTER_S}
+        if not fresh:
+            why = ("no figures published by the services yet" if not published else
+                   f"the services published nothing for {STALE_AFTER_S:g} s")  # fmt: skip
+            return why, why
+        for slot in range(slots):
+            publication = fresh.get(slot)
+            if publication is None:
+                return None, f"worker {slot} published nothing for {STALE_AFTER_S:g} s"
+            if publication.not_ready is not None:
+                return None, str(publication.not_ready)
+        return None, None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Publication:
+    """One services process's last figures (:meth:`WorkerGroup.publish`)."""
+
+    at: float  # time.time() when written
+    not_ready: str | None
+    families: list[tuple[str, str, str, list[str]]]
 
 
 CONNECTIONS = "kaa_connections_total"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import signal
 import sys
@@ -22,10 +21,10 @@ from typing import Any
 import uvloop
 
 import kaa_wire
-from servers import console, logs
+from servers import logs
 from servers import metrics as metrics_module
 from servers._impl import ExchangeProtocol
-from servers.admin import AdminServer
+from servers.admin_supervisor import AdminProcess, bind_admin
 from servers.bootstrap.keys import KeyringWatcher
 from servers.bootstrap.presign import Presigner
 from servers.bootstrap.service import BootstrapService
@@ -85,9 +84,16 @@ class _Services:
             "kaa_ready", "1 while /healthz says ready (the store reachable, the lease held)",
             lambda: float(self.not_ready() is None),
         )  # fmt: skip
-        #: Under --workers: this worker's part in the group's one view of the metrics.
+        #: Where this process publishes its figures and readiness for the admin process:
+        #: under --workers the supervisor's directory, otherwise one of its own while the
+        #: admin port is on (servers/metrics.py, WorkerGroup).
         self.group = metrics_module.current_group()
+        self._own_group: metrics_module.WorkerGroup | None = None
+        if self.group is None and settings.admin_port >= 0:
+            self._own_group = metrics_module.WorkerGroup.create()
+            self.group = self._own_group.for_worker(0)
         self._publisher: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self.servers: list[asyncio.Server] = []
         self.gates: list[Gate] = []
         self.pools: list[WorkerPool] = []
@@ -95,7 +101,7 @@ class _Services:
         self.presigner: Presigner | None = None
         self.keys: KeyringWatcher | None = None
         self.lease: NodeLease | None = None
-        self.admin: AdminServer | None = None
+        self.admin: AdminProcess | None = None
         self.bootstrap_port: int | None = None
 
     def _context(self, service: BootstrapService | OperationsService) -> ServiceContext:
@@ -228,48 +234,44 @@ class _Services:
             return "the node lease cannot be renewed (store unreachable)"
         return None
 
-    def render_metrics(self) -> str:
-        """What /metrics answers: this process's figures, or under ``--workers`` the whole
-        group's, merged (any worker's admin port gives the same one view)."""
+    def publish(self) -> None:
+        """Publish this process's figures and readiness for the admin process now, then
+        every second."""
         if self.group is None:
-            return self.metrics.render()
-        return self.group.render(self.metrics)
+            return
+        self.group.publish(self.metrics, self.not_ready())
+        self._publisher = asyncio.get_running_loop().create_task(self._publish_forever(self.group))
 
     async def _publish_forever(self, group: metrics_module.WorkerGroup) -> None:
         while True:
+            await asyncio.sleep(metrics_module.PUBLISH_INTERVAL_S)
             try:
-                group.publish(self.metrics)
+                group.publish(self.metrics, self.not_ready())
             except OSError as exc:  # the supervisor's directory is gone: it is stopping
                 logs.event(logs.get("main"), logging.DEBUG, "metrics not published",
                            error=str(exc))  # fmt: skip
-            await asyncio.sleep(metrics_module.PUBLISH_INTERVAL_S)
 
-    async def start_admin(self) -> int:
+    def start_admin(self) -> int:
+        """Bind the admin port here and serve it from a process of its own
+        (servers/admin_supervisor.py); returns the bound port."""
         s = self.settings
-        if self.group is not None:
-            self._publisher = asyncio.get_running_loop().create_task(
-                self._publish_forever(self.group)
-            )
-        self.admin = AdminServer(
-            self.render_metrics,
-            max_connections=s.admin_max_connections,
-            timeout_s=s.admin_timeout_s,
-            requests_per_s=s.admin_requests_per_s,
-            not_ready=self.not_ready,
-            console=functools.partial(
-                console.install,
-                store=self.store,
-                settings=s,
-                datadir=self.datadir,
-                render_metrics=self.render_metrics,  # the same one view as /metrics
-                bootstrap=self.bootstrap_address,
-                registry=self.metrics.registry,
-            ),
-        )
-        self.metrics.add_stats("kaa_admin", "Admin port", self.admin.stats)
-        return await self.admin.start(s.admin_host, s.admin_port)
+        assert self._own_group is not None  # (only without --workers: see servers/workers.py)
+        sock = bind_admin(s.admin_host, s.admin_port)
+        # The console's SDK export names this process's Bootstrap port as bound.
+        settings = dataclasses.replace(s, bootstrap_port=self.bootstrap_address()[1])
+        self.admin = AdminProcess(settings, sock, self._own_group, slots=1)
+        self.admin.start()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise(self.admin))
+        return int(sock.getsockname()[1])
+
+    @staticmethod
+    async def _supervise(admin: AdminProcess) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            admin.poll()
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._supervisor)  # no restart of the admin process now
         if self.lease is not None:
             await self.lease.stop()
         for server in self.servers:
@@ -294,7 +296,9 @@ class _Services:
             pool.shutdown()
         await cancel_and_wait(self._publisher)
         if self.admin is not None:
-            await self.admin.stop()
+            self.admin.stop()
+        if self._own_group is not None:
+            self._own_group.remove()
 
 
 def _commit_snapshot(store: RegistryStore) -> HistogramSnapshot | None:
@@ -349,8 +353,8 @@ async def serve(
     if operations:
         datadir.operations_private_key()
     services_count = int(bootstrap) + int(operations)
-    admin_count = settings.admin_max_connections if settings.admin_port >= 0 else 0
-    fd_limit, fd_wanted = ensure_fd_limit(services_count * settings.max_connections + admin_count)
+    # (The admin port's connections are its own process's: servers/admin_process.py.)
+    fd_limit, fd_wanted = ensure_fd_limit(services_count * settings.max_connections)
     if fd_limit < fd_wanted:
         logs.event(
             log,
@@ -372,11 +376,13 @@ async def serve(
             # Operations first: its lease is in the node table before a Bootstrap reads it.
             operations_port = await services.start_operations() if operations else None
             admin = settings.admin_port >= 0
+            bootstrap_port = await services.start_bootstrap() if bootstrap else None
+            services.publish()  # before the admin process reads it
             listeners = Listeners(
                 host=settings.host,
-                bootstrap_port=await services.start_bootstrap() if bootstrap else None,
+                bootstrap_port=bootstrap_port,
                 operations_port=operations_port,
-                admin_port=await services.start_admin() if admin else None,
+                admin_port=services.start_admin() if admin else None,
                 admin_host=settings.admin_host if admin else None,
             )
             for name in ("bootstrap", "operations", "admin"):

@@ -100,11 +100,8 @@ def main(service: str, argv: Sequence[str] | None = None) -> int:
 
         def workers_ready(shared: Listeners, each: list[Listeners]) -> None:
             print_line(f"{service} {settings.host}:{getattr(shared, port_key)}")
-            for listeners in each:
-                if listeners.admin_port is not None:
-                    print_line(
-                        f"metrics http://{listeners.admin_host}:{listeners.admin_port}/metrics"
-                    )
+            if shared.admin_port is not None:  # the group's one admin port
+                print_line(f"metrics http://{shared.admin_host}:{shared.admin_port}/metrics")
 
         return serve_workers(
             settings,

@@ -18,13 +18,15 @@ a pipe once it listens. The parent:
 Workers also get SIGTERM from the kernel if the parent dies without that (Linux
 PR_SET_PDEATHSIG), so a killed supervisor leaves no orphan serving its ports.
 
-The admin port, when on, is per worker (``admin_port + i``, or a free port each for 0),
-and each one's ``/metrics`` is the whole group's, merged (servers/metrics.py,
-:class:`~servers.metrics.WorkerGroup`: the workers publish their figures every
-second). An Operations node is one node row whatever its worker count (node id
-``host:port``, one lease holder token for the group); each worker renews it and reports
-its own rate times N as the load. With SQLite every worker opens the same database file:
-reads scale, but there is one writer at a time (docs/operations.md, "Workers").
+The admin port, when on, is the group's one: this parent binds it and serves it from one
+admin process (servers/admin_supervisor.py), which it restarts if it dies and stops last.
+Its ``/metrics`` is the whole group's, merged, and its ``/healthz`` says ready while every
+worker does (servers/metrics.py, :class:`~servers.metrics.WorkerGroup`: the workers
+publish their figures and readiness every second). An Operations node is one node row
+whatever its worker count (node id ``host:port``, one lease holder token for the group);
+each worker renews it and reports its own rate times N as the load. With SQLite every
+worker opens the same database file: reads scale, but there is one writer at a time
+(docs/operations.md, "Workers").
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from servers import logs, metrics
+from servers.admin_supervisor import AdminProcess, bind_admin
 from servers.config import Settings
 from servers.runtime import Listeners, run, serve
 
@@ -106,9 +109,11 @@ class _Group:
         reserved: list[socket.socket],
         on_ready: ReadyHook | None,
         metrics_group: metrics.WorkerGroup,
+        admin: AdminProcess | None,
     ) -> None:
         self.settings = settings
         self.metrics_group = metrics_group
+        self.admin = admin
         self.bootstrap = bootstrap
         self.operations = operations
         self.reserved = reserved
@@ -126,10 +131,8 @@ class _Group:
     # -- workers ------------------------------------------------------------------------
 
     def worker_settings(self, slot: int) -> Settings:
-        admin = self.settings.admin_port
-        if admin > 0:
-            admin += slot
-        return dataclasses.replace(self.settings, admin_port=admin)
+        # The admin port is the group's, served by this parent's admin process.
+        return dataclasses.replace(self.settings, admin_port=-1)
 
     def start(self, slot: int) -> None:
         settings = self.worker_settings(slot)
@@ -146,6 +149,8 @@ class _Group:
                     os.close(other.ready_fd)
                 for sock in self.reserved:
                     sock.close()
+                if self.admin is not None:
+                    self.admin.close_in_child()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 metrics.join_group(self.metrics_group.for_worker(slot))
@@ -226,6 +231,14 @@ class _Group:
             due = self.last_start[worker.slot] + _RESTART_INTERVAL_S
             self.restart_at[worker.slot] = max(due, time.monotonic())
 
+    def with_admin(self, listeners: Listeners) -> Listeners:
+        """A worker's listeners and the group's admin port."""
+        if self.admin is None:
+            return listeners
+        return dataclasses.replace(
+            listeners, admin_port=self.admin.port, admin_host=self.settings.admin_host
+        )
+
     def watched_fds(self) -> list[int]:
         """The ready pipes still open: one at end of file would make select return at once."""
         return [w.ready_fd for w in self.workers.values() if not w.closed]
@@ -233,6 +246,8 @@ class _Group:
     def loop(self) -> int:
         for slot in range(self.settings.workers):
             self.start(slot)
+        if self.admin is not None:
+            self.admin.start()
         while self.workers or self.restart_at:
             fds = self.watched_fds()
             with contextlib.suppress(InterruptedError):
@@ -241,6 +256,8 @@ class _Group:
                     if worker.ready_fd in readable:
                         self._read_ready(worker)
             self._reap()
+            if self.admin is not None and not self.stopping:
+                self.admin.poll()
             now = time.monotonic()
             for slot, due in list(self.restart_at.items()):
                 if due <= now and not self.stopping:
@@ -248,7 +265,7 @@ class _Group:
                     self.start(slot)
             if not self.all_ready and not self.stopping and all(self.listeners):
                 self.all_ready = True
-                ready = [x for x in self.listeners if x is not None]
+                ready = [self.with_admin(x) for x in self.listeners if x is not None]
                 logs.event(
                     self.log, logging.INFO, "workers ready", workers=len(ready),
                     pids=",".join(str(w.pid) for w in self.workers.values()),
@@ -309,9 +326,20 @@ def serve_workers(
         print(f"error: cannot bind {settings.host}: {exc}", file=sys.stderr)
         return 1
     metrics_group = metrics.WorkerGroup.create()
+    admin = None
+    if settings.admin_port >= 0:
+        try:
+            sock = bind_admin(settings.admin_host, settings.admin_port)
+        except OSError as exc:
+            for sock in reserved:
+                sock.close()
+            metrics_group.remove()
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        admin = AdminProcess(settings, sock, metrics_group, slots=settings.workers)
     group = _Group(
         settings, bootstrap=bootstrap, operations=operations, reserved=reserved,
-        on_ready=on_ready, metrics_group=metrics_group,
+        on_ready=on_ready, metrics_group=metrics_group, admin=admin,
     )  # fmt: skip
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
@@ -323,6 +351,8 @@ def serve_workers(
     try:
         return group.loop()
     finally:
+        if admin is not None:  # last: it never outlives the workers
+            admin.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         for sock in reserved:

@@ -26,3 +26,21 @@ def children_of(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
+
+
+def is_admin_process(pid: int) -> bool:
+    """Whether ``pid`` runs ``python -m servers.admin_process`` (servers/admin_supervisor.py)."""
+    try:
+        return b"servers.admin_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of the supervisor ``pid``: its children but the admin process."""
+    return [child for child in children_of(pid) if not is_admin_process(child)]
+
+
+def admin_of(pid: int) -> list[int]:
+    """The admin process of ``pid`` (a list: none while it restarts)."""
+    return [child for child in children_of(pid) if is_admin_process(child)]

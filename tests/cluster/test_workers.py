@@ -1,8 +1,9 @@
 """``--workers N``: worker processes share the ports (SO_REUSEPORT) under one supervisor.
 
 On the embedded SQLite store (the workers share the database file): both workers answer,
-a killed worker is replaced while the other keeps serving, SIGTERM stops the group
-cleanly, and a supervisor killed outright takes its workers with it.
+a killed worker is replaced while the other keeps serving, the group's one admin process
+shows both and is replaced when killed, SIGTERM stops the group cleanly, and a
+supervisor killed outright takes its workers and its admin process with it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
-from cluster_harness import children_of, metric_total
+from cluster_harness import admin_of, metric_total, workers_of
 from servers_harness import (
     REPO,
     START_TIMEOUT_S,
@@ -58,25 +60,23 @@ def test_workers_share_the_ports_and_are_supervised(
     data = tmp_path / "data"
     main = start_main(data, "--workers", "2")
     try:
-        workers = children_of(main.process.proc.pid)  # listeners.json: both are ready
+        workers = workers_of(main.process.proc.pid)  # listeners.json: both are ready
         assert len(workers) == 2
+        [admin] = admin_of(main.process.proc.pid)
 
-        def metrics_urls() -> list[str]:
-            lines = main.process.output().splitlines()
-            return [line.split()[-1] for line in lines if line.startswith("metrics")]
+        lines = main.process.output().splitlines()
+        metrics = [line.split()[-1] for line in lines if line.startswith("metrics")]
+        assert metrics == [main.admin_url + "/metrics"]  # the group's one admin port
 
-        metrics = wait_until(lambda: len(metrics_urls()) == 2 and metrics_urls(), "2 URLs")
-        assert len(set(metrics)) == 2  # one admin port per worker
-
-        # The kernel spreads connections over both workers' listening sockets; each
-        # worker's /metrics is the group's one view (the others' figures a second old).
+        # The kernel spreads connections over both workers' listening sockets; the admin
+        # port's /metrics is the group's one view (the figures a second old).
         for _ in range(40):
             assert resolve(main.sdk).nodes
         wait_until(
-            lambda: all(metric_total(url, "kaa_resolutions_total") == 40 for url in metrics),
-            "every admin port to show the group's 40 resolutions",
+            lambda: metric_total(metrics[0], "kaa_resolutions_total") == 40,
+            "the admin port to show the group's 40 resolutions",
         )
-        per_worker = _worker_connections(metrics[1])
+        per_worker = _worker_connections(metrics[0])
         assert sorted(per_worker) == ["0", "1"] and min(per_worker.values()) > 0, per_worker
         assert metric_total(metrics[0], "process_open_fds") > 0
 
@@ -90,15 +90,34 @@ def test_workers_share_the_ports_and_are_supervised(
         wait_until(lambda: _gone(workers[0]), "the killed worker to be reaped")
         assert device.register(PROFILE).status == RegistrationStatus.EXISTING
         wait_until(lambda: "worker restarted" in main.process.logs(), "a replacement")
-        replaced = children_of(main.process.proc.pid)
+        replaced = workers_of(main.process.proc.pid)
         assert len(replaced) == 2 and workers[1] in replaced and workers[0] not in replaced
         assert "worker exited, restarting" in main.process.logs()
         assert device.register(PROFILE).status == RegistrationStatus.EXISTING
+
+        # The admin process killed: replaced, and the workers serve meanwhile.
+        os.kill(admin, signal.SIGKILL)
+        assert device.register(PROFILE).status == RegistrationStatus.EXISTING
+        wait_until(lambda: "admin process restarted" in main.process.logs(), "a new admin")
+        assert admin not in admin_of(main.process.proc.pid)
+        wait_until(lambda: _healthz(main.admin_url) == 200, "the new admin process ready")
+        assert workers_of(main.process.proc.pid) == replaced
     finally:
         code = main.process.stop()
     assert code == 0, main.process.logs()
     assert all(_gone(pid) for pid in replaced)
+    assert not admin_of(main.process.proc.pid)
     assert not (data / "listeners.json").exists()
+
+
+def _healthz(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
 
 
 def _worker_connections(url: str) -> dict[str, float]:
@@ -118,10 +137,26 @@ def test_a_killed_supervisor_takes_its_workers_along(tmp_path: Path) -> None:
         "bootstrap",
     )
     process.wait_for_line("bootstrap ")
-    workers = children_of(process.proc.pid)
+    workers = workers_of(process.proc.pid)
     assert len(workers) == 2
     process.kill()  # SIGKILL: no chance to forward anything
     wait_until(lambda: all(_exited(pid) for pid in workers), "the workers to exit")
+
+
+def test_a_killed_supervisor_takes_its_admin_process_along(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    control(data, "init")
+    process = ServerProcess(
+        "servers.operations",
+        ["--data", str(data), "--port", "0", "--workers", "2", "--admin-port", "0"],
+        tmp_path / "logs",
+        "operations",
+    )
+    process.wait_for_line("metrics ")
+    [admin] = admin_of(process.proc.pid)
+    assert len(workers_of(process.proc.pid)) == 2
+    process.kill()  # SIGKILL: its life pipe closes with it
+    wait_until(lambda: _exited(admin), "the admin process to exit")
 
 
 def test_workers_that_cannot_start_fail_the_start(tmp_path: Path) -> None:
@@ -148,7 +183,7 @@ def test_the_supervisor_sleeps_once_its_workers_are_ready(tmp_path: Path) -> Non
     main = start_main(tmp_path / "data", "--workers", "2")
     try:
         supervisor = main.process.proc.pid
-        assert len(children_of(supervisor)) == 2  # listeners.json: both are ready
+        assert len(workers_of(supervisor)) == 2  # listeners.json: both are ready
         states = []
         for _ in range(40):
             stat = Path(f"/proc/{supervisor}/stat").read_text()

@@ -36,8 +36,9 @@ LOOPBACK = "127.0.0.1"
 #: The admin port's default bounds (servers/config.py), which the flood runs against.
 ADMIN_LIMIT = 16
 ADMIN_TIMEOUT_S = 2.0
-#: Small on purpose: the process's descriptor budget is then 2 x 256 + 16 + 256 = 784,
-#: far below the flood, so admin connections outside the budget would exhaust it.
+#: Small on purpose: the services' descriptor budget is then 2 x 256 + 256 = 768, and the
+#: admin process's 16 + 256 = 272, far below the flood, so admin connections outside the
+#: budget would exhaust it.
 SERVICE_LIMIT = 256
 FLOOD = 2000
 #: Every attacker keeps reconnecting for this long; devices register meanwhile.
@@ -52,6 +53,34 @@ FD_SLACK = 24
 
 def _open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _fd_limit(pid: int) -> int:
+    return int(
+        next(
+            line.split()[3]
+            for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
+            if line.startswith("Max open files")
+        )
+    )
+
+
+def admin_process(pid: int) -> int:
+    """The pid of the admin process of the services' process ``pid`` (its only child)."""
+    children = [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit() and _parent(int(entry)) == pid
+    ]
+    assert len(children) == 1, children
+    return children[0]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _healthz(port: int, host: str = LOOPBACK) -> tuple[int, bytes]:
@@ -132,24 +161,23 @@ def test_an_admin_flood_never_makes_a_service_refuse_a_device(
     pid = main.process.proc.pid
     port = main.listeners["admin_port"]
     try:
-        limit = int(
-            next(
-                line.split()[3]
-                for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
-                if line.startswith("Max open files")
-            )
-        )
-        assert limit == 2 * SERVICE_LIMIT + ADMIN_LIMIT + FD_RESERVE
+        # The services' budget has no admin connection: they are the admin process's.
+        assert _fd_limit(pid) == 2 * SERVICE_LIMIT + FD_RESERVE
+        assert _healthz(port) == (200, b"ok\n")  # the admin process is up
+        admin = admin_process(pid)
+        assert _fd_limit(admin) >= ADMIN_LIMIT + FD_RESERVE
         done: list[str] = []
         errors: list[str] = []
         for _ in range(2):  # the store's reader connections and caches, before counting
             fresh_endpoint(main.sdk).register(b'{"before":true}')
         fds_before = _open_fds(pid)
+        admin_fds_before = _open_fds(admin)
 
         stop = threading.Event()
         devices = threading.Thread(target=_devices, args=(main.sdk, stop, done, errors))
         outcomes: dict[str, int] = {}
         fd_samples: list[int] = []
+        admin_fd_samples: list[int] = []
 
         async def attack() -> None:
             loop = asyncio.get_running_loop()
@@ -161,6 +189,7 @@ def test_an_admin_flood_never_makes_a_service_refuse_a_device(
             ]
             while loop.time() < until:
                 fd_samples.append(_open_fds(pid))
+                admin_fd_samples.append(_open_fds(admin))
                 await asyncio.sleep(0.2)
             await asyncio.gather(*attackers)
 
@@ -172,12 +201,14 @@ def test_an_admin_flood_never_makes_a_service_refuse_a_device(
             devices.join()
         print(
             f"admin flood: {sum(outcomes.values())} attacker connections {sorted(outcomes.items())}"
-            f"; {len(done)} devices registered meanwhile; server descriptors {fds_before} "
-            f"before, at most {max(fd_samples)} during"
+            f"; {len(done)} devices registered meanwhile; services' descriptors {fds_before} "
+            f"before, at most {max(fd_samples)} during; the admin process's "
+            f"{admin_fds_before} before, at most {max(admin_fd_samples)} during"
         )
         assert not errors, errors[:5]
         assert len(done) >= 3, "too few devices registered during the flood"
-        assert max(fd_samples) <= fds_before + ADMIN_LIMIT + FD_SLACK
+        assert max(fd_samples) <= fds_before + FD_SLACK
+        assert max(admin_fd_samples) <= admin_fds_before + ADMIN_LIMIT + FD_SLACK
         answered = {k: v for k, v in outcomes.items() if k.startswith("HTTP/1.1")}
         assert set(answered) <= {"HTTP/1.1 503 Service Unavailable", "HTTP/1.1 408 Request Timeout"}
         assert answered.get("HTTP/1.1 503 Service Unavailable", 0) >= FLOOD - ADMIN_LIMIT

@@ -174,6 +174,13 @@ class MainServer:
         with urllib.request.urlopen(self.admin_url + "/metrics", timeout=IO_TIMEOUT_S) as r:
             return str(r.read().decode())
 
+    def metrics_with(self, series: str) -> str:
+        """/metrics once it shows ``series`` (the services publish their figures for the
+        admin process every second: what just happened shows within one)."""
+        return str(
+            wait_until(lambda: series in (text := self.metrics()) and text, f"{series} shown")
+        )
+
 
 def start_main(data: Path, *extra: str, name: str = "main") -> MainServer:
     """Start ``python -m servers`` on free ports; wait until DIR/listeners.json appears."""

@@ -262,7 +262,7 @@ def test_metrics_count_what_happened(
     Endpoint(app_sdk, rsa_keys[6]).register(PROFILE)
     with pytest.raises(UnknownApplication):
         resolve(app_sdk, app_token="unknown-app")
-    text = server.metrics()
+    text = server.metrics_with('kaa_errors_total{service="bootstrap",code="UNKNOWN_APPLICATION"}')
 
     def value(sample: str) -> float:
         match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)

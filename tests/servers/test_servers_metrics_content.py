@@ -26,7 +26,7 @@ def test_metrics_tell_node_lease_store_application_and_process_state(tmp_path: P
     server = start_main(tmp_path / "data")
     try:
         probe(server.sdk)  # one resolution and one registration
-        text = server.metrics()
+        text = server.metrics_with('kaa_application_registrations_total{application="default"}')
         assert _value(text, "kaa_nodes_live") == 1
         assert _value(text, "kaa_lease_held") == 1
         assert _value(text, "kaa_ready") == 1
