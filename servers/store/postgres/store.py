@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -512,8 +512,8 @@ class PostgresStore(RegistryStore):
             console.credential, "no such credential", audit, sql, audit.at_ms, name
         )
 
-    async def search_endpoints(
-        self, query: console.EndpointQuery
-    ) -> list[tuple[int, Endpoint]]:
-        sql, params = console.endpoint_search(query, postgres=True)
-        return await self._select(console.positioned_endpoint, sql, *params)
+    async def search_endpoints(self, query: console.EndpointQuery) -> console.EndpointPage:
+        async def select(sql: str, params: list[object]) -> list[Sequence[Any]]:
+            return await self._select(tuple, sql, *params)
+
+        return await console.search_endpoints(query, select, postgres=True)
