@@ -134,7 +134,7 @@ def test_a_json_field_match_compares_type_and_value(store_backend: StoreBackend)
         b'\xff\xfe{"model":"m7"}',  # 6: not UTF-8
         b'{"model":"m7"',  # 7: cut short
         b"[" * 5000 + b"]" * 5000,  # 8: deeper than any parser goes
-        b'{"n":1e999999,"model":"m7","z":"\\u0000"}',  # 9: numeric overflow, \u0000
+        b'{"n":1e999999,"z":"\\u0000"}',  # 9: JSON that jsonb cannot hold (PostgreSQL raises)
         b"",  # 10
         b'["model","m7"]',  # 11: an array at the top
         b'{"model":1,"serial":true}',  # 12: true is no 1
