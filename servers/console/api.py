@@ -245,7 +245,9 @@ def endpoint_id_of(text: str) -> bytes:
 
 def _field_match(request: web.Request) -> FieldMatch | None:
     """``profile_field=a.b`` and ``profile_value=JSON``: docs/console.md, "The API"."""
-    path, value = request.query.get("profile_field"), request.query.get("profile_value")
+    # Empty counts as absent, as for the other filters (a search form sends every field).
+    path = request.query.get("profile_field") or None
+    value = request.query.get("profile_value") or None
     if path is None and value is None:
         return None
     if path is None or value is None:
