@@ -259,7 +259,7 @@ def test_a_bounded_search_goes_on_page_by_page_without_javascript(
     while driver.find_elements(By.ID, "next-page"):
         before = by_id(driver, "scan-status").text
         by_id(driver, "next-page").click()
-        wait(driver, "the next window", lambda d: by_id(d, "scan-status").text != before)
+        wait(driver, "the next window", lambda d, seen=before: by_id(d, "scan-status").text != seen)
         pages += 1
         assert pages < 100
     assert "the search is complete" in by_id(driver, "scan-status").text
