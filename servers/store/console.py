@@ -6,11 +6,12 @@
 * **Searches** with cursors, newest first: endpoints by id prefix, application, status,
   first-seen time, profile content and a profile's JSON field; the audit log, optionally
   of one subject. Each page is read by an index and stops at its limit; a filter no index
-  serves is tested on a bounded window of rows per page (docs/console.md, "How the
-  filters scale").
+  serves is tested on a bounded window of rows per page (docs/console.md, "How it
+  scales").
 
-The SQL is built here once for both backends; they differ only in placeholders and in
-the name of the ordering column (SQLite's rowid ``id``, PostgreSQL's ``seq``).
+The SQL is built here once for both backends; they differ in placeholders, the name of
+the ordering column (SQLite's rowid ``id``, PostgreSQL's ``seq``), and how a profile is
+searched (``instr`` or ``position``; ``json_type``/``json_extract`` or jsonb).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def credential(row: Sequence[Any]) -> AdminCredential:
 
 #: At most this many candidate rows (those the indexed filters leave) are examined per page
 #: when a filter without an index is given (``since_ms``, ``profile``): docs/console.md,
-#: "How the filters scale". About 15 ms of a core on SQLite or PostgreSQL.
+#: "How it scales". About 15 ms of a core on SQLite or PostgreSQL.
 SCAN_ROWS = 20_000
 #: The same with a JSON field match: parsing a profile costs PostgreSQL about 8 µs.
 JSON_SCAN_ROWS = 5_000
