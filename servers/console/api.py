@@ -267,7 +267,8 @@ def _field_match(request: web.Request) -> FieldMatch | None:
         parsed = _NOT_SCALAR
     if isinstance(parsed, int) and not isinstance(parsed, bool) and abs(parsed) >= 2**63:
         parsed = _NOT_SCALAR
-    if isinstance(parsed, str) and not _is_utf8(parsed):  # "\ud800"
+    # "\ud800" no store can encode; "\u0000" jsonb refuses (and no profile holds it).
+    if isinstance(parsed, str) and (not _is_utf8(parsed) or "\x00" in parsed):
         parsed = _NOT_SCALAR
     if parsed is _NOT_SCALAR or isinstance(parsed, (list, dict)):
         raise _bad("profile_value", 'one JSON value: "text", a number (64-bit), true, '

@@ -119,9 +119,11 @@ CREATE INDEX audit_log_subject ON audit_log (subject, seq);
         # cast, and a search must not fail on them (PostgreSQL 15 has no
         # pg_input_is_valid). The exception block costs a subtransaction per call (about
         # 8 µs with the cast): the search examines a bounded window (docs/console.md).
+        # PARALLEL UNSAFE (the default, said here): a parallel worker cannot start the
+        # subtransaction ("cannot start subtransactions during a parallel operation").
         """
 CREATE FUNCTION kaa_profile_json(profile bytea) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $body$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL UNSAFE AS $body$
 BEGIN
     RETURN convert_from(profile, 'UTF8')::jsonb;
 EXCEPTION WHEN others THEN

@@ -164,6 +164,8 @@ def _cursor(text: str) -> str:
          "profile_value"),
         ("profile_field=model&profile_value=%22%5Cud800%22", "invalid_parameter",
          "profile_value"),
+        ("profile_field=model&profile_value=%22%5Cu0000%22", "invalid_parameter",
+         "profile_value"),
         ("profile_field=model&profile_value=%22" + "x" * 250 + "%22", "invalid_parameter",
          "profile_value"),
         ("profile=" + "x" * 201, "invalid_parameter", "profile"),
