@@ -3,6 +3,8 @@ the cursor searches of endpoints and the audit log, with every filter."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from servers_harness import StoreBackend
 from store_records import T0, endpoint_id, endpoint_write
@@ -179,3 +181,30 @@ def test_audit_search_by_subject_pages_with_a_cursor(store_backend: StoreBackend
         assert [e.action for e in rest] == ["a2", "a1", "a0"]
 
     store_backend.run(body)
+
+
+@pytest.mark.postgres
+def test_the_profile_parser_runs_in_a_plan_postgres_makes_parallel(postgres_database: str) -> None:
+    """kaa_profile_json catches the cast's errors in a subtransaction, which a parallel
+    worker cannot start: it must keep a query that calls it out of parallel workers (a
+    parallel plan of the JSON search failed with a 500 at a million endpoints)."""
+    import asyncpg
+
+    from servers.store.postgres.migrate import migrate
+
+    async def body() -> list[object]:
+        conn = await asyncpg.connect(postgres_database)
+        try:
+            await migrate(conn)
+            version = int(await conn.fetchval("SHOW server_version_num"))
+            knob = "debug_parallel_query" if version >= 160000 else "force_parallel_mode"
+            await conn.execute(f"SET {knob} = on")  # every plan that can be parallel is
+            rows = await conn.fetch(
+                "SELECT kaa_profile_json(p) FROM (VALUES ('{\"a\":1}'::bytea), "
+                "('\\xff00'::bytea), ('not json'::bytea)) AS t(p)"
+            )
+            return [r[0] for r in rows]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(body()) == ['{"a": 1}', None, None]
