@@ -262,31 +262,25 @@ def endpoint_search(
 def scan_window(q: EndpointQuery, *, postgres: bool) -> tuple[str, list[object]]:
     """SQL selecting ``(count, lowest position)`` of the next ``q.window`` candidate rows
     below the cursor: read from an index, no row's profile touched."""
-    return _window(q, postgres, "count(*), min({key})", None)
-
-
-def scan_count(q: EndpointQuery, last: int, *, postgres: bool) -> tuple[str, list[object]]:
-    """SQL counting the candidate rows from the cursor down to ``last`` (a page that
-    filled before its window ended examined those)."""
-    return _window(q, postgres, "count(*)", last)
-
-
-def _window(
-    q: EndpointQuery, postgres: bool, select: str, down_to: int | None
-) -> tuple[str, list[object]]:
-    """``select`` over the next window of candidate rows below the cursor (those at or
-    above the position ``down_to``, when given): read from an index, no profile touched."""
     s = _Sql(postgres)
     where = _indexed(q, s)
     if q.before is not None:
         where.append(f"{s.key} < {s.arg(q.before)}")
-    outer = "" if down_to is None else f" WHERE {s.key} >= {s.arg(down_to)}"
     sql = (
-        f"SELECT {select.format(key=s.key)} FROM (SELECT {s.key} FROM endpoints"
-        f"{_where(where)} ORDER BY {s.key} DESC LIMIT {s.arg(q.window)}) "
-        f"AS candidates{outer}"
+        f"SELECT count(*), min({s.key}) FROM (SELECT {s.key} FROM endpoints{_where(where)} "
+        f"ORDER BY {s.key} DESC LIMIT {s.arg(q.window)}) AS candidates"
     )
     return sql, s.params
+
+
+def scan_count(q: EndpointQuery, last: int, *, postgres: bool) -> tuple[str, list[object]]:
+    """SQL counting the candidate rows from the cursor down to ``last`` (a page that
+    filled before its window ended examined those: fewer than a window, by an index)."""
+    s = _Sql(postgres)
+    where = [*_indexed(q, s), f"{s.key} >= {s.arg(last)}"]
+    if q.before is not None:
+        where.append(f"{s.key} < {s.arg(q.before)}")
+    return f"SELECT count(*) FROM endpoints{_where(where)}", s.params
 
 
 Select = Callable[[str, list[object]], Awaitable[list[Sequence[Any]]]]
