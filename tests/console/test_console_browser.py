@@ -232,7 +232,7 @@ def test_a_forged_form_from_another_origin_is_refused(
 
 
 def test_a_bounded_search_goes_on_page_by_page_without_javascript(
-    driver: WebDriver, console: Console, tmp_path: Path
+    driver: WebDriver, console: Console, shots: Path, tmp_path: Path
 ) -> None:
     """A JSON field search examines a window of rows a page (two here): the first page has
     no match, "Search further" finds the device, and the search then says it is complete."""
@@ -255,6 +255,7 @@ def test_a_bounded_search_goes_on_page_by_page_without_javascript(
     wait(driver, "the second window", status("Searched 4 endpoints so far"))
     rows = driver.find_elements(By.CSS_SELECTOR, "#endpoint-list tbody a")
     assert [r.text for r in rows] == [wanted]
+    screenshot(driver, shots, "console-endpoints-bounded")
     pages = 2
     while driver.find_elements(By.ID, "next-page"):
         before = by_id(driver, "scan-status").text
