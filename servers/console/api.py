@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -43,9 +44,16 @@ from servers.store.base import (
     NotFound,
     RegistryStore,
 )
-from servers.store.console import MAX_PAGE, EndpointQuery
+from servers.store.console import MAX_PAGE, SCAN_ROWS, EndpointQuery, FieldMatch
 
-__all__ = ["Api", "audit_doc", "decode_cursor", "encode_cursor", "endpoint_id_of"]
+__all__ = [
+    "Api",
+    "audit_doc",
+    "decode_cursor",
+    "decode_endpoint_cursor",
+    "encode_cursor",
+    "endpoint_id_of",
+]
 
 PREFIX = "/api/v1"
 DEFAULT_PAGE = 50
@@ -53,6 +61,10 @@ _HEX = re.compile(r"[0-9a-f]*")
 _MAX_CONFIG = 32 * 1024
 _MAX_REASON = 500
 _MAX_PROFILE_QUERY = 200
+#: profile_field: object keys from the top, joined by ".".
+_FIELD_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_FIELD_DEPTH = 8
+_NOT_SCALAR = object()
 #: A row position in a cursor: 18 digits always fit a signed 64-bit column.
 _MAX_CURSOR_DIGITS = 18
 
@@ -60,24 +72,43 @@ _MAX_CURSOR_DIGITS = 18
 # -- cursors ---------------------------------------------------------------------------------
 
 
-def encode_cursor(kind: str, position: int) -> str:
-    """Opaque to clients: which list it belongs to and the last row's position."""
-    return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
+def encode_cursor(kind: str, position: int, examined: int | None = None) -> str:
+    """Opaque to clients: which list it belongs to and the last row's position (and, for
+    a bounded endpoint search, how many rows it has examined so far)."""
+    text = f"{kind}:{position}" if examined is None else f"{kind}:{position}:{examined}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(kind: str, text: str) -> int:
+def _cursor_numbers(kind: str, text: str) -> list[int]:
+    """The numbers of a cursor ``kind:N[:N]`` as encode_cursor writes them."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ApiError(400, "bad_cursor", "the cursor is not one this API gave") from None
-    found, _, position = raw.partition(":")
+    found, _, rest = raw.partition(":")
+    numbers = rest.split(":")
     # Exactly what encode_cursor writes: digits that fit the stores' 64-bit row positions
     # (int() would also take " 5", "+5", "1_0" and numbers no column can hold).
-    if not (position.isascii() and position.isdigit() and len(position) <= _MAX_CURSOR_DIGITS):
+    if len(numbers) > 2 or not all(
+        n.isascii() and n.isdigit() and len(n) <= _MAX_CURSOR_DIGITS for n in numbers
+    ):
         raise ApiError(400, "bad_cursor", "the cursor is not one this API gave")
     if found != kind:
         raise ApiError(400, "bad_cursor", "the cursor is not one of this list")
-    return int(position)
+    return [int(n) for n in numbers]
+
+
+def decode_cursor(kind: str, text: str) -> int:
+    numbers = _cursor_numbers(kind, text)
+    if len(numbers) != 1:
+        raise ApiError(400, "bad_cursor", "the cursor is not one this API gave")
+    return numbers[0]
+
+
+def decode_endpoint_cursor(text: str) -> tuple[int, int]:
+    """(position, rows examined so far) of an endpoint list's cursor."""
+    numbers = _cursor_numbers("e", text)
+    return numbers[0], numbers[1] if len(numbers) == 2 else 0
 
 
 # -- reading requests ------------------------------------------------------------------------
@@ -225,6 +256,43 @@ def endpoint_id_of(text: str) -> bytes:
     if len(text) != 40 or not _HEX.fullmatch(text.lower()):
         raise ApiError(400, "invalid_parameter", "an endpoint id is 40 hex digits", field="id")
     return bytes.fromhex(text)
+
+
+def _field_match(request: web.Request) -> FieldMatch | None:
+    """``profile_field=a.b`` and ``profile_value=JSON``: docs/console.md, "The API"."""
+    # Empty counts as absent, as for the other filters (a search form sends every field).
+    path = request.query.get("profile_field") or None
+    value = request.query.get("profile_value") or None
+    if path is None and value is None:
+        return None
+    if path is None or value is None:
+        name = "profile_field" if path is None else "profile_value"
+        raise _bad(name, "profile_field and profile_value go together")
+    keys = tuple(path.split("."))
+    if len(keys) > _MAX_FIELD_DEPTH or not all(_FIELD_KEY.fullmatch(k) for k in keys):
+        raise _bad("profile_field", f"up to {_MAX_FIELD_DEPTH} keys joined by '.', each "
+                   "1 to 64 of A-Z a-z 0-9 _ -")  # fmt: skip
+    if len(value) > _MAX_PROFILE_QUERY:
+        raise _bad("profile_value", f"at most {_MAX_PROFILE_QUERY} characters")
+    try:
+        parsed = json.loads(value, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        parsed = _NOT_SCALAR
+    if isinstance(parsed, float) and not math.isfinite(parsed):  # 1e999
+        parsed = _NOT_SCALAR
+    if isinstance(parsed, int) and not isinstance(parsed, bool) and abs(parsed) >= 2**63:
+        parsed = _NOT_SCALAR
+    # "\ud800" no store can encode; "\u0000" jsonb refuses (and no profile holds it).
+    if isinstance(parsed, str) and (not _is_utf8(parsed) or "\x00" in parsed):
+        parsed = _NOT_SCALAR
+    if parsed is _NOT_SCALAR or isinstance(parsed, (list, dict)):
+        raise _bad("profile_value", 'one JSON value: "text", a number (64-bit), true, '
+                   "false or null")  # fmt: skip
+    return FieldMatch(keys, parsed)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(name)  # NaN, Infinity: not JSON
 
 
 def audit_doc(e: AuditEntry) -> dict[str, Any]:
@@ -438,6 +506,7 @@ class Api:
         if profile is not None and len(profile) > _MAX_PROFILE_QUERY:
             raise _bad("profile", f"at most {_MAX_PROFILE_QUERY} characters")
         cursor = q.get("cursor")
+        before, examined = (None, 0) if cursor is None else decode_endpoint_cursor(cursor)
         limit = _query_int(request, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
         assert limit is not None
         return EndpointQuery(
@@ -446,19 +515,26 @@ class Api:
             status=status,
             since_ms=_query_int(request, "since_ms", 0, 2**63 - 1, None),
             profile_contains=profile.encode() if profile else None,
-            before=None if cursor is None else decode_cursor("e", cursor),
+            profile_field=_field_match(request),
+            before=before,
             limit=limit,
+            scan_limit=_query_int(request, "scan_rows", 1, SCAN_ROWS, None),
+            examined=examined,
         )
 
     async def endpoint_list(self, request: web.Request) -> web.Response:
         return web.json_response(await self.endpoint_page(self.endpoint_query(request)))
 
     async def endpoint_page(self, query: EndpointQuery) -> dict[str, Any]:
-        rows = await self.store.search_endpoints(query)
-        more = len(rows) == query.limit
+        page = await self.store.search_endpoints(query)
+        scan = None
+        if page.examined is not None:
+            scan = {"examined": page.examined, "window": query.window}
         return {
-            "items": [endpoint_doc(e) for _, e in rows],
-            "next_cursor": encode_cursor("e", rows[-1][0]) if rows and more else None,
+            "items": [endpoint_doc(e) for _, e in page.rows],
+            "next_cursor": None if page.next_before is None
+            else encode_cursor("e", page.next_before, page.examined),
+            "scan": scan,
         }
 
     async def endpoint_show(self, request: web.Request) -> web.Response:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from servers.store.console import JSON_SCAN_ROWS, SCAN_ROWS
+
 __all__ = ["document", "ERROR_CODES"]
 
 #: The stable error codes (``error.code``), with their HTTP status.
@@ -135,7 +137,19 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Endpoint": _object(_ENDPOINT),
     "EndpointDetail": _object({**_ENDPOINT, "public_key_der_hex": _STR, "profile": _STR}),
-    "EndpointPage": _page("Endpoint"),
+    "EndpointPage": _object(
+        {
+            "items": {"type": "array", "items": _ref("Endpoint")},
+            "next_cursor": {"type": ["string", "null"]},
+            # null: indexed filters only. Else how far a bounded search got (see the
+            # description of GET /api/v1/endpoints).
+            "scan": {"oneOf": [
+                {"type": "null"},
+                _object({"examined": {"type": "integer", "minimum": 0},
+                         "window": {"type": "integer", "minimum": 1}}),
+            ]},
+        }
+    ),
     "Reason": _object({}, {"reason": _STR}),
     "AuditEntry": _object(
         {"seq": _INT, "at_ms": _INT, "actor": _STR, "action": _STR, "subject": _STR,
@@ -218,6 +232,15 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
             "description": description}
 
 
+_FIELD_PATH = r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,7}$"
+_ENDPOINT_SEARCH = (
+    "id_prefix, application and status are served by indexes: a page holds `limit` rows "
+    "unless none are left. since_ms, profile and profile_field are tested on each row the "
+    "indexed filters leave, and a page examines at most `scan_rows` such rows, newest "
+    "first from its cursor: it may hold fewer than `limit` rows, or none, and still have a "
+    "next_cursor. Its `scan` says how many rows the search has examined so far (all "
+    "pages) and the window of each page; next_cursor null means the search is complete."
+)
 _TOKEN = _path_param("token", "application token")
 _ID = _path_param("id", "endpoint id, 40 hex digits")
 _CURSOR = _query("cursor", _STR, "next_cursor of the previous page")
@@ -280,17 +303,30 @@ def document() -> dict[str, Any]:
             },
             "/api/v1/apps/{token}/sdk-export": {"post": export},
             "/api/v1/endpoints": {
-                "get": _op(
+                "get": {**_op(
                     "search endpoints, newest first", (200, "EndpointPage"), 400,
                     params=[
-                        _query("id_prefix", _STR, "hex digits the id starts with"),
+                        _query("id_prefix", {"type": "string", "pattern": "^[0-9a-fA-F]{0,40}$"},
+                               "hex digits the id starts with"),
                         _query("application", _STR, "application token"),
                         _query("status", {"enum": ["active", "revoked"]}, "status"),
-                        _query("since_ms", _INT, "first seen at or after (epoch ms)"),
-                        _query("profile", _STR, "text the profile contains"),
+                        _query("since_ms", {"type": "integer", "minimum": 0},
+                               "first seen at or after (epoch ms); examined, not indexed"),
+                        _query("profile", {"type": "string", "maxLength": 200},
+                               "bytes the profile contains; examined, not indexed"),
+                        _query("profile_field", {"type": "string", "pattern": _FIELD_PATH},
+                               "a field of the profile parsed as JSON: object keys from the "
+                               "top joined by '.' (with profile_value)"),
+                        _query("profile_value", {"type": "string", "maxLength": 200},
+                               'the JSON value that field must equal: "text", a number, '
+                               "true, false or null (with profile_field)"),
+                        _query("scan_rows", {"type": "integer", "minimum": 1,
+                                             "maximum": SCAN_ROWS},
+                               "examine at most this many rows per page (default and "
+                               f"most: {SCAN_ROWS:,}, {JSON_SCAN_ROWS:,} with profile_field)"),
                         _CURSOR, _LIMIT,
                     ],
-                )
+                ), "description": _ENDPOINT_SEARCH},
             },
             "/api/v1/endpoints/{id}": {
                 "get": _op("one endpoint with its profile and key", (200, "EndpointDetail"),

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from kaa_wire import RegistrationStatus, Topic
 
 if TYPE_CHECKING:  # (console.py imports the row converters, which import this module)
-    from servers.store.console import AdminCredential, EndpointQuery
+    from servers.store.console import AdminCredential, EndpointPage, EndpointQuery
 
 __all__ = [
     "Balancing",
@@ -444,6 +444,6 @@ class RegistryStore(abc.ABC):
         """Mark revoked (idempotent; the first time is kept); raises NotFound."""
 
     @abc.abstractmethod
-    async def search_endpoints(self, query: EndpointQuery) -> list[tuple[int, Endpoint]]:
-        """One page, newest first: (row position, endpoint); the last position is the
-        cursor of the next page."""
+    async def search_endpoints(self, query: EndpointQuery) -> EndpointPage:
+        """One page, newest first: (row position, endpoint) rows and where the next page
+        continues (servers/store/console.py, search_endpoints)."""

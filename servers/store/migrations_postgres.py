@@ -111,6 +111,27 @@ CREATE INDEX audit_log_subject ON audit_log (subject, seq);
         "node leases name their holder",
         "ALTER TABLE nodes ADD COLUMN holder text NOT NULL DEFAULT ''",
     ),
+    Migration(
+        5,
+        "admin console: a profile as JSON, or NULL, for the JSON field search",
+        # A profile is bytes a device chose: invalid UTF-8, not JSON, a \u0000 escape, a
+        # number out of numeric's range or nesting past the stack limit all raise in the
+        # cast, and a search must not fail on them (PostgreSQL 15 has no
+        # pg_input_is_valid). The exception block costs a subtransaction per call (about
+        # 8 µs with the cast): the search examines a bounded window (docs/console.md).
+        # PARALLEL UNSAFE (the default, said here): a parallel worker cannot start the
+        # subtransaction ("cannot start subtransactions during a parallel operation").
+        """
+CREATE FUNCTION kaa_profile_json(profile bytea) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL UNSAFE AS $body$
+BEGIN
+    RETURN convert_from(profile, 'UTF8')::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$body$
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -32,7 +32,7 @@ import sqlite3
 import tempfile
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -786,8 +786,8 @@ class SqliteStore(RegistryStore):
         job = functools.partial(_revoke_credential, name=name, audit=audit)
         return await self._write(job, bounded=False)
 
-    async def search_endpoints(
-        self, query: console.EndpointQuery
-    ) -> list[tuple[int, Endpoint]]:
-        sql, params = console.endpoint_search(query, postgres=False)
-        return await self._select(console.positioned_endpoint, sql, *params)
+    async def search_endpoints(self, query: console.EndpointQuery) -> console.EndpointPage:
+        async def select(sql: str, params: list[object]) -> list[Sequence[Any]]:
+            return await self._select(tuple, sql, *params)
+
+        return await console.search_endpoints(query, select, postgres=False)

@@ -11,7 +11,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,27 +97,31 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _NO_REDIRECTS = urllib.request.build_opener(_NoRedirect)
 
 
-def add_password(data: Path, name: str, role: str, password: str) -> None:
+def add_password(
+    data: Path, name: str, role: str, password: str, store: Sequence[str] = ()
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "servers.control", "--data", str(data), "admin", "add", name,
-         "--role", role, "--password-file", "-"],
+        [sys.executable, "-m", "servers.control", "--data", str(data), *store, "admin", "add",
+         name, "--role", role, "--password-file", "-"],
         input=password + "\n", capture_output=True, text=True, env=_env(), timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
 
 
-def add_key(data: Path, name: str, role: str) -> str:
-    doc = json.loads(control(data, "admin", "key", name, "--role", role).stdout)
+def add_key(data: Path, name: str, role: str, store: Sequence[str] = ()) -> str:
+    doc = json.loads(control(data, *store, "admin", "key", name, "--role", role).stdout)
     return str(doc["api_key"])
 
 
-def start_console(data: Path) -> Iterator[Console]:
+def start_console(data: Path, store: Sequence[str] = ()) -> Iterator[Console]:
+    """``store``: ``("--store", DSN)`` for PostgreSQL; SQLite in ``data`` when empty."""
     # (The request budget is for people; the tests ask faster than people do.)
-    main = start_main(data, "--admin-requests-per-s", "1000")
+    main = start_main(data, *store, "--admin-requests-per-s", "1000")
     try:
-        add_password(data, "alice", "admin", ADMIN_PASSWORD)
-        add_password(data, "rita", "read-only", READER_PASSWORD)
-        robot, reader = add_key(data, "robot", "admin"), add_key(data, "reader", "read-only")
+        add_password(data, "alice", "admin", ADMIN_PASSWORD, store)
+        add_password(data, "rita", "read-only", READER_PASSWORD, store)
+        robot = add_key(data, "robot", "admin", store)
+        reader = add_key(data, "reader", "read-only", store)
         yield Console(main, robot, reader)
     finally:
         assert main.process.stop() == 0, main.process.logs()

@@ -229,3 +229,40 @@ def test_a_forged_form_from_another_origin_is_refused(
     finally:
         attacker.shutdown()
     assert console.api("GET", f"/endpoints/{endpoint_id}").json["status"] == "active"
+
+
+def test_a_bounded_search_goes_on_page_by_page_without_javascript(
+    driver: WebDriver, console: Console, shots: Path, tmp_path: Path
+) -> None:
+    """A JSON field search examines a window of rows a page (two here): the first page has
+    no match, "Search further" finds the device, and the search then says it is complete."""
+    sdk = console.main.data / "sdk.json"
+    wanted = device(sdk, tmp_path / "rare", '{"model":"m1","site":"shelf 9"}')["endpoint_id"]
+    for i in range(3):  # newer devices, examined first
+        device(sdk, tmp_path / f"common{i}", '{"model":"m1","site":"hall"}')
+    login(driver, console, "alice", ADMIN_PASSWORD)
+    driver.get(console.url + "/endpoints?scan_rows=2")
+    by_id(driver, "profile_field").send_keys("site")
+    by_id(driver, "profile_value").send_keys('"shelf 9"')
+    by_id(driver, "search").click()
+
+    def status(text: str) -> Any:
+        return lambda d: text in by_id(d, "scan-status").text
+
+    wait(driver, "the first window", status("Searched 2 endpoints so far"))
+    assert "No match among these yet" in by_id(driver, "endpoint-list").text
+    by_id(driver, "next-page").click()
+    wait(driver, "the second window", status("Searched 4 endpoints so far"))
+    rows = driver.find_elements(By.CSS_SELECTOR, "#endpoint-list tbody a")
+    assert [r.text for r in rows] == [wanted]
+    screenshot(driver, shots, "console-endpoints-bounded")
+    pages = 2
+    while driver.find_elements(By.ID, "next-page"):
+        before = by_id(driver, "scan-status").text
+        by_id(driver, "next-page").click()
+        wait(driver, "the next window", lambda d, seen=before: by_id(d, "scan-status").text != seen)
+        pages += 1
+        assert pages < 100
+    assert "the search is complete" in by_id(driver, "scan-status").text
+    final = driver.find_elements(By.CSS_SELECTOR, "#endpoint-list tbody a")
+    assert wanted not in [r.text for r in final]  # found once, on its own page
