@@ -1,0 +1,308 @@
+"""One storm generator process: its share of the devices, prepared before the storm, then run.
+
+Each device runs the client's own :class:`client._policy.RegistrationPlan` (hold-off,
+resolution, reconnect by key hash, exponential backoff with full jitter, retry-after): the
+one source of the client's policy. The generator only changes *when* the crypto is done
+and *how* the sockets are used, never what the device does:
+
+* **Before the storm** every device's first registration request is sealed (X25519, HKDF,
+  ChaCha20-Poly1305, the Ed25519 signature) with the timestamp the device will send: the
+  server's time (from a resolution made just before) at the common start plus the
+  device's hold-off. The plan is started before the storm too, so its hold-off is known.
+  In this process :data:`client._policy.RegisterClient` is replaced by
+  :class:`SealedBeforeStorm`, which hands that request to the plan when the plan asks for
+  the same key, kind and node with a timestamp within ``TOLERANCE_MS`` of the sealed one.
+  The tolerance is that wide because a cached-signature answer tells the server's time
+  when it was signed (re-signed every 10 s, valid 30 s): two resolutions a moment apart
+  can tell times up to 30 s apart, and the plan's own timestamp is that rough too. The
+  server's window is +/- 120 s (docs/protocol.md section 6), and it still checks it and
+  the endpoint's timestamp order: a request it refuses counts as a failure. Any other request, every retry after
+  ``OVERLOADED`` among them, is sealed on demand by the real RegisterClient.
+* **During the storm** an exchange is a connect, a write and reads until the server
+  closes (it closes after its answer, so the close here leaves no TIME_WAIT on a port of
+  the range): a device connects only when it is about to send. At most ``max_open``
+  sockets of this process are open at once (the port budget, benchmarks/fleet/ports.py);
+  a device that has to wait for one has no connection yet, and the waits are reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import resource
+import socket
+import time
+from collections.abc import Generator
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+from benchmarks.loadgen import cpu
+from benchmarks.loadgen.keys import Ed25519Keys
+from benchmarks.loadgen.requests import profile_for
+
+__all__ = ["SealedBeforeStorm", "run_worker"]
+
+#: How far the plan's timestamp may be from the sealed one for that request to be sent.
+TOLERANCE_MS = 30_000
+_READ_SIZE = 65536
+#: Loop lag is sampled this often (how late a timer fires: the generator's own backlog).
+_TICK_S = 0.1
+
+
+class _Sealed:
+    """A RegisterClient whose request was sealed before the storm (what Exchange uses)."""
+
+    __slots__ = ("conn", "request", "timestamp_ms")
+
+    def __init__(self, conn: Any, timestamp_ms: int) -> None:
+        self.conn = conn
+        self.timestamp_ms = timestamp_ms
+        self.request: bytes = conn.send_request()
+
+    def send_request(self) -> bytes:
+        return self.request
+
+    def receive_data(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+
+    def next_event(self) -> Any:
+        return self.conn.next_event()
+
+
+class SealedBeforeStorm:
+    """Stands in for the plan's RegisterClient: a device's request sealed before the storm
+    when it fits the plan's wish, a fresh one sealed now otherwise."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.sealed: dict[int, _Sealed] = {}
+        self.used = 0
+        self.on_demand = 0
+
+    def seal(self, key: Any, node: Any, timestamp_ms: int, **kwargs: Any) -> None:
+        conn = self.real(node, private_key=key, timestamp_ms=timestamp_ms, **kwargs)
+        self.sealed[id(key)] = _Sealed(conn, timestamp_ms)
+
+    def __call__(self, node: Any, *, private_key: Any, timestamp_ms: int, **kwargs: Any) -> Any:
+        sealed = self.sealed.pop(id(private_key), None)
+        if (
+            sealed is not None
+            and sealed.conn.node == node
+            and kwargs.get("reconnect") is True
+            and abs(timestamp_ms - sealed.timestamp_ms) <= TOLERANCE_MS
+        ):
+            self.used += 1
+            return sealed
+        self.on_demand += 1
+        return self.real(node, private_key=private_key, timestamp_ms=timestamp_ms, **kwargs)
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.gate_waits = 0
+        self.gate_wait_s = 0.0
+        self.timeouts = 0
+        self.lag: list[float] = []
+
+
+async def _exchange(action: Any, timeout_s: float, gate: asyncio.Semaphore, n: _Counters) -> Any:
+    """Connect, write the request, read until the server closes; then open the answer."""
+    from kaa_wire._connection import NEED_DATA
+
+    loop = asyncio.get_running_loop()
+    if gate.locked():
+        n.gate_waits += 1
+        waited = time.monotonic()
+        await gate.acquire()
+        n.gate_wait_s += time.monotonic() - waited
+    else:
+        await gate.acquire()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        chunks = []
+        try:
+            async with asyncio.timeout(timeout_s):
+                await loop.sock_connect(sock, (action.host, action.port))
+                await loop.sock_sendall(sock, action.request)
+                action.sent = len(action.request)
+                while data := await loop.sock_recv(sock, _READ_SIZE):
+                    chunks.append(data)
+        except TimeoutError:
+            n.timeouts += 1  # this close comes first: a TIME_WAIT on our port
+            raise
+        event = action.receive(b"".join(chunks))
+        if event is NEED_DATA:
+            event = action.receive(b"")  # end of stream: raises what is wrong
+        if event is NEED_DATA:
+            raise EOFError("the server closed before its whole answer")
+        return event
+    finally:
+        sock.close()
+        gate.release()
+
+
+async def _drive(steps: Generator[Any, Any, Any], action: Any, timeout_s: float,
+                 gate: asyncio.Semaphore, n: _Counters) -> Any:  # fmt: skip
+    """client._asyncio.run's loop, over :func:`_exchange`, from an action already taken."""
+    from client._policy import TRANSPORT_ERRORS, Sleep
+
+    try:
+        while True:
+            if isinstance(action, Sleep):
+                await asyncio.sleep(action.seconds)
+                action = steps.send(None)
+                continue
+            try:
+                event = await _exchange(action, timeout_s, gate, n)
+            except TRANSPORT_ERRORS as exc:
+                action = steps.throw(exc)
+            else:
+                action = steps.send(event)
+    except StopIteration as stop:
+        return stop.value
+
+
+def run_worker(
+    conn: Connection, sdk_json: str, indexes: list[int], holdoff_s: float,
+    cpus: list[int] | None, bound_s: float, max_open: int, stop: Event,
+) -> None:  # fmt: skip
+    """The process body: build, report, seal for the start it is told, run, report."""
+    import uvloop
+
+    import client._policy as policy_module
+    from client._policy import Connected, Failed, RegistrationPlan, RetryPolicy, Sleep
+    from client._state import DeviceState
+    from kaa_wire._errors import Overloaded
+    from kaa_wire.sdk_config import SdkConfig
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    config = SdkConfig.from_json(Path(sdk_json).read_text())
+    anchors = tuple(server.trusted_key() for server in config.bootstrap_servers)
+    policy = RetryPolicy(initial_holdoff_s=holdoff_s)
+    timeout_s = policy.exchange_timeout_s
+    sealer = SealedBeforeStorm(policy_module.RegisterClient)
+    counters = _Counters()
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    gate = asyncio.Semaphore(max_open)
+
+    def plan_for(key: Any, pol: Any) -> Any:
+        state = DeviceState(endpoint_id=key.endpoint_id.hex(), registered=True, status="existing")
+        return RegistrationPlan(
+            config, anchors, key.private_key, state, profile_for(key.index),
+            policy=pol, rng=random.Random(key.index), clock=time.monotonic,
+        )  # fmt: skip
+
+    keys = Ed25519Keys().load_many(indexes)
+
+    # A resolution just before the storm: the server's time and the node to seal to. The
+    # client's own plan makes it (a device of this process; its request is never sent).
+    async def first_resolution() -> Any:
+        probe = plan_for(keys[0], RetryPolicy())
+        steps = probe.steps()
+        for _ in range(10):
+            try:
+                event = await _exchange(next(steps), timeout_s, gate, counters)
+                steps.send(event)  # the plan keeps the verified resolution, builds a request
+                steps.close()
+                return probe.resolved
+            except Exception:
+                steps = plan_for(keys[0], RetryPolicy()).steps()
+                await asyncio.sleep(1.0)
+        raise RuntimeError("no resolution from the Bootstrap before the storm")
+
+    resolved = loop.run_until_complete(first_resolution())
+    node = resolved.nodes[0]
+    started = [plan_for(key, policy).steps() for key in keys]
+    firsts = [next(steps) for steps in started]  # the hold-off (a Sleep) of each plan
+    holdoffs = [a.seconds if isinstance(a, Sleep) else 0.0 for a in firsts]
+    sample = time.monotonic()
+    for key in keys[: min(32, len(keys))]:
+        policy_module.RegisterClient(
+            node, sdk_token=config.sdk_token, private_key=key.private_key,
+            profile=profile_for(key.index), timestamp_ms=0, reconnect=True,
+        ).send_request()  # fmt: skip
+    per_seal = (time.monotonic() - sample) / min(32, len(keys))
+    conn.send({"built": len(keys), "seal_estimate_s": per_seal * len(keys)})
+
+    planned: float = conn.recv()  # the common start the timestamps are sealed for
+    began = time.monotonic()
+    for key, holdoff in zip(keys, holdoffs, strict=True):
+        sealer.seal(
+            key.private_key, node, resolved.server_time_at(planned + holdoff),
+            sdk_token=config.sdk_token, profile=profile_for(key.index), reconnect=True,
+            max_frame_size=config.max_frame_size,
+        )  # fmt: skip
+    policy_module.RegisterClient = sealer  # type: ignore[assignment,misc]
+    conn.send({"sealed": len(keys), "seal_s": time.monotonic() - began})
+
+    start_at: float = conn.recv()
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    done_at: list[float] = []
+    after_holdoff: list[float] = []
+    overloaded = {"resolve": 0, "register": 0}
+    attempts = {"resolve": 0, "register": 0}
+    failed = [0]
+    other = [0]
+
+    async def device(index: int) -> None:
+        steps, first, holdoff = started[index], firsts[index], holdoffs[index]
+        if isinstance(first, Sleep):  # the hold-off counts from the common start
+            await asyncio.sleep(max(0.0, start_at + holdoff - time.monotonic()))
+            first = steps.send(None)
+        outcome = await _drive(steps, first, timeout_s, gate, counters)
+        for attempt in outcome.attempts:
+            attempts[attempt.stage] += 1
+            overloaded[attempt.stage] += isinstance(attempt.cause, Overloaded)
+        if isinstance(outcome, Connected):
+            now = time.monotonic()
+            done_at.append(now - start_at)
+            after_holdoff.append(now - start_at - holdoff)
+        elif isinstance(outcome, Failed):
+            failed[0] += 1
+        else:
+            other[0] += 1
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            due = time.monotonic() + _TICK_S
+            await asyncio.sleep(_TICK_S)
+            counters.lag.append(time.monotonic() - due)
+
+    async def main() -> None:
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        tasks = [asyncio.ensure_future(device(i)) for i in range(len(started))]
+        tick = asyncio.ensure_future(ticker())
+        pending = set(tasks)
+        deadline = start_at + bound_s
+        while pending and not stop.is_set() and time.monotonic() < deadline:
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+        for task in pending:  # still trying at the bound (or stopped): they count so
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        tick.cancel()
+        await asyncio.gather(tick, return_exceptions=True)
+
+    before = cpu.sample(os.getpid())
+    loop.run_until_complete(main())
+    usage = cpu.usage(before, cpu.sample(os.getpid()))
+    loop.close()
+    lag = sorted(counters.lag)
+    conn.send({
+        "done_at": done_at, "after_holdoff": after_holdoff, "overloaded": overloaded,
+        "attempts": attempts, "failed": failed[0], "revoked": other[0], "cpu": usage,
+        "devices": len(keys), "sealed_before_used": sealer.used,
+        "sealed_on_demand": sealer.on_demand, "gate_waits": counters.gate_waits,
+        "gate_wait_s": round(counters.gate_wait_s, 2), "timeouts": counters.timeouts,
+        "loop_lag_ms": {
+            "p50": round(1000 * lag[len(lag) // 2], 1) if lag else None,
+            "p99": round(1000 * lag[int(0.99 * (len(lag) - 1))], 1) if lag else None,
+            "max": round(1000 * lag[-1], 1) if lag else None,
+        },
+    })  # fmt: skip
