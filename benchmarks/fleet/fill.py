@@ -184,7 +184,7 @@ async def _fill_postgres(
             if ix["constraint_name"]:
                 await conn.execute(
                     f'ALTER TABLE endpoints ADD CONSTRAINT "{ix["constraint_name"]}" '
-                    f'{ix["constraint_sql"]}'
+                    f"{ix['constraint_sql']}"
                 )
             else:
                 await conn.execute(ix["sql"])
@@ -208,9 +208,7 @@ def fill_postgres(
     """``COPY`` ``count`` rows into the PostgreSQL store at ``dsn``."""
     import asyncio
 
-    return asyncio.run(
-        _fill_postgres(dsn, start, count, der_of, token_hash, application, progress)
-    )
+    return asyncio.run(_fill_postgres(dsn, start, count, der_of, token_hash, application, progress))
 
 
 def postgres_bytes(dsn: str) -> int:

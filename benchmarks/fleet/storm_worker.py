@@ -16,8 +16,14 @@ and *how* the sockets are used, never what the device does:
   when it was signed (re-signed every 10 s, valid 30 s): two resolutions a moment apart
   can tell times up to 30 s apart, and the plan's own timestamp is that rough too. The
   server's window is +/- 120 s (docs/protocol.md section 6), and it still checks it and
-  the endpoint's timestamp order: a request it refuses counts as a failure. Any other request, every retry after
-  ``OVERLOADED`` among them, is sealed on demand by the real RegisterClient.
+  the endpoint's timestamp order: a request it refuses counts as a failure. Any other
+  request, every retry after ``OVERLOADED`` among them, is sealed on demand by the real
+  RegisterClient.
+* A Bootstrap in cached-signature mode sends every device the same answer bytes (signed
+  in advance, its nonce all zero) until it signs again. :func:`memo_resolve_client` makes
+  the plan's ResolveClient verify and decode each distinct such answer once per process:
+  a device that receives the very bytes already verified gets the same content, at its
+  own time of receipt. An answer bound to its request's nonce is verified every time.
 * **During the storm** an exchange is a connect, a write and reads until the server
   closes (it closes after its answer, so the close here leaves no TIME_WAIT on a port of
   the range): a device connects only when it is about to send. At most ``max_open``
@@ -31,7 +37,6 @@ import asyncio
 import os
 import random
 import resource
-import socket
 import time
 from collections.abc import Generator
 from multiprocessing.connection import Connection
@@ -47,7 +52,6 @@ __all__ = ["SealedBeforeStorm", "run_worker"]
 
 #: How far the plan's timestamp may be from the sealed one for that request to be sent.
 TOLERANCE_MS = 30_000
-_READ_SIZE = 65536
 #: Loop lag is sampled this often (how late a timer fires: the generator's own backlog).
 _TICK_S = 0.1
 
@@ -100,12 +104,72 @@ class SealedBeforeStorm:
         return self.real(node, private_key=private_key, timestamp_ms=timestamp_ms, **kwargs)
 
 
+def memo_resolve_client(real: type) -> type:
+    """The plan's ResolveClient, verifying each distinct unbound answer once (module doc)."""
+    verified: dict[tuple[bytes, int, int, bool], tuple[Any, ...]] = {}
+
+    class MemoResolveClient(real):  # type: ignore[misc,valid-type]
+        def receive_data(self, data: bytes) -> None:
+            self._raw = getattr(self, "_raw", b"") + data
+            super().receive_data(data)
+
+        def next_event(self, now: float) -> Any:
+            from kaa_wire._connection import Resolved, _State
+
+            raw = getattr(self, "_raw", b"")
+            trusted = self._trusted
+            key = (raw, id(trusted.public_key), trusted.generation, self._accept_unbound)
+            hit = verified.get(key) if self._accept_unbound else None
+            if hit is not None:
+                self.state = _State.DONE
+                return Resolved(hit[0], hit[1], hit[2], now, hit[3])
+            event = super().next_event(now)
+            # Accepted without echoing this request's random nonce: an unbound answer.
+            if isinstance(event, Resolved) and self.request.nonce not in raw:
+                if len(verified) > 64:
+                    verified.clear()
+                verified[key] = (
+                    event.nodes,
+                    event.server_time_ms,
+                    event.valid_for_s,
+                    event.bootstrap_key,
+                )
+            return event
+
+    return MemoResolveClient
+
+
 class _Counters:
     def __init__(self) -> None:
         self.gate_waits = 0
         self.gate_wait_s = 0.0
         self.timeouts = 0
         self.lag: list[float] = []
+
+
+class _OneExchange(asyncio.Protocol):
+    """One connection: the request written the moment it connects, every byte until the
+    server closes (it closes after its answer); our close then follows theirs."""
+
+    def __init__(self, request: bytes, answer: asyncio.Future[bytes]) -> None:
+        self.request = request
+        self.answer = answer
+        self.chunks: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def eof_received(self) -> bool:
+        if not self.answer.done():
+            self.answer.set_result(b"".join(self.chunks))
+        return False  # close our side now: the server closed first
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(exc or EOFError("connection lost"))
 
 
 async def _exchange(action: Any, timeout_s: float, gate: asyncio.Semaphore, n: _Counters) -> Any:
@@ -120,28 +184,28 @@ async def _exchange(action: Any, timeout_s: float, gate: asyncio.Semaphore, n: _
         n.gate_wait_s += time.monotonic() - waited
     else:
         await gate.acquire()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    transport = None
     try:
-        sock.setblocking(False)
-        chunks = []
+        answer: asyncio.Future[bytes] = loop.create_future()
         try:
             async with asyncio.timeout(timeout_s):
-                await loop.sock_connect(sock, (action.host, action.port))
-                await loop.sock_sendall(sock, action.request)
+                transport, _ = await loop.create_connection(
+                    lambda: _OneExchange(action.request, answer), action.host, action.port
+                )
                 action.sent = len(action.request)
-                while data := await loop.sock_recv(sock, _READ_SIZE):
-                    chunks.append(data)
+                data = await answer
         except TimeoutError:
             n.timeouts += 1  # this close comes first: a TIME_WAIT on our port
             raise
-        event = action.receive(b"".join(chunks))
+        event = action.receive(data)
         if event is NEED_DATA:
             event = action.receive(b"")  # end of stream: raises what is wrong
         if event is NEED_DATA:
             raise EOFError("the server closed before its whole answer")
         return event
     finally:
-        sock.close()
+        if transport is not None:
+            transport.close()
         gate.release()
 
 
@@ -239,6 +303,7 @@ def run_worker(
             max_frame_size=config.max_frame_size,
         )  # fmt: skip
     policy_module.RegisterClient = sealer  # type: ignore[assignment,misc]
+    policy_module.ResolveClient = memo_resolve_client(policy_module.ResolveClient)  # type: ignore[assignment,misc]
     conn.send({"sealed": len(keys), "seal_s": time.monotonic() - began})
 
     start_at: float = conn.recv()
@@ -290,7 +355,14 @@ def run_worker(
         await asyncio.gather(tick, return_exceptions=True)
 
     before = cpu.sample(os.getpid())
-    loop.run_until_complete(main())
+    if os.environ.get("STORM_PROFILE"):
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.runcall(loop.run_until_complete, main())
+        prof.dump_stats(os.environ["STORM_PROFILE"] + str(os.getpid()))
+    else:
+        loop.run_until_complete(main())
     usage = cpu.usage(before, cpu.sample(os.getpid()))
     loop.close()
     lag = sorted(counters.lag)
