@@ -105,17 +105,15 @@ class Deployment:
                 self.log(f"[fill {self.backend} {self.size:,}] {done:,} rows")
 
         before = self.disk_bytes() if self.backend == "postgresql" else 0
+        spec = fill.FillSpec(
+            0, self.size, keys.public_der,
+            token_hash=token_hash, application=target.app_token, progress=progress,
+        )  # fmt: skip
         if self.backend == "postgresql":
             assert self.dsn
-            result = fill.fill_postgres(
-                self.dsn, 0, self.size, keys.public_der,
-                token_hash=token_hash, application=target.app_token, progress=progress,
-            )  # fmt: skip
+            result = fill.fill_postgres(self.dsn, spec)
         else:
-            result = fill.fill_sqlite(
-                self.db, 0, self.size, keys.public_der,
-                token_hash=token_hash, application=target.app_token, progress=progress,
-            )  # fmt: skip
+            result = fill.fill_sqlite(self.db, spec)
         on_disk = self.disk_bytes()
         record = {
             **result.to_dict(),

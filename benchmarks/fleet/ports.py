@@ -23,7 +23,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-__all__ = ["PortBudget", "StormRefused", "plan_budget", "port_range", "ports_in_use"]
+__all__ = [
+    "PortBudget",
+    "StormRefused",
+    "budget_for",
+    "plan_budget",
+    "port_range",
+    "ports_in_use",
+]
 
 RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 TCP_TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
@@ -79,18 +86,21 @@ def ports_in_use(low: int, high: int) -> int:
 
 
 def plan_budget(wanted_open: int) -> PortBudget:
+    """:func:`budget_for` this machine's port range as it is used now."""
+    low, high = port_range()
+    return budget_for(low, high, ports_in_use(low, high), wanted_open)
+
+
+def budget_for(low: int, high: int, used: int, wanted_open: int) -> PortBudget:
     """The cap on open sockets the range allows (``wanted_open`` or less, with a warning).
 
-    The storm may take half of the free ports: each open socket one, and as many again for
-    the TIME_WAIT of exchanges that time out. Raises :class:`StormRefused` when the cap
-    would fall under MIN_OPEN.
+    The storm may take half of the ports free beyond the reserve: each open socket one, and
+    as many again for the TIME_WAIT of exchanges that time out. Raises
+    :class:`StormRefused` when the cap would fall under MIN_OPEN.
     """
-    low, high = port_range()
     size = high - low + 1
-    used = ports_in_use(low, high)
     reserve = max(MIN_RESERVE, int(RESERVE_SHARE * size))
-    free = size - used - reserve
-    allowed = free // 4  # half of the free ports, two per open socket
+    allowed = (size - used - reserve) // 4
     if allowed < MIN_OPEN:
         raise StormRefused(
             f"storm refused: the local port range {low}-{high} has {size - used:,} free "

@@ -216,8 +216,26 @@ def run_storm(
         },
         "ports": {**budget.to_dict(), "peak_in_use": peak_in_use, "stopped": stopped},
     })  # fmt: skip
+    out["verdict"] = _verdict(out)
     log(f"[storm] {out}")
     return out
+
+
+#: A generator loop this late (p99) delays the devices' exchanges by itself.
+LAG_LIMIT_MS = 1000.0
+
+
+def _verdict(out: dict[str, Any]) -> str:
+    """Who set the storm's pace: the generator, the server, or the devices' hold-off."""
+    lags = [lag["p99"] or 0.0 for lag in out["generator"]["loop_lag_ms"]]
+    if max(lags, default=0.0) > LAG_LIMIT_MS:
+        return (
+            f"GENERATOR-BOUND: a generator loop ran {max(lags) / 1000:.1f} s late (p99); "
+            "the times measure the generator, not the server"
+        )
+    if float(out["server_cpu"]["share_of_one_core"]) >= cpu.SATURATED:
+        return "server-bound: the server's core was saturated"
+    return "arrival-bound: the server kept up with the hold-off's arrivals"
 
 
 def _summary(results: list[dict[str, Any]], devices: int, holdoff_s: float) -> dict[str, Any]:
