@@ -83,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
 
+    if args.command in ("fleet", "storm"):
+        import signal
+
+        # A SIGTERM ends the run through its finally blocks: servers and generator processes
+        # stopped, no sockets left behind.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
     if args.command == "fleet":
         import dataclasses
 

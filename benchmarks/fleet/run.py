@@ -35,7 +35,7 @@ class FleetPlan:
     storm_devices: int
     storm_holdoff_s: float
     #: the storm's bound: devices still trying then count as such
-    storm_bound_s: float = 900.0
+    storm_bound_s: float = 600.0
     postgres_sizes: tuple[int, ...] = ()
 
 

@@ -34,6 +34,8 @@ and *how* the sockets are used, never what the device does:
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import os
 import random
 import resource
@@ -139,6 +141,41 @@ def memo_resolve_client(real: type) -> type:
     return MemoResolveClient
 
 
+class _Gate:
+    """At most ``size`` holders; waiters in arrival order. asyncio.Semaphore removes a
+    cancelled waiter from its deque (O(n) each): cancelling tens of thousands of waiting
+    devices at the bound took minutes. Here a cancelled waiter is skipped when its turn
+    comes."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def busy(self) -> bool:
+        return self.free <= 0
+
+    async def acquire(self) -> None:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(turn)
+        try:
+            await turn  # release() handed its place over
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed over, then cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            turn = self.waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.free += 1
+
+
 class _Counters:
     def __init__(self) -> None:
         self.gate_waits = 0
@@ -172,12 +209,12 @@ class _OneExchange(asyncio.Protocol):
             self.answer.set_exception(exc or EOFError("connection lost"))
 
 
-async def _exchange(action: Any, timeout_s: float, gate: asyncio.Semaphore, n: _Counters) -> Any:
+async def _exchange(action: Any, timeout_s: float, gate: _Gate, n: _Counters) -> Any:
     """Connect, write the request, read until the server closes; then open the answer."""
     from kaa_wire._connection import NEED_DATA
 
     loop = asyncio.get_running_loop()
-    if gate.locked():
+    if gate.busy():
         n.gate_waits += 1
         waited = time.monotonic()
         await gate.acquire()
@@ -210,7 +247,7 @@ async def _exchange(action: Any, timeout_s: float, gate: asyncio.Semaphore, n: _
 
 
 async def _drive(steps: Generator[Any, Any, Any], action: Any, timeout_s: float,
-                 gate: asyncio.Semaphore, n: _Counters) -> Any:  # fmt: skip
+                 gate: _Gate, n: _Counters) -> Any:  # fmt: skip
     """client._asyncio.run's loop, over :func:`_exchange`, from an action already taken."""
     from client._policy import TRANSPORT_ERRORS, Sleep
 
@@ -223,7 +260,9 @@ async def _drive(steps: Generator[Any, Any, Any], action: Any, timeout_s: float,
             try:
                 event = await _exchange(action, timeout_s, gate, n)
             except TRANSPORT_ERRORS as exc:
-                action = steps.throw(exc)
+                # The plan keeps each failure in its attempts: without the traceback, not
+                # every frame of the exchange with it (memory, at 100,000 devices).
+                action = steps.throw(exc.with_traceback(None))
             else:
                 action = steps.send(event)
     except StopIteration as stop:
@@ -253,7 +292,7 @@ def run_worker(
     counters = _Counters()
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    gate = asyncio.Semaphore(max_open)
+    gate = _Gate(max_open)
 
     def plan_for(key: Any, pol: Any) -> Any:
         state = DeviceState(endpoint_id=key.endpoint_id.hex(), registered=True, status="existing")
@@ -317,9 +356,8 @@ def run_worker(
     other = [0]
 
     async def device(index: int) -> None:
-        steps, first, holdoff = started[index], firsts[index], holdoffs[index]
-        if isinstance(first, Sleep):  # the hold-off counts from the common start
-            await asyncio.sleep(max(0.0, start_at + holdoff - time.monotonic()))
+        steps, first = started[index], firsts[index]
+        if isinstance(first, Sleep):  # its hold-off, from the common start, is over
             first = steps.send(None)
         outcome = await _drive(steps, first, timeout_s, gate, counters)
         for attempt in outcome.attempts:
@@ -328,7 +366,7 @@ def run_worker(
         if isinstance(outcome, Connected):
             now = time.monotonic()
             done_at.append(now - start_at)
-            after_holdoff.append(now - start_at - holdoff)
+            after_holdoff.append(now - start_at - holdoffs[index])
         elif isinstance(outcome, Failed):
             failed[0] += 1
         else:
@@ -340,17 +378,34 @@ def run_worker(
             await asyncio.sleep(_TICK_S)
             counters.lag.append(time.monotonic() - due)
 
+    live: set[asyncio.Task[None]] = set()
+    remaining = [len(started)]
+    finished = asyncio.Event()
+
+    def ended(task: asyncio.Task[None]) -> None:
+        live.discard(task)
+        remaining[0] -= 1
+        if not remaining[0]:
+            finished.set()
+
+    def spawn(index: int) -> None:
+        task = loop.create_task(device(index))
+        live.add(task)
+        task.add_done_callback(ended)
+
     async def main() -> None:
-        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        tasks = [asyncio.ensure_future(device(i)) for i in range(len(started))]
+        # A device's coroutine exists only from the end of its hold-off (a timer until then).
+        now = time.monotonic()  # (uvloop's loop.time() has its own origin)
+        for index, holdoff in enumerate(holdoffs):
+            loop.call_later(start_at + holdoff - now, spawn, index)
         tick = asyncio.ensure_future(ticker())
-        pending = set(tasks)
         deadline = start_at + bound_s
-        while pending and not stop.is_set() and time.monotonic() < deadline:
-            _, pending = await asyncio.wait(pending, timeout=1.0)
-        for task in pending:  # still trying at the bound (or stopped): they count so
+        while not finished.is_set() and not stop.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), 1.0)
+        for task in list(live):  # still trying at the bound (or stopped): they count so
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*live, return_exceptions=True)
         tick.cancel()
         await asyncio.gather(tick, return_exceptions=True)
 
