@@ -6,10 +6,11 @@ A port stays taken while its socket is open and, on the side that closes first, 
 of TIME_WAIT after. An earlier storm exhausted the range and broke other tests, so:
 
 * before the storm, :func:`plan_budget` counts the local ports of the range in use
-  (``/proc/net/tcp`` and ``tcp6``, any state) and sizes the generator's cap on open
-  sockets so that the storm takes at most half of what is free, and leaves a reserve to
-  everyone else; it refuses (:class:`StormRefused`, one line) when that cap would be too
-  small to be a storm;
+  (``/proc/net/tcp`` and ``tcp6``, any state), keeps a reserve for everyone else, and
+  sizes the generator's cap on open sockets so that the storm can take at most half of
+  what is free beyond the reserve (two ports per open socket: its own, and a TIME_WAIT
+  should its exchange time out); it refuses (:class:`StormRefused`, one line) when that
+  cap would be too small to be a storm;
 * during the storm, :func:`ports_in_use` is read every few seconds and the storm stops
   when the free ports fall under the reserve.
 

@@ -126,7 +126,8 @@ def storm_section(
 
     try:
         return run_storm(
-            data_root / "storm", devices=plan.storm_devices, holdoff_s=plan.storm_holdoff_s,
+            data_root / f"storm-{plan.storm_devices}",
+            devices=plan.storm_devices, holdoff_s=plan.storm_holdoff_s,
             server_cpus=server_cpus, generator_cpus=generator_cpus, log=_log,
             bound_s=plan.storm_bound_s, procs=procs,
         )  # fmt: skip
