@@ -167,6 +167,7 @@ def run_storm(
         time.sleep(max(0.0, start_at - time.monotonic()))
         server_before = cpu.sample(pid, threads=True)
         machine_before = cpu.machine_times()
+        cores_before = cpu.core_times()
         log(
             f"[storm] {devices:,} devices in {procs} processes, hold-off uniform(0, "
             f"{holdoff_s:g}) s, at most {budget.max_open:,} sockets open: go"
@@ -193,6 +194,7 @@ def run_storm(
                 log(f"[storm] {stopped}")
                 stop.set()
         server_after = cpu.sample(pid, threads=True)
+        cores_after = cpu.core_times()
         steal = cpu.steal_share(machine_before, cpu.machine_times())
         memory = server_memory_mib(pid)
         server_admin = _scrape(server)
@@ -231,9 +233,36 @@ def run_storm(
         },
         "ports": {**budget.to_dict(), "peak_in_use": peak_in_use, "stopped": stopped},
     })  # fmt: skip
+    out["cores"] = _cores(
+        cores_before, cores_after, server_cpus, generator_cpus, out
+    )  # fmt: skip
     out["verdict"] = _verdict(out)
     log(f"[storm] {out}")
     return out
+
+
+def _cores(
+    before: dict[int, tuple[float, float]],
+    after: dict[int, tuple[float, float]],
+    server_cpus: list[int] | None,
+    generator_cpus: list[int] | None,
+    out: dict[str, Any],
+) -> dict[str, Any]:
+    """How busy the server's and the generator's cores were, and how much of that was
+    other processes (on a shared machine, the neighbours)."""
+    mine = {
+        "server": float(out["server_cpu"]["share_of_one_core"]),
+        "generator": sum(float(c["share_of_one_core"]) for c in out["generator"]["cpu"]),
+    }
+    cores: dict[str, Any] = {}
+    for name, ids in (("server", server_cpus), ("generator", generator_cpus)):
+        if ids:
+            busy = cpu.core_busy(before, after, ids)
+            cores[name] = {
+                "busy": round(busy, 4),
+                "other_processes": round(max(0.0, busy - mine[name] / len(ids)), 4),
+            }
+    return cores
 
 
 #: A generator loop this late (p99) delays the devices' exchanges by itself.
@@ -245,13 +274,22 @@ def _verdict(out: dict[str, Any]) -> str:
     if out["generator_processes_ended_at_bound"]:
         return "GENERATOR-BOUND: a generator process could not finish by the bound"
     lags = [lag["p99"] or 0.0 for lag in out["generator"]["loop_lag_ms"]]
+    server, generator = out["cores"].get("server"), out["cores"].get("generator")
     if max(lags, default=0.0) > LAG_LIMIT_MS:
+        why = ""
+        if generator and generator["other_processes"] >= 0.3:
+            why = f", other processes took {100 * generator['other_processes']:.0f} % of its core"
         return (
-            f"GENERATOR-BOUND: a generator loop ran {max(lags) / 1000:.1f} s late (p99); "
+            f"GENERATOR-BOUND: a generator loop ran {max(lags) / 1000:.1f} s late (p99){why}; "
             "the times measure the generator, not the server"
         )
     if float(out["server_cpu"]["share_of_one_core"]) >= cpu.SATURATED:
         return "server-bound: the server's core was saturated"
+    if server and server["busy"] >= cpu.SATURATED:
+        return (
+            f"contended: the server's core was busy {100 * server['busy']:.0f} %, other "
+            f"processes {100 * server['other_processes']:.0f} %: rerun on a quiet machine"
+        )
     return "arrival-bound: the server kept up with the hold-off's arrivals"
 
 
