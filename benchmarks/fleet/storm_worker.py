@@ -306,17 +306,17 @@ def run_worker(
     # A resolution just before the storm: the server's time and the node to seal to. The
     # client's own plan makes it (a device of this process; its request is never sent).
     async def first_resolution() -> Any:
-        probe = plan_for(keys[0], RetryPolicy())
-        steps = probe.steps()
         for _ in range(10):
+            probe = plan_for(keys[0], RetryPolicy())
+            steps = probe.steps()
             try:
                 event = await _exchange(next(steps), timeout_s, gate, counters)
                 steps.send(event)  # the plan keeps the verified resolution, builds a request
-                steps.close()
                 return probe.resolved
-            except Exception:
-                steps = plan_for(keys[0], RetryPolicy()).steps()
+            except Exception:  # the node may still be starting: ask again
                 await asyncio.sleep(1.0)
+            finally:
+                steps.close()
         raise RuntimeError("no resolution from the Bootstrap before the storm")
 
     resolved = loop.run_until_complete(first_resolution())
