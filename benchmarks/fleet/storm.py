@@ -267,6 +267,8 @@ def _cores(
 
 #: A generator loop this late (p99) delays the devices' exchanges by itself.
 LAG_LIMIT_MS = 1000.0
+#: Devices registered this soon (p99) after their hold-off, none refused: the server kept up.
+KEPT_UP_S = 2.0
 
 
 def _verdict(out: dict[str, Any]) -> str:
@@ -285,6 +287,16 @@ def _verdict(out: dict[str, Any]) -> str:
         )
     if float(out["server_cpu"]["share_of_one_core"]) >= cpu.SATURATED:
         return "server-bound: the server's core was saturated"
+    kept_up = not out["overloaded"]["register"] and (
+        (out["device_after_holdoff_s"]["p99"] or 0.0) < KEPT_UP_S
+    )
+    if kept_up:
+        contended = ""
+        if server and server["busy"] >= cpu.SATURATED:
+            contended = (
+                f" (on a shared core: other processes {100 * server['other_processes']:.0f} %)"
+            )
+        return "arrival-bound: the server kept up with the hold-off's arrivals" + contended
     if server and server["busy"] >= cpu.SATURATED:
         return (
             f"contended: the server's core was busy {100 * server['busy']:.0f} %, other "
