@@ -4,6 +4,7 @@
     python -m benchmarks run --quick    # one short run, under a minute
     python -m benchmarks profile        # py-spy profile of the Operations server under load
     python -m benchmarks fleet --quick  # fleet-scale stores: 10k and 1M endpoints (< 10 min)
+    python -m benchmarks storm          # the reconnect storm alone: 100,000 devices
 
 ``run`` starts the servers itself, measures the crypto and sign floors in the same run,
 loads registrations and resolutions against the extension and the pure-Python server, and
@@ -70,8 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     fleet.add_argument("--out", type=Path, default=RESULTS)
     fleet.add_argument("--keycache", type=Path, default=DEFAULT_KEYCACHE)
     fleet.add_argument("--no-plot", action="store_true")
+    storm = sub.add_parser("storm", help="the reconnect storm alone, into fleet.json's storm")
+    storm.add_argument("--quick", action="store_true", help="the quick plan's 10,000 devices")
+    storm.add_argument("--devices", type=int, help="instead of the plan's (full: 100,000)")
+    storm.add_argument("--holdoff", type=float, help="the devices' initial hold-off, seconds")
+    storm.add_argument("--bound", type=float, help="stop after this many seconds")
+    storm.add_argument("--procs", type=int, default=2, help="generator processes")
+    storm.add_argument("--data", type=Path, default=Path("/tmp/kaa-fleet"),
+                       help="where the filled store lives (reused by later runs; never git)")
+    storm.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    if args.command in ("fleet", "storm"):
+        import signal
+
+        # A SIGTERM ends the run through its finally blocks: servers and generator processes
+        # stopped, no sockets left behind.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     if args.command == "fleet":
         import dataclasses
@@ -91,6 +108,26 @@ def main(argv: list[str] | None = None) -> int:
             command=command.strip(),
         )  # fmt: skip
         return 0
+
+    if args.command == "storm":
+        import dataclasses
+
+        from benchmarks.fleet import run as fleet_run
+
+        splan = fleet_run.QUICK if args.quick else fleet_run.FULL
+        splan = dataclasses.replace(
+            splan,
+            storm_devices=args.devices or splan.storm_devices,
+            storm_holdoff_s=splan.storm_holdoff_s if args.holdoff is None else args.holdoff,
+            storm_bound_s=args.bound or splan.storm_bound_s,
+        )
+        section = fleet_run.run_storm_only(
+            splan, out_dir=args.out, data_root=args.data, procs=args.procs,
+            command=command.strip(),
+        )  # fmt: skip
+        if "refused" in section:
+            return 3
+        return 0 if section["registered"] == section["devices"] else 1
 
     if args.command == "profile":
         from benchmarks.loadgen.profile import profile_service

@@ -30,7 +30,7 @@ from kaa_wire import RegistrationStatus
 from servers.store._rows import ENDPOINT_COLUMNS
 from servers.store.base import EndpointStatus
 
-__all__ = ["FillResult", "disk_bytes", "fill_postgres", "fill_sqlite", "rows"]
+__all__ = ["FillResult", "FillSpec", "disk_bytes", "fill_postgres", "fill_sqlite", "rows"]
 
 DAY_MS = 86_400_000
 CHUNK = 50_000
@@ -48,6 +48,32 @@ class FillResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "per_s": round(self.per_s, 1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FillSpec:
+    """What a fill appends, whatever the store: rows ``start..start+count-1``."""
+
+    start: int
+    count: int
+    der_of: Callable[[int], bytes]
+    token_hash: bytes
+    application: str
+    progress: Callable[[int], None] | None = None
+
+    def chunks(self) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows in CHUNK-sized lists; ``progress`` hears of each after it is stored."""
+        now_ms = int(time.time() * 1000)
+        done = 0
+        while done < self.count:
+            n = min(CHUNK, self.count - done)
+            yield list(rows(
+                self.start + done, n, self.der_of,
+                token_hash=self.token_hash, application=self.application, now_ms=now_ms,
+            ))  # fmt: skip
+            done += n
+            if self.progress is not None:
+                self.progress(done)
 
 
 def rows(
@@ -90,17 +116,8 @@ def _endpoint_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     ).fetchall()
 
 
-def fill_sqlite(
-    db: Path,
-    start: int,
-    count: int,
-    der_of: Callable[[int], bytes],
-    *,
-    token_hash: bytes,
-    application: str,
-    progress: Callable[[int], None] | None = None,
-) -> FillResult:
-    """Append ``count`` rows to the (stopped) server's SQLite file ``db``."""
+def fill_sqlite(db: Path, spec: FillSpec) -> FillResult:
+    """Append ``spec``'s rows to the (stopped) server's SQLite file ``db``."""
     began = time.monotonic()
     conn = sqlite3.connect(db, isolation_level=None)
     try:
@@ -114,19 +131,10 @@ def fill_sqlite(
             f"INSERT INTO endpoints ({ENDPOINT_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        now_ms = int(time.time() * 1000)
-        done = 0
-        while done < count:
-            n = min(CHUNK, count - done)
+        for chunk in spec.chunks():
             conn.execute("BEGIN")
-            conn.executemany(sql, rows(
-                start + done, n, der_of,
-                token_hash=token_hash, application=application, now_ms=now_ms,
-            ))  # fmt: skip
+            conn.executemany(sql, chunk)
             conn.execute("COMMIT")
-            done += n
-            if progress is not None:
-                progress(done)
         index_began = time.monotonic()
         for _, create in indexes:
             conn.execute(create)
@@ -135,18 +143,10 @@ def fill_sqlite(
         ended = time.monotonic()
     finally:
         conn.close()
-    return FillResult(count, ended - began, ended - index_began)
+    return FillResult(spec.count, ended - began, ended - index_began)
 
 
-async def _fill_postgres(
-    dsn: str,
-    start: int,
-    count: int,
-    der_of: Callable[[int], bytes],
-    token_hash: bytes,
-    application: str,
-    progress: Callable[[int], None] | None,
-) -> FillResult:
+async def _fill_postgres(dsn: str, spec: FillSpec) -> FillResult:
     import asyncpg
 
     began = time.monotonic()
@@ -167,24 +167,14 @@ async def _fill_postgres(
             else:
                 await conn.execute(f'DROP INDEX "{ix["name"]}"')
         columns = [c.strip() for c in ENDPOINT_COLUMNS.split(",")]
-        now_ms = int(time.time() * 1000)
-        done = 0
-        while done < count:
-            n = min(CHUNK, count - done)
-            records = list(rows(
-                start + done, n, der_of,
-                token_hash=token_hash, application=application, now_ms=now_ms,
-            ))  # fmt: skip
-            await conn.copy_records_to_table("endpoints", records=records, columns=columns)
-            done += n
-            if progress is not None:
-                progress(done)
+        for chunk in spec.chunks():
+            await conn.copy_records_to_table("endpoints", records=chunk, columns=columns)
         index_began = time.monotonic()
         for ix in indexes:
             if ix["constraint_name"]:
                 await conn.execute(
                     f'ALTER TABLE endpoints ADD CONSTRAINT "{ix["constraint_name"]}" '
-                    f'{ix["constraint_sql"]}'
+                    f"{ix['constraint_sql']}"
                 )
             else:
                 await conn.execute(ix["sql"])
@@ -192,25 +182,14 @@ async def _fill_postgres(
         ended = time.monotonic()
     finally:
         await conn.close()
-    return FillResult(count, ended - began, ended - index_began)
+    return FillResult(spec.count, ended - began, ended - index_began)
 
 
-def fill_postgres(
-    dsn: str,
-    start: int,
-    count: int,
-    der_of: Callable[[int], bytes],
-    *,
-    token_hash: bytes,
-    application: str,
-    progress: Callable[[int], None] | None = None,
-) -> FillResult:
-    """``COPY`` ``count`` rows into the PostgreSQL store at ``dsn``."""
+def fill_postgres(dsn: str, spec: FillSpec) -> FillResult:
+    """``COPY`` ``spec``'s rows into the PostgreSQL store at ``dsn``."""
     import asyncio
 
-    return asyncio.run(
-        _fill_postgres(dsn, start, count, der_of, token_hash, application, progress)
-    )
+    return asyncio.run(_fill_postgres(dsn, spec))
 
 
 def postgres_bytes(dsn: str) -> int:

@@ -11,26 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fleet import fill
+from benchmarks.fleet.deployment import Deployment
 from benchmarks.fleet.measure import MeasurePlan, measure_size
 from benchmarks.loadgen import cpu
 from benchmarks.loadgen.keys import DEFAULT_KEYCACHE, KeyCache, PooledKeys
-from benchmarks.loadgen.requests import Target
-from benchmarks.loadgen.servers import ServerUnderTest
 from benchmarks.loadgen.suite import layout, machine_info
 
 __all__ = ["FULL", "QUICK", "SMOKE", "FleetPlan", "run_fleet"]
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +34,8 @@ class FleetPlan:
     measure: MeasurePlan
     storm_devices: int
     storm_holdoff_s: float
+    #: the storm's bound: devices still trying then count as such
+    storm_bound_s: float = 600.0
     postgres_sizes: tuple[int, ...] = ()
 
 
@@ -48,12 +44,12 @@ class FleetPlan:
 QUICK = FleetPlan(
     "quick", sizes=(10_000, 1_000_000),
     measure=MeasurePlan(concurrency=64, seconds=2.0, open_seconds=2.0, cap=8000),
-    storm_devices=10_000, storm_holdoff_s=30.0,
+    storm_devices=10_000, storm_holdoff_s=30.0, storm_bound_s=240.0,
 )  # fmt: skip
 SMOKE = FleetPlan(
     "smoke", sizes=(400,),
     measure=MeasurePlan(concurrency=4, seconds=0.5, open_seconds=0.5, cap=40),
-    storm_devices=40, storm_holdoff_s=1.0,
+    storm_devices=40, storm_holdoff_s=1.0, storm_bound_s=60.0,
 )  # fmt: skip
 FULL = FleetPlan(
     "full", sizes=(10_000, 1_000_000, 10_000_000),
@@ -65,101 +61,6 @@ FULL = FleetPlan(
 def _log(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
-
-
-class Deployment:
-    """One data directory (and, for PostgreSQL, one database) holding one filled store."""
-
-    def __init__(
-        self, root: Path, backend: str, size: int, *, dsn: str | None, cpus: list[int] | None
-    ) -> None:
-        self.root = root
-        self.backend = backend
-        self.size = size
-        self.dsn = dsn
-        self.cpus = cpus
-        self.manifest_path = root / "manifest.json"
-        self.server: ServerUnderTest | None = None
-
-    def manifest(self) -> dict[str, Any]:
-        if self.manifest_path.exists():
-            return dict(json.loads(self.manifest_path.read_text()))
-        return {}
-
-    def save(self, manifest: dict[str, Any]) -> None:
-        tmp = self.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, self.manifest_path)
-
-    @property
-    def db(self) -> Path:
-        return self.root / "data" / "registry.db"
-
-    def start(self) -> tuple[Target, int]:
-        extra = ["--store", self.dsn] if self.dsn else []
-        self.server = ServerUnderTest("ext", cpus=self.cpus, workdir=self.root, extra_args=extra)
-        self.server.start(timeout=300.0)
-        return Target.from_sdk_json(self.server.sdk_json), self.server.pid
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def restart(self) -> tuple[Target, int]:
-        self.stop()
-        return self.start()
-
-    def disk_bytes(self) -> int:
-        if self.backend == "postgresql":
-            assert self.dsn
-            return fill.postgres_bytes(self.dsn)
-        return fill.disk_bytes(self.db)
-
-    def ensure_filled(self, keys: PooledKeys, keyspec: str) -> dict[str, Any]:
-        """Fill the store to ``size`` unless the manifest says it is; the fill record."""
-        manifest = self.manifest()
-        wanted = {"size": self.size, "backend": self.backend, "keys": keyspec}
-        if all(manifest.get(k) == v for k, v in wanted.items()) and manifest.get("filled"):
-            return dict(manifest["fill"], reused=True)
-        if self.root.exists() and self.backend == "sqlite":
-            shutil.rmtree(self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        target, _ = self.start()  # creates the data directory, keys and application
-        self.stop()
-        token_hash = hashlib.sha256(target.sdk_token.encode("ascii")).digest()
-        shown = [0.0]
-
-        def progress(done: int) -> None:
-            if time.monotonic() - shown[0] > 10 or done == self.size:
-                shown[0] = time.monotonic()
-                _log(f"[fill {self.backend} {self.size:,}] {done:,} rows")
-
-        before = self.disk_bytes() if self.backend == "postgresql" else 0
-        if self.backend == "postgresql":
-            assert self.dsn
-            result = fill.fill_postgres(
-                self.dsn, 0, self.size, keys.public_der,
-                token_hash=token_hash, application=target.app_token, progress=progress,
-            )  # fmt: skip
-        else:
-            result = fill.fill_sqlite(
-                self.db, 0, self.size, keys.public_der,
-                token_hash=token_hash, application=target.app_token, progress=progress,
-            )  # fmt: skip
-        on_disk = self.disk_bytes()
-        record = {
-            **result.to_dict(),
-            "disk_bytes": on_disk,
-            "bytes_per_endpoint": round((on_disk - before) / self.size, 1),
-        }
-        self.save({**wanted, "filled": True, "fill": record, "fresh_cursor": 0})
-        _log(
-            f"[fill {self.backend} {self.size:,}] {result.per_s:,.0f} rows/s "
-            f"({result.seconds:.0f} s, index build {result.index_seconds:.0f} s), "
-            f"{record['bytes_per_endpoint']} bytes/endpoint"
-        )
-        return dict(record, reused=False)
 
 
 def _row(size: int, backend: str, fill_record: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +114,47 @@ def _targets(sizes: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def storm_section(
+    plan: FleetPlan,
+    data_root: Path,
+    server_cpus: list[int] | None,
+    generator_cpus: list[int] | None,
+    procs: int = 2,
+) -> dict[str, Any]:
+    """The storm's figures, or why it did not run (the port range, in one line)."""
+    from benchmarks.fleet.storm import StormRefused, run_storm
+
+    try:
+        return run_storm(
+            data_root / f"storm-{plan.storm_devices}",
+            devices=plan.storm_devices, holdoff_s=plan.storm_holdoff_s,
+            server_cpus=server_cpus, generator_cpus=generator_cpus, log=_log,
+            bound_s=plan.storm_bound_s, procs=procs,
+        )  # fmt: skip
+    except StormRefused as refused:
+        _log(f"[storm] {refused}")
+        return {"devices": plan.storm_devices, "refused": str(refused)}
+
+
+def run_storm_only(
+    plan: FleetPlan, *, out_dir: Path, data_root: Path, procs: int = 2, command: str = ""
+) -> dict[str, Any]:
+    """``python -m benchmarks storm``: the storm alone, written into fleet.json's storm."""
+    server_cpus, generator_cpus = layout(os.cpu_count() or 1)
+    section = storm_section(plan, data_root, server_cpus, generator_cpus, procs)
+    section["command"] = command
+    section["machine"] = machine_info()
+    section["load_avg_after"] = os.getloadavg()
+    path = out_dir / "fleet.json"
+    result = json.loads(path.read_text()) if path.exists() else {"schema": "kaa-wire-fleet/1"}
+    result["storm"] = section
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+    return section
+
+
 def run_fleet(
     plan: FleetPlan,
     *,
@@ -252,7 +194,7 @@ def run_fleet(
     guess = 3000.0
     for backend, size, dsn in runs:
         root = data_root / f"{backend}-{size}"
-        deployment = Deployment(root, backend, size, dsn=dsn, cpus=server_cpus)
+        deployment = Deployment(root, backend, size, dsn=dsn, cpus=server_cpus, log=_log)
         fill_record = deployment.ensure_filled(keys, keys.spec)
         manifest = deployment.manifest()
         cursor = int(manifest.get("fresh_cursor", 0))
@@ -281,12 +223,7 @@ def run_fleet(
             "new_per_s", "reconnect_hit_per_s", "reconnect_miss_per_s", "rss_mib",
             "bytes_per_endpoint")}))  # fmt: skip
     if storm:
-        from benchmarks.fleet.storm import run_storm
-
-        result["storm"] = run_storm(
-            data_root / "storm", devices=plan.storm_devices, holdoff_s=plan.storm_holdoff_s,
-            server_cpus=server_cpus, generator_cpus=generator_cpus, log=_log,
-        )  # fmt: skip
+        result["storm"] = storm_section(plan, data_root, server_cpus, generator_cpus)
     result["targets"] = _targets(result["sizes"])
     result["steal"] = round(cpu.steal_share(steal_before, cpu.machine_times()), 4)
     result["load_avg_after"] = os.getloadavg()

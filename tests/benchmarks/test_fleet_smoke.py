@@ -76,4 +76,8 @@ def test_fleet_smoke_writes_fleet_json(tmp_path: Path) -> None:
     storm = result["storm"]
     assert storm["registered"] == storm["devices"] == 40
     assert storm["gave_up"] == 0 and storm["still_trying_at_bound"] == 0
+    # every device's first request was sealed before the storm and taken by its plan
+    assert storm["generator"]["first_requests_sealed_before"] == 40
+    assert storm["ports"]["stopped"] is None and storm["ports"]["max_open"] >= 256
+    assert storm["generator_processes_ended_at_bound"] == 0
     assert "steal" in result and "targets" in result
