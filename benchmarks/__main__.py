@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             service=args.service, implementation=args.implementation,
             concurrency=args.concurrency,
             seconds=args.seconds, rate=args.rate, out_dir=args.out,
-            keycache=KeyCache(args.keycache), max_rate=args.max_rate,
+            keycache=PooledKeys(KeyCache(args.keycache)), max_rate=args.max_rate,
         )  # fmt: skip
         return 0
 

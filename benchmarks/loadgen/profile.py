@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import cpu
-from benchmarks.loadgen.keys import KeyCache
+from benchmarks.loadgen.keys import KeyCache, PooledKeys
 from benchmarks.loadgen.pool import GeneratorPool
 from benchmarks.loadgen.report import format_point
 from benchmarks.loadgen.requests import Target
@@ -288,7 +288,7 @@ def profile_service(
     seconds: float,
     rate: int,
     out_dir: Path,
-    keycache: KeyCache,
+    keycache: KeyCache | PooledKeys,
     procs: int = 2,
     first_share: float = 0.5,
     max_rate: int = 6000,
@@ -309,7 +309,7 @@ def profile_service(
     try:
         target = Target.from_sdk_json(server.sdk_json)
         with GeneratorPool(
-            target, procs=procs, keycache=keycache.root, reconnect_keys=range(reconnect),
+            target, procs=procs, keycache=keycache.spec, reconnect_keys=range(reconnect),
             cpus=generator_cpus, server_pid=server.pid, server_cpus=server_cpus,
         ) as pool:  # fmt: skip
             if service == "operations":
