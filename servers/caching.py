@@ -85,10 +85,14 @@ class LookupCache(Generic[K, V]):
             raise
         finally:
             del self._loading[key]
-        ttl = self._ttl_s if value is not None else self._negative_ttl_s
-        self._store(key, value, self._clock() + ttl)
+        self.remember(key, value)
         future.set_result(value)
         return value
+
+    def remember(self, key: K, value: V | None) -> None:
+        """Cache what a load found (None: known absent, for ``negative_ttl_s``)."""
+        ttl = self._ttl_s if value is not None else self._negative_ttl_s
+        self._store(key, value, self._clock() + ttl)
 
     def _store(self, key: K, value: V | None, expires: float) -> None:
         self._entries[key] = (expires, value)

@@ -5,8 +5,10 @@
 * Endpoint keys by endpoint id, with the application each endpoint belongs to: an id is
   the SHA-1 of its key and an endpoint never changes application, so the mapping never
   changes and is cached without expiry (bounded, least recently used first out). A
-  reconnect finds a key only within its SDK token's application, so a token of one
-  application cannot probe which ids (or key types) another application has.
+  miss is read at once where the store can (SQLite: ``endpoint_key_now``, on the loop
+  thread), else awaited from the store. A reconnect finds a key only within its SDK
+  token's application, so a token of one application cannot probe which ids (or key
+  types) another application has.
   Revocation is not cached anywhere: it is checked inside the write transaction.
 """
 
@@ -41,6 +43,7 @@ class Directory:
         max_apps: int = 100_000,
         max_keys: int = 50_000,
     ) -> None:
+        self._store = store
         self._tokens: LookupCache[bytes, SdkToken] = LookupCache(
             store.find_sdk_token, ttl_s=refresh_s, negative_ttl_s=refresh_s, max_entries=max_tokens
         )
@@ -64,7 +67,15 @@ class Directory:
             return MISS
         known = None if endpoint_id is None else self._keys.cached(endpoint_id)
         if known is MISS:
-            return MISS
+            if sdk is None:  # refused whatever the key: no store read for it
+                return Found(None, app, None)
+            assert endpoint_id is not None
+            # SQLite answers at once, with no task and no thread hand-off: the cost of a
+            # miss stays near a hit's when a whole fleet reconnects (benchmarks/README.md).
+            known = self._store.endpoint_key_now(endpoint_id)
+            if known is MISS:
+                return MISS
+            self._keys.remember(endpoint_id, known)
         return Found(sdk, app, _key_of(known, sdk))
 
     async def lookup(self, token_hash: bytes, endpoint_id: bytes | None) -> Found:

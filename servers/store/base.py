@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple
 
 from kaa_wire import RegistrationStatus, Topic
+from servers.caching import MISS, Miss
 
 if TYPE_CHECKING:  # (console.py imports the row converters, which import this module)
     from servers.store.console import AdminCredential, EndpointPage, EndpointQuery
@@ -362,6 +363,13 @@ class RegistryStore(abc.ABC):
         if endpoint is None or not endpoint.registered:
             return None
         return EndpointKey(endpoint.public_key, endpoint.application)
+
+    def endpoint_key_now(self, endpoint_id: bytes) -> EndpointKey | Miss | None:
+        """:meth:`get_endpoint_key` answered on the caller's thread without waiting, where
+        the backend can (SQLite: a file the OS caches, a lookup of microseconds); MISS
+        where it cannot (a database across the network, or a file busy this instant):
+        the caller then awaits :meth:`get_endpoint_key`."""
+        return MISS
 
     @abc.abstractmethod
     async def list_endpoints(

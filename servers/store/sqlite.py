@@ -31,6 +31,7 @@ import os
 import sqlite3
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +41,7 @@ from typing import Any, TypeVar
 import kaa_files
 from kaa_wire import RegistrationStatus
 from servers import logs
+from servers.caching import MISS, Miss
 from servers.store import _rows, console
 from servers.store._decision import ACCEPTED, StoredEndpoint, decide
 from servers.store._group_commit import COMMIT_BUCKETS, GroupCommitWriter, WriterStats
@@ -352,6 +354,17 @@ def _put_node(conn: sqlite3.Connection, node: Node, reclaim: bool) -> None:
 #: (benchmarks/README.md, "Fleet scale"). Memory: at most 64 + 2 x 16 MiB.
 WRITER_CACHE_KIB = 65536
 READER_CACHE_KIB = 16384
+#: A reader's page cache is emptied whenever another connection committed since its last
+#: read (SQLite's WAL rule): under a steady write load, every read. So the loop thread's
+#: key reads map the file instead: each page then comes from the OS's page cache without a
+#: pread (mapped pages count in RSS as shared file pages, at most this much).
+NOW_MMAP_BYTES = 256 * 1024 * 1024
+#: A loop-thread key read slower than this went to the disk (a cached one takes tens of
+#: microseconds): the next ``NOW_PAUSE_S`` of reads go to the reader threads, which wait
+#: for the disk without stopping the loop (a cold 10-million-endpoint store otherwise held
+#: the loop for most of each miss: benchmarks/README.md, "Fleet scale").
+NOW_SLOW_S = 0.0005
+NOW_PAUSE_S = 1.0
 
 #: The mode of the database and of its side files: the owner's alone.
 PRIVATE_FILE_MODE = 0o600
@@ -468,6 +481,10 @@ class SqliteStore(RegistryStore):
         self._max_pending_reads = limits.max_pending_reads
         self._pending_reads = 0
         self._key_reads = KeyReads(self._read_keys)
+        #: The loop thread's own read connection, for endpoint_key_now (never waits), and
+        #: until when (time.monotonic) it rests after a read that went to the disk.
+        self._now: sqlite3.Connection | None = None
+        self._now_rests_until = 0.0
 
     # -- connections --------------------------------------------------------------------
 
@@ -508,6 +525,20 @@ class SqliteStore(RegistryStore):
                 self._reader_conns.append(conn)
         return conn
 
+    def _connect_now(self) -> sqlite3.Connection:
+        """The loop thread's reader: no busy timeout, so a read that would wait (a rare
+        lock, e.g. WAL recovery) fails at once and goes to a reader thread instead."""
+        conn = sqlite3.connect(
+            self._read_only_uri() if self.read_only else self.path,
+            isolation_level=None,
+            timeout=0,
+            uri=self.read_only,
+        )
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB:d}")
+        conn.execute(f"PRAGMA mmap_size = {NOW_MMAP_BYTES:d}")
+        return conn
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -519,6 +550,7 @@ class SqliteStore(RegistryStore):
         await asyncio.get_running_loop().run_in_executor(None, self._writer.start)
         self._readers = ThreadPoolExecutor(self._reader_threads, thread_name_prefix="kaa-store-r")
         await self._write(migrate, bounded=False)
+        self._now = self._connect_now()
 
     async def _open_read_only(self) -> None:
         if not self.path.is_file():
@@ -534,8 +566,12 @@ class SqliteStore(RegistryStore):
                 f"{self.path} has schema {version}, older than this code's {LATEST}: a read-only "
                 "open cannot migrate it (open it once read-write)"
             )
+        self._now = self._connect_now()
 
     async def close(self) -> None:
+        if self._now is not None:
+            self._now.close()
+            self._now = None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._writer.close)
         if self._readers is not None:
@@ -698,6 +734,24 @@ class SqliteStore(RegistryStore):
     async def get_endpoint_key(self, endpoint_id: bytes) -> EndpointKey | None:
         # Gathered with the other misses of this loop turn into one reader job.
         return await self._key_reads.get(endpoint_id)
+
+    def endpoint_key_now(self, endpoint_id: bytes) -> EndpointKey | Miss | None:
+        # A point lookup of a few pages the OS has cached: ~10 µs on the loop thread,
+        # against a task, two thread hand-offs and the GIL passing back and forth for a
+        # reader thread (benchmarks/README.md, "Fleet scale").
+        if self._now is None:
+            return MISS
+        started = time.monotonic()
+        if started < self._now_rests_until:
+            return MISS
+        try:
+            found = sqlite_keys(self._now, [endpoint_id]).get(endpoint_id)
+        except sqlite3.Error:  # busy or locked this instant
+            return MISS
+        finished = time.monotonic()
+        if finished - started > NOW_SLOW_S:  # from the disk: the reader threads wait for it
+            self._now_rests_until = finished + NOW_PAUSE_S
+        return found
 
     async def list_endpoints(
         self, application: str | None = None, limit: int = 100, offset: int = 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from store_records import endpoint_write
 
+from servers.caching import MISS
 from servers.store import EndpointKey, EndpointWrite, StoreBusy, StoreError, WriteOutcome
 from servers.store.limits import StoreLimits
 from servers.store.sqlite import SqliteStore
@@ -63,3 +64,51 @@ def test_a_cancelled_waiter_leaves_the_others_answered(tmp_path: Path) -> None:
 
 def _key_of(write: EndpointWrite) -> EndpointKey:
     return EndpointKey(write.public_key, write.application)
+
+
+def test_a_key_read_on_the_loop_thread_answers_at_once(tmp_path: Path) -> None:
+    """SQLite answers a key-cache miss on the caller's thread (endpoint_key_now): the
+    stored key, None for an unknown id; MISS before the store is open and after it closed."""
+
+    async def body() -> None:
+        store = SqliteStore(tmp_path / "r.db")
+        assert store.endpoint_key_now(bytes(20)) is MISS
+        await store.open()
+        try:
+            write = endpoint_write(1, carried_key=True)
+            assert await store.register_endpoint(write) is WriteOutcome.NEW
+            assert store.endpoint_key_now(write.endpoint_id) == _key_of(write)
+            assert store.endpoint_key_now(bytes(20)) is None
+        finally:
+            await store.close()
+        assert store.endpoint_key_now(write.endpoint_id) is MISS
+
+    asyncio.run(body())
+
+
+def test_a_key_read_that_went_to_the_disk_rests_the_loop_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop-thread read slower than NOW_SLOW_S (a page from the disk) sends the next
+    NOW_PAUSE_S of reads to the reader threads (MISS here), then the loop reads again."""
+    from servers.store import sqlite as sqlite_module
+
+    async def body() -> None:
+        store = SqliteStore(tmp_path / "r.db")
+        await store.open()
+        try:
+            write = endpoint_write(1, carried_key=True)
+            assert await store.register_endpoint(write) is WriteOutcome.NEW
+            monkeypatch.setattr(sqlite_module, "NOW_SLOW_S", -1.0)  # every read is "slow"
+            monkeypatch.setattr(sqlite_module, "NOW_PAUSE_S", 0.3)
+            assert store.endpoint_key_now(write.endpoint_id) == _key_of(write)
+            assert store.endpoint_key_now(write.endpoint_id) is MISS
+            assert await store.get_endpoint_key(write.endpoint_id) == _key_of(write)
+            await asyncio.sleep(0.35)
+            monkeypatch.setattr(sqlite_module, "NOW_SLOW_S", 0.0005)
+            assert store.endpoint_key_now(write.endpoint_id) == _key_of(write)
+            assert store.endpoint_key_now(write.endpoint_id) == _key_of(write)
+        finally:
+            await store.close()
+
+    asyncio.run(body())
