@@ -25,6 +25,7 @@ from servers_harness import (
     Endpoint,
     ServerProcess,
     control,
+    process_exited,
     resolve,
     start_main,
     wait_until,
@@ -33,15 +34,6 @@ from servers_harness import (
 from kaa_wire import RegistrationStatus, _crypto
 
 PROFILE = b'{"model": "w-1"}'
-
-
-def _exited(pid: int) -> bool:
-    """Reaped, or a zombie (an orphan's new parent may never reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] in "ZX"
 
 
 def _gone(pid: int) -> bool:
@@ -140,7 +132,7 @@ def test_a_killed_supervisor_takes_its_workers_along(tmp_path: Path) -> None:
     workers = workers_of(process.proc.pid)
     assert len(workers) == 2
     process.kill()  # SIGKILL: no chance to forward anything
-    wait_until(lambda: all(_exited(pid) for pid in workers), "the workers to exit")
+    wait_until(lambda: all(process_exited(pid) for pid in workers), "the workers to exit")
 
 
 def test_a_killed_supervisor_takes_its_admin_process_along(tmp_path: Path) -> None:
@@ -156,7 +148,7 @@ def test_a_killed_supervisor_takes_its_admin_process_along(tmp_path: Path) -> No
     [admin] = admin_of(process.proc.pid)
     assert len(workers_of(process.proc.pid)) == 2
     process.kill()  # SIGKILL: its life pipe closes with it
-    wait_until(lambda: _exited(admin), "the admin process to exit")
+    wait_until(lambda: process_exited(admin), "the admin process to exit")
 
 
 def test_workers_that_cannot_start_fail_the_start(tmp_path: Path) -> None:

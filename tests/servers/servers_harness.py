@@ -74,6 +74,15 @@ def _env() -> dict[str, str]:
     return {**child_environment(REPO), "PYTHONUNBUFFERED": "1"}
 
 
+def process_exited(pid: int) -> bool:
+    """Gone, or a zombie (its parent, or an orphan's new parent, may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = START_TIMEOUT_S) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

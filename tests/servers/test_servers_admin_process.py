@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from servers_harness import IO_TIMEOUT_S, Endpoint, start_main, wait_until
+from servers_harness import IO_TIMEOUT_S, Endpoint, process_exited, start_main, wait_until
 
 from kaa_wire import RegistrationStatus, _crypto
 from servers.metrics import STALE_AFTER_S
@@ -41,15 +41,6 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-def _exited(pid: int) -> bool:
-    """Gone, or a zombie its parent has not reaped yet."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] in "ZX"
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -91,7 +82,7 @@ def test_a_killed_admin_process_is_restarted_while_the_services_serve(
     finally:
         code = main.process.stop()
     assert code == 0, main.process.logs()
-    assert second is not None and _exited(second)
+    assert second is not None and process_exited(second)
 
 
 def _publications_of(pid: int) -> list[Path]:
@@ -116,7 +107,7 @@ def test_killed_services_take_the_admin_process_along(tmp_path: Path) -> None:
     published = _publications_of(services)
     assert published or not os.access("/dev/shm", os.W_OK)  # (elsewhere: the temp dir)
     main.process.kill()
-    wait_until(lambda: _exited(admin), "the admin process to exit")
+    wait_until(lambda: process_exited(admin), "the admin process to exit")
     assert main.process.logs().count("the services are gone: admin process stops") == 1
     for path in published:
         assert not path.parent.exists(), path

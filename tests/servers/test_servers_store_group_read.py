@@ -45,11 +45,8 @@ def test_a_batch_the_store_cannot_take_fails_every_waiter(tmp_path: Path) -> Non
 
 def test_a_cancelled_waiter_leaves_the_others_answered(tmp_path: Path) -> None:
     async def body() -> None:
-        store = SqliteStore(tmp_path / "r.db")
-        await store.open()
+        store, write = await _store_with_one(tmp_path)
         try:
-            write = endpoint_write(1, carried_key=True)
-            assert await store.register_endpoint(write) is WriteOutcome.NEW
             gone = asyncio.ensure_future(store.get_endpoint_key(write.endpoint_id))
             kept = asyncio.ensure_future(store.get_endpoint_key(write.endpoint_id))
             await asyncio.sleep(0)
@@ -62,6 +59,15 @@ def test_a_cancelled_waiter_leaves_the_others_answered(tmp_path: Path) -> None:
     asyncio.run(body())
 
 
+async def _store_with_one(tmp_path: Path) -> tuple[SqliteStore, EndpointWrite]:
+    """An open store holding one registered endpoint (the caller closes it)."""
+    store = SqliteStore(tmp_path / "r.db")
+    await store.open()
+    write = endpoint_write(1, carried_key=True)
+    assert await store.register_endpoint(write) is WriteOutcome.NEW
+    return store, write
+
+
 def _key_of(write: EndpointWrite) -> EndpointKey:
     return EndpointKey(write.public_key, write.application)
 
@@ -71,12 +77,9 @@ def test_a_key_read_on_the_loop_thread_answers_at_once(tmp_path: Path) -> None:
     stored key, None for an unknown id; MISS before the store is open and after it closed."""
 
     async def body() -> None:
-        store = SqliteStore(tmp_path / "r.db")
-        assert store.endpoint_key_now(bytes(20)) is MISS
-        await store.open()
+        assert SqliteStore(tmp_path / "unopened.db").endpoint_key_now(bytes(20)) is MISS
+        store, write = await _store_with_one(tmp_path)
         try:
-            write = endpoint_write(1, carried_key=True)
-            assert await store.register_endpoint(write) is WriteOutcome.NEW
             assert store.endpoint_key_now(write.endpoint_id) == _key_of(write)
             assert store.endpoint_key_now(bytes(20)) is None
         finally:
@@ -94,11 +97,8 @@ def test_a_key_read_that_went_to_the_disk_rests_the_loop_reads(
     from servers.store import sqlite as sqlite_module
 
     async def body() -> None:
-        store = SqliteStore(tmp_path / "r.db")
-        await store.open()
+        store, write = await _store_with_one(tmp_path)
         try:
-            write = endpoint_write(1, carried_key=True)
-            assert await store.register_endpoint(write) is WriteOutcome.NEW
             monkeypatch.setattr(sqlite_module, "NOW_SLOW_S", -1.0)  # every read is "slow"
             monkeypatch.setattr(sqlite_module, "NOW_PAUSE_S", 0.3)
             assert store.endpoint_key_now(write.endpoint_id) == _key_of(write)
