@@ -159,14 +159,23 @@ class RequestBudget:
 
 
 def client_key(address: str | None) -> str:
-    """An IPv4 address, or an IPv6 address's /64 (a host gets a whole /64 to pick from)."""
+    """An IPv4 address, or an IPv6 address's /64 (a host gets a whole /64 to pick from).
+
+    On a dual-stack socket an IPv4 peer is ``::ffff:a.b.c.d``: its own IPv4 address, not
+    the one /64 every IPv4 peer shares. Loopback and link-local IPv6 addresses (whose /64
+    is everyone's) are kept whole, the scope of a link-local one included."""
     if not address or ":" not in address:
         return address or ""
+    bare, _, scope = address.partition("%")
     try:
-        network = ipaddress.IPv6Network((address.partition("%")[0], 64), strict=False)
+        ip = ipaddress.IPv6Address(bare)
     except ValueError:
         return address
-    return str(network.network_address)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip.is_loopback or ip.is_link_local:
+        return f"{ip}%{scope}" if scope else str(ip)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False).network_address)
 
 
 class AdminServer:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from servers.admin import RequestBudget
+from servers.admin import RequestBudget, client_key
 from servers.console.lockout import FailedLogins
 from tests.console.console_harness import (
     ADMIN_PASSWORD,
@@ -188,6 +188,26 @@ def test_a_spray_of_addresses_costs_bounded_memory() -> None:
         budget.take(f"2001:db8:1:2::{n:x}", credentialed=False)
     assert len(budget) == RequestBudget.MAX_ADDRESSES
     assert not all(budget.take(f"2001:db8:1:2::{n:x}", credentialed=False) for n in range(100))
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("127.0.0.9", "127.0.0.9"),
+        # a dual-stack socket's IPv4 peers (admin_host "::"): each its own, not one /64
+        ("::ffff:127.0.0.9", "127.0.0.9"),
+        ("::ffff:10.1.2.3", "10.1.2.3"),
+        ("2001:db8:1:2::7", "2001:db8:1:2::"),
+        ("::1", "::1"),
+        ("fe80::1%eth0", "fe80::1%eth0"),
+        ("fe80::2%eth1", "fe80::2%eth1"),
+        (None, ""),
+    ],
+)
+def test_client_addresses_are_keyed_by_host(address: str | None, key: str) -> None:
+    """Before: every IPv4 peer of a dual-stack admin port, and every link-local one, had
+    the key '::' or 'fe80::': one client locked out every IPv4 login (console attack F2)."""
+    assert client_key(address) == key
 
 
 # -- F2, F3: failed logins ---------------------------------------------------------------------
