@@ -390,19 +390,28 @@ class Api:
         doc = await self.create_app(_identity(request), await _body(request))
         return web.json_response(doc, status=201)
 
+    def _check_state(self, config: bytes, topics: tuple[Topic, ...]) -> None:
+        try:
+            actions.checked_state(config, topics, self.settings.max_frame_size)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_parameter", str(exc), field="config") from None
+
     async def create_app(self, who: Identity, body: dict[str, Any]) -> dict[str, Any]:
         name = _name(body, required=True)
         cached = _field(body, "cached_signature", bool)
         assert name is not None
+        config, topics = _config(body) or b"{}", _topics(body) or ()
+        self._check_state(config, topics)
         app = await actions.create_application(
             self.store,
             name=name,
-            config=_config(body) or b"{}",
+            config=config,
             config_version=_version(body) or 1,
-            topics=_topics(body) or (),
+            topics=topics,
             balancing=_balancing(body) or Balancing.STATIC,
             cached_signature=bool(cached),
             who=who.actor,
+            max_frame_size=self.settings.max_frame_size,
         )
         return app_doc(app, 0)
 
@@ -420,6 +429,10 @@ class Api:
             raise ApiError(400, "nothing_to_change", "give at least one field to change")
         token = request.match_info["token"]
         app = await actions.existing_application(self.store, token)
+        self._check_state(
+            app.config if changes.config is None else changes.config,
+            app.topics if changes.topics is None else changes.topics,
+        )
         audit = actions.application_audit(wall_ms(), _identity(request).actor, "app.update",
                                           app, changed(changes))  # fmt: skip
         updated = await self.store.update_application(token, changes, audit)

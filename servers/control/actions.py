@@ -10,7 +10,14 @@ import getpass
 import hashlib
 import secrets
 
-from kaa_wire import LocalProtocolError, Topic
+from kaa_wire import LocalProtocolError, RegistrationResult, RegistrationStatus, Topic
+from kaa_wire._constants import (
+    AEAD_TAG_SIZE,
+    DEFAULT_MAX_FRAME_SIZE,
+    HEADER_SIZE,
+    RESPONSE_NONCE_SIZE,
+)
+from kaa_wire._impl import encode_registration_result
 from kaa_wire.sdk_config import BootstrapServer
 from servers.clock import wall_ms
 from servers.store.base import (
@@ -33,6 +40,7 @@ __all__ = [
     "checked_config_version",
     "checked_topic",
     "checked_bootstrap_server",
+    "checked_state",
 ]
 
 #: An application's name: for people, at most this many characters.
@@ -76,6 +84,24 @@ def checked_bootstrap_server(host: str, port: int) -> tuple[str, int]:
     except LocalProtocolError as exc:
         raise ValueError(str(exc)) from None
     return host, port
+
+
+def checked_state(config: bytes, topics: tuple[Topic, ...], max_frame_size: int) -> None:
+    """An application's state (configuration and topics) must fit the sealed answer every
+    registration carries, in a frame of ``max_frame_size``: else every device of the
+    application would be refused (the console attack's F3). ValueError otherwise."""
+    largest = RegistrationResult(
+        status=RegistrationStatus.NEW, endpoint_id=bytes(20), server_time_ms=2**64 - 1,
+        config_version=2**32 - 1, config=config, topics=topics,
+        reconnect_after_s=2**32 - 1, retry_base_ms=2**32 - 1,
+    )  # fmt: skip
+    size = HEADER_SIZE + RESPONSE_NONCE_SIZE + len(encode_registration_result(largest))
+    size += AEAD_TAG_SIZE
+    if size > max_frame_size:
+        raise ValueError(
+            f"the configuration and topics make a {size}-byte registration answer, over "
+            f"the {max_frame_size}-byte frame limit: devices could not register"
+        )
 
 
 def application_audit(
@@ -123,7 +149,9 @@ async def create_application(
     balancing: Balancing = Balancing.STATIC,
     cached_signature: bool = False,
     who: str | None = None,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
 ) -> Application:
+    checked_state(config, topics, max_frame_size)
     now = wall_ms()
     app = Application(
         token=new_token(),

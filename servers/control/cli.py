@@ -203,15 +203,25 @@ def _config_body(args: argparse.Namespace) -> bytes | None:
 # -- commands ------------------------------------------------------------------------------
 
 
+def _check_state(config: bytes, topics: tuple[Topic, ...], args: argparse.Namespace) -> None:
+    try:
+        actions.checked_state(config, topics, args.settings.max_frame_size)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 async def _app_create(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
+    config = _config_body(args) or b"{}"
+    _check_state(config, tuple(args.topic), args)
     app = await actions.create_application(
         store,
         name=args.name,
-        config=_config_body(args) or b"{}",
+        config=config,
         config_version=args.config_version,
         topics=tuple(args.topic),
         balancing=Balancing(args.balancing),
         cached_signature=args.cached_signature,
+        max_frame_size=args.settings.max_frame_size,
     )
     if args.json:
         _print(args, _app_doc(app, 0))
@@ -232,6 +242,11 @@ async def _app_update(store: RegistryStore, args: argparse.Namespace, _: DataDir
     if changes == ApplicationChanges():
         raise UsageError("nothing to change")
     app = await actions.existing_application(store, args.token)
+    _check_state(
+        app.config if changes.config is None else changes.config,
+        app.topics if changes.topics is None else changes.topics,
+        args,
+    )
     audit = actions.application_audit(wall_ms(), actions.actor(), "app.update", app,
                                       _changed(changes))  # fmt: skip
     updated = await store.update_application(args.token, changes, audit)

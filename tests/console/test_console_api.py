@@ -380,6 +380,21 @@ def test_an_sdk_export_refuses_a_token_that_is_not_ascii(console: Console) -> No
     assert (answer.status, answer.code) == (400, "invalid_parameter"), answer.body
 
 
+def test_an_application_state_that_cannot_reach_a_device_is_refused(console: Console) -> None:
+    """Before: a 32 KiB configuration and 200 topics of 255 bytes were each accepted, and
+    every device of the application then failed (an 84,869-byte answer over the 64 KiB
+    frame: console attack F3). Refused on update (and on create, where one request body
+    can hold that much: the CLI test below); the state is unchanged."""
+    topics = [{"id": n, "name": "t" * 255} for n in range(200)]
+    created = console.api("POST", "/apps", body={"name": "fits", "config": "x" * 32768})
+    assert created.status == 201, created.body
+    token = created.json["token"]
+    answer = console.api("PATCH", f"/apps/{token}", body={"topics": topics})
+    assert (answer.status, answer.code) == (400, "invalid_parameter"), answer.body
+    assert console.api("GET", f"/apps/{token}").json["topics"] == []
+    assert console.api("PATCH", f"/apps/{token}", body={"topics": topics[:10]}).status == 200
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -394,6 +409,9 @@ def test_an_sdk_export_refuses_a_token_that_is_not_ascii(console: Console) -> No
         ["app", "create", "--name", "a", "--config-version", str(2**70)],  # was a traceback
         ["app", "create", "--name", "a", "--config-version", "-1"],
         ["sdk", "export", "--sdk-token", "t\u00e9"],  # was a traceback (exit 1: not found)
+        # a state whose registration answer overflows a frame (console attack F3)
+        ["app", "create", "--name", "big", "--body", "x" * 40_000,
+         *(a for n in range(120) for a in ("--topic", f"{n}:{'t' * 255}"))],
     ],
 )
 def test_the_cli_refuses_the_same_input_in_one_line(console: Console, args: list[str]) -> None:
