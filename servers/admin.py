@@ -7,8 +7,10 @@ loop they need, nor the admin process more than a bounded share, so this module 
 what the hand-written server it replaced guaranteed:
 
 * it binds to its own address (``admin_host``, loopback by default), not the services';
-* at most ``max_connections`` are open; one more is answered ``503`` and closed at once,
-  never queued (those few descriptors are in the process's budget, servers/limits.py);
+* at most ``max_connections`` are open; one more takes the slot of the oldest connection
+  handling no request (closed unanswered: idle peers cannot keep operators out), or,
+  when every one is handling a request, is answered ``503`` and closed at once, never
+  queued (those few descriptors are in the process's budget, servers/limits.py);
 * a connection may wait at most ``timeout_s`` for a whole request head (trickling bytes
   does not extend it: ``408``, then closed) and stay idle at most ``timeout_s`` between
   requests; a request's handler has ``timeout_s`` to answer; a peer that has not read its
@@ -201,6 +203,7 @@ class AdminServer:
         self.connections = Gate("admin connections", max_connections)
         self.timeout_s = timeout_s
         self.refused = 0
+        self.evicted = 0
         self.timed_out = 0
         self.budget = RequestBudget(requests_per_s)
         self.throttled = 0
@@ -254,6 +257,7 @@ class AdminServer:
         return {
             "connections_open": self.connections.active,
             "refused_total": self.refused,
+            "evicted_total": self.evicted,
             "timed_out_total": self.timed_out,
             "throttled_total": self.throttled,
         }
@@ -261,10 +265,23 @@ class AdminServer:
     # -- connections ----------------------------------------------------------------------
 
     def _admit(self, make_handler: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
-        if not self.connections.try_enter():
+        if not self.connections.try_enter() and not self._evict_idle():
             self.refused += 1
             return _Busy()
         return _Connection(self, make_handler())
+
+    def _evict_idle(self) -> bool:
+        """At the limit, close the oldest connection that is handling no request (still
+        sending its head, as a slow peer holding slots does, or idle between requests) and
+        give its slot to the newcomer: otherwise 16 idle connections from anyone kept every
+        operator out (the console attack's F1). False when every one is handling one."""
+        idle = next((t for t, conn in self._open.items() if not conn.busy), None)
+        if idle is None:
+            return False
+        conn = self._open.pop(idle)  # its connection_lost then frees no slot: this one has it
+        self.evicted += 1
+        conn.abort()
+        return True
 
     @web.middleware
     async def _deadline(

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from kaa_wire import Overloaded
 from servers import logs
@@ -136,11 +137,47 @@ async def _until_closed(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
+def test_admin_answers_503_only_when_every_connection_is_handling_a_request() -> None:
+    """A connection handling a request is never evicted for a newcomer: with every slot
+    busy the newcomer is answered 503 at once."""
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def slow(_: web.Request) -> web.Response:
+            await release.wait()
+            return web.Response(text="done\n")
+
+        admin = AdminServer(
+            lambda: "", max_connections=1, timeout_s=5.0,
+            console=lambda app: app.router.add_get("/slow", slow),
+        )  # fmt: skip
+        port = await admin.start("127.0.0.1", 0)
+        try:
+            busy, busy_w = await asyncio.open_connection("127.0.0.1", port)
+            busy_w.write(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            while not any(conn.busy for conn in admin._open.values()):
+                await asyncio.sleep(0.01)
+            late, late_w = await asyncio.open_connection("127.0.0.1", port)
+            assert (await _until_closed(late)).startswith(b"HTTP/1.1 503 ")
+            release.set()
+            assert (await _until_closed(busy)).endswith(b"done\n")
+            assert (admin.stats()["refused_total"], admin.stats()["evicted_total"]) == (1, 0)
+            for w in (busy_w, late_w):
+                w.close()
+        finally:
+            await admin.stop()
+
+    asyncio.run(main())
+
+
 def test_admin_holds_few_connections_each_for_a_short_time() -> None:
-    """Over real sockets: beyond the limit a connection is answered 503 and closed at once;
-    a held one ends at the deadline with 408, silent or trickling bytes (which do not
-    extend it); a peer that never reads a big answer is cut at the deadline too; then the
-    port serves again. A head over 8 KiB is 400."""
+    """Over real sockets: at the limit a newcomer takes the slot of the oldest connection
+    handling no request, which is closed unanswered (before, it was answered 503 while
+    idle peers held every slot: the console attack's F1); a held one ends at the deadline
+    with 408, silent or trickling bytes (which do not extend it); a peer that never reads
+    a big answer is cut at the deadline too; then the port serves again. A head over
+    8 KiB is 400."""
 
     async def main() -> None:
         big = "x" * (8 << 20)  # far more than the socket buffers hold
@@ -162,9 +199,9 @@ def test_admin_holds_few_connections_each_for_a_short_time() -> None:
             sender = asyncio.create_task(trickle(trickling_w))
             await asyncio.sleep(0.1)  # both admitted
             third, third_w = await connect()
-            assert (await _until_closed(third)).startswith(b"HTTP/1.1 503 ")
-            assert (await _until_closed(silent)).startswith(b"HTTP/1.1 408 ")
+            assert await _until_closed(silent) == b""  # the oldest, evicted for the third
             assert (await _until_closed(trickling)).startswith(b"HTTP/1.1 408 ")
+            assert (await _until_closed(third)).startswith(b"HTTP/1.1 408 ")
             sender.cancel()
 
             # A peer that asks for a big answer and never reads it.
@@ -185,7 +222,8 @@ def test_admin_holds_few_connections_each_for_a_short_time() -> None:
             healthy_w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert (await _until_closed(healthy)).endswith(b"\r\n\r\nok\n")
             stats = admin.stats()
-            assert (stats["refused_total"], stats["timed_out_total"]) == (1, 3)
+            assert (stats["evicted_total"], stats["refused_total"]) == (1, 0)
+            assert stats["timed_out_total"] == 3
             for w in (silent_w, trickling_w, third_w, writer, oversized_w, healthy_w):
                 w.close()
         finally:
