@@ -133,8 +133,9 @@ def _at_least(low: int) -> Callable[[str], int]:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"wants an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        # The store takes 64-bit integers: a larger one was an OverflowError traceback.
+        if not low <= value < 2**63:
+            raise argparse.ArgumentTypeError(f"must be {low} to 2^63-1, got {text!r}")
         return value
 
     return parse

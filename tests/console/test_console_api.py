@@ -409,6 +409,9 @@ def test_an_application_state_that_cannot_reach_a_device_is_refused(console: Con
         ["app", "create", "--name", "a", "--config-version", str(2**70)],  # was a traceback
         ["app", "create", "--name", "a", "--config-version", "-1"],
         ["sdk", "export", "--sdk-token", "t\u00e9"],  # was a traceback (exit 1: not found)
+        ["endpoint", "list", "--limit", "9" * 20],  # were OverflowError tracebacks
+        ["endpoint", "list", "--offset", "9" * 20],
+        ["audit", "list", "--limit", "9" * 20],
         # a state whose registration answer overflows a frame (console attack F3)
         ["app", "create", "--name", "big", "--body", "x" * 40_000,
          *(a for n in range(120) for a in ("--topic", f"{n}:{'t' * 255}"))],
