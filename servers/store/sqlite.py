@@ -488,15 +488,22 @@ class SqliteStore(RegistryStore):
 
     # -- connections --------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
         # ``timeout`` is SQLite's busy timeout: how long to wait for another writer's lock.
+        wait_ms = self._busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
         return sqlite3.connect(
             self._read_only_uri() if self.read_only else self.path,
             isolation_level=None,
             check_same_thread=False,
-            timeout=self._busy_timeout_ms / 1000,
+            timeout=wait_ms / 1000,
             uri=self.read_only,
         )
+
+    def _connect_reader(self, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
+        conn = self._connect(busy_timeout_ms)
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB:d}")
+        return conn
 
     def _read_only_uri(self) -> str:
         uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=ro"
@@ -517,9 +524,7 @@ class SqliteStore(RegistryStore):
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
         if conn is None:
-            conn = self._connect()
-            conn.execute("PRAGMA query_only = ON")
-            conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB:d}")
+            conn = self._connect_reader()
             self._reader_local.conn = conn
             with self._reader_lock:
                 self._reader_conns.append(conn)
@@ -528,14 +533,7 @@ class SqliteStore(RegistryStore):
     def _connect_now(self) -> sqlite3.Connection:
         """The loop thread's reader: no busy timeout, so a read that would wait (a rare
         lock, e.g. WAL recovery) fails at once and goes to a reader thread instead."""
-        conn = sqlite3.connect(
-            self._read_only_uri() if self.read_only else self.path,
-            isolation_level=None,
-            timeout=0,
-            uri=self.read_only,
-        )
-        conn.execute("PRAGMA query_only = ON")
-        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB:d}")
+        conn = self._connect_reader(busy_timeout_ms=0)
         conn.execute(f"PRAGMA mmap_size = {NOW_MMAP_BYTES:d}")
         return conn
 
