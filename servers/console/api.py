@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -182,14 +182,24 @@ def _text(body: dict[str, Any], name: str, limit: int, *, required: bool = False
     return value
 
 
-def _name(body: dict[str, Any], *, required: bool = False) -> str | None:
-    value: str | None = _field(body, "name", str, required=required)
+T = TypeVar("T")
+
+
+def _checked(
+    body: dict[str, Any], key: str, kind: type[T], rule: Callable[[T], T], *, required: bool = False
+) -> T | None:
+    """``body[key]`` of ``kind`` (None when absent), held to the CLI's own ``rule``."""
+    value: T | None = _field(body, key, kind, required=required)
     if value is None:
         return None
     try:
-        return actions.checked_name(value)
+        return rule(value)
     except ValueError as exc:
-        raise _bad("name", str(exc)) from None
+        raise _bad(key, str(exc)) from None
+
+
+def _name(body: dict[str, Any], *, required: bool = False) -> str | None:
+    return _checked(body, "name", str, actions.checked_name, required=required)
 
 
 def _topics(body: dict[str, Any]) -> tuple[Topic, ...] | None:
@@ -228,13 +238,7 @@ def _config(body: dict[str, Any]) -> bytes | None:
 
 
 def _version(body: dict[str, Any]) -> int | None:
-    value: int | None = _field(body, "config_version", int)
-    if value is None:
-        return None
-    try:
-        return actions.checked_config_version(value)
-    except ValueError as exc:
-        raise _bad("config_version", str(exc)) from None
+    return _checked(body, "config_version", int, actions.checked_config_version)
 
 
 def _bootstrap_servers(body: dict[str, Any]) -> list[tuple[str, int]]:
@@ -411,7 +415,6 @@ class Api:
             balancing=_balancing(body) or Balancing.STATIC,
             cached_signature=bool(cached),
             who=who.actor,
-            max_frame_size=self.settings.max_frame_size,
         )
         return app_doc(app, 0)
 

@@ -11,12 +11,7 @@ import hashlib
 import secrets
 
 from kaa_wire import LocalProtocolError, RegistrationResult, RegistrationStatus, Topic
-from kaa_wire._constants import (
-    AEAD_TAG_SIZE,
-    DEFAULT_MAX_FRAME_SIZE,
-    HEADER_SIZE,
-    RESPONSE_NONCE_SIZE,
-)
+from kaa_wire._constants import AEAD_TAG_SIZE, HEADER_SIZE, RESPONSE_NONCE_SIZE
 from kaa_wire._impl import encode_registration_result
 from kaa_wire.sdk_config import BootstrapServer
 from servers.clock import wall_ms
@@ -149,9 +144,8 @@ async def create_application(
     balancing: Balancing = Balancing.STATIC,
     cached_signature: bool = False,
     who: str | None = None,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
 ) -> Application:
-    checked_state(config, topics, max_frame_size)
+    """A new application; its state is the caller's to check (checked_state), as on update."""
     now = wall_ms()
     app = Application(
         token=new_token(),

@@ -222,7 +222,6 @@ async def _app_create(store: RegistryStore, args: argparse.Namespace, _: DataDir
         topics=tuple(args.topic),
         balancing=Balancing(args.balancing),
         cached_signature=args.cached_signature,
-        max_frame_size=args.settings.max_frame_size,
     )
     if args.json:
         _print(args, _app_doc(app, 0))
