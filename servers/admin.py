@@ -16,14 +16,13 @@ what the hand-written server it replaced guaranteed:
   requests; a request's handler has ``timeout_s`` to answer; a peer that has not read its
   answer ``timeout_s`` after it was due is aborted;
 * a request line or header is at most 8 KiB, a body at most ``MAX_BODY`` bytes;
-* the console and API answer at most ``requests_per_s`` requests a second (token
-  buckets of two seconds' worth, :class:`RequestBudget`); beyond, ``429`` at once, which
-  costs next to nothing. This bounds what the console can take from the machine and the
-  store it shares with the services (docs/console.md has the measurement). Half the
-  budget is kept for requests with a credential the console knows, and an address
-  without one gets a quarter at most: anonymous requests, from one address or many,
-  never lock an admin out. The probes are not counted: a scraper is never refused for a
-  busy console.
+* the console and API answer each credential at most half of ``requests_per_s`` a
+  second, and anonymous clients together the other half (token buckets of two seconds'
+  worth, :class:`RequestBudget`); beyond, ``429`` at once, which costs next to nothing.
+  This bounds what the console can take from the machine and the store it shares with
+  the services (docs/console.md has the measurement), and neither anonymous requests,
+  from one address or many, nor another credential's flood, ever lock an admin out. The
+  probes are not counted: a scraper is never refused for a busy console.
 
 ``/healthz`` is the services' readiness (``503`` with the reason while the store cannot
 be read or the lease renewed, or the services published nothing lately), ``/livez`` their
@@ -49,7 +48,7 @@ from servers.limits import Gate
 
 __all__ = [
     "AdminServer",
-    "CREDENTIALED",
+    "CREDENTIAL",
     "client_key",
     "MAX_BODY",
     "MAX_HEAD_LINE",
@@ -106,55 +105,71 @@ class TokenBucket:
         return True
 
 
-#: An app key: whether a request carries a credential the console knows (a live
-#: session's cookie, an API key it has checked). The console sets it (a cheap look-up in
-#: memory, never the store); without it every request is anonymous.
-CREDENTIALED: web.AppKey[Callable[[web.Request], bool]] = web.AppKey(
-    "credentialed",
+#: An app key: the credential a request carries, when the console knows it (a live
+#: session's cookie, an API key it has checked or loaded): its name. The console sets it
+#: (a cheap look-up in memory, never the store); without it every request is anonymous.
+CREDENTIAL: web.AppKey[Callable[[web.Request], str | None]] = web.AppKey(
+    "credential",
     object,  # type: ignore[arg-type]
 )
 
 
-class RequestBudget:
-    """The console's and API's ``rate`` requests a second, shared so that anonymous
-    requests cannot starve the ones with a credential (the console review locked every
-    admin out with 40 ``GET /login`` a second into one global bucket):
+class _Buckets:
+    """Token buckets by key, at most ``limit`` of them, the least recently used going
+    first (one pushed out comes back full: the other limits still hold the total)."""
 
-    * ``RESERVED_SHARE`` of the rate is for requests with a credential only; they may
-      also take from the rest;
-    * anonymous requests share the rest, and one client address (an IPv6 /64: one host's
-      usual allocation) gets ``ADDRESS_SHARE`` of the rate at most;
-    * at most ``MAX_ADDRESSES`` addresses have a bucket, the least recently seen going
-      first: a spray of addresses costs bounded memory (an address pushed out comes back
+    def __init__(self, rate: float, limit: int) -> None:
+        self.rate = rate
+        self.limit = limit
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, key: str) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, burst=2 * self.rate)
+            if len(self._buckets) > self.limit:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class RequestBudget:
+    """The console's and API's requests, ``rate`` a second for each kind of client, shared
+    so that no one client starves the others (the console reviews locked every admin out
+    with 40 ``GET /login`` a second into one global bucket, then with one API key's flood
+    into the one bucket kept for credentials):
+
+    * each credential the console knows (by its name: a person's sessions share one) has
+      a bucket of ``CREDENTIAL_SHARE`` of the rate, its own: no other client takes from it;
+    * anonymous requests share ``1 - CREDENTIAL_SHARE`` of the rate, and one client address
+      (an IPv6 /64: one host's usual allocation) gets ``ADDRESS_SHARE`` of the rate at most;
+    * at most ``MAX_CREDENTIALS`` credentials and ``MAX_ADDRESSES`` addresses have a
+      bucket: a spray of addresses costs bounded memory (an address pushed out comes back
       with a full bucket, but every anonymous request also takes from the shared one).
+
+    The work is then bounded by the number of credentials, which only an admin makes.
     """
 
-    RESERVED_SHARE = 0.5
+    CREDENTIAL_SHARE = 0.5
     ADDRESS_SHARE = 0.25
+    MAX_CREDENTIALS = 1024
     MAX_ADDRESSES = 4096
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        reserved = rate * self.RESERVED_SHARE
-        self.reserved = TokenBucket(reserved, burst=2 * reserved)
-        self.shared = TokenBucket(rate - reserved, burst=2 * (rate - reserved))
-        self._addresses: OrderedDict[str, TokenBucket] = OrderedDict()
+        own = rate * self.CREDENTIAL_SHARE
+        self.shared = TokenBucket(rate - own, burst=2 * (rate - own))
+        self._credentials = _Buckets(own, self.MAX_CREDENTIALS)
+        self._addresses = _Buckets(rate * self.ADDRESS_SHARE, self.MAX_ADDRESSES)
 
-    def take(self, address: str | None, credentialed: bool) -> bool:
-        if credentialed:
-            return self.reserved.take() or self.shared.take()
-        return self._bucket(client_key(address)).take() and self.shared.take()
-
-    def _bucket(self, key: str) -> TokenBucket:
-        bucket = self._addresses.get(key)
-        if bucket is not None:
-            self._addresses.move_to_end(key)
-            return bucket
-        own = self.rate * self.ADDRESS_SHARE
-        bucket = self._addresses[key] = TokenBucket(own, burst=2 * own)
-        if len(self._addresses) > self.MAX_ADDRESSES:
-            self._addresses.popitem(last=False)
-        return bucket
+    def take(self, address: str | None, credential: str | None) -> bool:
+        if credential is not None:
+            return self._credentials.take(credential)
+        return self._addresses.take(client_key(address)) and self.shared.take()
 
     def __len__(self) -> int:
         return len(self._addresses)
@@ -310,9 +325,8 @@ class AdminServer:
                 conn.answered()
 
     def _within_budget(self, request: web.Request) -> bool:
-        credentialed = request.app.get(CREDENTIALED)
-        known = credentialed is not None and credentialed(request)
-        return self.budget.take(request.remote, known)
+        known = request.app.get(CREDENTIAL)
+        return self.budget.take(request.remote, None if known is None else known(request))
 
     # -- the probes -----------------------------------------------------------------------
 

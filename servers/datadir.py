@@ -11,6 +11,8 @@
     DIR/defaults.json     the default application and SDK token of ``python -m servers``, 0600
     DIR/sdk.json, sdk.h   the SDK configuration exported by ``python -m servers``
     DIR/listeners.json    the bound addresses of the running ``python -m servers``
+    DIR/console.key       the console's device-cookie key (servers/console/devices.py), 0600,
+                          made by the admin process on first use
 
 All services on one machine share one directory (and so one database and one key pair).
 The directory is the owner's alone: a directory that group or others may enter is
@@ -103,6 +105,10 @@ class DataDir:
         return self.root / "listeners.json"
 
     @property
+    def console_key(self) -> Path:
+        return self.root / "console.key"
+
+    @property
     def main_lock(self) -> Path:
         return self.root / ".servers.lock"
 
@@ -147,8 +153,13 @@ class DataDir:
         default SDK token): ``(path, old mode)`` of each one changed. Raises
         :class:`UnsafeDataDir` for one that cannot be changed."""
         changed = []
-        for path in (self.bootstrap_key, self.key_files.next_key, self.operations_key,
-                     self.defaults):
+        for path in (
+            self.bootstrap_key,
+            self.key_files.next_key,
+            self.operations_key,
+            self.defaults,
+            self.console_key,
+        ):
             try:
                 old = make_private(path, 0o600)
             except OSError as exc:

@@ -1,6 +1,8 @@
 """The admin console and the admin JSON API, on the admin port (servers/admin.py).
 
     auth.py       sessions, API keys, roles, CSRF
+    lockout.py    failed logins and their lockouts
+    devices.py    device cookies: browsers trusted for a name
     api.py        /api/v1 (openapi.py describes it)
     pages.py      the server-rendered console (templates/, static/)
     dashboard.py  the dashboard's figures, read from the /metrics text
@@ -16,12 +18,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from servers.admin import CREDENTIALED
+from servers.admin import CREDENTIAL
 from servers.admin_hosts import AllowedHosts
 from servers.config import Settings
 from servers.console.api import Api
 from servers.console.auth import Auth
 from servers.console.dashboard import Sampler
+from servers.console.devices import DeviceCookies
 from servers.console.errors import ApiError, errors, security_headers
 from servers.console.openapi import document
 from servers.console.pages import Pages
@@ -55,7 +58,9 @@ def install(
     (``kaa_admin_logins_total``) to the ``/metrics`` of ``registry``."""
     # Secure cookies unless the port is on loopback (plain HTTP there is the default;
     # anywhere else it must sit behind TLS: docs/operations.md).
-    auth = Auth(store, secure_cookie=not is_loopback(settings.admin_host))
+    auth = Auth(
+        store, DeviceCookies.of(datadir), secure_cookie=not is_loopback(settings.admin_host)
+    )
     sampler = Sampler(render_metrics)
     api = Api(store, settings, datadir, sampler, bootstrap)
     pages = Pages(api, auth)
@@ -63,7 +68,7 @@ def install(
     hosts = AllowedHosts(settings.admin_host, settings.admin_allowed_hosts)
     app.middlewares.append(_host_check(hosts))
     app.middlewares.append(auth.middleware)
-    app[CREDENTIALED] = auth.credentialed  # the request budget's reserved share
+    app[CREDENTIAL] = auth.credential  # the request budget's bucket per credential
     if registry is not None:
         registry.add(auth.login_results)
     app.on_response_prepare.append(security_headers)
@@ -78,8 +83,10 @@ def install(
 
     async def start(_: web.Application) -> None:
         await sampler.start()
+        await auth.start()
 
     async def stop(_: web.Application) -> None:
+        await auth.stop()
         await sampler.stop()
 
     app.on_startup.append(start)

@@ -17,16 +17,21 @@
   (each costs 64 MiB and ~50 ms of a core): more is refused ``429`` at once, so a login
   flood takes at most one core from the services. An address or a name with too many
   failed logins is refused at once for a while (lockout.py), so one client sending
-  wrong passwords cannot hold that slot.
-* Which requests carry a credential this process knows, cheaply and without the store
-  (:meth:`Auth.credentialed`): the admin port's request budget keeps a share for them.
+  wrong passwords cannot hold that slot; a browser that logged in under the name before
+  is held only by its own failures (a device cookie, devices.py).
+* Which credential a request carries, when this process knows it, cheaply and without
+  the store (:meth:`Auth.credential`): the admin port's request budget gives each its
+  own bucket. The live API keys are loaded at start, so a key is known from its first
+  request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
+import logging
 import math
 import secrets
 import time
@@ -40,6 +45,8 @@ from aiohttp import web
 from servers import logs
 from servers.admin import client_key
 from servers.clock import wall_ms
+from servers.console.devices import DEVICE_COOKIE, DeviceCookies
+from servers.console.devices import LIFETIME_S as DEVICE_LIFETIME_S
 from servers.console.errors import ApiError
 from servers.console.lockout import FailedLogins
 from servers.control.credentials import api_key_hash, api_key_matches, verify_password
@@ -72,8 +79,11 @@ LOGIN_SLOTS = 1
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Paths anyone may ask for: the probes, the login page, the static files.
 _PUBLIC = ("/healthz", "/livez", "/metrics", "/login", "/static/")
-#: API keys (their hashes) this process found live lately, for :meth:`Auth.credentialed`.
-MAX_KNOWN_KEYS = 256
+#: API keys (their hashes) this process knows live, for :meth:`Auth.credential`.
+MAX_KNOWN_KEYS = 1024
+#: How often the live API keys are read again from the store (a key made by the CLI
+#: counts as anonymous until then, or until its first request is checked).
+KEYS_RELOAD_S = 60.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -83,6 +93,8 @@ class Session:
     csrf: str
     created: float
     used: float
+    #: The id of the device cookie this login presented for its name (devices.py), if any.
+    device: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,9 +122,11 @@ class Sessions:
     def __init__(self) -> None:
         self._by_id: OrderedDict[str, Session] = OrderedDict()
 
-    def new(self, name: str) -> Session:
+    def new(self, name: str, device: str | None = None) -> Session:
         now = time.monotonic()
-        session = Session(secrets.token_urlsafe(32), name, secrets.token_urlsafe(32), now, now)
+        session = Session(
+            secrets.token_urlsafe(32), name, secrets.token_urlsafe(32), now, now, device
+        )
         own = [sid for sid, s in self._by_id.items() if s.name == name]  # oldest first
         for sid in own[: max(0, len(own) + 1 - MAX_SESSIONS_PER_NAME)]:
             del self._by_id[sid]
@@ -133,13 +147,15 @@ class Sessions:
         self._by_id.move_to_end(sid)
         return session
 
-    def live(self, sid: str) -> bool:
-        """Whether ``sid`` is a session now (without counting as a use)."""
+    def owner(self, sid: str) -> str | None:
+        """The name whose live session ``sid`` is (without counting as a use), or None."""
         session = self._by_id.get(sid)
         if session is None:
-            return False
+            return None
         now = time.monotonic()
-        return now - session.used <= IDLE_S and now - session.created <= LIFETIME_S
+        if now - session.used > IDLE_S or now - session.created > LIFETIME_S:
+            return None
+        return session.name
 
     def drop(self, sid: str) -> None:
         self._by_id.pop(sid, None)
@@ -162,9 +178,12 @@ def _same_origin(request: web.Request) -> bool:
 
 
 class Auth:
-    def __init__(self, store: RegistryStore, *, secure_cookie: bool) -> None:
+    def __init__(
+        self, store: RegistryStore, devices: DeviceCookies, *, secure_cookie: bool
+    ) -> None:
         self.store = store
         self.sessions = Sessions()
+        self.devices = devices
         self.secure_cookie = secure_cookie
         self.logins = Gate("admin logins", LOGIN_SLOTS)
         self.failed_logins = FailedLogins()
@@ -175,11 +194,16 @@ class Auth:
             "failures), busy (the Argon2 slot taken)",
             ("result",),
         )
-        self._known_keys: OrderedDict[str, None] = OrderedDict()
+        #: The live API keys' hashes and names: loaded from the store at start and every
+        #: ``KEYS_RELOAD_S`` (so a key's first request after a restart is known), and
+        #: learned when a request's key is checked.
+        self._known_keys: OrderedDict[str, str] = OrderedDict()
+        self._reloading: asyncio.Task[None] | None = None
         # A refused login is a warning in the log, not an audit row: a guesser must not be
         # able to fill the audit table. Rate limited like refused connections, with counts.
+        self._log = logs.get("console")
         self.refused_logins = logs.Trouble(
-            logs.get("console"), "login", base_s=0.0, event="login refused", log_every_s=10.0
+            self._log, "login", base_s=0.0, event="login refused", log_every_s=10.0
         )
 
     # -- identifying a request --------------------------------------------------------------
@@ -195,10 +219,7 @@ class Auth:
             if found is None or not found.live or not api_key_matches(found, key.strip()):
                 self._known_keys.pop(digest, None)
                 raise ApiError(401, "unauthenticated", "unknown or revoked API key")
-            self._known_keys[digest] = None
-            self._known_keys.move_to_end(digest)
-            while len(self._known_keys) > MAX_KNOWN_KEYS:
-                self._known_keys.popitem(last=False)
+            self._know_key(digest, found.name)
             return Identity(found.name, found.role, "api-key")
         sid = request.cookies.get(COOKIE)
         if not sid:
@@ -212,17 +233,50 @@ class Auth:
             return None
         return Identity(credential.name, credential.role, "session", session)
 
-    def credentialed(self, request: web.Request) -> bool:
-        """Whether the request carries a live session's cookie or an API key this process
-        checked lately: a dictionary look-up and at most one SHA-256, never the store (the
-        request budget asks before the request is let in). The request itself is still
-        identified by :meth:`identify`."""
+    def credential(self, request: web.Request) -> str | None:
+        """The name of the credential the request carries, when it is a live session's
+        cookie or a live API key this process knows: a dictionary look-up and at most one
+        SHA-256, never the store (the request budget asks before the request is let in).
+        The request itself is still identified by :meth:`identify`."""
         header = request.headers.get("Authorization")
         if header is not None:
             scheme, _, key = header.partition(" ")
-            return scheme.lower() == "bearer" and api_key_hash(key.strip()) in self._known_keys
+            if scheme.lower() != "bearer":
+                return None
+            return self._known_keys.get(api_key_hash(key.strip()))
         sid = request.cookies.get(COOKIE)
-        return sid is not None and self.sessions.live(sid)
+        return None if sid is None else self.sessions.owner(sid)
+
+    def _know_key(self, digest: str, name: str) -> None:
+        self._known_keys[digest] = name
+        self._known_keys.move_to_end(digest)
+        while len(self._known_keys) > MAX_KNOWN_KEYS:
+            self._known_keys.popitem(last=False)
+
+    async def reload_keys(self) -> None:
+        """Know the store's live API keys (revoked ones are forgotten)."""
+        live = [c for c in await self.store.list_credentials()
+                if c.kind == CredentialKind.API_KEY and c.live]  # fmt: skip
+        self._known_keys.clear()
+        for credential in live[-MAX_KNOWN_KEYS:]:
+            self._know_key(credential.secret_hash, credential.name)
+
+    async def start(self) -> None:
+        self._reloading = asyncio.create_task(self._reload_keys(), name="console-keys")
+
+    async def stop(self) -> None:
+        if self._reloading is not None:
+            self._reloading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloading
+
+    async def _reload_keys(self) -> None:
+        while True:
+            try:
+                await self.reload_keys()
+            except Exception as exc:  # the store is down: keys are learned as they come
+                logs.event(self._log, logging.WARNING, "API keys not loaded", error=str(exc))
+            await asyncio.sleep(KEYS_RELOAD_S)
 
     @web.middleware
     async def middleware(
@@ -258,38 +312,54 @@ class Auth:
 
     # -- logging in and out -----------------------------------------------------------------
 
-    async def login(self, name: str, password: str, address: str | None) -> Session | None:
+    async def login(
+        self, name: str, password: str, address: str | None, device_cookie: str | None = None
+    ) -> Session | None:
         """A new session for a right name and password; None otherwise (audited on success).
-        ``address`` is the client's (``request.remote``), for the failed-login limits."""
+        ``address`` is the client's (``request.remote``) and ``device_cookie`` what its
+        browser sent as :data:`DEVICE_COOKIE`, for the failed-login limits (lockout.py)."""
         client = client_key(address)
-        wait = self.failed_logins.locked_for(client, name)
+        device = self.devices.device(device_cookie, name)
+        wait = self.failed_logins.locked_for(client, name, device)
         if wait > 0:
             self.login_results.inc("limited")
             raise ApiError(429, "login_limited", "too many failed logins from this address "
                            f"or for this name: retry in {math.ceil(wait)} s")  # fmt: skip
-        if not self.logins.try_enter():
-            self.login_results.inc("busy")
-            raise ApiError(429, "busy", "too many logins at once: retry")
-        try:
-            credential: AdminCredential | None = await self.store.get_credential(name)
-            ok = await asyncio.to_thread(verify_password, credential, password)
-        finally:
-            self.logins.leave()
+        credential: AdminCredential | None = None
+        ok = False
+        if "\x00" not in name:  # no name holds one (and PostgreSQL text cannot)
+            if not self.logins.try_enter():
+                self.login_results.inc("busy")
+                raise ApiError(429, "busy", "too many logins at once: retry")
+            try:
+                credential = await self.store.get_credential(name)
+                ok = await asyncio.to_thread(verify_password, credential, password)
+            finally:
+                self.logins.leave()
         if not ok or credential is None or credential.kind != CredentialKind.PASSWORD:
-            self.failed_logins.failed(client, name)
+            self.failed_logins.failed(client, name, device)
             self.login_results.inc("refused")
-            # (repr: the name is the requester's text; it must not forge a log line)
-            self.refused_logins.failed("wrong name or password", name=repr(name[:64]))
+            # Only a name that exists is logged (repr: it must not forge a log line): an
+            # unknown one may be a password typed into the name field.
+            known = repr(name) if credential is not None else "(not a credential)"
+            self.refused_logins.failed("wrong name or password", name=known)
             return None
-        self.failed_logins.succeeded(client, name)
+        self.failed_logins.succeeded(client, name, device)
         self.login_results.inc("ok")
         await self.store.add_audit(AuditEntry(wall_ms(), f"console:{name}", "admin.login", name))
-        return self.sessions.new(name)
+        return self.sessions.new(name, device)
 
     def set_cookie(self, response: web.StreamResponse, session: Session) -> None:
+        """The session's cookie, and the device cookie that makes this browser trusted for
+        the session's name at its next logins (devices.py)."""
         response.set_cookie(
             COOKIE, session.sid, httponly=True, samesite="Strict", secure=self.secure_cookie,
             path="/", max_age=LIFETIME_S,
+        )  # fmt: skip
+        response.set_cookie(
+            DEVICE_COOKIE, self.devices.issue(session.name, session.device),
+            httponly=True, samesite="Strict", secure=self.secure_cookie, path="/login",
+            max_age=DEVICE_LIFETIME_S,
         )  # fmt: skip
 
     def clear_cookie(self, response: web.StreamResponse) -> None:

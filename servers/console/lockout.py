@@ -8,11 +8,12 @@ Argon2 work: 1 s, then twice as long at each further failure, ``MAX_LOCK_S`` at 
 Failures are forgotten ``FORGET_S`` after the last one, and a success forgets its
 address's and name's.
 
-A name's lockout would let anyone lock an admin out by guessing at their name, so an
-address that logged in under that name before (the last ``MAX_TRUSTED`` pairs are kept)
-is not held by the name's lockout, only by its own address's. What remains is a
-guesser spread over many addresses: each address gets its few free tries, and the name's
-lockout slows the sum; docs/console.md says so.
+A name's lockout would let anyone lock an admin out by guessing at their name, so a
+browser that logged in under that name before shows it with a device cookie (devices.py):
+such a login is held by neither the name's lockout nor its address's, only by the
+failures of that device (``FREE_PER_DEVICE``), which count against nothing else. The
+cookie outlives a restart. What remains is a person on a browser that never logged in
+under the name, while a guesser keeps the name held: docs/console.md says so.
 
 Memory is bounded: at most ``MAX_ENTRIES`` addresses and names are remembered (by their
 first ``MAX_KEY`` characters: a credential's name is at most 64), the least recently
@@ -70,39 +71,40 @@ class _Counts:
 class FailedLogins:
     FREE_PER_ADDRESS = 5
     FREE_PER_NAME = 10
+    FREE_PER_DEVICE = 5
     FIRST_LOCK_S = 1.0
     MAX_LOCK_S = 60.0
     FORGET_S = 15 * 60.0
     MAX_ENTRIES = 4096
-    MAX_TRUSTED = 1024
     MAX_KEY = 128
 
     def __init__(self) -> None:
         self.addresses = _Counts(self.FREE_PER_ADDRESS, self.MAX_ENTRIES)
         self.names = _Counts(self.FREE_PER_NAME, self.MAX_ENTRIES)
-        #: (name, address) pairs that logged in: the name's lockout does not hold them.
-        self._trusted: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.devices = _Counts(self.FREE_PER_DEVICE, self.MAX_ENTRIES)
 
-    def locked_for(self, address: str, name: str) -> float:
-        """Seconds until a login of ``name`` from ``address`` may be tried (0: now)."""
-        address, name = address[: self.MAX_KEY], name[: self.MAX_KEY]
+    def locked_for(self, address: str, name: str, device: str | None = None) -> float:
+        """Seconds until a login of ``name`` from ``address`` may be tried (0: now); a
+        ``device`` is the id of a valid device cookie for ``name``."""
         now = time.monotonic()
-        wait = self.addresses.locked_for(address, now)
-        if (name, address) not in self._trusted:
-            wait = max(wait, self.names.locked_for(name, now))
-        return wait
-
-    def failed(self, address: str, name: str) -> None:
+        if device is not None:
+            return self.devices.locked_for(device[: self.MAX_KEY], now)
         address, name = address[: self.MAX_KEY], name[: self.MAX_KEY]
+        return max(self.addresses.locked_for(address, now), self.names.locked_for(name, now))
+
+    def failed(self, address: str, name: str, device: str | None = None) -> None:
         now = time.monotonic()
-        self.addresses.failed(address, now)
-        self.names.failed(name, now)
+        if device is not None:
+            self.devices.failed(device[: self.MAX_KEY], now)
+            return
+        self.addresses.failed(address[: self.MAX_KEY], now)
+        self.names.failed(name[: self.MAX_KEY], now)
 
-    def succeeded(self, address: str, name: str) -> None:
-        address, name = address[: self.MAX_KEY], name[: self.MAX_KEY]
-        self.addresses.forget(address)
-        self.names.forget(name)
-        self._trusted[(name, address)] = None
-        self._trusted.move_to_end((name, address))
-        while len(self._trusted) > self.MAX_TRUSTED:
-            self._trusted.popitem(last=False)
+    def succeeded(self, address: str, name: str, device: str | None = None) -> None:
+        """A trusted device's success forgets its own failures only: the name's count is
+        a guesser's, and a user logging in must not give the guesser fresh tries."""
+        if device is not None:
+            self.devices.forget(device[: self.MAX_KEY])
+            return
+        self.addresses.forget(address[: self.MAX_KEY])
+        self.names.forget(name[: self.MAX_KEY])

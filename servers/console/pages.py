@@ -15,6 +15,7 @@ from aiohttp import web
 
 from servers.console.api import Api, decode_cursor, endpoint_id_of
 from servers.console.auth import COOKIE, IDENTITY, Auth, Identity, reads_only
+from servers.console.devices import DEVICE_COOKIE
 from servers.console.errors import PAGE_ERROR, ApiError
 from servers.control import actions
 from servers.control.documents import endpoint_doc
@@ -99,7 +100,9 @@ class Pages:
         name, password = _form_text(form, "name"), form.get("password", "")
         session = None
         if name and isinstance(password, str) and password and len(password) <= 1024:
-            session = await self.auth.login(name, password, request.remote)
+            session = await self.auth.login(
+                name, password, request.remote, request.cookies.get(DEVICE_COOKIE)
+            )
         if session is None:
             return self.render(request, "login.html", status=401, failed=True)
         response = web.HTTPSeeOther("/")

@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 
 from servers.admin import RequestBudget, client_key
+from servers.console.auth import COOKIE
+from servers.console.devices import DEVICE_COOKIE
 from servers.console.lockout import FailedLogins
 from tests.console.console_harness import (
     ADMIN_PASSWORD,
@@ -79,16 +81,28 @@ def _get(
 
 
 def _login(
-    console: Console, name: str, password: str, source: str = "127.0.0.1"
+    console: Console, name: str, password: str, source: str = "127.0.0.1", device: str = ""
 ) -> tuple[int, bytes, str | None]:
-    """POST /login as a browser would, from ``source``: (status, body, session cookie)."""
+    """POST /login as a browser would, from ``source`` with the device cookie ``device``
+    (``kaa_device=...``): (status, body, session cookie)."""
+    return _browser_login(console, name, password, source, device)[:3]
+
+
+def _browser_login(
+    console: Console, name: str, password: str, source: str = "127.0.0.1", device: str = ""
+) -> tuple[int, bytes, str | None, str | None]:
+    """:func:`_login`, and the device cookie it was given."""
     form = urllib.parse.urlencode({"name": name, "password": password}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": console.url}
+    if device:
+        headers["Cookie"] = device
     status, body, answer = _get(
-        console, "/login", method="POST", body=form, source=source,
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": console.url},
-    )  # fmt: skip
-    cookie = answer.getheader("Set-Cookie")
-    return status, body, cookie.split(";", 1)[0] if cookie else None
+        console, "/login", method="POST", body=form, source=source, headers=headers
+    )
+    cookies = {
+        c.split("=", 1)[0]: c.split(";", 1)[0] for c in answer.msg.get_all("Set-Cookie") or []
+    }
+    return status, body, cookies.get(COOKIE), cookies.get(DEVICE_COOKIE)
 
 
 def _metric(console: Console, sample: str) -> float:
@@ -99,11 +113,19 @@ def _metric(console: Console, sample: str) -> float:
 
 
 class _Flood:
-    """Anonymous ``GET /login`` as fast as answered, from each of ``sources``, on kept-alive
-    connections, until stopped; counts the answers by status."""
+    """``GET path`` (anonymous ``/login`` unless told) as fast as answered, from each of
+    ``sources``, on kept-alive connections, until stopped; counts the answers by status."""
 
-    def __init__(self, console: Console, sources: list[str]) -> None:
+    def __init__(
+        self,
+        console: Console,
+        sources: list[str],
+        path: str = "/login",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.console = console
+        self.path = path
+        self.headers = dict(headers or {})
         self.statuses: dict[int, int] = {}
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(s,)) for s in sources]
@@ -114,7 +136,7 @@ class _Flood:
                                           source_address=(source, 0))  # fmt: skip
         while not self._stop.is_set():
             try:
-                conn.request("GET", "/login")
+                conn.request("GET", self.path, headers=self.headers)
                 answer = conn.getresponse()
                 answer.read()
                 self.statuses[answer.status] = self.statuses.get(answer.status, 0) + 1
@@ -178,16 +200,44 @@ def test_one_flooding_address_leaves_the_others_their_share(budgeted: Console) -
     assert answer.getheader("Retry-After") == "1"
 
 
+def test_one_credentials_flood_leaves_the_others_their_share(budgeted: Console) -> None:
+    """Before: the half kept for credentials was one bucket, and one API key (read-only
+    included) flooding it answered every other operator 429."""
+    time.sleep(2.0)  # (the anonymous buckets the earlier floods spent fill again)
+    status, _, cookie = _login(budgeted, "alice", ADMIN_PASSWORD, source="127.0.6.1")
+    assert status == 303 and cookie is not None
+    reader = {"Authorization": f"Bearer {budgeted.reader_key}"}
+    admin = {"Authorization": f"Bearer {budgeted.admin_key}"}
+    assert _get(budgeted, "/api/v1/me", headers=admin)[0] == 200
+    sources = [f"127.0.6.{n}" for n in range(2, 6)]
+    with _Flood(budgeted, sources, "/api/v1/me", reader) as flood:
+        answers = []
+        for n in range(12):  # (about 4 a second each: within a credential's own share)
+            headers = admin if n % 2 else {"Cookie": cookie}
+            answers.append(_get(budgeted, "/api/v1/me", headers=headers)[0])
+            time.sleep(0.25)
+    assert answers == [200] * 12, (answers, flood.statuses)
+
+
+def test_credentials_have_their_own_buckets_and_bounded_memory() -> None:
+    budget = RequestBudget(20.0)
+    assert sum(budget.take("10.0.0.1", "robot") for _ in range(40)) == 20  # two seconds' worth
+    assert budget.take("10.0.0.1", "alice") and budget.take("10.0.0.1", None)
+    for n in range(RequestBudget.MAX_CREDENTIALS + 10):
+        budget.take("10.0.0.1", f"key{n}")
+    assert len(budget._credentials) == RequestBudget.MAX_CREDENTIALS
+
+
 def test_a_spray_of_addresses_costs_bounded_memory() -> None:
     budget = RequestBudget(20.0)
     for n in range(RequestBudget.MAX_ADDRESSES + 500):
-        budget.take(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", credentialed=False)
+        budget.take(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", credential=None)
     assert len(budget) == RequestBudget.MAX_ADDRESSES
     # one IPv6 host is one /64, whichever of its addresses it sends from
     for n in range(100):
-        budget.take(f"2001:db8:1:2::{n:x}", credentialed=False)
+        budget.take(f"2001:db8:1:2::{n:x}", credential=None)
     assert len(budget) == RequestBudget.MAX_ADDRESSES
-    assert not all(budget.take(f"2001:db8:1:2::{n:x}", credentialed=False) for n in range(100))
+    assert not all(budget.take(f"2001:db8:1:2::{n:x}", credential=None) for n in range(100))
 
 
 @pytest.mark.parametrize(
@@ -234,20 +284,64 @@ def test_failed_logins_lock_their_address_out_but_not_the_admin(console: Console
     assert _metric(console, 'kaa_admin_logins_total{result="ok"}') == ok + 1
 
 
-def test_failed_logins_for_one_name_lock_the_name_but_not_where_it_logged_in(
+def test_failed_logins_for_one_name_lock_the_name_but_not_a_browser_it_logged_in_from(
     console: Console,
 ) -> None:
-    """A guesser on one name from many addresses is slowed by the name's lockout; an
-    address the name logged in from before is not held by it (else anyone could lock an
-    admin out by guessing at their name)."""
-    assert _login(console, "rita", READER_PASSWORD, source="127.0.0.1")[0] == 303
+    """A guesser on one name from many addresses is slowed by the name's lockout; a browser
+    that logged in under the name before (its device cookie) is not held by it, from any
+    address. Before: only the (name, address) pairs seen in this process were spared, so a
+    guesser kept the user out of every other address, and of all after a restart."""
+    status, _, _, device = _browser_login(console, "rita", READER_PASSWORD, source="127.0.0.1")
+    assert status == 303 and device is not None
     for n in range(FailedLogins.FREE_PER_NAME):
         assert _login(console, "rita", "wrong", source=f"127.0.1.{n + 1}")[0] == 401
     status, body, _ = _login(console, "rita", READER_PASSWORD, source="127.0.2.1")
     assert status == 429 and b"login_limited" in body
-    assert _login(console, "rita", READER_PASSWORD, source="127.0.0.1")[0] == 303
-    # another name is not held
-    assert _login(console, "alice", ADMIN_PASSWORD, source="127.0.2.2")[0] == 303
+    # her browser, from a new address, and from one a guesser locked by its own failures
+    assert _login(console, "rita", READER_PASSWORD, source="127.0.2.1", device=device)[0] == 303
+    assert _login(console, "rita", READER_PASSWORD, source="127.0.1.1", device=device)[0] == 303
+    # an altered cookie, or one issued for another name, is nobody's device
+    value = device.split("=", 1)[1]
+    forged = f"{DEVICE_COOKIE}={value[:-2]}{'AA' if value[-2:] != 'AA' else 'BB'}"
+    assert _login(console, "rita", READER_PASSWORD, source="127.0.2.1", device=forged)[0] == 429
+    _, _, _, alices = _browser_login(console, "alice", ADMIN_PASSWORD, source="127.0.2.2")
+    assert alices is not None
+    assert _login(console, "rita", READER_PASSWORD, source="127.0.2.1", device=alices)[0] == 429
+    # a device's own failures hold that device, and count against nothing else
+    for _ in range(FailedLogins.FREE_PER_DEVICE):
+        assert _login(console, "alice", "wrong", source="127.0.2.3", device=alices)[0] == 401
+    assert _login(console, "alice", ADMIN_PASSWORD, source="127.0.2.3", device=alices)[0] == 429
+    assert _login(console, "alice", ADMIN_PASSWORD, source="127.0.2.3")[0] == 303
+
+
+def test_a_trusted_browser_and_an_api_key_are_known_after_a_restart(tmp_path: Path) -> None:
+    """Before: the trusted (name, address) pairs and the known API keys were this process's
+    memory: after a restart a guesser held the name everywhere, and an API key's first
+    request shared the anonymous budget (429 while anonymous clients spent it)."""
+    data = tmp_path / "data"
+    main = start_main(data)
+    try:
+        add_password(data, "rita", "read-only", READER_PASSWORD)
+        key = add_key(data, "robot", "admin")
+        console = Console(main, key, key)
+        status, _, _, device = _browser_login(console, "rita", READER_PASSWORD)
+        assert status == 303 and device is not None
+    finally:
+        assert main.process.stop() == 0, main.process.logs()
+    assert oct(data.joinpath("console.key").stat().st_mode & 0o777) == "0o600"
+    main = start_main(data)
+    try:
+        console = Console(main, key, key)
+        for n in range(FailedLogins.FREE_PER_NAME):
+            assert _login(console, "rita", "wrong", source=f"127.0.4.{n + 1}")[0] == 401
+        assert _login(console, "rita", READER_PASSWORD, source="127.0.5.1")[0] == 429
+        assert _login(console, "rita", READER_PASSWORD, source="127.0.5.1", device=device)[0] == 303
+        sources = [f"127.0.3.{n}" for n in range(1, 9)]
+        with _Flood(console, sources) as flood:  # the anonymous half spent
+            status = _get(console, "/api/v1/me", headers={"Authorization": f"Bearer {key}"})[0]
+        assert status == 200, flood.statuses
+    finally:
+        assert main.process.stop() == 0, main.process.logs()
 
 
 def test_lockouts_grow_and_are_bounded() -> None:
