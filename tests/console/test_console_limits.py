@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.throwaway_db import fresh_database
 from servers.admin import RequestBudget, client_key
 from servers.console.auth import COOKIE
 from servers.console.devices import DEVICE_COOKIE
@@ -37,6 +38,7 @@ from tests.console.console_harness import (
     Console,
     add_key,
     add_password,
+    start_console,
 )
 from tests.servers.servers_harness import IO_TIMEOUT_S, _env, start_main
 
@@ -413,3 +415,30 @@ def test_a_bad_allowed_hosts_setting_is_one_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--admin-allowed-hosts" in lines[0], result.stderr
+
+
+# -- what a refused login gives away, on both backends ------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]:
+    if request.param == "sqlite":
+        yield from start_console(tmp_path / "data")
+        return
+    with fresh_database(request.getfixturevalue("postgres_dsn"), "kaa_test_") as dsn:
+        yield from start_console(tmp_path / "data", ("--store", dsn))
+
+
+def test_a_refused_login_logs_no_unknown_name_and_a_nul_name_is_refused(
+    fresh_console: Console,
+) -> None:
+    """Before: the tried name was logged whatever it was (a password typed into the name
+    field ended in the log), and a NUL in it was 503 on PostgreSQL (its text cannot hold
+    one), not a refused login."""
+    typed = "correct-horse-battery"
+    assert _login(fresh_console, typed, "x")[0] == 401
+    assert _login(fresh_console, "alice\x00", ADMIN_PASSWORD)[0] == 401
+    assert _login(fresh_console, "alice", ADMIN_PASSWORD)[0] == 303
+    assert _login(fresh_console, "rita", "wrong", source="127.0.7.1")[0] == 401
+    logs = fresh_console.main.process.logs()
+    assert "login refused" in logs and typed not in logs, logs
