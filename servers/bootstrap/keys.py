@@ -11,12 +11,12 @@ logged and the last good one kept.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from kaa_wire import KaaWireError
 from servers import logs
 from servers.keyring import KeyFiles, Keyring, KeyringError, load_keyring
+from servers.tasks import cancel_and_wait
 
 __all__ = ["KeyringWatcher"]
 
@@ -35,10 +35,7 @@ class KeyringWatcher:
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def reload_if_changed(self) -> bool:
         """Load the key ring again if a file changed; whether the current one was replaced."""

@@ -19,6 +19,7 @@ from servers.balancing import Plan, make_plan
 from servers.caching import LookupCache, Miss
 from servers.clock import wall_ms
 from servers.store.base import Application, Node, RegistryStore
+from servers.tasks import cancel_and_wait
 
 __all__ = ["RegistryView"]
 
@@ -56,10 +57,7 @@ class RegistryView:
         self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def refresh(self) -> None:
         nodes = tuple(await self._store.live_nodes(wall_ms()))

@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hmac
 import logging
@@ -54,6 +53,7 @@ from servers.limits import Gate
 from servers.metrics import Counter
 from servers.store.base import AuditEntry, RegistryStore
 from servers.store.console import AdminCredential, CredentialKind, Role
+from servers.tasks import cancel_and_wait
 
 __all__ = [
     "COOKIE",
@@ -265,10 +265,7 @@ class Auth:
         self._reloading = asyncio.create_task(self._reload_keys(), name="console-keys")
 
     async def stop(self) -> None:
-        if self._reloading is not None:
-            self._reloading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reloading
+        await cancel_and_wait(self._reloading)
 
     async def _reload_keys(self) -> None:
         while True:

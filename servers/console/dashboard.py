@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import itertools
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from servers.clock import wall_ms
+from servers.tasks import cancel_and_wait
 
 __all__ = ["Figures", "read_figures", "Sampler", "SAMPLE_S", "HISTORY"]
 
@@ -85,10 +85,7 @@ class Sampler:
         self._task = asyncio.create_task(self._run(), name="console-sampler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
