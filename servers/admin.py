@@ -7,10 +7,12 @@ loop they need, nor the admin process more than a bounded share, so this module 
 what the hand-written server it replaced guaranteed:
 
 * it binds to its own address (``admin_host``, loopback by default), not the services';
-* at most ``max_connections`` are open; one more takes the slot of the oldest connection
-  handling no request (closed unanswered: idle peers cannot keep operators out), or,
-  when every one is handling a request, is answered ``503`` and closed at once, never
-  queued (those few descriptors are in the process's budget, servers/limits.py);
+* at most ``max_connections`` are open; one more takes the slot of a connection handling
+  no request (still sending its head or its body, or idle between requests), the oldest
+  of the client address holding the most connections (closed unanswered: idle or slow
+  peers cannot keep operators out), or, when every one is handling a request, is
+  answered ``503`` and closed at once, never queued (those few descriptors are in the
+  process's budget, servers/limits.py);
 * a connection may wait at most ``timeout_s`` for a whole request head (trickling bytes
   does not extend it: ``408``, then closed) and stay idle at most ``timeout_s`` between
   requests; a request's handler has ``timeout_s`` to answer; a peer that has not read its
@@ -34,6 +36,7 @@ the console (servers/console/), which needs one.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
@@ -290,9 +293,15 @@ class AdminServer:
         sending its head, as a slow peer holding slots does, or idle between requests) and
         give its slot to the newcomer: otherwise 16 idle connections from anyone kept every
         operator out (the console attack's F1). False when every one is handling one."""
-        idle = next((t for t, conn in self._open.items() if not conn.busy), None)
-        if idle is None:
+        idle = [t for t, conn in self._open.items() if not conn.busy]  # oldest first
+        if not idle:
             return False
+        # From the client address holding the most connections, the oldest: one peer
+        # churning many sockets evicts its own first, not an operator's one connection
+        # that has not sent its request yet (round 3 of the attack).
+        held = collections.Counter(self._open[t].client for t in self._open)
+        most = max(held[self._open[t].client] for t in idle)
+        idle = next(t for t in idle if held[self._open[t].client] == most)
         conn = self._open.pop(idle)  # its connection_lost then frees no slot: this one has it
         self.evicted += 1
         conn.abort()
@@ -310,6 +319,17 @@ class AdminServer:
                                     content_type="application/json")  # fmt: skip
             return web.Response(status=429, text="too many admin requests: retry\n",
                                 headers=_THROTTLED_HEADERS)  # fmt: skip
+        if request.body_exists:
+            # The body is read before the connection counts as handling a request: one
+            # trickled in held its slot from eviction, and 16 of them, at 8 requests a
+            # second, answered every operator and probe 503 (the console attack of
+            # 2026-12-03, round 3). Handlers then read it from aiohttp's cache.
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await request.read()
+            except TimeoutError:
+                self.timed_out += 1
+                raise web.HTTPRequestTimeout(text="request body too slow\n") from None
         conn = self._open.get(request.transport)
         if conn is not None:
             conn.busy += 1
@@ -369,6 +389,8 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         #: Requests being handled now.
         self.busy = 0
+        #: The peer's address as the request budget keys it (client_key).
+        self.client = ""
         #: Whether a request was answered on this connection (an idle keep-alive
         #: connection is closed quietly at its deadline; one that never sent a whole
         #: request head gets 408).
@@ -377,6 +399,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client = client_key(peer[0] if isinstance(peer, tuple) and peer else None)
         self._server._open[transport] = self
         self._arm()
         self._inner.connection_made(transport)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -260,6 +261,88 @@ def test_client_addresses_are_keyed_by_host(address: str | None, key: str) -> No
     """Before: every IPv4 peer of a dual-stack admin port, and every link-local one, had
     the key '::' or 'fe80::': one client locked out every IPv4 login (console attack F2)."""
     assert client_key(address) == key
+
+
+# -- connections: slow bodies and one address's many sockets ----------------------------------
+
+
+class _SlowBodies:
+    """``count`` connections, from the ``sources`` in turn, each sending a whole POST head
+    and then its body one byte every 0.3 s; each reconnects when the server closes it."""
+
+    def __init__(self, console: Console, sources: list[str], count: int) -> None:
+        self.port = _port(console)
+        self.host = console.url.split("//", 1)[1]
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(sources[n % len(sources)],))
+            for n in range(count)
+        ]
+
+    def _run(self, source: str) -> None:
+        head = (f"POST /login HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/"
+                "x-www-form-urlencoded\r\nContent-Length: 60000\r\n\r\n").encode()  # fmt: skip
+        while not self._stop.is_set():
+            try:
+                with socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=IO_TIMEOUT_S, source_address=(source, 0)
+                ) as sock:
+                    sock.sendall(head)
+                    while not self._stop.wait(0.3):
+                        sock.sendall(b"a")
+            except OSError:
+                pass  # closed by the server: again
+
+    def __enter__(self) -> _SlowBodies:
+        for thread in self._threads:
+            thread.start()
+        time.sleep(1.0)  # (every slot taken)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def test_slow_request_bodies_never_hold_the_operators_out(console: Console) -> None:
+    """Before: a connection whose body was still arriving counted as handling a request,
+    so it could not be evicted, and 16 of them (8 requests a second, within the anonymous
+    budget of two addresses) answered every operator and probe 503 (the console attack of
+    2026-12-03, round 3)."""
+    key = {"Authorization": f"Bearer {console.admin_key}"}
+    with _SlowBodies(console, ["127.0.9.1", "127.0.9.2"], 20):
+        answers = []
+        for n in range(12):
+            answers.append(_get(console, "/livez" if n % 3 == 0 else "/api/v1/me", headers=key)[0])
+            time.sleep(0.2)
+    assert answers == [200] * 12, answers
+
+
+def test_one_address_churning_sockets_evicts_its_own_first(console: Console) -> None:
+    """Before: a newcomer evicted the oldest idle connection whoever held it, so a client
+    that connected and had not sent its request yet lost its connection to one address
+    churning many sockets (round 3 of the attack)."""
+    key = f"Bearer {console.admin_key}"
+    operator = http.client.HTTPConnection(
+        "127.0.0.1", _port(console), timeout=IO_TIMEOUT_S, source_address=("127.0.9.3", 0)
+    )
+    operator.connect()  # connected, its request not sent yet: the oldest idle connection
+    crowd = []
+    try:
+        for _ in range(20):  # the limit is 16: four newcomers evict someone
+            crowd.append(socket.create_connection(
+                ("127.0.0.1", _port(console)), timeout=IO_TIMEOUT_S,
+                source_address=("127.0.9.4", 0),
+            ))  # fmt: skip
+        time.sleep(0.2)
+        operator.request("GET", "/api/v1/me", headers={"Authorization": key})
+        answer = operator.getresponse()
+        assert answer.status == 200, answer.status
+    finally:
+        operator.close()
+        for sock in crowd:
+            sock.close()
 
 
 # -- F2, F3: failed logins ---------------------------------------------------------------------
