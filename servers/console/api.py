@@ -563,7 +563,7 @@ class Api:
     async def _revocation(self, request: web.Request, revoke: bool) -> web.Response:
         endpoint_id = endpoint_id_of(request.match_info["id"])
         reason = ""
-        if request.can_read_body:
+        if request.body_exists:
             reason = _text(await _body(request), "reason", _MAX_REASON) or ""
         doc = await self.set_revoked(_identity(request), endpoint_id, reason, revoke)
         return web.json_response(doc)

@@ -83,7 +83,7 @@ _PUBLIC = ("/healthz", "/livez", "/metrics", "/login", "/static/")
 MAX_KNOWN_KEYS = 1024
 #: How often the live API keys are read again from the store (a key made by the CLI
 #: counts as anonymous until then, or until its first request is checked).
-KEYS_RELOAD_S = 60.0
+KEYS_RELOAD_S = 5.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -186,6 +186,9 @@ class Auth:
         self.devices = devices
         self.secure_cookie = secure_cookie
         self.logins = Gate("admin logins", LOGIN_SLOTS)
+        #: Logins from trusted browsers (a valid device cookie for the name) have a slot of
+        #: their own: a guesser's anonymous logins kept the one slot busy (round 3).
+        self.trusted_logins = Gate("admin logins from trusted browsers", LOGIN_SLOTS)
         self.failed_logins = FailedLogins()
         #: ``kaa_admin_logins_total`` (install() adds it to /metrics).
         self.login_results = Counter(
@@ -245,7 +248,13 @@ class Auth:
                 return None
             return self._known_keys.get(api_key_hash(key.strip()))
         sid = request.cookies.get(COOKIE)
-        return None if sid is None else self.sessions.owner(sid)
+        owner = None if sid is None else self.sessions.owner(sid)
+        if owner is None and DEVICE_COOKIE in request.cookies:
+            # A login from a trusted browser (one HMAC): its name's share, not the
+            # anonymous one a flood of logins spends.
+            trusted = self.devices.trusted(request.cookies[DEVICE_COOKIE])
+            owner = None if trusted is None else trusted.name
+        return owner
 
     def _know_key(self, digest: str, name: str) -> None:
         self._known_keys[digest] = name
@@ -325,21 +334,22 @@ class Auth:
         credential: AdminCredential | None = None
         ok = False
         if "\x00" not in name:  # no name holds one (and PostgreSQL text cannot)
-            if not self.logins.try_enter():
+            slot = self.logins if device is None else self.trusted_logins
+            if not slot.try_enter():
                 self.login_results.inc("busy")
                 raise ApiError(429, "busy", "too many logins at once: retry")
             try:
                 credential = await self.store.get_credential(name)
                 ok = await asyncio.to_thread(verify_password, credential, password)
             finally:
-                self.logins.leave()
+                slot.leave()
         if not ok or credential is None or credential.kind != CredentialKind.PASSWORD:
             self.failed_logins.failed(client, name, device)
             self.login_results.inc("refused")
             # Only a name that exists is logged (repr: it must not forge a log line): an
             # unknown one may be a password typed into the name field.
             known = repr(name) if credential is not None else "(not a credential)"
-            self.refused_logins.failed("wrong name or password", name=known)
+            self.refused_logins.failed("wrong name or password", name=known, client=client)
             return None
         self.failed_logins.succeeded(client, name, device)
         self.login_results.inc("ok")

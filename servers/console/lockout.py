@@ -6,7 +6,7 @@ client address that failed ``FREE_PER_ADDRESS`` times, or a name that failed
 ``FREE_PER_NAME`` times (from anywhere), is refused at once for a while, before any
 Argon2 work: 1 s, then twice as long at each further failure, ``MAX_LOCK_S`` at most.
 Failures are forgotten ``FORGET_S`` after the last one, and a success forgets its
-address's and name's.
+name's (not its address's: an insider would log in between guesses at other names).
 
 A name's lockout would let anyone lock an admin out by guessing at their name, so a
 browser that logged in under that name before shows it with a device cookie (devices.py):
@@ -102,9 +102,10 @@ class FailedLogins:
 
     def succeeded(self, address: str, name: str, device: str | None = None) -> None:
         """A trusted device's success forgets its own failures only: the name's count is
-        a guesser's, and a user logging in must not give the guesser fresh tries."""
+        a guesser's, and a user logging in must not give the guesser fresh tries. Nor
+        does any success forget its address's failures: an insider logging in as
+        themselves between guesses at other names reset them (round 3)."""
         if device is not None:
             self.devices.forget(device[: self.MAX_KEY])
             return
-        self.addresses.forget(address[: self.MAX_KEY])
         self.names.forget(name[: self.MAX_KEY])

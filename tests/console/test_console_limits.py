@@ -399,6 +399,54 @@ def test_failed_logins_for_one_name_lock_the_name_but_not_a_browser_it_logged_in
     assert _login(console, "alice", ADMIN_PASSWORD, source="127.0.2.3")[0] == 303
 
 
+class _Guesser:
+    """Wrong passwords for random names, from a new address each, as fast as answered."""
+
+    def __init__(self, console: Console, threads: int) -> None:
+        self.console = console
+        self.statuses: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(threads)]
+
+    def _run(self, n: int) -> None:
+        tries = 0
+        while not self._stop.is_set():
+            tries += 1
+            source = f"127.{10 + n}.{tries >> 8 & 255}.{tries & 255 or 1}"
+            try:
+                status = _login(self.console, f"guess{n}-{tries}", "wrong", source=source)[0]
+            except (OSError, http.client.HTTPException):
+                status = 0
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def __enter__(self) -> _Guesser:
+        for thread in self._threads:
+            thread.start()
+        time.sleep(2.0)  # (the slot and the anonymous half taken)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def test_a_trusted_browser_logs_in_while_a_guesser_floods_the_login(budgeted: Console) -> None:
+    """Before: a login with a valid device cookie still waited for the one Argon2 slot and
+    spent the anonymous budget, so a guesser's anonymous logins (6 a second) answered it
+    429 four times in five (the console attack of 2026-12-03, round 3)."""
+    time.sleep(2.0)  # (the anonymous buckets the earlier floods spent fill again)
+    status, _, _, device = _browser_login(budgeted, "alice", ADMIN_PASSWORD, source="127.0.8.1")
+    assert status == 303 and device is not None
+    with _Guesser(budgeted, 4) as guesser:
+        answers = []
+        for _ in range(6):
+            answers.append(_login(budgeted, "alice", ADMIN_PASSWORD, "127.0.8.2", device)[0])
+            time.sleep(0.5)
+    assert answers == [303] * 6, (answers, guesser.statuses)
+    assert guesser.statuses.get(429, 0) > 0, guesser.statuses  # it was held meanwhile
+
+
 def test_a_trusted_browser_and_an_api_key_are_known_after_a_restart(tmp_path: Path) -> None:
     """Before: the trusted (name, address) pairs and the known API keys were this process's
     memory: after a restart a guesser held the name everywhere, and an API key's first
