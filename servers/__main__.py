@@ -55,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_line(f"bootstrap  {host}:{listeners.bootstrap_port}")
         print_line(f"operations {host}:{listeners.operations_port}")
         if listeners.admin_port is not None:
-            print_line(f"metrics    http://{listeners.admin_host}:{listeners.admin_port}/metrics")
-            print_line(f"console    http://{listeners.admin_host}:{listeners.admin_port}/")
+            print_line(f"metrics    {listeners.admin_url('/metrics')}")
+            print_line(f"console    {listeners.admin_url()}")
         print_line(f"sdk config {datadir.sdk_json}")
         print_line(f"c header   {datadir.sdk_header}")
 

@@ -56,6 +56,11 @@ class Listeners:
     #: The admin port's own bind address (``admin_host``), when it is on.
     admin_host: str | None = None
 
+    def admin_url(self, path: str = "/") -> str:
+        """The admin port's URL (an IPv6 address in brackets)."""
+        host = self.admin_host or ""
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.admin_port}{path}"
+
 
 Hook = Callable[[RegistryStore, Listeners], Awaitable[None]]
 

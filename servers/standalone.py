@@ -93,7 +93,7 @@ def main(service: str, argv: Sequence[str] | None = None) -> int:
     async def on_ready(store: RegistryStore, listeners: Listeners) -> None:
         print_line(f"{service} {settings.host}:{getattr(listeners, port_key)}")
         if listeners.admin_port is not None:
-            print_line(f"metrics http://{listeners.admin_host}:{listeners.admin_port}/metrics")
+            print_line(f"metrics {listeners.admin_url('/metrics')}")
 
     if settings.workers > 1:
         from servers.workers import serve_workers
@@ -101,7 +101,7 @@ def main(service: str, argv: Sequence[str] | None = None) -> int:
         def workers_ready(shared: Listeners, each: list[Listeners]) -> None:
             print_line(f"{service} {settings.host}:{getattr(shared, port_key)}")
             if shared.admin_port is not None:  # the group's one admin port
-                print_line(f"metrics http://{shared.admin_host}:{shared.admin_port}/metrics")
+                print_line(f"metrics {shared.admin_url('/metrics')}")
 
         return serve_workers(
             settings,

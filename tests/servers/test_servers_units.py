@@ -23,6 +23,7 @@ from servers.caching import LookupCache
 from servers.limits import Gate, WorkerPool
 from servers.metrics import Counter, Histogram, Metrics, Registry
 from servers.net import ReadDeadlines
+from servers.runtime import Listeners
 from servers.store.base import (
     Application,
     AuditEntry,
@@ -466,3 +467,16 @@ def test_trouble_logs_the_first_then_one_line_per_interval_with_what_it_suppress
     trouble._logged_at -= 3600  # the interval has passed
     trouble.failed("garbage")
     assert stream.getvalue().splitlines()[1].endswith("failures=1001 suppressed=999")
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:9899/"),
+        ("::", "http://[::]:9899/"),  # before: http://:::9899/
+        ("::1", "http://[::1]:9899/"),
+        ("admin.example", "http://admin.example:9899/"),
+    ],
+)
+def test_the_admin_url_printed_at_start_brackets_an_ipv6_address(host: str, url: str) -> None:
+    assert Listeners("127.0.0.1", admin_port=9899, admin_host=host).admin_url() == url
