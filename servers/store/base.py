@@ -250,6 +250,21 @@ class NotFound(StoreError):
     """No record with that key."""
 
 
+class Refused(StoreError):
+    """A write's check refused the state it would make (nothing was written)."""
+
+
+def run_check(check: Callable[[Application], None] | None, app: Application) -> None:
+    """``check`` on the state a write would make, inside its transaction: its ValueError
+    becomes :class:`Refused` (a StoreError, so a backend passes it on as it is)."""
+    if check is None:
+        return
+    try:
+        check(app)
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
+
+
 class RegistryStore(abc.ABC):
     """The async interface every backend implements; use as ``async with store:``."""
 
@@ -308,9 +323,19 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     async def update_application(
-        self, token: str, changes: ApplicationChanges, audit: AuditEntry
+        self,
+        token: str,
+        changes: ApplicationChanges,
+        audit: AuditEntry,
+        check: Callable[[Application], None] | None = None,
     ) -> Application:
-        """Raises NotFound; returns the application as stored after the change."""
+        """Raises NotFound; returns the application as stored after the change.
+
+        ``check`` is called with the changed application inside the write's transaction;
+        a ValueError from it undoes the change and is raised here as :class:`Refused`. A
+        check made before, on the application as read then, let two changes racing each
+        pass it on the old state, and together make one it refuses (the console attack of
+        2026-12-03)."""
 
     @abc.abstractmethod
     async def get_application(self, token: str) -> Application | None: ...

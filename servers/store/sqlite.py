@@ -64,6 +64,7 @@ from servers.store.base import (
     StoreBusy,
     StoreError,
     WriteOutcome,
+    run_check,
 )
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
 from servers.store.migrations_sqlite import LATEST, MIGRATIONS
@@ -119,13 +120,18 @@ def _create_application(conn: sqlite3.Connection, app: Application, audit: Audit
 
 
 def _update_application(
-    conn: sqlite3.Connection, token: str, changes: ApplicationChanges, audit: AuditEntry
+    conn: sqlite3.Connection,
+    token: str,
+    changes: ApplicationChanges,
+    audit: AuditEntry,
+    check: Callable[[Application], None] | None,
 ) -> Application:
     row = conn.execute(f"SELECT {_rows.APP_COLUMNS} FROM applications WHERE token = ?", (token,))
     found = row.fetchone()
     if found is None:
         raise NotFound("no such application")
     updated = changes.applied_to(_rows.application(found))
+    run_check(check, updated)
     conn.execute(
         "UPDATE applications SET name = ?, config = ?, config_version = ?, topics = ?, "
         "balancing = ?, cached_signature = ? WHERE token = ?",
@@ -682,9 +688,15 @@ class SqliteStore(RegistryStore):
         await self._write(job, bounded=False)
 
     async def update_application(
-        self, token: str, changes: ApplicationChanges, audit: AuditEntry
+        self,
+        token: str,
+        changes: ApplicationChanges,
+        audit: AuditEntry,
+        check: Callable[[Application], None] | None = None,
     ) -> Application:
-        job = functools.partial(_update_application, token=token, changes=changes, audit=audit)
+        job = functools.partial(
+            _update_application, token=token, changes=changes, audit=audit, check=check
+        )
         return await self._write(job, bounded=False)
 
     async def get_application(self, token: str) -> Application | None:

@@ -27,6 +27,7 @@ from servers.store import (
     LeaseHeld,
     Node,
     NotFound,
+    Refused,
     RegistryStore,
     SdkToken,
     WriteOutcome,
@@ -96,6 +97,38 @@ def test_update_application_bumps_version_with_new_config(store_backend: StoreBa
         assert updated.balancing is Balancing.LEAST_LOADED and updated.cached_signature
         with pytest.raises(NotFound):
             await store.update_application("nope", ApplicationChanges(name="x"), _audit("u"))
+
+    store_backend.run(body)
+
+
+def test_an_update_is_checked_on_the_state_it_makes_inside_its_transaction(
+    store_backend: StoreBackend,
+) -> None:
+    """Two updates racing each passed a check made before on the old state, and together
+    made a state the check refuses (the console attack of 2026-12-03, round 3): the check
+    now sees the changed row inside the write, after every earlier change."""
+
+    def not_both(app: Application) -> None:  # (the app starts with 2 topics, 16 bytes)
+        if len(app.topics) > 2 and len(app.config) > 20:
+            raise ValueError("the state is too large")
+
+    async def body(store: RegistryStore) -> None:
+        await _with_app(store)
+        before = await store.get_application("app-1")
+        assert before is not None
+        audit_before = await store.list_audit()
+        big = b'{"big": "%s"}' % (b"9" * 20)
+        racing = await asyncio.gather(
+            store.update_application("app-1", ApplicationChanges(config=big),
+                                     _audit("app.update"), not_both),
+            store.update_application("app-1", ApplicationChanges(topics=(*before.topics,
+                                     Topic(3, "more"))), _audit("app.update"), not_both),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert sum(isinstance(r, Refused) for r in racing) == 1, racing
+        (kept,) = [r for r in racing if isinstance(r, Application)]
+        assert await store.get_application("app-1") == kept != before
+        assert len(await store.list_audit()) == len(audit_before) + 1  # the refused one's undone
 
     store_backend.run(body)
 

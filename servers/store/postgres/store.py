@@ -35,6 +35,7 @@ from servers.store.base import (
     StoreBusy,
     StoreError,
     WriteOutcome,
+    run_check,
 )
 from servers.store.limits import DEFAULT_LIMITS, StoreLimits
 from servers.store.postgres.connection import (
@@ -238,7 +239,11 @@ class PostgresStore(RegistryStore):
         await self._transaction(work)
 
     async def update_application(
-        self, token: str, changes: ApplicationChanges, audit: AuditEntry
+        self,
+        token: str,
+        changes: ApplicationChanges,
+        audit: AuditEntry,
+        check: Callable[[Application], None] | None = None,
     ) -> Application:
         async def work(conn: asyncpg.Connection) -> Application:
             row = await conn.fetchrow(
@@ -247,6 +252,7 @@ class PostgresStore(RegistryStore):
             if row is None:
                 raise NotFound("no such application")
             updated = changes.applied_to(_rows.application(row))
+            run_check(check, updated)  # FOR UPDATE: no other change can come between
             await conn.execute(
                 "UPDATE applications SET name = $1, config = $2, config_version = $3, "
                 "topics = $4::jsonb, balancing = $5, cached_signature = $6 WHERE token = $7",
