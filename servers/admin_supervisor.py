@@ -49,9 +49,12 @@ _STOP_TIMEOUT_S = 5.0
 HEARTBEAT_S = 1.0
 #: A child whose loop has not written for this long is killed and restarted: long past
 #: any pause of a healthy loop (a slow store answer is awaited, not blocking), short
-#: enough that the port is back within a minute. ``KAA_ADMIN_WATCHDOG_S`` overrides it
-#: (the tests lower it).
-WATCHDOG_S = float(os.environ.get("KAA_ADMIN_WATCHDOG_S") or 15.0)
+#: enough that the port is back within a minute. ``KAA_WIRE_ADMIN_WATCHDOG_S`` overrides
+#: it (the tests lower it; it is no setting).
+WATCHDOG_S = float(os.environ.get("KAA_WIRE_ADMIN_WATCHDOG_S") or 15.0)
+#: Until its first beat a child is starting (imports, on a loaded machine, take seconds):
+#: it may be silent this long.
+START_GRACE_S = 60.0
 #: The directory holding the ``servers`` package: first on the child's PYTHONPATH, so that
 #: it runs the same code as its parent whatever the current directory.
 _ROOT = str(Path(__file__).resolve().parents[1])
@@ -116,6 +119,7 @@ class AdminProcess:
         #: The read end of the running child's heartbeat pipe, and when it last beat.
         self._beat_read = -1
         self._last_beat = 0.0
+        self._beaten = False
         self.starts = 0
         #: Children killed because they hung (silent for WATCHDOG_S).
         self.hung = 0
@@ -161,6 +165,7 @@ class AdminProcess:
             proc.stdin.close()
         self._proc = proc
         self._started_at = self._last_beat = time.monotonic()
+        self._beaten = False
         self._restart_at = None
         self.starts += 1
         event = "admin process started" if self.starts == 1 else "admin process restarted"
@@ -191,9 +196,11 @@ class AdminProcess:
         poll sees it exit and restarts it by the usual backoff."""
         with contextlib.suppress(BlockingIOError, OSError):
             if os.read(self._beat_read, 4096):
-                self._last_beat = now
+                self._last_beat, self._beaten = now, True
         silent = now - self._last_beat
-        if silent < WATCHDOG_S or self._proc is None:
+        if silent < (WATCHDOG_S if self._beaten else max(WATCHDOG_S, START_GRACE_S)):
+            return
+        if self._proc is None:
             return
         self.hung += 1
         logs.event(
