@@ -477,6 +477,10 @@ class Api:
             raise ApiError(400, "nothing_to_change", "give at least one field to change")
         token = _path(request, "token")
         app = await actions.existing_application(self.store, token)
+        try:
+            actions.checked_next_version(app, changes)
+        except ValueError as exc:
+            raise _bad("config_version", str(exc)) from None
         self._check_state(
             app.config if changes.config is None else changes.config,
             app.topics if changes.topics is None else changes.topics,

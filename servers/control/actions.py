@@ -17,6 +17,7 @@ from kaa_wire.sdk_config import BootstrapServer
 from servers.clock import wall_ms
 from servers.store.base import (
     Application,
+    ApplicationChanges,
     AuditEntry,
     Balancing,
     NotFound,
@@ -38,6 +39,7 @@ __all__ = [
     "checked_text",
     "checked_bootstrap_server",
     "checked_state",
+    "checked_next_version",
 ]
 
 #: An application's name: for people, at most this many characters.
@@ -127,6 +129,17 @@ def checked_state(config: bytes, topics: tuple[Topic, ...], max_frame_size: int)
             f"the configuration and topics make a {size}-byte registration answer, over "
             f"the {max_frame_size}-byte frame limit: devices could not register"
         )
+
+
+def checked_next_version(app: Application, changes: ApplicationChanges) -> int:
+    """The configuration version ``changes`` give ``app``: a new body without a version
+    bumps it by one, which past 2^32-1 no registration answer could carry (every device
+    of the application would be refused); ValueError then."""
+    version = changes.applied_to(app).config_version
+    if version >= 2**32:
+        raise ValueError("the configuration version is at 2^32-1: give a version (1 to "
+                         "2^32-1) with the new configuration")  # fmt: skip
+    return version
 
 
 def application_audit(

@@ -250,6 +250,10 @@ async def _app_update(store: RegistryStore, args: argparse.Namespace, _: DataDir
     if changes == ApplicationChanges():
         raise UsageError("nothing to change")
     app = await actions.existing_application(store, args.token)
+    try:
+        actions.checked_next_version(app, changes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     _check_state(
         app.config if changes.config is None else changes.config,
         app.topics if changes.topics is None else changes.topics,

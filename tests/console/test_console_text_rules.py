@@ -22,15 +22,23 @@ ENDPOINT = "ab" * 20
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def console(
+def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Console]:
+) -> Iterator[tuple[Console, tuple[str, ...]]]:
+    """A console on either backend, and the CLI's store arguments for it."""
     data = tmp_path_factory.mktemp("text-rules") / "data"
     if request.param == "sqlite":
-        yield from start_console(data)
+        for console in start_console(data):
+            yield console, ()
         return
     with fresh_database(request.getfixturevalue("postgres_dsn"), "kaa_test_") as dsn:
-        yield from start_console(data, ("--store", dsn))
+        for console in start_console(data, ("--store", dsn)):
+            yield console, ("--store", dsn)
+
+
+@pytest.fixture(scope="module")
+def console(served: tuple[Console, tuple[str, ...]]) -> Console:
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +171,31 @@ def test_a_made_up_examined_count_is_a_bad_cursor(console: Console) -> None:
     assert console.api("GET", f"/audit?limit=1&cursor={audit_cursor}").status == 200
     answer = console.api("GET", f"/endpoints?cursor={audit_cursor}")  # another list's
     assert (answer.status, answer.code) == (400, "bad_cursor"), answer.body
+
+
+def test_a_new_body_past_the_last_version_is_refused(
+    served: tuple[Console, tuple[str, ...]],
+) -> None:
+    """Found while fixing the version rule: at 2^32-1, a new configuration without a
+    version was bumped to 2^32, which no registration answer can carry (every device of
+    the application would have failed). Refused by the API and the CLI; a version given
+    with the body is taken."""
+    from tests.servers.servers_harness import control
+
+    console, store_args = served
+    last = 2**32 - 1
+    created = console.api("POST", "/apps", body={"name": "last", "config_version": last})
+    assert created.status == 201, created.body
+    token = created.json["token"]
+    answer = console.api("PATCH", f"/apps/{token}", body={"config": '{"a":2}'})
+    assert (answer.status, answer.code) == (400, "invalid_parameter"), answer.body
+    assert answer.json["error"]["field"] == "config_version"
+    result = control(console.main.data, *store_args, "app", "update", token,
+                     "--body", '{"a":2}', check=False)  # fmt: skip
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result
+    assert "Traceback" not in result.stderr
+    assert console.api("GET", f"/apps/{token}").json["config_version"] == last
+    answer = console.api("PATCH", f"/apps/{token}", body={"config": "{}", "config_version": 1})
+    assert answer.status == 200 and answer.json["config_version"] == 1, answer.body
+    answer = console.api("PATCH", f"/apps/{token}", body={"name": "renamed"})  # no bump
+    assert answer.status == 200 and answer.json["config_version"] == 1, answer.body
