@@ -197,7 +197,7 @@ def _field(
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
         raise _bad(name, f"wrong type ({type(value).__name__})")
     if isinstance(value, str):
-        _text_of(name, value)  # (JSON lets "\\u0000" and a lone "\\ud800" through)
+        _text_of(name, value)  # (JSON lets "\u0000" and a lone "\ud800" through)
     return value
 
 

@@ -118,7 +118,10 @@ def _read_secret(path: str) -> str:
     secret = text.strip()
     if not secret:
         raise UsageError(f"no SDK token in {'standard input' if path == '-' else path}")
-    return secret
+    try:  # (standard input decodes bytes that are not UTF-8 to lone surrogates)
+        return actions.checked_text(secret)
+    except ValueError as exc:
+        raise UsageError(f"the SDK token: {exc}") from None
 
 
 def _hex_prefix(text: str) -> str:
@@ -714,6 +717,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args))
     except (UsageError, cfg.ConfigError, credentials.CredentialError) as exc:
         parser.error(str(exc))
+    except UnicodeDecodeError as exc:  # a password or SDK token file, standard input
+        parser.error(f"input that is not UTF-8 text (byte {exc.start})")
     except (
         NotFound,
         AlreadyExists,
