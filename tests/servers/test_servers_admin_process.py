@@ -194,12 +194,14 @@ def test_a_start_removes_the_figures_directory_of_services_killed_with_their_adm
     main = start_main(tmp_path / "data")
     services = main.process.proc.pid
     admin = _admin_process(services)
-    assert admin is not None
-    wait_until(lambda: _publications_of(services), "a publication")
-    (directory,) = {path.parent for path in _publications_of(services)}
-    assert directory.name.startswith(f"kaa-metrics-{services}-")  # its owner, by name
-    os.kill(admin, signal.SIGKILL)
-    main.process.kill()  # (before the restart of the admin process, 0.5 s later)
+    try:
+        assert admin is not None
+        wait_until(lambda: _publications_of(services), "a publication")
+        (directory,) = {path.parent for path in _publications_of(services)}
+        assert directory.name.startswith(f"kaa-metrics-{services}-")  # its owner, by name
+        os.kill(admin, signal.SIGKILL)
+    finally:
+        main.process.kill()  # (before the restart of the admin process, 0.5 s later)
     wait_until(lambda: process_exited(admin), "the admin process to exit")
     assert directory.exists()  # leaked
     again = start_main(tmp_path / "data", name="again")
