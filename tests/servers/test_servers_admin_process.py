@@ -94,7 +94,7 @@ def test_a_hung_admin_process_is_killed_and_restarted(
     """Before, a stopped (SIGSTOP) or blocked admin process held the port forever: only
     an exit was noticed. Now its loop's heartbeat falls silent, and after WATCHDOG_S
     (lowered here) the supervisor kills it and starts another on the same port."""
-    watchdog_s = 4.0
+    watchdog_s = 6.0
     monkeypatch.setenv("KAA_WIRE_ADMIN_WATCHDOG_S", str(watchdog_s))
     main = start_main(tmp_path / "data")
     services = main.process.proc.pid
