@@ -15,8 +15,10 @@ docs/console.md says why the admin port runs here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
 import pickle
 import signal
 import socket
@@ -27,7 +29,7 @@ import uvloop
 
 from servers import console, logs
 from servers.admin import AdminServer
-from servers.admin_supervisor import AdminLaunch
+from servers.admin_supervisor import HEARTBEAT_S, AdminLaunch
 from servers.datadir import DataDir
 from servers.limits import ensure_fd_limit
 from servers.metrics import Registry, WorkerGroup, process_figures, stats_families
@@ -66,6 +68,7 @@ async def serve(launch: AdminLaunch) -> None:
         stop.set()
 
     loop.add_reader(launch.life_fd, parent_gone)
+    _beat(loop, launch.heartbeat_fd)
     ensure_fd_limit(settings.admin_max_connections)
     group = WorkerGroup(Path(launch.metrics_dir))
     health = _Health(group, launch.slots)
@@ -110,6 +113,23 @@ async def serve(launch: AdminLaunch) -> None:
                 # memory until the next boot, so it goes with the last process using it.
                 logs.event(log, logging.WARNING, "the services are gone: admin process stops")
                 group.remove()
+
+
+def _beat(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """A byte to the supervisor's heartbeat pipe now and every HEARTBEAT_S, from this
+    loop: a blocked loop (or a stopped process) falls silent, and is killed and restarted
+    (servers/admin_supervisor.py, WATCHDOG_S)."""
+    os.set_blocking(fd, False)
+
+    def beat() -> None:
+        with contextlib.suppress(BlockingIOError):  # (a full pipe: the parent is behind)
+            try:
+                os.write(fd, b".")
+            except BrokenPipeError:
+                return  # the parent is gone: the life pipe stops this process
+        loop.call_later(HEARTBEAT_S, beat)
+
+    beat()
 
 
 def main() -> int:

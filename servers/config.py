@@ -398,6 +398,8 @@ def _read_toml(path: str) -> dict[str, Any]:
             document = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    except UnicodeDecodeError as exc:  # (TOML is UTF-8; this was a traceback)
+        raise ConfigError(f"cannot read {path}: not UTF-8 (byte {exc.start})") from None
     unknown = sorted(set(document) - set(OPTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown settings {', '.join(unknown)}")

@@ -31,6 +31,7 @@ __all__ = [
     "Registry",
     "Metrics",
     "WorkerGroup",
+    "remove_stale_groups",
     "Publication",
     "stats_families",
     "process_figures",
@@ -484,6 +485,54 @@ def current_group() -> WorkerGroup | None:
     return _current_group
 
 
+#: A group's directory: ``kaa-metrics-<owner pid>-<random>`` (before: ``kaa-metrics-<random>``).
+_GROUP_PREFIX = "kaa-metrics-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # (another user's)
+    return True
+
+
+def _owners(directory: Path) -> list[int]:
+    """The pids a group's directory belongs to: the one its name holds, or (a directory
+    of an older version) those of its publications; empty when it cannot tell."""
+    head = directory.name.removeprefix(_GROUP_PREFIX).partition("-")
+    if head[1] and head[0].isdigit():
+        return [int(head[0])]
+    pids = []
+    for path in directory.glob("worker-*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            pids.append(int(json.loads(path.read_text())["pid"]))
+    return pids
+
+
+def remove_stale_groups(base: Path) -> list[Path]:
+    """Remove this user's group directories under ``base`` whose owners are all dead: those
+    of services killed with SIGKILL together with their admin process (memory on tmpfs
+    until the next boot). Never one of a live process, nor one whose owner it cannot tell;
+    returns those removed."""
+    removed = []
+    for directory in base.glob(_GROUP_PREFIX + "*"):
+        try:
+            mine = directory.lstat().st_uid == os.getuid()
+            if not mine or directory.is_symlink() or not directory.is_dir():
+                continue
+        except OSError:
+            continue
+        owners = _owners(directory)
+        if owners and not any(_alive(pid) for pid in owners):
+            WorkerGroup(directory).remove()
+            if not directory.exists():
+                removed.append(directory)
+    return removed
+
+
 class WorkerGroup:
     """The services' figures, published for the admin process's one ``/metrics``.
 
@@ -507,8 +556,12 @@ class WorkerGroup:
 
     @classmethod
     def create(cls) -> WorkerGroup:
+        """A new group's directory, named ``kaa-metrics-<pid>-*`` after the process that
+        makes it (and removes it when it stops); first, the stale ones are removed."""
         base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        return cls(Path(tempfile.mkdtemp(prefix="kaa-metrics-", dir=base)))
+        remove_stale_groups(Path(base or tempfile.gettempdir()))
+        prefix = f"{_GROUP_PREFIX}{os.getpid()}-"
+        return cls(Path(tempfile.mkdtemp(prefix=prefix, dir=base)))
 
     def for_worker(self, slot: int) -> WorkerGroup:
         return WorkerGroup(self.directory, slot)

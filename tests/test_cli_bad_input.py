@@ -105,3 +105,78 @@ def test_ctrl_c_during_register_is_one_line(data: Path, tmp_path: Path, api: str
     _, stderr = client.communicate(timeout=30)
     assert client.returncode == 130, stderr
     assert stderr.decode().strip() == "client: interrupted"
+
+
+def test_control_arguments_that_are_not_utf8_are_one_line_exit_2(
+    data: Path, tmp_path: Path
+) -> None:
+    """An argument that is not UTF-8 (Python decodes it with surrogateescape) was a
+    UnicodeEncodeError traceback wherever it went (the store, a file, the output): the
+    console attack of 2026-12-03. Now refused before any command runs, for every one."""
+    bad = b"\xff"
+    d = str(data).encode()
+    endpoint = b"ab" * 20
+    cases = [
+        [b"--data", d, b"app", b"create", b"--name", b"x", b"--body", bad],
+        [b"--data", d, b"app", b"create", b"--name", b"n" + bad],
+        [b"--data", d, b"app", b"show", bad],
+        [b"--data", d, b"app", b"update", b"tok", b"--body", b"caf\xe9"],  # Latin-1
+        [b"--data", d, b"endpoint", b"revoke", endpoint, b"--reason", bad],
+        [b"--data", d, b"sdk", b"create", bad],
+        [b"--data", d, b"admin", b"key", bad, b"--role", b"admin"],
+        [b"--data", d, b"audit", b"list", b"--limit", bad],
+        [b"--data", d + b"/" + bad, b"app", b"list"],
+        [b"--data", d, b"sdk", b"export", b"--app", b"a", b"--sdk-token", b"t",
+         b"--out", str(tmp_path).encode() + b"/" + bad + b".json"],
+    ]  # fmt: skip
+    failures = []
+    for args in cases:
+        out = subprocess.run(
+            [sys.executable.encode(), b"-m", b"servers.control", *args],
+            capture_output=True, cwd=REPO, timeout=60,
+        )  # fmt: skip
+        lines = out.stderr.decode(errors="replace").strip().splitlines()
+        if out.returncode != 2 or b"Traceback" in out.stderr or len(lines) != 1 or (
+            "not UTF-8" not in lines[0]
+        ):
+            failures.append(f"{args!r}: exit {out.returncode}, stderr {out.stderr!r}")
+    assert not failures, "\n".join(failures)
+    listed = _run("servers.control", "--data", str(data), "--json", "audit", "list")
+    assert b"\\udcff" not in listed.stdout and listed.returncode == 0  # nothing written
+
+
+def test_control_input_files_that_are_not_utf8_are_one_line_exit_2(
+    data: Path, tmp_path: Path
+) -> None:
+    """The same for what the CLI reads: a TOML settings file (python -m servers too), a
+    password or SDK token file, standard input (decoded with surrogateescape). Each was a
+    UnicodeDecodeError or UnicodeEncodeError traceback."""
+    not_utf8 = b"abcdefghijklmnop\xff\n"
+    settings = tmp_path / "kaa.toml"
+    settings.write_bytes(b'data = "/tmp/\xff"\n')
+    secret = tmp_path / "secret"
+    secret.write_bytes(not_utf8)
+    app = _run("servers.control", "--data", str(data), "app", "create", "--name", "utf8")
+    token = app.stdout.decode().strip()
+    d = str(data)
+    cases = [
+        (("servers.control", "--config", str(settings), "app", "list"), b""),
+        (("servers", "--config", str(settings)), b""),
+        (("servers.control", "--data", d, "admin", "add", "u1", "--role", "admin",
+          "--password-file", str(secret)), b""),
+        (("servers.control", "--data", d, "admin", "add", "u2", "--role", "admin",
+          "--password-file", "-"), not_utf8),
+        (("servers.control", "--data", d, "sdk", "export", "--app", token,
+          "--sdk-token-file", str(secret), "--out", str(tmp_path / "sdk.json")), b""),
+        (("servers.control", "--data", d, "sdk", "export", "--app", token,
+          "--sdk-token-file", "-", "--out", str(tmp_path / "sdk.json")), not_utf8),
+    ]  # fmt: skip
+    failures = []
+    for args, stdin in cases:
+        out = _run(*args, stdin=stdin)
+        lines = out.stderr.decode(errors="replace").strip().splitlines()
+        if out.returncode != 2 or b"Traceback" in out.stderr or len(lines) != 1 or (
+            "not UTF-8" not in lines[0]
+        ):
+            failures.append(f"{args!r}: exit {out.returncode}, stderr {out.stderr!r}")
+    assert not failures, "\n".join(failures)

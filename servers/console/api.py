@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import math
 import re
+import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -67,6 +70,12 @@ _MAX_FIELD_DEPTH = 8
 _NOT_SCALAR = object()
 #: A row position in a cursor: 18 digits always fit a signed 64-bit column.
 _MAX_CURSOR_DIGITS = 18
+#: Cursors carry an HMAC-SHA-256 (its first _CURSOR_MAC bytes) under this process's own
+#: random key, so that an answer never reports a count a client made up (a search's
+#: ``scan.examined``): docs/console.md, "How it scales". A cursor of another process (a
+#: restart, another admin port) is a bad cursor, as a console session is gone.
+_CURSOR_KEY = secrets.token_bytes(32)
+_CURSOR_MAC = 16
 
 
 # -- cursors ---------------------------------------------------------------------------------
@@ -76,15 +85,25 @@ def encode_cursor(kind: str, position: int, examined: int | None = None) -> str:
     """Opaque to clients: which list it belongs to and the last row's position (and, for
     a bounded endpoint search, how many rows it has examined so far)."""
     text = f"{kind}:{position}" if examined is None else f"{kind}:{position}:{examined}"
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    raw = text.encode()
+    return base64.urlsafe_b64encode(_cursor_mac(raw) + raw).decode().rstrip("=")
+
+
+def _cursor_mac(raw: bytes) -> bytes:
+    return hmac.new(_CURSOR_KEY, raw, hashlib.sha256).digest()[:_CURSOR_MAC]
 
 
 def _cursor_numbers(kind: str, text: str) -> list[int]:
     """The numbers of a cursor ``kind:N[:N]`` as encode_cursor writes them."""
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+        signed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        mac, body = signed[:_CURSOR_MAC], signed[_CURSOR_MAC:]
+        if not hmac.compare_digest(mac, _cursor_mac(body)):
+            raise ValueError("forged, or of another process")
+        raw = body.decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ApiError(400, "bad_cursor", "the cursor is not one this API gave") from None
+        raise ApiError(400, "bad_cursor", "the cursor is not one this API process gave: "
+                       "start the list again") from None  # fmt: skip
     found, _, rest = raw.partition(":")
     numbers = rest.split(":")
     # Exactly what encode_cursor writes: digits that fit the stores' 64-bit row positions
@@ -118,10 +137,31 @@ def _bad(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_parameter", f"{field}: {message}", field=field)
 
 
+def _text_of(field: str, value: str) -> str:
+    """The API's one rule for every string it is given (a query or path parameter, a JSON
+    field): text a store can keep (actions.checked_text), so that PostgreSQL and SQLite
+    answer the same 400 (a NUL was a 503 from PostgreSQL)."""
+    try:
+        return actions.checked_text(value)
+    except ValueError as exc:
+        raise _bad(field, str(exc)) from None
+
+
+def _query(request: web.Request, name: str) -> str | None:
+    """A query parameter, by the API's rule for text; None when absent."""
+    value = request.query.get(name)
+    return None if value is None else _text_of(name, value)
+
+
+def _path(request: web.Request, name: str) -> str:
+    """A path parameter (``{token}``, ``{id}``...), by the API's rule for text."""
+    return _text_of(name, request.match_info[name])
+
+
 def _query_int(
     request: web.Request, name: str, low: int, high: int, default: int | None
 ) -> int | None:
-    text = request.query.get(name)
+    text = _query(request, name)
     if text is None:
         return default
     try:
@@ -156,19 +196,9 @@ def _field(
     # bool is an int in Python: a JSON true is not a number here.
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
         raise _bad(name, f"wrong type ({type(value).__name__})")
-    if isinstance(value, str) and not _is_utf8(value):
-        raise _bad(name, "not valid Unicode text (a lone surrogate)")
+    if isinstance(value, str):
+        _text_of(name, value)  # (JSON lets "\u0000" and a lone "\ud800" through)
     return value
-
-
-def _is_utf8(text: str) -> bool:
-    """False for a string JSON let through with a lone surrogate (\\ud800): no store or
-    page can encode it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -219,7 +249,10 @@ def _topics(body: dict[str, Any]) -> tuple[Topic, ...] | None:
             topics.append(actions.checked_topic(item["id"], item["name"]))
         except ValueError as exc:
             raise _bad("topics", str(exc)) from None
-    return tuple(topics)
+    try:
+        return actions.checked_topics(tuple(topics))
+    except ValueError as exc:
+        raise _bad("topics", str(exc)) from None
 
 
 def _balancing(body: dict[str, Any]) -> Balancing | None:
@@ -239,6 +272,10 @@ def _config(body: dict[str, Any]) -> bytes | None:
 
 def _version(body: dict[str, Any]) -> int | None:
     return _checked(body, "config_version", int, actions.checked_config_version)
+
+
+def _default(value: T | None, default: T) -> T:
+    return default if value is None else value
 
 
 def _bootstrap_servers(body: dict[str, Any]) -> list[tuple[str, int]]:
@@ -265,8 +302,8 @@ def endpoint_id_of(text: str) -> bytes:
 def _field_match(request: web.Request) -> FieldMatch | None:
     """``profile_field=a.b`` and ``profile_value=JSON``: docs/console.md, "The API"."""
     # Empty counts as absent, as for the other filters (a search form sends every field).
-    path = request.query.get("profile_field") or None
-    value = request.query.get("profile_value") or None
+    path = _query(request, "profile_field") or None
+    value = _query(request, "profile_value") or None
     if path is None and value is None:
         return None
     if path is None or value is None:
@@ -287,12 +324,20 @@ def _field_match(request: web.Request) -> FieldMatch | None:
     if isinstance(parsed, int) and not isinstance(parsed, bool) and abs(parsed) >= 2**63:
         parsed = _NOT_SCALAR
     # "\ud800" no store can encode; "\u0000" jsonb refuses (and no profile holds it).
-    if isinstance(parsed, str) and (not _is_utf8(parsed) or "\x00" in parsed):
+    if isinstance(parsed, str) and not _keeps(parsed):
         parsed = _NOT_SCALAR
     if parsed is _NOT_SCALAR or isinstance(parsed, (list, dict)):
         raise _bad("profile_value", 'one JSON value: "text", a number (64-bit), true, '
                    "false or null")  # fmt: skip
     return FieldMatch(keys, parsed)
+
+
+def _keeps(text: str) -> bool:
+    try:
+        actions.checked_text(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _no_constant(name: str) -> object:
@@ -386,7 +431,7 @@ class Api:
         return web.json_response({"items": [app_doc(a) for a in apps]})
 
     async def app_show(self, request: web.Request) -> web.Response:
-        app = await actions.existing_application(self.store, request.match_info["token"])
+        app = await actions.existing_application(self.store, _path(request, "token"))
         count = len(await self.store.list_sdk_tokens(app.token))
         return web.json_response(app_doc(app, count))
 
@@ -410,7 +455,7 @@ class Api:
             self.store,
             name=name,
             config=config,
-            config_version=_version(body) or 1,
+            config_version=_default(_version(body), 1),
             topics=topics,
             balancing=_balancing(body) or Balancing.STATIC,
             cached_signature=bool(cached),
@@ -430,8 +475,12 @@ class Api:
         )
         if changes == ApplicationChanges():
             raise ApiError(400, "nothing_to_change", "give at least one field to change")
-        token = request.match_info["token"]
+        token = _path(request, "token")
         app = await actions.existing_application(self.store, token)
+        try:
+            actions.checked_next_version(app, changes)
+        except ValueError as exc:
+            raise _bad("config_version", str(exc)) from None
         self._check_state(
             app.config if changes.config is None else changes.config,
             app.topics if changes.topics is None else changes.topics,
@@ -444,12 +493,12 @@ class Api:
     # -- SDK tokens ---------------------------------------------------------------------------
 
     async def sdk_list(self, request: web.Request) -> web.Response:
-        app = await actions.existing_application(self.store, request.match_info["token"])
+        app = await actions.existing_application(self.store, _path(request, "token"))
         tokens = await self.store.list_sdk_tokens(app.token)
         return web.json_response({"items": [sdk_token_doc(t) for t in tokens]})
 
     async def sdk_create(self, request: web.Request) -> web.Response:
-        doc = await self.create_sdk_token(_identity(request), request.match_info["token"])
+        doc = await self.create_sdk_token(_identity(request), _path(request, "token"))
         return web.json_response(doc, status=201)
 
     async def create_sdk_token(self, who: Identity, app_token: str) -> dict[str, Any]:
@@ -460,8 +509,8 @@ class Api:
         return {**sdk_token_doc(found), "sdk_token": token}
 
     async def sdk_revoke(self, request: web.Request) -> web.Response:
-        who, match = _identity(request), request.match_info
-        return web.json_response(await self.revoke_sdk_token(who, match["token"], match["sha256"]))
+        who, token, sha256 = _identity(request), _path(request, "token"), _path(request, "sha256")
+        return web.json_response(await self.revoke_sdk_token(who, token, sha256))
 
     async def revoke_sdk_token(self, who: Identity, app_token: str, sha256: str) -> dict[str, Any]:
         app = await actions.existing_application(self.store, app_token)
@@ -478,7 +527,7 @@ class Api:
     async def sdk_export(self, request: web.Request) -> web.Response:
         """The SDK configuration (``sdk.json``, or ``sdk.h`` with ``"format": "header"``);
         a POST so that the SDK token travels in the body, never in a URL or a log."""
-        return await self.export(request.match_info["token"], await _body(request))
+        return await self.export(_path(request, "token"), await _body(request))
 
     async def export(self, app_token: str, body: dict[str, Any]) -> web.Response:
         app = await actions.existing_application(self.store, app_token)
@@ -511,23 +560,22 @@ class Api:
 
     def endpoint_query(self, request: web.Request) -> EndpointQuery:
         """The search a request's query string asks for (the API's and the pages')."""
-        q = request.query
-        prefix = q.get("id_prefix", "").lower() or None
+        prefix = (_query(request, "id_prefix") or "").lower() or None
         if prefix is not None and (len(prefix) > 40 or not _HEX.fullmatch(prefix)):
             raise _bad("id_prefix", "up to 40 hex digits")
-        status = q.get("status") or None
+        status = _query(request, "status") or None
         if status is not None and status not in {s.value for s in EndpointStatus}:
             raise _bad("status", "active or revoked")
-        profile = q.get("profile") or None
+        profile = _query(request, "profile") or None
         if profile is not None and len(profile) > _MAX_PROFILE_QUERY:
             raise _bad("profile", f"at most {_MAX_PROFILE_QUERY} characters")
-        cursor = q.get("cursor")
+        cursor = _query(request, "cursor")
         before, examined = (None, 0) if cursor is None else decode_endpoint_cursor(cursor)
         limit = _query_int(request, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
         assert limit is not None
         return EndpointQuery(
             id_prefix=prefix,
-            application=q.get("application") or None,
+            application=_query(request, "application") or None,
             status=status,
             since_ms=_query_int(request, "since_ms", 0, 2**63 - 1, None),
             profile_contains=profile.encode() if profile else None,
@@ -554,14 +602,14 @@ class Api:
         }
 
     async def endpoint_show(self, request: web.Request) -> web.Response:
-        endpoint_id = endpoint_id_of(request.match_info["id"])
+        endpoint_id = endpoint_id_of(_path(request, "id"))
         endpoint = await self.store.get_endpoint(endpoint_id)
         if endpoint is None:
             raise NotFound("no such endpoint")
         return web.json_response(endpoint_doc(endpoint, with_profile=True))
 
     async def _revocation(self, request: web.Request, revoke: bool) -> web.Response:
-        endpoint_id = endpoint_id_of(request.match_info["id"])
+        endpoint_id = endpoint_id_of(_path(request, "id"))
         reason = ""
         if request.body_exists:
             reason = _text(await _body(request), "reason", _MAX_REASON) or ""
@@ -587,8 +635,8 @@ class Api:
     # -- the rest -------------------------------------------------------------------------------
 
     async def audit(self, request: web.Request) -> web.Response:
-        subject = request.query.get("subject") or None
-        cursor = request.query.get("cursor")
+        subject = _query(request, "subject") or None
+        cursor = _query(request, "cursor")
         limit = _query_int(request, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
         assert limit is not None
         before = None if cursor is None else decode_cursor("a", cursor)

@@ -108,6 +108,15 @@ _NODE = {
     "renewed_ms": _INT,
 }
 
+#: What an application may be given (actions.checked_config_version, checked_topics: the
+#: ids are distinct too). No string anywhere may hold a NUL (actions.checked_text).
+_VERSION = {"type": "integer", "minimum": 1, "maximum": 2**32 - 1}
+_TOPICS = {
+    "type": "array",
+    "items": _object({"id": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+                      "name": {"type": "string", "minLength": 1}}),
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object(
         {"error": _object({"code": {"enum": sorted(ERROR_CODES)}, "message": _STR},
@@ -119,12 +128,12 @@ SCHEMAS: dict[str, Any] = {
     "ApplicationList": _items("Application"),
     "ApplicationCreate": _object(
         {"name": _STR},
-        {"config": _STR, "config_version": _INT, "topics": {"type": "array"},
+        {"config": _STR, "config_version": _VERSION, "topics": _TOPICS,
          "balancing": _STR, "cached_signature": _BOOL},
     ),
     "ApplicationUpdate": _object(
         {},
-        {"name": _STR, "config": _STR, "config_version": _INT, "topics": {"type": "array"},
+        {"name": _STR, "config": _STR, "config_version": _VERSION, "topics": _TOPICS,
          "balancing": _STR, "cached_signature": _BOOL},
     ),
     "SdkToken": _object(_SDK_TOKEN),
@@ -286,15 +295,15 @@ def document() -> dict[str, Any]:
                             body="ApplicationCreate", changes=True),
             },
             "/api/v1/apps/{token}": {
-                "get": _op("one application", (200, "Application"), 404, params=[_TOKEN]),
+                "get": _op("one application", (200, "Application"), 400, 404, params=[_TOKEN]),
                 "patch": _op("change an application", (200, "Application"), 400, 404, 415,
                              body="ApplicationUpdate", params=[_TOKEN], changes=True),
             },
             "/api/v1/apps/{token}/sdk-tokens": {
                 "get": _op("an application's SDK tokens, by SHA-256", (200, "SdkTokenList"),
-                           404, params=[_TOKEN]),
+                           400, 404, params=[_TOKEN]),
                 "post": _op("a new SDK token: the only answer that holds it", (201, "NewSdkToken"),
-                            404, params=[_TOKEN], changes=True),
+                            400, 404, params=[_TOKEN], changes=True),
             },
             "/api/v1/apps/{token}/sdk-tokens/{sha256}/revoke": {
                 "post": _op("refuse an SDK token from now on", (200, "SdkToken"), 400, 404,

@@ -17,6 +17,7 @@ from kaa_wire.sdk_config import BootstrapServer
 from servers.clock import wall_ms
 from servers.store.base import (
     Application,
+    ApplicationChanges,
     AuditEntry,
     Balancing,
     NotFound,
@@ -34,8 +35,11 @@ __all__ = [
     "checked_name",
     "checked_config_version",
     "checked_topic",
+    "checked_topics",
+    "checked_text",
     "checked_bootstrap_server",
     "checked_state",
+    "checked_next_version",
 ]
 
 #: An application's name: for people, at most this many characters.
@@ -53,22 +57,50 @@ def checked_name(name: str) -> str:
     return name
 
 
+def checked_text(text: str) -> str:
+    """Text a store can keep: UTF-8 (no lone surrogate, which is what Python makes of
+    bytes that are not UTF-8, as on a command line) and no NUL (PostgreSQL's text cannot
+    hold U+0000, where SQLite's can: the two backends would answer differently). The
+    API's rule for every string it is given, and the CLI's for every argument;
+    ValueError otherwise."""
+    if "\x00" in text:
+        raise ValueError("text holds a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text that is not UTF-8") from None
+    return text
+
+
 def checked_config_version(version: int) -> int:
-    """A configuration version: 32 unsigned bits, as on the wire; ValueError otherwise."""
-    if not 0 <= version < 2**32:
-        raise ValueError("a configuration version is 0 to 2^32-1")
+    """A configuration version: 1 to 2^32-1 (32 unsigned bits, as on the wire; 0 is
+    refused because it is what a device's zeroed state holds before its first
+    configuration, so it could not tell one from none); ValueError otherwise."""
+    if not 0 < version < 2**32:
+        raise ValueError("a configuration version is 1 to 2^32-1")
     return version
 
 
 def checked_topic(topic_id: int, name: str) -> Topic:
-    """A topic (an id of 32 unsigned bits, a printable name of at most 255 bytes);
+    """A topic (an id of 32 unsigned bits, a printable name of 1 to 255 bytes);
     ValueError otherwise."""
-    if not name.isprintable():
-        raise ValueError("a topic name is printable text")
+    if not name or not name.isprintable():
+        raise ValueError("a topic name is 1 to 255 bytes of printable text")
     try:
         return Topic(topic_id, name)
     except LocalProtocolError as exc:
         raise ValueError(str(exc)) from None
+
+
+def checked_topics(topics: tuple[Topic, ...]) -> tuple[Topic, ...]:
+    """An application's topics (each by checked_topic): no two with the same id, which a
+    device could not tell apart; ValueError otherwise."""
+    seen: set[int] = set()
+    for topic in topics:
+        if topic.topic_id in seen:
+            raise ValueError(f"topic id {topic.topic_id} is given twice")
+        seen.add(topic.topic_id)
+    return topics
 
 
 def checked_bootstrap_server(host: str, port: int) -> tuple[str, int]:
@@ -97,6 +129,17 @@ def checked_state(config: bytes, topics: tuple[Topic, ...], max_frame_size: int)
             f"the configuration and topics make a {size}-byte registration answer, over "
             f"the {max_frame_size}-byte frame limit: devices could not register"
         )
+
+
+def checked_next_version(app: Application, changes: ApplicationChanges) -> int:
+    """The configuration version ``changes`` give ``app``: a new body without a version
+    bumps it by one, which past 2^32-1 no registration answer could carry (every device
+    of the application would be refused); ValueError then."""
+    version = changes.applied_to(app).config_version
+    if version >= 2**32:
+        raise ValueError("the configuration version is at 2^32-1: give a version (1 to "
+                         "2^32-1) with the new configuration")  # fmt: skip
+    return version
 
 
 def application_audit(

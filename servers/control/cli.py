@@ -118,7 +118,10 @@ def _read_secret(path: str) -> str:
     secret = text.strip()
     if not secret:
         raise UsageError(f"no SDK token in {'standard input' if path == '-' else path}")
-    return secret
+    try:  # (standard input decodes bytes that are not UTF-8 to lone surrogates)
+        return actions.checked_text(secret)
+    except ValueError as exc:
+        raise UsageError(f"the SDK token: {exc}") from None
 
 
 def _hex_prefix(text: str) -> str:
@@ -211,15 +214,23 @@ def _check_state(config: bytes, topics: tuple[Topic, ...], args: argparse.Namesp
         raise UsageError(str(exc)) from None
 
 
+def _topics(args: argparse.Namespace) -> tuple[Topic, ...]:
+    """The ``--topic`` options, as one application's topics (actions.checked_topics)."""
+    try:
+        return actions.checked_topics(tuple(args.topic))
+    except ValueError as exc:
+        raise UsageError(f"argument --topic: {exc}") from None
+
+
 async def _app_create(store: RegistryStore, args: argparse.Namespace, _: DataDir) -> int:
-    config = _config_body(args) or b"{}"
-    _check_state(config, tuple(args.topic), args)
+    config, topics = _config_body(args) or b"{}", _topics(args)
+    _check_state(config, topics, args)
     app = await actions.create_application(
         store,
         name=args.name,
         config=config,
         config_version=args.config_version,
-        topics=tuple(args.topic),
+        topics=topics,
         balancing=Balancing(args.balancing),
         cached_signature=args.cached_signature,
     )
@@ -235,13 +246,17 @@ async def _app_update(store: RegistryStore, args: argparse.Namespace, _: DataDir
         name=args.name,
         config=_config_body(args),
         config_version=args.config_version,
-        topics=tuple(args.topic) if args.topic else None,
+        topics=_topics(args) if args.topic else None,
         balancing=Balancing(args.balancing) if args.balancing else None,
         cached_signature=args.cached_signature,
     )
     if changes == ApplicationChanges():
         raise UsageError("nothing to change")
     app = await actions.existing_application(store, args.token)
+    try:
+        actions.checked_next_version(app, changes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     _check_state(
         app.config if changes.config is None else changes.config,
         app.topics if changes.topics is None else changes.topics,
@@ -681,14 +696,29 @@ async def _run(args: argparse.Namespace) -> int:
         return result
 
 
+def _checked_argv(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """Every argument by the store's rule for text (actions.checked_text), before any
+    command sees one: an argument that is not UTF-8 reaches Python with lone surrogates,
+    which no store, file name written back or output line can encode (it was a
+    UnicodeEncodeError traceback wherever it went)."""
+    for arg in argv:
+        try:
+            actions.checked_text(arg)
+        except ValueError as exc:
+            parser.error(f"argument {arg!a}: {exc}")
+    return list(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_checked_argv(parser, sys.argv[1:] if argv is None else argv))
     try:
         args.settings = cfg.load_settings(args)
         return asyncio.run(_run(args))
     except (UsageError, cfg.ConfigError, credentials.CredentialError) as exc:
         parser.error(str(exc))
+    except UnicodeDecodeError as exc:  # a password or SDK token file, standard input
+        parser.error(f"input that is not UTF-8 text (byte {exc.start})")
     except (
         NotFound,
         AlreadyExists,

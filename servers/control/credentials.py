@@ -119,7 +119,10 @@ def _read_password(path: str | None) -> str:
     if path is not None:
         text = sys.stdin.readline() if path == "-" else Path(path).read_text()
         lines = text.splitlines()
-        return lines[0] if lines else ""
+        try:  # (standard input decodes bytes that are not UTF-8 to lone surrogates)
+            return actions.checked_text(lines[0] if lines else "")
+        except ValueError as exc:
+            raise CredentialError(f"the password: {exc}") from None
     if not sys.stdin.isatty():
         raise CredentialError("no terminal to ask for the password: give --password-file")
     first = getpass.getpass("password: ")

@@ -408,6 +408,13 @@ def test_an_application_state_that_cannot_reach_a_device_is_refused(console: Con
         ["app", "update", "nope", "--name", "bell\x07"],
         ["app", "create", "--name", "a", "--config-version", str(2**70)],  # was a traceback
         ["app", "create", "--name", "a", "--config-version", "-1"],
+        # the console attack's quirks: a version 0 was taken (the API stored 1), an empty
+        # topic name and a topic id given twice were taken by both
+        ["app", "create", "--name", "a", "--config-version", "0"],
+        ["app", "update", "nope", "--config-version", "0"],
+        ["app", "create", "--name", "a", "--topic", "1:"],
+        ["app", "create", "--name", "a", "--topic", "1:x", "--topic", "1:y"],
+        ["app", "update", "nope", "--topic", "7:x", "--topic", "7:x"],
         ["sdk", "export", "--sdk-token", "t\u00e9"],  # was a traceback (exit 1: not found)
         ["endpoint", "list", "--limit", "9" * 20],  # were OverflowError tracebacks
         ["endpoint", "list", "--offset", "9" * 20],

@@ -8,15 +8,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from servers_harness import IO_TIMEOUT_S, Endpoint, process_exited, start_main, wait_until
 
 from kaa_wire import RegistrationStatus, _crypto
-from servers.metrics import STALE_AFTER_S
+from servers.metrics import STALE_AFTER_S, WorkerGroup, remove_stale_groups
 
 PROFILE = b'{"model": "a-1"}'
 
@@ -85,6 +88,43 @@ def test_a_killed_admin_process_is_restarted_while_the_services_serve(
     assert second is not None and process_exited(second)
 
 
+def test_a_hung_admin_process_is_killed_and_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, a stopped (SIGSTOP) or blocked admin process held the port forever: only
+    an exit was noticed. Now its loop's heartbeat falls silent, and after WATCHDOG_S
+    (lowered here) the supervisor kills it and starts another on the same port."""
+    watchdog_s = 6.0
+    monkeypatch.setenv("KAA_WIRE_ADMIN_WATCHDOG_S", str(watchdog_s))
+    main = start_main(tmp_path / "data")
+    services = main.process.proc.pid
+    first = second = None
+    try:
+        assert _get(main.admin_url + "/healthz") == (200, "ok\n")
+        first = _admin_process(services)
+        assert first is not None
+        time.sleep(watchdog_s + 1.5)  # a live loop beats: never taken for hung
+        assert "hung" not in main.process.logs() and _admin_process(services) == first
+        os.kill(first, signal.SIGSTOP)
+        stopped = time.monotonic()
+        wait_until(lambda: "admin process restarted" in main.process.logs(), "a restart",
+                   timeout=watchdog_s + 30)  # fmt: skip
+        assert time.monotonic() - stopped >= watchdog_s - 1.5  # (a beat may be in flight)
+        logs = main.process.logs()
+        assert "admin process hung, killing" in logs, logs
+        assert "admin process exited, restarting" in logs and "code=-9" in logs
+        assert process_exited(first)
+        second = _admin_process(services)
+        assert second not in (None, first)
+        assert _get(main.admin_url + "/healthz") == (200, "ok\n")
+    finally:
+        if first is not None and not process_exited(first):
+            os.kill(first, signal.SIGCONT)
+        code = main.process.stop()
+    assert code == 0, main.process.logs()
+    assert second is not None and process_exited(second)
+
+
 def _publications_of(pid: int) -> list[Path]:
     """The figures files the services' process ``pid`` published (servers/metrics.py)."""
     found = []
@@ -143,3 +183,60 @@ def test_healthz_turns_503_when_the_services_stop_publishing(tmp_path: Path) -> 
         assert _get(main.admin_url + "/livez") == (200, "alive\n")
     finally:
         assert main.process.stop() == 0, main.process.logs()
+
+
+def test_a_start_removes_the_figures_directory_of_services_killed_with_their_admin(
+    tmp_path: Path,
+) -> None:
+    """Services and their admin process both killed (SIGKILL: neither can remove the
+    figures' directory, memory on tmpfs until the next boot) leave it behind; the next
+    start removes it, its owner (named in it) being dead."""
+    main = start_main(tmp_path / "data")
+    services = main.process.proc.pid
+    admin = _admin_process(services)
+    try:
+        assert admin is not None
+        wait_until(lambda: _publications_of(services), "a publication")
+        (directory,) = {path.parent for path in _publications_of(services)}
+        assert directory.name.startswith(f"kaa-metrics-{services}-")  # its owner, by name
+        os.kill(admin, signal.SIGKILL)
+    finally:
+        main.process.kill()  # (before the restart of the admin process, 0.5 s later)
+    wait_until(lambda: process_exited(admin), "the admin process to exit")
+    assert directory.exists()  # leaked
+    again = start_main(tmp_path / "data", name="again")
+    try:
+        assert not directory.exists()
+    finally:
+        assert again.process.stop() == 0, again.process.logs()
+
+
+def test_only_the_directories_of_dead_owners_are_removed(tmp_path: Path) -> None:
+    """Real pids: one of a process that has exited, one alive (this one); directories
+    named after them, and of the older form (``kaa-metrics-<random>``) told by the pids
+    of their publications, or not told at all."""
+    base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+    done = subprocess.Popen(["true"])
+    done.wait()
+    dead, alive = done.pid, os.getpid()
+
+    def group(name: str, publisher: int | None = None) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=name, dir=base))
+        if publisher is not None:
+            (path / "worker-0.json").write_text(json.dumps({"pid": publisher, "at": 0}))
+        return path
+
+    dead_named = group(f"kaa-metrics-{dead}-", publisher=alive)  # (the name decides)
+    alive_named = group(f"kaa-metrics-{alive}-")
+    dead_old = group("kaa-metrics-", publisher=dead)
+    alive_old = group("kaa-metrics-", publisher=alive)
+    untold_old = group("kaa-metrics-")
+    made = WorkerGroup.create()
+    try:
+        assert not dead_named.exists() and not dead_old.exists()
+        assert alive_named.exists() and alive_old.exists() and untold_old.exists()
+        assert made.directory.name.startswith(f"kaa-metrics-{alive}-")
+        assert remove_stale_groups(base) == []  # (its own is alive too)
+    finally:
+        for path in (alive_named, alive_old, untold_old, made.directory):
+            WorkerGroup(path).remove()
