@@ -45,6 +45,7 @@ from servers.store.base import (
     Balancing,
     EndpointStatus,
     NotFound,
+    Refused,
     RegistryStore,
 )
 from servers.store.console import MAX_PAGE, SCAN_ROWS, EndpointQuery, FieldMatch
@@ -481,13 +482,13 @@ class Api:
             actions.checked_next_version(app, changes)
         except ValueError as exc:
             raise _bad("config_version", str(exc)) from None
-        self._check_state(
-            app.config if changes.config is None else changes.config,
-            app.topics if changes.topics is None else changes.topics,
-        )
         audit = actions.application_audit(wall_ms(), _identity(request).actor, "app.update",
                                           app, changed(changes))  # fmt: skip
-        updated = await self.store.update_application(token, changes, audit)
+        check = actions.update_check(self.settings.max_frame_size)
+        try:
+            updated = await self.store.update_application(token, changes, audit, check)
+        except Refused as exc:
+            raise ApiError(400, "invalid_parameter", str(exc), field="config") from None
         return web.json_response(app_doc(updated))
 
     # -- SDK tokens ---------------------------------------------------------------------------

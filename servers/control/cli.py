@@ -54,6 +54,7 @@ from servers.store.base import (
     AuditEntry,
     Balancing,
     NotFound,
+    Refused,
     RegistryStore,
     StoreError,
 )
@@ -257,14 +258,13 @@ async def _app_update(store: RegistryStore, args: argparse.Namespace, _: DataDir
         actions.checked_next_version(app, changes)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    _check_state(
-        app.config if changes.config is None else changes.config,
-        app.topics if changes.topics is None else changes.topics,
-        args,
-    )
     audit = actions.application_audit(wall_ms(), actions.actor(), "app.update", app,
                                       _changed(changes))  # fmt: skip
-    updated = await store.update_application(args.token, changes, audit)
+    check = actions.update_check(args.settings.max_frame_size)
+    try:
+        updated = await store.update_application(args.token, changes, audit, check)
+    except Refused as exc:
+        raise UsageError(str(exc)) from None
     _print(args, _app_doc(updated))
     return 0
 

@@ -5,6 +5,7 @@ OpenAPI description checked against what it really answers, and bad input of eve
 from __future__ import annotations
 
 import re
+import threading
 import time
 from typing import Any
 
@@ -393,6 +394,33 @@ def test_an_application_state_that_cannot_reach_a_device_is_refused(console: Con
     assert (answer.status, answer.code) == (400, "invalid_parameter"), answer.body
     assert console.api("GET", f"/apps/{token}").json["topics"] == []
     assert console.api("PATCH", f"/apps/{token}", body={"topics": topics[:10]}).status == 200
+
+
+def test_racing_updates_cannot_together_make_a_state_no_device_can_get(console: Console) -> None:
+    """Before: each update's state was checked on the application as read before its
+    write, so a 32 KiB configuration and 160 topics sent at once each fitted, and together
+    made a 73,669-byte answer every device of the application failed on (the console
+    attack of 2026-12-03, round 3). The store now checks the state inside the write."""
+    big = {"config": "x" * 32768}
+    many = {"topics": [{"id": n, "name": "t" * 250} for n in range(160)]}
+    for round_ in range(5):
+        token = console.api("POST", "/apps", body={"name": f"race {round_}"}).json["token"]
+        start = threading.Barrier(2)
+        statuses: list[int] = []
+
+        def patch(body: dict[str, Any], token: str = token, start: threading.Barrier = start,
+                  statuses: list[int] = statuses) -> None:  # fmt: skip
+            start.wait()
+            statuses.append(console.api("PATCH", f"/apps/{token}", body=body).status)
+
+        threads = [threading.Thread(target=patch, args=(body,)) for body in (big, many)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(statuses) == [200, 400], (round_, statuses)
+        app = console.api("GET", f"/apps/{token}").json
+        assert not (app["config"] == big["config"] and app["topics"]), round_
 
 
 @pytest.mark.parametrize(
