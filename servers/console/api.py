@@ -57,6 +57,9 @@ __all__ = [
     "decode_endpoint_cursor",
     "encode_cursor",
     "endpoint_id_of",
+    "path_text",
+    "query_text",
+    "text_of",
 ]
 
 PREFIX = "/api/v1"
@@ -138,7 +141,7 @@ def _bad(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_parameter", f"{field}: {message}", field=field)
 
 
-def _text_of(field: str, value: str) -> str:
+def text_of(field: str, value: str) -> str:
     """The API's one rule for every string it is given (a query or path parameter, a JSON
     field): text a store can keep (actions.checked_text), so that PostgreSQL and SQLite
     answer the same 400 (a NUL was a 503 from PostgreSQL)."""
@@ -148,21 +151,21 @@ def _text_of(field: str, value: str) -> str:
         raise _bad(field, str(exc)) from None
 
 
-def _query(request: web.Request, name: str) -> str | None:
+def query_text(request: web.Request, name: str) -> str | None:
     """A query parameter, by the API's rule for text; None when absent."""
     value = request.query.get(name)
-    return None if value is None else _text_of(name, value)
+    return None if value is None else text_of(name, value)
 
 
-def _path(request: web.Request, name: str) -> str:
+def path_text(request: web.Request, name: str) -> str:
     """A path parameter (``{token}``, ``{id}``...), by the API's rule for text."""
-    return _text_of(name, request.match_info[name])
+    return text_of(name, request.match_info[name])
 
 
 def _query_int(
     request: web.Request, name: str, low: int, high: int, default: int | None
 ) -> int | None:
-    text = _query(request, name)
+    text = query_text(request, name)
     if text is None:
         return default
     try:
@@ -198,7 +201,7 @@ def _field(
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
         raise _bad(name, f"wrong type ({type(value).__name__})")
     if isinstance(value, str):
-        _text_of(name, value)  # (JSON lets "\u0000" and a lone "\ud800" through)
+        text_of(name, value)  # (JSON lets "\u0000" and a lone "\ud800" through)
     return value
 
 
@@ -303,8 +306,8 @@ def endpoint_id_of(text: str) -> bytes:
 def _field_match(request: web.Request) -> FieldMatch | None:
     """``profile_field=a.b`` and ``profile_value=JSON``: docs/console.md, "The API"."""
     # Empty counts as absent, as for the other filters (a search form sends every field).
-    path = _query(request, "profile_field") or None
-    value = _query(request, "profile_value") or None
+    path = query_text(request, "profile_field") or None
+    value = query_text(request, "profile_value") or None
     if path is None and value is None:
         return None
     if path is None or value is None:
@@ -432,7 +435,7 @@ class Api:
         return web.json_response({"items": [app_doc(a) for a in apps]})
 
     async def app_show(self, request: web.Request) -> web.Response:
-        app = await actions.existing_application(self.store, _path(request, "token"))
+        app = await actions.existing_application(self.store, path_text(request, "token"))
         count = len(await self.store.list_sdk_tokens(app.token))
         return web.json_response(app_doc(app, count))
 
@@ -476,7 +479,7 @@ class Api:
         )
         if changes == ApplicationChanges():
             raise ApiError(400, "nothing_to_change", "give at least one field to change")
-        token = _path(request, "token")
+        token = path_text(request, "token")
         app = await actions.existing_application(self.store, token)
         try:
             actions.checked_next_version(app, changes)
@@ -494,12 +497,12 @@ class Api:
     # -- SDK tokens ---------------------------------------------------------------------------
 
     async def sdk_list(self, request: web.Request) -> web.Response:
-        app = await actions.existing_application(self.store, _path(request, "token"))
+        app = await actions.existing_application(self.store, path_text(request, "token"))
         tokens = await self.store.list_sdk_tokens(app.token)
         return web.json_response({"items": [sdk_token_doc(t) for t in tokens]})
 
     async def sdk_create(self, request: web.Request) -> web.Response:
-        doc = await self.create_sdk_token(_identity(request), _path(request, "token"))
+        doc = await self.create_sdk_token(_identity(request), path_text(request, "token"))
         return web.json_response(doc, status=201)
 
     async def create_sdk_token(self, who: Identity, app_token: str) -> dict[str, Any]:
@@ -510,7 +513,8 @@ class Api:
         return {**sdk_token_doc(found), "sdk_token": token}
 
     async def sdk_revoke(self, request: web.Request) -> web.Response:
-        who, token, sha256 = _identity(request), _path(request, "token"), _path(request, "sha256")
+        who, token = _identity(request), path_text(request, "token")
+        sha256 = path_text(request, "sha256")
         return web.json_response(await self.revoke_sdk_token(who, token, sha256))
 
     async def revoke_sdk_token(self, who: Identity, app_token: str, sha256: str) -> dict[str, Any]:
@@ -528,7 +532,7 @@ class Api:
     async def sdk_export(self, request: web.Request) -> web.Response:
         """The SDK configuration (``sdk.json``, or ``sdk.h`` with ``"format": "header"``);
         a POST so that the SDK token travels in the body, never in a URL or a log."""
-        return await self.export(_path(request, "token"), await _body(request))
+        return await self.export(path_text(request, "token"), await _body(request))
 
     async def export(self, app_token: str, body: dict[str, Any]) -> web.Response:
         app = await actions.existing_application(self.store, app_token)
@@ -561,22 +565,22 @@ class Api:
 
     def endpoint_query(self, request: web.Request) -> EndpointQuery:
         """The search a request's query string asks for (the API's and the pages')."""
-        prefix = (_query(request, "id_prefix") or "").lower() or None
+        prefix = (query_text(request, "id_prefix") or "").lower() or None
         if prefix is not None and (len(prefix) > 40 or not _HEX.fullmatch(prefix)):
             raise _bad("id_prefix", "up to 40 hex digits")
-        status = _query(request, "status") or None
+        status = query_text(request, "status") or None
         if status is not None and status not in {s.value for s in EndpointStatus}:
             raise _bad("status", "active or revoked")
-        profile = _query(request, "profile") or None
+        profile = query_text(request, "profile") or None
         if profile is not None and len(profile) > _MAX_PROFILE_QUERY:
             raise _bad("profile", f"at most {_MAX_PROFILE_QUERY} characters")
-        cursor = _query(request, "cursor")
+        cursor = query_text(request, "cursor")
         before, examined = (None, 0) if cursor is None else decode_endpoint_cursor(cursor)
         limit = _query_int(request, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
         assert limit is not None
         return EndpointQuery(
             id_prefix=prefix,
-            application=_query(request, "application") or None,
+            application=query_text(request, "application") or None,
             status=status,
             since_ms=_query_int(request, "since_ms", 0, 2**63 - 1, None),
             profile_contains=profile.encode() if profile else None,
@@ -603,14 +607,14 @@ class Api:
         }
 
     async def endpoint_show(self, request: web.Request) -> web.Response:
-        endpoint_id = endpoint_id_of(_path(request, "id"))
+        endpoint_id = endpoint_id_of(path_text(request, "id"))
         endpoint = await self.store.get_endpoint(endpoint_id)
         if endpoint is None:
             raise NotFound("no such endpoint")
         return web.json_response(endpoint_doc(endpoint, with_profile=True))
 
     async def _revocation(self, request: web.Request, revoke: bool) -> web.Response:
-        endpoint_id = endpoint_id_of(_path(request, "id"))
+        endpoint_id = endpoint_id_of(path_text(request, "id"))
         reason = ""
         if request.body_exists:
             reason = _text(await _body(request), "reason", _MAX_REASON) or ""
@@ -636,8 +640,8 @@ class Api:
     # -- the rest -------------------------------------------------------------------------------
 
     async def audit(self, request: web.Request) -> web.Response:
-        subject = _query(request, "subject") or None
-        cursor = _query(request, "cursor")
+        subject = query_text(request, "subject") or None
+        cursor = query_text(request, "cursor")
         limit = _query_int(request, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
         assert limit is not None
         before = None if cursor is None else decode_cursor("a", cursor)

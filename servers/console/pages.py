@@ -13,7 +13,14 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from servers.console.api import Api, decode_cursor, endpoint_id_of
+from servers.console.api import (
+    Api,
+    decode_cursor,
+    endpoint_id_of,
+    path_text,
+    query_text,
+    text_of,
+)
 from servers.console.auth import COOKIE, IDENTITY, Auth, Identity, reads_only
 from servers.console.devices import DEVICE_COOKIE
 from servers.console.errors import PAGE_ERROR, ApiError
@@ -34,8 +41,9 @@ def _iso(ms: int | None) -> str:
 
 
 def _form_text(form: Any, name: str) -> str:
+    """A form field, by the API's rule for text (a NUL was a 503 from PostgreSQL)."""
     value = form.get(name, "")
-    return value.strip() if isinstance(value, str) else ""
+    return text_of(name, value.strip()) if isinstance(value, str) else ""
 
 
 class Pages:
@@ -171,12 +179,12 @@ class Pages:
     async def app(
         self, request: web.Request, new_token: dict[str, Any] | None = None
     ) -> web.Response:
-        app = await actions.existing_application(self.api.store, request.match_info["token"])
+        app = await actions.existing_application(self.api.store, path_text(request, "token"))
         tokens = await self.api.store.list_sdk_tokens(app.token)
         return self.render(request, "app.html", app=app, tokens=tokens, new_token=new_token)
 
     async def create_sdk_token(self, request: web.Request) -> web.Response:
-        doc = await self.api.create_sdk_token(request[IDENTITY], request.match_info["token"])
+        doc = await self.api.create_sdk_token(request[IDENTITY], path_text(request, "token"))
         # Shown on this answer only; reloading the page does not show it again.
         return await self.app(request, new_token=doc)
 
@@ -186,18 +194,18 @@ class Pages:
                            target=request.path, back=f"/apps/{token}", reason=False)  # fmt: skip
 
     async def revoke_sdk_token(self, request: web.Request) -> web.StreamResponse:
-        token = request.match_info["token"]
-        await self.api.revoke_sdk_token(request[IDENTITY], token, request.match_info["sha256"])
+        token = path_text(request, "token")
+        await self.api.revoke_sdk_token(request[IDENTITY], token, path_text(request, "sha256"))
         raise web.HTTPSeeOther(f"/apps/{token}")
 
     @reads_only
     async def sdk_export(self, request: web.Request) -> web.Response:
         form = await request.post()
         body = {"sdk_token": _form_text(form, "sdk_token"), "format": _form_text(form, "format")}
-        return await self.api.export(request.match_info["token"], body)
+        return await self.api.export(path_text(request, "token"), body)
 
     async def audit(self, request: web.Request) -> web.Response:
-        cursor = request.query.get("cursor")
+        cursor = query_text(request, "cursor")
         before = None if cursor is None else decode_cursor("a", cursor)
-        page = await self.api.audit_page(request.query.get("subject") or None, before, 50)
+        page = await self.api.audit_page(query_text(request, "subject") or None, before, 50)
         return self.render(request, "audit.html", page=page)

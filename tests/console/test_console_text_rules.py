@@ -7,13 +7,19 @@ configuration version 0 (stored as 1), an empty topic name and a topic id given 
 from __future__ import annotations
 
 import base64
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from benchmarks.throwaway_db import fresh_database
-from tests.console.console_harness import Console, register_devices, start_console
+from tests.console.console_harness import (
+    ADMIN_PASSWORD,
+    Console,
+    register_devices,
+    start_console,
+)
 from tests.console.test_console_api import _check, _spec
 
 ENDPOINT = "ab" * 20
@@ -101,6 +107,35 @@ def test_nothing_was_written_by_a_refused_nul(console: Console, app_token: str) 
     assert audit.status == 200 and audit.json["items"] == [], audit.body
     app = console.api("GET", f"/apps/{app_token}").json
     assert (app["config"], app["config_version"]) == ("{}", 1)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "form"),
+    [
+        ("GET", "/audit?subject=%00", None),
+        ("GET", "/audit?subject=a&cursor=%00", None),
+        ("GET", "/apps/a%00b", None),
+        ("POST", f"/endpoints/{ENDPOINT}/revoke", {"reason": "lost\x00"}),
+        ("POST", "/apps", {"name": "a\x00"}),
+        ("POST", "/apps/a%00b/sdk-tokens", {}),
+        ("POST", "/apps/a%00b/sdk-export", {"sdk_token": "x", "format": "json"}),
+    ],
+)
+def test_a_nul_on_the_console_pages_is_a_400_page_on_both_backends(
+    console: Console, method: str, path: str, form: dict[str, str] | None
+) -> None:
+    """Before: the pages passed a query parameter, a path parameter or a form field to the
+    store as it came, and PostgreSQL answered a NUL 503 (the helper that fixed the API
+    noted it)."""
+    opener, login = console.login("alice", ADMIN_PASSWORD)
+    assert login.status == 303
+    raw = None
+    if form is not None:
+        csrf = console.request("GET", "/api/v1/me", opener=opener).json["csrf_token"]
+        raw = urllib.parse.urlencode({**form, "csrf": csrf}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": console.url}
+    answer = console.request(method, path, raw=raw, opener=opener, headers=headers)
+    assert answer.status == 400, (answer.status, answer.body[:300])
 
 
 @pytest.mark.parametrize(
