@@ -52,7 +52,7 @@ from servers.control.credentials import api_key_hash, api_key_matches, verify_pa
 from servers.limits import Gate
 from servers.metrics import Counter
 from servers.store.base import AuditEntry, RegistryStore
-from servers.store.console import AdminCredential, CredentialKind, Role
+from servers.store.console import CredentialKind, Role
 from servers.tasks import cancel_and_wait
 
 __all__ = [
@@ -331,18 +331,15 @@ class Auth:
             self.login_results.inc("limited")
             raise ApiError(429, "login_limited", "too many failed logins from this address "
                            f"or for this name: retry in {math.ceil(wait)} s")  # fmt: skip
-        credential: AdminCredential | None = None
-        ok = False
-        if "\x00" not in name:  # no name holds one (and PostgreSQL text cannot)
-            slot = self.logins if device is None else self.trusted_logins
-            if not slot.try_enter():
-                self.login_results.inc("busy")
-                raise ApiError(429, "busy", "too many logins at once: retry")
-            try:
-                credential = await self.store.get_credential(name)
-                ok = await asyncio.to_thread(verify_password, credential, password)
-            finally:
-                slot.leave()
+        slot = self.logins if device is None else self.trusted_logins
+        if not slot.try_enter():
+            self.login_results.inc("busy")
+            raise ApiError(429, "busy", "too many logins at once: retry")
+        try:
+            credential = await self.store.get_credential(name)
+            ok = await asyncio.to_thread(verify_password, credential, password)
+        finally:
+            slot.leave()
         if not ok or credential is None or credential.kind != CredentialKind.PASSWORD:
             self.failed_logins.failed(client, name, device)
             self.login_results.inc("refused")

@@ -565,10 +565,10 @@ def test_a_refused_login_logs_no_unknown_name_and_a_nul_name_is_refused(
 ) -> None:
     """Before: the tried name was logged whatever it was (a password typed into the name
     field ended in the log), and a NUL in it was 503 on PostgreSQL (its text cannot hold
-    one), not a refused login."""
+    one): now the console's rule for text, 400, before the store."""
     typed = "correct-horse-battery"
     assert _login(fresh_console, typed, "x")[0] == 401
-    assert _login(fresh_console, "alice\x00", ADMIN_PASSWORD)[0] == 401
+    assert _login(fresh_console, "alice\x00", ADMIN_PASSWORD)[0] == 400
     assert _login(fresh_console, "alice", ADMIN_PASSWORD)[0] == 303
     assert _login(fresh_console, "rita", "wrong", source="127.0.7.1")[0] == 401
     logs = fresh_console.main.process.logs()
