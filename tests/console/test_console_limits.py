@@ -25,6 +25,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, Self
 
 import pytest
 
@@ -115,7 +116,37 @@ def _metric(console: Console, sample: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-class _Flood:
+class _Load:
+    """Threads, one per item of ``each``, running :meth:`_run` on it from the start of a
+    ``with`` block (once :meth:`_ready`) to its end; the answers counted by status."""
+
+    def __init__(self, each: list[Any]) -> None:
+        self.statuses: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(item,)) for item in each]
+
+    def _run(self, item: Any) -> None:
+        raise NotImplementedError
+
+    def _count(self, status: int) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def _ready(self) -> None:
+        time.sleep(1.0)
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        self._ready()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+class _Flood(_Load):
     """``GET path`` (anonymous ``/login`` unless told) as fast as answered, from each of
     ``sources``, on kept-alive connections, until stopped; counts the answers by status."""
 
@@ -126,12 +157,10 @@ class _Flood:
         path: str = "/login",
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        super().__init__(sources)
         self.console = console
         self.path = path
         self.headers = dict(headers or {})
-        self.statuses: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(s,)) for s in sources]
 
     def _run(self, source: str) -> None:
         port = _port(self.console)
@@ -142,26 +171,18 @@ class _Flood:
                 conn.request("GET", self.path, headers=self.headers)
                 answer = conn.getresponse()
                 answer.read()
-                self.statuses[answer.status] = self.statuses.get(answer.status, 0) + 1
+                self._count(answer.status)
             except (OSError, http.client.HTTPException):
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=IO_TIMEOUT_S,
                                                   source_address=(source, 0))  # fmt: skip
         conn.close()
 
-    def __enter__(self) -> _Flood:
-        for thread in self._threads:
-            thread.start()
+    def _ready(self) -> None:
         deadline = time.monotonic() + 10
         while self.statuses.get(429, 0) < 20 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert self.statuses.get(429, 0) >= 20, self.statuses  # the budget is spent
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
 
 
 # -- F1: the request budget ------------------------------------------------------------------
@@ -266,18 +287,14 @@ def test_client_addresses_are_keyed_by_host(address: str | None, key: str) -> No
 # -- connections: slow bodies and one address's many sockets ----------------------------------
 
 
-class _SlowBodies:
+class _SlowBodies(_Load):
     """``count`` connections, from the ``sources`` in turn, each sending a whole POST head
     and then its body one byte every 0.3 s; each reconnects when the server closes it."""
 
     def __init__(self, console: Console, sources: list[str], count: int) -> None:
+        super().__init__([sources[n % len(sources)] for n in range(count)])
         self.port = _port(console)
         self.host = console.url.split("//", 1)[1]
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(sources[n % len(sources)],))
-            for n in range(count)
-        ]
 
     def _run(self, source: str) -> None:
         head = (f"POST /login HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/"
@@ -293,16 +310,6 @@ class _SlowBodies:
             except OSError:
                 pass  # closed by the server: again
 
-    def __enter__(self) -> _SlowBodies:
-        for thread in self._threads:
-            thread.start()
-        time.sleep(1.0)  # (every slot taken)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
 
 
 def test_slow_request_bodies_never_hold_the_operators_out(console: Console) -> None:
@@ -399,14 +406,12 @@ def test_failed_logins_for_one_name_lock_the_name_but_not_a_browser_it_logged_in
     assert _login(console, "alice", ADMIN_PASSWORD, source="127.0.2.3")[0] == 303
 
 
-class _Guesser:
+class _Guesser(_Load):
     """Wrong passwords for random names, from a new address each, as fast as answered."""
 
     def __init__(self, console: Console, threads: int) -> None:
+        super().__init__(list(range(threads)))
         self.console = console
-        self.statuses: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(threads)]
 
     def _run(self, n: int) -> None:
         tries = 0
@@ -417,18 +422,10 @@ class _Guesser:
                 status = _login(self.console, f"guess{n}-{tries}", "wrong", source=source)[0]
             except (OSError, http.client.HTTPException):
                 status = 0
-            self.statuses[status] = self.statuses.get(status, 0) + 1
+            self._count(status)
 
-    def __enter__(self) -> _Guesser:
-        for thread in self._threads:
-            thread.start()
+    def _ready(self) -> None:
         time.sleep(2.0)  # (the slot and the anonymous half taken)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
 
 
 def test_a_trusted_browser_logs_in_while_a_guesser_floods_the_login(budgeted: Console) -> None:
