@@ -346,7 +346,11 @@ class AdminServer:
 
     def _within_budget(self, request: web.Request) -> bool:
         known = request.app.get(CREDENTIAL)
-        return self.budget.take(request.remote, None if known is None else known(request))
+        try:
+            credential = None if known is None else known(request)
+        except Exception:  # the requester's bytes must never get past the budget
+            credential = None
+        return self.budget.take(request.remote, credential)
 
     # -- the probes -----------------------------------------------------------------------
 

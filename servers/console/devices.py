@@ -105,14 +105,16 @@ class DeviceCookies:
         if not cookie or len(cookie) > MAX_COOKIE:
             return None
         parts = cookie.split(".")
-        if len(parts) != 4 or not parts[2].isdigit() or len(parts[2]) > 12:
+        # (ASCII digits only: "²" is a digit to str.isdigit and not to int, which raised
+        # from the request budget's check: a 500 that bypassed the budget, round 4)
+        if len(parts) != 4 or not 0 < len(parts[2]) <= 12 or parts[2].strip("0123456789"):
             return None
         try:
             raw_name, raw, mac = _unb64(parts[0]), _unb64(parts[1]), _unb64(parts[3])
             name = raw_name.decode("utf-8", "surrogatepass")
+            issued = int(parts[2])
         except (ValueError, TypeError):
             return None
-        issued = int(parts[2])
         canonical = f"{_b64(raw_name)}.{_b64(raw)}.{issued}.{_b64(mac)}"
         if canonical != cookie or len(raw) != _ID_BYTES:
             return None

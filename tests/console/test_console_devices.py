@@ -72,6 +72,14 @@ def _spell(cookie: str, part: int, spelling: Callable[[str], str]) -> str:
         lambda c: _spell(c, 1, lambda p: p[:-1] + _sibling(p[-1])),
         lambda c: _spell(c, 3, lambda p: p + "="),
         lambda c: _spell(c, 2, lambda p: "0" + p),
+        # digits to str.isdigit, not to int(): a ValueError out of the request budget's
+        # check, a 500 on every page (the console attack of 2026-12-03, round 4)
+        lambda c: _spell(c, 2, lambda p: "\u00b2\u00b3"),
+        lambda c: _spell(c, 2, lambda p: "\u2460"),
+        lambda c: _spell(c, 2, lambda p: "\u0663\u0664"),  # Arabic-Indic: int() takes them
+        lambda c: _spell(c, 2, lambda p: "+" + p),
+        lambda c: _spell(c, 2, lambda p: " " + p),
+        lambda c: _spell(c, 2, lambda p: ""),
     ],
 )
 def test_an_altered_or_malformed_cookie_is_nobodys(

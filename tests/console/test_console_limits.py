@@ -444,6 +444,18 @@ def test_a_trusted_browser_logs_in_while_a_guesser_floods_the_login(budgeted: Co
     assert guesser.statuses.get(429, 0) > 0, guesser.statuses  # it was held meanwhile
 
 
+def test_a_device_cookie_with_other_digits_is_nobodys(console: Console) -> None:
+    """Before: a time of "²³" passed str.isdigit and failed int(), from the request
+    budget's check: 500 on every page, /login included, past the budget, one ERROR line
+    each; a page of any other port of the host could plant it in a browser for a year
+    (the console attack of 2026-12-03, round 4)."""
+    cookie = {"Cookie": f"{DEVICE_COOKIE}=Ym9i.iJn8xXcfyI45Z-Poni6X7Q.\u00b2\u00b3.nD2H".encode()
+              .decode("latin-1")}  # fmt: skip
+    assert _get(console, "/api/v1/me", headers=cookie)[0] == 401
+    assert _get(console, "/login", headers=cookie)[0] == 200
+    assert "admin request failed" not in console.main.process.logs()
+
+
 def test_a_trusted_browser_and_an_api_key_are_known_after_a_restart(tmp_path: Path) -> None:
     """Before: the trusted (name, address) pairs and the known API keys were this process's
     memory: after a restart a guesser held the name everywhere, and an API key's first
