@@ -51,6 +51,7 @@ from servers.limits import Gate
 
 __all__ = [
     "AdminServer",
+    "Buckets",
     "CREDENTIAL",
     "client_key",
     "MAX_BODY",
@@ -117,19 +118,21 @@ CREDENTIAL: web.AppKey[Callable[[web.Request], str | None]] = web.AppKey(
 )
 
 
-class _Buckets:
-    """Token buckets by key, at most ``limit`` of them, the least recently used going
-    first (one pushed out comes back full: the other limits still hold the total)."""
+class Buckets:
+    """Token buckets by key (``burst`` tokens saved up at most: two seconds' worth unless
+    told), at most ``limit`` of them, the least recently used going first (one pushed out
+    comes back full: the other limits still hold the total)."""
 
-    def __init__(self, rate: float, limit: int) -> None:
+    def __init__(self, rate: float, limit: int, burst: float | None = None) -> None:
         self.rate = rate
         self.limit = limit
+        self.burst = 2 * rate if burst is None else burst
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def take(self, key: str) -> bool:
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate, burst=2 * self.rate)
+            bucket = self._buckets[key] = TokenBucket(self.rate, burst=self.burst)
             if len(self._buckets) > self.limit:
                 self._buckets.popitem(last=False)
         else:
@@ -166,8 +169,8 @@ class RequestBudget:
         self.rate = rate
         own = rate * self.CREDENTIAL_SHARE
         self.shared = TokenBucket(rate - own, burst=2 * (rate - own))
-        self._credentials = _Buckets(own, self.MAX_CREDENTIALS)
-        self._addresses = _Buckets(rate * self.ADDRESS_SHARE, self.MAX_ADDRESSES)
+        self._credentials = Buckets(own, self.MAX_CREDENTIALS)
+        self._addresses = Buckets(rate * self.ADDRESS_SHARE, self.MAX_ADDRESSES)
 
     def take(self, address: str | None, credential: str | None) -> bool:
         if credential is not None:

@@ -42,7 +42,7 @@ from typing import TypeVar
 from aiohttp import web
 
 from servers import logs
-from servers.admin import client_key
+from servers.admin import Buckets, client_key
 from servers.clock import wall_ms
 from servers.console.devices import DEVICE_COOKIE, DeviceCookies
 from servers.console.devices import LIFETIME_S as DEVICE_LIFETIME_S
@@ -81,6 +81,9 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PUBLIC = ("/healthz", "/livez", "/metrics", "/login", "/static/")
 #: API keys (their hashes) this process knows live, for :meth:`Auth.credential`.
 MAX_KNOWN_KEYS = 1024
+#: Logins from trusted browsers, per name: a burst, then this many a minute.
+TRUSTED_LOGIN_BURST = 5
+TRUSTED_LOGINS_PER_MIN = 6
 #: How often the live API keys are read again from the store (a key made by the CLI
 #: counts as anonymous until then, or until its first request is checked).
 KEYS_RELOAD_S = 5.0
@@ -189,6 +192,11 @@ class Auth:
         #: Logins from trusted browsers (a valid device cookie for the name) have a slot of
         #: their own: a guesser's anonymous logins kept the one slot busy (round 3).
         self.trusted_logins = Gate("admin logins from trusted browsers", LOGIN_SLOTS)
+        #: ...and each name takes it at most ``TRUSTED_LOGINS_PER_MIN`` times a minute: any
+        #: credential holder logging in again and again kept it from the others (round 4).
+        self._trusted_pace = Buckets(
+            TRUSTED_LOGINS_PER_MIN / 60, FailedLogins.MAX_ENTRIES, burst=TRUSTED_LOGIN_BURST
+        )
         self.failed_logins = FailedLogins()
         #: ``kaa_admin_logins_total`` (install() adds it to /metrics).
         self.login_results = Counter(
@@ -331,6 +339,10 @@ class Auth:
             self.login_results.inc("limited")
             raise ApiError(429, "login_limited", "too many failed logins from this address "
                            f"or for this name: retry in {math.ceil(wait)} s")  # fmt: skip
+        if device is not None and not self._trusted_pace.take(name):
+            self.login_results.inc("limited")
+            raise ApiError(429, "login_limited", "too many logins for this name: retry in a "
+                           "minute")  # fmt: skip
         slot = self.logins if device is None else self.trusted_logins
         if not slot.try_enter():
             self.login_results.inc("busy")

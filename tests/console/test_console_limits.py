@@ -444,6 +444,37 @@ def test_a_trusted_browser_logs_in_while_a_guesser_floods_the_login(budgeted: Co
     assert guesser.statuses.get(429, 0) > 0, guesser.statuses  # it was held meanwhile
 
 
+class _Relogin(_Load):
+    """``name`` logs in again and again with the right password and its device cookie."""
+
+    def __init__(self, console: Console, name: str, password: str, device: str) -> None:
+        super().__init__(["127.0.8.3"] * 3)
+        self.console, self.name, self.password, self.device = console, name, password, device
+
+    def _run(self, source: str) -> None:
+        while not self._stop.is_set():
+            self._count(_login(self.console, self.name, self.password, source, self.device)[0])
+
+
+def test_one_name_logging_in_again_and_again_leaves_the_trusted_slot_to_others(
+    console: Console,
+) -> None:
+    """Before: any credential holder, read-only included, logging in again and again with
+    their own device cookie kept the one trusted-login slot, and another user's trusted
+    login was answered 429 busy four times in five (the console attack of 2026-12-03,
+    round 4). Now a name takes it a few times a minute at most."""
+    _, _, _, ritas = _browser_login(console, "rita", READER_PASSWORD, source="127.0.8.3")
+    _, _, _, alices = _browser_login(console, "alice", ADMIN_PASSWORD, source="127.0.8.4")
+    assert ritas is not None and alices is not None
+    with _Relogin(console, "rita", READER_PASSWORD, ritas) as rita:
+        answers = []
+        for _ in range(5):
+            answers.append(_login(console, "alice", ADMIN_PASSWORD, "127.0.8.4", alices)[0])
+            time.sleep(0.5)
+    assert answers == [303] * 5, (answers, rita.statuses)
+    assert rita.statuses.get(429, 0) > rita.statuses.get(303, 0), rita.statuses
+
+
 def test_a_device_cookie_with_other_digits_is_nobodys(console: Console) -> None:
     """Before: a time of "²³" passed str.isdigit and failed int(), from the request
     budget's check: 500 on every page, /login included, past the budget, one ERROR line
