@@ -46,7 +46,7 @@ from servers.admin import Buckets, client_key
 from servers.clock import wall_ms
 from servers.console.devices import DEVICE_COOKIE, DeviceCookies
 from servers.console.devices import LIFETIME_S as DEVICE_LIFETIME_S
-from servers.console.errors import ApiError
+from servers.console.errors import ApiError, read_form
 from servers.console.lockout import FailedLogins
 from servers.control.credentials import api_key_hash, api_key_matches, verify_password
 from servers.limits import Gate
@@ -318,7 +318,7 @@ class Auth:
                 raise ApiError(403, "csrf_refused", "a request from another origin")
             token = request.headers.get(CSRF_HEADER)
             if token is None and request.content_type == "application/x-www-form-urlencoded":
-                token = str((await request.post()).get("csrf", ""))
+                token = str((await read_form(request)).get("csrf", ""))
             if not token or not hmac.compare_digest(token, session.csrf):
                 raise ApiError(403, "csrf_refused", "missing or wrong CSRF token")
         if not identity.can_change and not _reads_only(request):

@@ -14,11 +14,14 @@ from typing import Any
 from aiohttp import web
 
 from servers import logs
-from servers.store.base import AlreadyExists, NotFound, StoreBusy, StoreError
+from servers.store.base import AlreadyExists, NotFound, Refused, StoreBusy, StoreError
 
-__all__ = ["ApiError", "errors", "security_headers", "CSP", "error_body"]
+__all__ = ["ApiError", "errors", "security_headers", "CSP", "error_body", "read_form"]
 
 _log = logging.getLogger("servers.console")
+#: A store failure is answered 503; it is logged too (rate limited, with counts), or a
+#: real fault would look like nothing but an outage to the operator (round 4).
+_store_trouble = logs.Trouble(_log, "store", base_s=0.0, event="store failed", log_every_s=10.0)
 
 #: No inline script or style anywhere: every script and sheet is a file under /static/.
 CSP = (
@@ -66,13 +69,26 @@ def _from_exception(exc: BaseException) -> ApiError | None:
         return ApiError(409, "conflict", str(exc))
     if isinstance(exc, StoreBusy):
         return ApiError(503, "busy", "the store is busy: retry")
+    if isinstance(exc, Refused):
+        return ApiError(400, "invalid_parameter", str(exc))
     if isinstance(exc, StoreError):
+        _store_trouble.failed(exc)
         return ApiError(503, "store_unavailable", "the store cannot be reached")
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code = _HTTP_CODES.get(exc.status, "error")
         message = exc.reason if exc.text is None else exc.text.strip()
         return ApiError(exc.status, code, message)
     return None
+
+
+async def read_form(request: web.Request) -> Any:
+    """The request's form (aiohttp's ``post()``); a body it cannot read (a multipart
+    without its boundary, an unknown charset) is 400, not a 500 with an ERROR line
+    (round 4)."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError):
+        raise ApiError(400, "bad_request", "a form body that cannot be read") from None
 
 
 def _answer(request: web.Request, error: ApiError) -> web.Response:

@@ -23,7 +23,7 @@ from servers.console.api import (
 )
 from servers.console.auth import COOKIE, IDENTITY, Auth, Identity, reads_only
 from servers.console.devices import DEVICE_COOKIE
-from servers.console.errors import PAGE_ERROR, ApiError
+from servers.console.errors import PAGE_ERROR, ApiError, read_form
 from servers.control import actions
 from servers.control.documents import endpoint_doc
 from servers.store.base import NotFound
@@ -104,7 +104,7 @@ class Pages:
         return self.render(request, "login.html", failed=False)
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await read_form(request)
         name, password = _form_text(form, "name"), form.get("password", "")
         session = None
         if name and isinstance(password, str) and password and len(password) <= 1024:
@@ -156,7 +156,7 @@ class Pages:
 
     async def change_endpoint(self, request: web.Request) -> web.StreamResponse:
         endpoint_id = endpoint_id_of(request.match_info["id"])
-        form = await request.post()
+        form = await read_form(request)
         reason = _form_text(form, "reason")[:500]
         revoke = request.match_info["action"] == "revoke"
         await self.api.set_revoked(request[IDENTITY], endpoint_id, reason, revoke)
@@ -167,7 +167,7 @@ class Pages:
         return self.render(request, "apps.html", apps=apps)
 
     async def create_app(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await read_form(request)
         body: dict[str, Any] = {"name": _form_text(form, "name")}
         for field in ("config", "balancing"):
             if _form_text(form, field):
@@ -200,7 +200,7 @@ class Pages:
 
     @reads_only
     async def sdk_export(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await read_form(request)
         body = {"sdk_token": _form_text(form, "sdk_token"), "format": _form_text(form, "format")}
         return await self.api.export(path_text(request, "token"), body)
 

@@ -475,6 +475,31 @@ def test_one_name_logging_in_again_and_again_leaves_the_trusted_slot_to_others(
     assert rita.statuses.get(429, 0) > rita.statuses.get(303, 0), rita.statuses
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data",
+        "multipart/form-data; boundary=",
+        "multipart/form-data; boundary=nothere",
+        "application/x-www-form-urlencoded; charset=bogus",
+    ],
+)
+def test_a_form_body_that_cannot_be_read_is_a_400(console: Console, content_type: str) -> None:
+    """Before: 500 and an ERROR line for each (ValueError, LookupError from aiohttp's
+    form reader), on the login and on any session form (the console attack of
+    2026-12-03, round 4)."""
+    headers = {"Content-Type": content_type, "Origin": console.url}
+    body = b"name=alice&password=x"
+    assert _get(console, "/login", method="POST", headers=headers, body=body)[0] == 400
+    status, _, cookie = _login(console, "alice", ADMIN_PASSWORD, source="127.0.8.5")
+    assert status == 303 and cookie is not None
+    revoke = f"/endpoints/{'ab' * 20}/revoke"
+    answer = _get(console, revoke, method="POST", headers={**headers, "Cookie": cookie}, body=body)
+    # (a session's form is read for its CSRF token when it is urlencoded; else refused)
+    assert answer[0] == (400 if "urlencoded" in content_type else 403)
+    assert "admin request failed" not in console.main.process.logs()
+
+
 def test_a_device_cookie_with_other_digits_is_nobodys(console: Console) -> None:
     """Before: a time of "²³" passed str.isdigit and failed int(), from the request
     budget's check: 500 on every page, /login included, past the budget, one ERROR line
