@@ -67,6 +67,13 @@ def _cases(data: Path, tmp: Path) -> list[tuple[str, tuple[str, ...], bytes, int
          b"", 2),
         ("control read-only command on a missing database",
          ("servers.control", "--data", str(tmp / "no-data"), "app", "list"), b"", 1),
+        # read to its end before: /dev/zero grew the CLI to 5 GB (console attack, round 4)
+        ("control app create with an endless body file", ("servers.control", "--data",
+                                                          str(data), "app", "create", "--name",
+                                                          "z", "--body-file", "/dev/zero"), b"", 2),
+        ("control app create with a missing body file", ("servers.control", "--data", str(data),
+                                                         "app", "create", "--name", "m",
+                                                         "--body-file", str(tmp / "none")), b"", 1),
     ]
 
 

@@ -199,7 +199,14 @@ def _config_body(args: argparse.Namespace) -> bytes | None:
     if args.body is not None and args.body_file is not None:
         raise UsageError("give --body or --body-file, not both")
     if args.body_file is not None:
-        return Path(args.body_file).read_bytes()
+        # Read no more than a frame can carry: /dev/zero grew the CLI to 5 GB (round 4).
+        limit = args.settings.max_frame_size
+        with open(args.body_file, "rb") as file:
+            body = file.read(limit + 1)
+        if len(body) > limit:
+            raise UsageError(f"{args.body_file} is over {limit} bytes: no registration "
+                             "answer could carry it")  # fmt: skip
+        return body
     if args.body is not None:
         return str(args.body).encode()
     return None
