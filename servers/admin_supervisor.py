@@ -51,7 +51,9 @@ HEARTBEAT_S = 1.0
 #: any pause of a healthy loop (a slow store answer is awaited, not blocking), short
 #: enough that the port is back within a minute. ``KAA_WIRE_ADMIN_WATCHDOG_S`` overrides
 #: it (the tests lower it; it is no setting).
-WATCHDOG_S = float(os.environ.get("KAA_WIRE_ADMIN_WATCHDOG_S") or 15.0)
+WATCHDOG_S = 15.0
+with contextlib.suppress(ValueError):  # (a test's knob: a bad value leaves the default)
+    WATCHDOG_S = max(1.0, float(os.environ.get("KAA_WIRE_ADMIN_WATCHDOG_S") or WATCHDOG_S))
 #: Until its first beat a child is starting (imports, on a loaded machine, take seconds):
 #: it may be silent this long.
 START_GRACE_S = 60.0

@@ -516,7 +516,8 @@ def remove_stale_groups(base: Path) -> list[Path]:
     """Remove this user's group directories under ``base`` whose owners are all dead: those
     of services killed with SIGKILL together with their admin process (memory on tmpfs
     until the next boot). Never one of a live process, nor one whose owner it cannot tell;
-    returns those removed."""
+    returns those removed. An older version's directory (no owner in its name) that has
+    stayed empty for :data:`ABANDONED_S` goes too."""
     removed = []
     for directory in base.glob(_GROUP_PREFIX + "*"):
         try:
@@ -528,9 +529,25 @@ def remove_stale_groups(base: Path) -> list[Path]:
         owners = _owners(directory)
         if owners and not any(_alive(pid) for pid in owners):
             WorkerGroup(directory).remove()
-            if not directory.exists():
-                removed.append(directory)
+        elif not owners and _abandoned(directory):
+            with contextlib.suppress(OSError):  # (not empty after all: kept)
+                directory.rmdir()
+        if not directory.exists():
+            removed.append(directory)
     return removed
+
+
+#: An owner-less (older version's) directory empty this long is nobody's: a live group
+#: publishes within a second of its start.
+ABANDONED_S = 3600.0
+
+
+def _abandoned(directory: Path) -> bool:
+    try:
+        age_s = time.time() - directory.stat().st_mtime
+        return age_s > ABANDONED_S and not any(directory.iterdir())
+    except OSError:
+        return False
 
 
 class WorkerGroup:

@@ -19,7 +19,7 @@ import pytest
 from servers_harness import IO_TIMEOUT_S, Endpoint, process_exited, start_main, wait_until
 
 from kaa_wire import RegistrationStatus, _crypto
-from servers.metrics import STALE_AFTER_S, WorkerGroup, remove_stale_groups
+from servers.metrics import ABANDONED_S, STALE_AFTER_S, WorkerGroup, remove_stale_groups
 
 PROFILE = b'{"model": "a-1"}'
 
@@ -231,9 +231,13 @@ def test_only_the_directories_of_dead_owners_are_removed(tmp_path: Path) -> None
     dead_old = group("kaa-metrics-", publisher=dead)
     alive_old = group("kaa-metrics-", publisher=alive)
     untold_old = group("kaa-metrics-")
+    # empty past ABANDONED_S: nobody's (the round-4 attack found 17 such, never removed)
+    abandoned_old = group("kaa-metrics-")
+    long_ago = time.time() - ABANDONED_S - 60
+    os.utime(abandoned_old, (long_ago, long_ago))
     made = WorkerGroup.create()
     try:
-        assert not dead_named.exists() and not dead_old.exists()
+        assert not dead_named.exists() and not dead_old.exists() and not abandoned_old.exists()
         assert alive_named.exists() and alive_old.exists() and untold_old.exists()
         assert made.directory.name.startswith(f"kaa-metrics-{alive}-")
         assert remove_stale_groups(base) == []  # (its own is alive too)
