@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -85,29 +86,34 @@ _CURSOR_MAC = 16
 # -- cursors ---------------------------------------------------------------------------------
 
 
-def encode_cursor(kind: str, position: int, examined: int | None = None) -> str:
+def encode_cursor(
+    kind: str, position: int, examined: int | None = None, *, search: str = ""
+) -> str:
     """Opaque to clients: which list it belongs to and the last row's position (and, for
-    a bounded endpoint search, how many rows it has examined so far)."""
+    a bounded endpoint search, how many rows it has examined so far). Its MAC also covers
+    ``search``, what the list is of (its filters): another search's cursor, and so its
+    count, is refused (round 4 of the attack carried a count over to another search)."""
     text = f"{kind}:{position}" if examined is None else f"{kind}:{position}:{examined}"
     raw = text.encode()
-    return base64.urlsafe_b64encode(_cursor_mac(raw) + raw).decode().rstrip("=")
+    return base64.urlsafe_b64encode(_cursor_mac(raw, search) + raw).decode().rstrip("=")
 
 
-def _cursor_mac(raw: bytes) -> bytes:
-    return hmac.new(_CURSOR_KEY, raw, hashlib.sha256).digest()[:_CURSOR_MAC]
+def _cursor_mac(raw: bytes, search: str) -> bytes:
+    message = raw + b"\x00" + search.encode()
+    return hmac.new(_CURSOR_KEY, message, hashlib.sha256).digest()[:_CURSOR_MAC]
 
 
-def _cursor_numbers(kind: str, text: str) -> list[int]:
+def _cursor_numbers(kind: str, text: str, search: str) -> list[int]:
     """The numbers of a cursor ``kind:N[:N]`` as encode_cursor writes them."""
     try:
         signed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         mac, body = signed[:_CURSOR_MAC], signed[_CURSOR_MAC:]
-        if not hmac.compare_digest(mac, _cursor_mac(body)):
+        if not hmac.compare_digest(mac, _cursor_mac(body, search)):
             raise ValueError("forged, or of another process")
         raw = body.decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ApiError(400, "bad_cursor", "the cursor is not one this API process gave: "
-                       "start the list again") from None  # fmt: skip
+        raise ApiError(400, "bad_cursor", "the cursor is not one this API process gave for "
+                       "this search: start the list again") from None  # fmt: skip
     found, _, rest = raw.partition(":")
     numbers = rest.split(":")
     # Exactly what encode_cursor writes: digits that fit the stores' 64-bit row positions
@@ -121,17 +127,22 @@ def _cursor_numbers(kind: str, text: str) -> list[int]:
     return [int(n) for n in numbers]
 
 
-def decode_cursor(kind: str, text: str) -> int:
-    numbers = _cursor_numbers(kind, text)
+def decode_cursor(kind: str, text: str, search: str = "") -> int:
+    numbers = _cursor_numbers(kind, text, search)
     if len(numbers) != 1:
         raise ApiError(400, "bad_cursor", "the cursor is not one this API gave")
     return numbers[0]
 
 
-def decode_endpoint_cursor(text: str) -> tuple[int, int]:
+def decode_endpoint_cursor(text: str, search: str) -> tuple[int, int]:
     """(position, rows examined so far) of an endpoint list's cursor."""
-    numbers = _cursor_numbers("e", text)
+    numbers = _cursor_numbers("e", text, search)
     return numbers[0], numbers[1] if len(numbers) == 2 else 0
+
+
+def _search_of(query: EndpointQuery) -> str:
+    """What an endpoint search's cursors are bound to: its filters, not its page."""
+    return repr(dataclasses.replace(query, before=None, examined=0, limit=0, scan_limit=None))
 
 
 # -- reading requests ------------------------------------------------------------------------
@@ -574,22 +585,23 @@ class Api:
         profile = query_text(request, "profile") or None
         if profile is not None and len(profile) > _MAX_PROFILE_QUERY:
             raise _bad("profile", f"at most {_MAX_PROFILE_QUERY} characters")
-        cursor = query_text(request, "cursor")
-        before, examined = (None, 0) if cursor is None else decode_endpoint_cursor(cursor)
         limit = _query_int(request, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
         assert limit is not None
-        return EndpointQuery(
+        query = EndpointQuery(
             id_prefix=prefix,
             application=query_text(request, "application") or None,
             status=status,
             since_ms=_query_int(request, "since_ms", 0, 2**63 - 1, None),
             profile_contains=profile.encode() if profile else None,
             profile_field=_field_match(request),
-            before=before,
             limit=limit,
             scan_limit=_query_int(request, "scan_rows", 1, SCAN_ROWS, None),
-            examined=examined,
         )
+        cursor = query_text(request, "cursor")
+        if cursor is None:
+            return query
+        before, examined = decode_endpoint_cursor(cursor, _search_of(query))
+        return dataclasses.replace(query, before=before, examined=examined)
 
     async def endpoint_list(self, request: web.Request) -> web.Response:
         return web.json_response(await self.endpoint_page(self.endpoint_query(request)))
@@ -602,7 +614,7 @@ class Api:
         return {
             "items": [endpoint_doc(e) for _, e in page.rows],
             "next_cursor": None if page.next_before is None
-            else encode_cursor("e", page.next_before, page.examined),
+            else encode_cursor("e", page.next_before, page.examined, search=_search_of(query)),
             "scan": scan,
         }
 
@@ -644,7 +656,7 @@ class Api:
         cursor = query_text(request, "cursor")
         limit = _query_int(request, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
         assert limit is not None
-        before = None if cursor is None else decode_cursor("a", cursor)
+        before = None if cursor is None else decode_cursor("a", cursor, subject or "")
         return web.json_response(await self.audit_page(subject, before, limit))
 
     async def audit_page(
@@ -654,7 +666,9 @@ class Api:
         more = len(entries) == limit
         return {
             "items": [audit_doc(e) for e in entries],
-            "next_cursor": encode_cursor("a", entries[-1].seq) if entries and more else None,
+            "next_cursor": encode_cursor("a", entries[-1].seq, search=subject or "")
+            if entries and more
+            else None,
         }
 
     async def bootstrap(self, request: web.Request) -> web.Response:

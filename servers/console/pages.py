@@ -205,7 +205,7 @@ class Pages:
         return await self.api.export(path_text(request, "token"), body)
 
     async def audit(self, request: web.Request) -> web.Response:
-        cursor = query_text(request, "cursor")
-        before = None if cursor is None else decode_cursor("a", cursor)
-        page = await self.api.audit_page(query_text(request, "subject") or None, before, 50)
+        cursor, subject = query_text(request, "cursor"), query_text(request, "subject") or None
+        before = None if cursor is None else decode_cursor("a", cursor, subject or "")
+        page = await self.api.audit_page(subject, before, 50)
         return self.render(request, "audit.html", page=page)

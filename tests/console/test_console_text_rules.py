@@ -208,6 +208,26 @@ def test_a_made_up_examined_count_is_a_bad_cursor(console: Console) -> None:
     assert (answer.status, answer.code) == (400, "bad_cursor"), answer.body
 
 
+def test_a_cursor_goes_on_with_its_own_search_only(console: Console) -> None:
+    """Before: a cursor, and the count it carries, was taken by a search with other filters:
+    ``scan.examined`` 20 for a search that examined nothing (the console attack of
+    2026-12-03, round 4). Its MAC now covers the search's filters (not the page size)."""
+    register_devices(console, [b'{"m":1}', b'{"m":2}', b'{"m":3}'])
+    first = console.api("GET", "/endpoints?profile=%22m%22&scan_rows=1&limit=1")
+    cursor = first.json["next_cursor"]
+    assert first.status == 200 and cursor is not None, first.body
+    same = console.api("GET", f"/endpoints?profile=%22m%22&scan_rows=2&limit=5&cursor={cursor}")
+    assert same.status == 200, same.body
+    for other in ("profile=%22m%22&application=nope", "profile=%22n%22", "status=active",
+                  "profile=%22m%22&since_ms=1"):  # fmt: skip
+        answer = console.api("GET", f"/endpoints?{other}&scan_rows=1&cursor={cursor}")
+        assert (answer.status, answer.code) == (400, "bad_cursor"), (other, answer.body)
+    audit = console.api("GET", f"/audit?subject={ENDPOINT}&limit=1")
+    audit_cursor = console.api("GET", "/audit?limit=1").json["next_cursor"]
+    answer = console.api("GET", f"/audit?subject={ENDPOINT}&limit=1&cursor={audit_cursor}")
+    assert audit.status == 200 and (answer.status, answer.code) == (400, "bad_cursor")
+
+
 def test_a_new_body_past_the_last_version_is_refused(
     served: tuple[Console, tuple[str, ...]],
 ) -> None:
