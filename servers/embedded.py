@@ -89,6 +89,7 @@ async def export_for_listeners(
                 "operations_port": listeners.operations_port,
                 "admin_port": listeners.admin_port,
                 "admin_host": listeners.admin_host,
+                "max_frame_size": settings.max_frame_size,  # (servers.control checks states)
                 "pid": os.getpid(),
             }
         ).encode(),

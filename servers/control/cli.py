@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import sys
@@ -195,12 +196,26 @@ def _endpoint_id(text: str) -> bytes:
     return value
 
 
+def _frame_limit(args: argparse.Namespace) -> int:
+    """The largest frame an application's state must fit: this command's setting, or the
+    running ``python -m servers`` of this data directory's (listeners.json) when smaller.
+    The CLI checked its own while the server ran with a smaller one, and every device of
+    the application then failed (the console attack of 2026-12-03, round 4)."""
+    limit: int = args.settings.max_frame_size
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        listeners = json.loads(DataDir(args.settings.data).listeners.read_text())
+        running = listeners["max_frame_size"]
+        if isinstance(running, int) and 0 < running < limit:
+            limit = running
+    return limit
+
+
 def _config_body(args: argparse.Namespace) -> bytes | None:
     if args.body is not None and args.body_file is not None:
         raise UsageError("give --body or --body-file, not both")
     if args.body_file is not None:
         # Read no more than a frame can carry: /dev/zero grew the CLI to 5 GB (round 4).
-        limit = args.settings.max_frame_size
+        limit = _frame_limit(args)
         with open(args.body_file, "rb") as file:
             body = file.read(limit + 1)
         if len(body) > limit:
@@ -217,7 +232,7 @@ def _config_body(args: argparse.Namespace) -> bytes | None:
 
 def _check_state(config: bytes, topics: tuple[Topic, ...], args: argparse.Namespace) -> None:
     try:
-        actions.checked_state(config, topics, args.settings.max_frame_size)
+        actions.checked_state(config, topics, _frame_limit(args))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -267,7 +282,7 @@ async def _app_update(store: RegistryStore, args: argparse.Namespace, _: DataDir
         raise UsageError(str(exc)) from None
     audit = actions.application_audit(wall_ms(), actions.actor(), "app.update", app,
                                       _changed(changes))  # fmt: skip
-    check = actions.update_check(args.settings.max_frame_size)
+    check = actions.update_check(_frame_limit(args))
     try:
         updated = await store.update_application(args.token, changes, audit, check)
     except Refused as exc:

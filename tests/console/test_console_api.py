@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -22,6 +23,7 @@ from tests.console.console_harness import (
     Console,
     register_devices,
 )
+from tests.servers.servers_harness import control, start_main
 
 
 def _spec(console: Console) -> dict[str, Any]:
@@ -394,6 +396,25 @@ def test_an_application_state_that_cannot_reach_a_device_is_refused(console: Con
     assert (answer.status, answer.code) == (400, "invalid_parameter"), answer.body
     assert console.api("GET", f"/apps/{token}").json["topics"] == []
     assert console.api("PATCH", f"/apps/{token}", body={"topics": topics[:10]}).status == 200
+
+
+def test_the_cli_checks_a_state_against_the_running_servers_frame_limit(tmp_path: Path) -> None:
+    """Before: servers.control checked an application's state against its own
+    max_frame_size (64 KiB), while the server ran with 8 KiB: a 20 KB configuration was
+    taken, and every device of the application failed (the console attack of 2026-12-03,
+    round 4). It now takes the running server's when smaller (DIR/listeners.json)."""
+    data = tmp_path / "data"
+    main = start_main(data, "--max-frame-size", "8192")
+    try:
+        body = tmp_path / "body.json"
+        body.write_text('{"pad":"' + "x" * 20000 + '"}')
+        made = control(data, "app", "create", "--name", "fat", "--body-file", str(body),
+                       check=False)  # fmt: skip
+        assert made.returncode == 2 and "8192" in made.stderr, made.stderr
+        small = control(data, "app", "create", "--name", "fits", "--body", '{"a":1}')
+        assert small.returncode == 0, small.stderr
+    finally:
+        assert main.process.stop() == 0, main.process.logs()
 
 
 def test_racing_updates_cannot_together_make_a_state_no_device_can_get(console: Console) -> None:
