@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from servers.limits import Gate
 
@@ -322,17 +323,8 @@ class AdminServer:
                                     content_type="application/json")  # fmt: skip
             return web.Response(status=429, text="too many admin requests: retry\n",
                                 headers=_THROTTLED_HEADERS)  # fmt: skip
-        if request.body_exists:
-            # The body is read before the connection counts as handling a request: one
-            # trickled in held its slot from eviction, and 16 of them, at 8 requests a
-            # second, answered every operator and probe 503 (the console attack of
-            # 2026-12-03, round 3). Handlers then read it from aiohttp's cache.
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    await request.read()
-            except TimeoutError:
-                self.timed_out += 1
-                raise web.HTTPRequestTimeout(text="request body too slow\n") from None
+        if request.body_exists and request.path not in _PROBES:
+            await self._read_body(request)
         conn = self._open.get(request.transport)
         if conn is not None:
             conn.busy += 1
@@ -346,6 +338,24 @@ class AdminServer:
             if conn is not None:
                 conn.busy -= 1
                 conn.answered()
+
+    async def _read_body(self, request: web.Request) -> None:
+        """Read the body before the connection counts as handling a request: one trickled
+        in held its slot from eviction, and 16 of them, at 8 requests a second, answered
+        every operator and probe 503 (the console attack of 2026-12-03, round 3).
+        Handlers then read it from aiohttp's cache. A compressed body is refused unread:
+        nothing here needs one, and a 64 KiB gzip bomb cost 170 ms of a core to refuse
+        (round 5); a body aiohttp cannot decode is 400, not a 500 with an ERROR line."""
+        if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            raise web.HTTPUnsupportedMediaType(text="a compressed request body\n")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await request.read()
+        except TimeoutError:
+            self.timed_out += 1
+            raise web.HTTPRequestTimeout(text="request body too slow\n") from None
+        except RequestPayloadError:
+            raise web.HTTPBadRequest(text="a request body that cannot be read\n") from None
 
     def _within_budget(self, request: web.Request) -> bool:
         known = request.app.get(CREDENTIAL)

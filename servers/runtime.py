@@ -30,6 +30,7 @@ from servers.bootstrap.presign import Presigner
 from servers.bootstrap.service import BootstrapService
 from servers.bootstrap.view import RegistryView
 from servers.config import Settings
+from servers.control import actions
 from servers.datadir import PRIVATE_DIR_MODE, DataDir, DataDirError
 from servers.keyring import KeyringError
 from servers.limits import Gate, WorkerPool, auto_threads, ensure_fd_limit
@@ -63,6 +64,18 @@ class Listeners:
 
 
 Hook = Callable[[RegistryStore, Listeners], Awaitable[None]]
+
+
+async def _warn_unsendable_states(store: RegistryStore, max_frame_size: int, log: Any) -> None:
+    """A warning for each application whose state no registration answer of this node can
+    carry (stored under a larger frame limit, or while no server ran to say its own:
+    round 5 of the console attack): every device of it is refused until it is changed."""
+    for app in await store.list_applications():
+        try:
+            actions.checked_state(app.config, app.topics, max_frame_size)
+        except ValueError as exc:
+            logs.event(log, logging.WARNING, "application state too large for max_frame_size",
+                       application=app.token, error=str(exc))  # fmt: skip
 
 
 def _bound_port(server: asyncio.Server) -> int:
@@ -206,6 +219,7 @@ class _Services:
             retry_base_ms=s.retry_base_ms,
             retry_after_ms=s.retry_after_ms,
         )
+        await _warn_unsendable_states(self.store, s.max_frame_size, log)
         port = await self._listen(self._context(service), s.operations_port)
         self.lease = NodeLease(
             self.store,

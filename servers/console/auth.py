@@ -319,7 +319,9 @@ class Auth:
             token = request.headers.get(CSRF_HEADER)
             if token is None and request.content_type == "application/x-www-form-urlencoded":
                 token = str((await read_form(request)).get("csrf", ""))
-            if not token or not hmac.compare_digest(token, session.csrf):
+            # (as bytes: compare_digest refuses str with non-ASCII characters, a 500, round 5)
+            sent = token.encode("utf-8", "surrogateescape") if token else b""
+            if not sent or not hmac.compare_digest(sent, session.csrf.encode()):
                 raise ApiError(403, "csrf_refused", "missing or wrong CSRF token")
         if not identity.can_change and not _reads_only(request):
             raise ApiError(403, "forbidden", f"the {identity.role} role cannot change anything")
@@ -339,14 +341,16 @@ class Auth:
             self.login_results.inc("limited")
             raise ApiError(429, "login_limited", "too many failed logins from this address "
                            f"or for this name: retry in {math.ceil(wait)} s")  # fmt: skip
-        if device is not None and not self._trusted_pace.take(name):
-            self.login_results.inc("limited")
-            raise ApiError(429, "login_limited", "too many logins for this name: retry in a "
-                           "minute")  # fmt: skip
         slot = self.logins if device is None else self.trusted_logins
         if not slot.try_enter():
             self.login_results.inc("busy")
             raise ApiError(429, "busy", "too many logins at once: retry")
+        # (the pace after the slot: a login refused busy must not spend its name's pace)
+        if device is not None and not self._trusted_pace.take(name):
+            slot.leave()
+            self.login_results.inc("limited")
+            raise ApiError(429, "login_limited", "too many logins for this name: retry in a "
+                           "minute")  # fmt: skip
         try:
             credential = await self.store.get_credential(name)
             ok = await asyncio.to_thread(verify_password, credential, password)

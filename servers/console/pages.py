@@ -106,6 +106,8 @@ class Pages:
     async def login(self, request: web.Request) -> web.StreamResponse:
         form = await read_form(request)
         name, password = _form_text(form, "name"), form.get("password", "")
+        if isinstance(password, str):  # (not stripped: a password is as typed)
+            password = text_of("password", password)
         session = None
         if name and isinstance(password, str) and password and len(password) <= 1024:
             session = await self.auth.login(

@@ -14,6 +14,7 @@ Linux): each client connection picks its source address.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import re
@@ -502,6 +503,39 @@ def test_a_form_body_that_cannot_be_read_is_a_400(console: Console, content_type
     answer = _get(console, revoke, method="POST", headers={**headers, "Cookie": cookie}, body=body)
     # (a session's form is read for its CSRF token when it is urlencoded; else refused)
     assert answer[0] == (400 if "urlencoded" in content_type else 403)
+    assert "admin request failed" not in console.main.process.logs()
+
+
+@pytest.mark.parametrize("path", ["/login", "/api/v1/apps", "/metrics", "/nowhere"])
+def test_a_compressed_or_undecodable_body_is_refused_unread(console: Console, path: str) -> None:
+    """Before: a gzip body that does not decode was a 500 and an ERROR line on every path,
+    the probes' (not budgeted) included, and a 64 KiB gzip bomb cost 170 ms of a core
+    before its 413 (the console attack of 2026-12-03, round 5). Nothing here takes a
+    compressed body: 415 unread; a probe's body is not read at all."""
+    bomb = gzip.compress(bytes(8 << 20), 9)[:60000]
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": console.url,
+               "Content-Encoding": "gzip"}  # fmt: skip
+    for body in (b"zz", bomb):
+        status = _get(console, path, method="POST", headers=headers, body=body)[0]
+        assert status in ((405,) if path == "/metrics" else (415,)), status
+    assert "admin request failed" not in console.main.process.logs()
+
+
+def test_a_password_that_is_not_text_and_a_csrf_token_that_is_not_ascii_are_refused(
+    console: Console,
+) -> None:
+    """Before: a lone surrogate in the password (charset=unicode_escape) and a non-ASCII
+    CSRF token were each a 500 and an ERROR line (round 5)."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=unicode_escape",
+               "Origin": console.url}  # fmt: skip
+    body = b"name=alice&password=\\ud800xxxxxxxx"
+    assert _get(console, "/login", method="POST", headers=headers, body=body)[0] == 400
+    status, _, cookie = _login(console, "alice", ADMIN_PASSWORD, source="127.0.8.6")
+    assert status == 303 and cookie is not None
+    revoke = f"/api/v1/endpoints/{'ab' * 20}/revoke"
+    for token in ("\u00e9".encode().decode("latin-1"), "\u00e9"):
+        sent = {"Cookie": cookie, "Origin": console.url, "X-CSRF-Token": token}
+        assert _get(console, revoke, method="POST", headers=sent)[0] == 403
     assert "admin request failed" not in console.main.process.logs()
 
 
