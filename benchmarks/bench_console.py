@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.environment import child_environment
+from servers.store.console import MAX_PAGE
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_767_225_600_000
@@ -166,12 +167,14 @@ def measure(
 ) -> list[dict[str, Any]]:
     api = url + "/api/v1/endpoints?"
     _, first = _get(api + "limit=50", key)
-    # A cursor 50 rows above the oldest: the API's own (cursors are signed, so a client
-    # cannot write one), from a search for the 51st row by its id. A cursor names a row
-    # position only, so it goes on with any search of the list.
-    row_50 = hashlib.sha1((50).to_bytes(8, "big") * 8).hexdigest()
-    _, one = _get(api + f"id_prefix={row_50}&limit=1", key)
-    deep = one["next_cursor"]
+    # A cursor near the oldest row (at most MAX_PAGE + 50 rows above it): the API's own,
+    # from walking the list MAX_PAGE rows a page (cursors are signed, and bound to their
+    # search's filters, so a client can neither write one nor take another search's).
+    deep = None
+    for _ in range(max(0, (count - 51) // MAX_PAGE)):
+        _, page = _get(api + f"limit={MAX_PAGE}" + (f"&cursor={deep}" if deep else ""), key)
+        deep = page["next_cursor"]
+    deep = deep or first["next_cursor"]  # (a list of fewer rows: its second page)
     serial = count // 3
     prefix = hashlib.sha1(serial.to_bytes(8, "big") * 8).hexdigest()[:6]
     fill = {
